@@ -1,0 +1,45 @@
+/**
+ * Content identifiers (SPEC.md §3.2). Records and list blocks are addressed
+ * by CIDv1 with the dag-cbor codec and a sha2-256 multihash. "CID order"
+ * everywhere is the lexicographic order of a CID's binary form — one helper,
+ * `compareCids`, so no two places can disagree.
+ */
+import { sha256 } from '@noble/hashes/sha2.js'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { compareBytes } from './bytes.js'
+import { DAG_CBOR_CODE } from './cbor.js'
+
+export const SHA2_256_CODE = 0x12
+export const RAW_CODE = 0x55
+
+export { CID }
+
+/** The CID of a DAG-CBOR block. */
+export function cidOfBlock(bytes: Uint8Array): CID {
+  return CID.createV1(DAG_CBOR_CODE, Digest.create(SHA2_256_CODE, sha256(bytes)))
+}
+
+/** A raw-codec CID over a sha2-256 digest (a UnixFS raw leaf). */
+export function rawCidOfDigest(digest: Uint8Array): CID {
+  return CID.createV1(RAW_CODE, Digest.create(SHA2_256_CODE, digest))
+}
+
+export function compareCids(a: CID, b: CID): number {
+  return compareBytes(a.bytes, b.bytes)
+}
+
+/** True for a CIDv1 with the dag-cbor codec and a sha2-256 multihash: a record or list block id. */
+export function isRecordCid(cid: CID): boolean {
+  return (
+    cid.version === 1 &&
+    cid.code === DAG_CBOR_CODE &&
+    cid.multihash.code === SHA2_256_CODE &&
+    cid.multihash.size === 32
+  )
+}
+
+/** A stable map key for a CID (its base32 string). */
+export function cidKey(cid: CID): string {
+  return cid.toString()
+}

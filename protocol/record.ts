@@ -1,0 +1,200 @@
+/**
+ * From bytes to a verified record, and from fields to signed bytes
+ * (SPEC.md §5). Signature first, permission second: this module decides
+ * only what is intrinsic to the bytes — canonical encoding, schema,
+ * federation, signatures, and for a genesis its co-signatures and
+ * well-formedness. Whether an author may do what the record says is the
+ * fold's business.
+ *
+ * `Verified<K>` values are frozen and can only be made here, so nothing
+ * unverified reaches the fold.
+ */
+import type { CID } from 'multiformats/cid'
+import { decodeStrict, encode } from './cbor.js'
+import { cidOfBlock } from './cid.js'
+import { type BlockSource, readList } from './cidlist.js'
+import { parseDid } from './did.js'
+import { type Ed25519Backend, zip215 } from './ed25519.js'
+import { wellFormedProblem } from './govstate.js'
+import { LIMITS } from './limits.js'
+import { ok, type Rejection, type Result, reject } from './result.js'
+import { recordSchema } from './schema.js'
+import { federationIdOf, type Signer, signingBytes } from './signing.js'
+import type { Cosig, Kind, SignedRecord, UnsignedRecord } from './types.js'
+
+declare const verifiedBrand: unique symbol
+
+export interface SealLists {
+  readonly votes: readonly CID[]
+  readonly attestations: readonly CID[]
+}
+
+export interface Verified<K extends Kind = Kind> {
+  readonly cid: CID
+  readonly bytes: Uint8Array
+  readonly record: SignedRecord<K>
+  /** Seals only: the vote and attestation lists, once their blocks were read. */
+  readonly lists?: SealLists
+  readonly [verifiedBrand]: true
+}
+
+export type AnyVerified = { [K in Kind]: Verified<K> }[Kind]
+
+export function isKind<K extends Kind>(v: AnyVerified | Verified, kind: K): v is Verified<K> {
+  return v.record.kind === kind
+}
+
+function seal<K extends Kind>(
+  cid: CID,
+  bytes: Uint8Array,
+  record: SignedRecord<K>,
+  lists?: SealLists,
+): Verified<K> {
+  const v = lists ? { cid, bytes, record, lists } : { cid, bytes, record }
+  return Object.freeze(v) as unknown as Verified<K>
+}
+
+export interface DecodeOptions {
+  /** The federation the record must belong to. Without it, only a genesis can be checked for the binding. */
+  readonly federation?: CID
+  /** Ed25519 backend; the ZIP-215 reference by default. */
+  readonly ed25519?: Ed25519Backend
+  /** Where the blocks of a seal's lists come from; without it a seal is returned without lists. */
+  readonly blocks?: BlockSource
+}
+
+/** Decodes and verifies one record. Never throws. */
+export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Result<AnyVerified> {
+  if (bytes.length > LIMITS.maxRecordBytes) {
+    return reject(
+      'record-too-large',
+      `a record is at most ${LIMITS.maxRecordBytes} bytes, this one ${bytes.length}`,
+    )
+  }
+  const decoded = decodeStrict(bytes)
+  if (!decoded.ok) return decoded
+  const bad = recordSchema(decoded.value)
+  if (bad) return bad
+  const record = decoded.value as SignedRecord
+  const backend = options.ed25519 ?? zip215
+  const message = signingBytes(record)
+
+  if (record.kind === 'genesis') {
+    const g = record as SignedRecord<'genesis'>
+    if (options.federation && !federationIdOf(g).equals(options.federation)) {
+      return reject('federation-mismatch', 'this genesis does not have the expected federation id')
+    }
+    const problem = genesisProblem(g, message, backend)
+    if (problem) return problem
+  } else {
+    if (options.federation && !record.federation!.equals(options.federation)) {
+      return reject('federation-mismatch', 'the record belongs to another federation', 'federation')
+    }
+    const key = parseDid(record.author, 'author')
+    if (!key.ok) return key
+    if (!backend.verify(record.sig, message, key.value))
+      return reject('sig-invalid', 'the signature does not verify', 'sig')
+  }
+
+  const cid = cidOfBlock(bytes)
+  if (record.kind === 'seal' && options.blocks) {
+    const lists = readSealLists(record as SignedRecord<'seal'>, options.blocks)
+    if (!lists.ok) return lists
+    return ok(seal(cid, bytes, record, lists.value) as AnyVerified)
+  }
+  return ok(seal(cid, bytes, record) as AnyVerified)
+}
+
+function genesisProblem(
+  g: SignedRecord<'genesis'>,
+  message: Uint8Array,
+  backend: Ed25519Backend,
+): Rejection | undefined {
+  const members = g.body.members
+  const author = members.find((m) => m.id === g.author)
+  if (!author) return reject('genesis-ill-formed', 'the genesis author must be one of its members', 'author')
+  const key = parseDid(g.author, 'author')
+  if (!key.ok) return key
+  if (!backend.verify(g.sig, message, key.value))
+    return reject('sig-invalid', 'the signature does not verify', 'sig')
+  const stewards = new Set(members.filter((m) => m.roles.includes('steward')).map((m) => m.id))
+  const cosigs = g.cosigs ?? []
+  for (let i = 0; i < cosigs.length; i++) {
+    const c = cosigs[i]!
+    if (!stewards.has(c.id) || c.id === g.author) {
+      return reject(
+        'genesis-cosig-extra',
+        `${c.id} is not a founding steward other than the author`,
+        `cosigs[${i}].id`,
+      )
+    }
+    const k = parseDid(c.id, `cosigs[${i}].id`)
+    if (!k.ok) return k
+    if (!backend.verify(c.sig, message, k.value)) {
+      return reject(
+        'genesis-cosig-invalid',
+        `the co-signature of ${c.id} does not verify`,
+        `cosigs[${i}].sig`,
+      )
+    }
+  }
+  const cosigned = new Set(cosigs.map((c) => c.id))
+  for (const s of stewards) {
+    if (s !== g.author && !cosigned.has(s))
+      return reject('genesis-cosig-missing', `founding steward ${s} has not co-signed`, 'cosigs')
+  }
+  const problem = wellFormedProblem(members, g.body.rules)
+  if (problem) return reject('genesis-ill-formed', `the genesis state is not well-formed: ${problem}`, 'body')
+  return undefined
+}
+
+/** Reads a seal's vote and attestation lists from blocks. */
+export function readSealLists(record: SignedRecord<'seal'>, blocks: BlockSource): Result<SealLists> {
+  const votes = readList(record.body.votes, blocks)
+  if (!votes.ok) return { ...votes, path: 'body.votes' }
+  const attestations = readList(record.body.attestations, blocks)
+  if (!attestations.ok) return { ...attestations, path: 'body.attestations' }
+  return ok({ votes: votes.value as CID[], attestations: attestations.value as CID[] })
+}
+
+/** A verified seal with its lists attached (the lists read elsewhere, e.g. by `readSealLists`). */
+export function withSealLists(v: Verified<'seal'>, lists: SealLists): Verified<'seal'> {
+  return seal(v.cid, v.bytes, v.record, lists)
+}
+
+/**
+ * Signs a record with `signer` (which also sets `author`). The result is
+ * validated like any incoming record except for the signature check (we
+ * just made it); it throws a TypeError if the fields are not a valid record,
+ * because that is a programming error of the caller.
+ */
+export function signRecord<K extends Kind>(
+  fields: Omit<UnsignedRecord<K>, 'author' | 'v'>,
+  signer: Signer,
+  extra: { cosigs?: readonly Cosig[]; lists?: SealLists } = {},
+): Verified<K> {
+  const unsigned = { v: 1, ...fields, author: signer.did } as UnsignedRecord<K>
+  const sig = signer.sign(signingBytes(unsigned))
+  const record = (
+    fields.kind === 'genesis' ? { ...unsigned, sig, cosigs: extra.cosigs ?? [] } : { ...unsigned, sig }
+  ) as SignedRecord<K>
+  return fromSignedRecord(record, extra.lists)
+}
+
+/** Encodes and schema-checks a signed record built elsewhere (signatures are not checked). */
+export function fromSignedRecord<K extends Kind>(record: SignedRecord<K>, lists?: SealLists): Verified<K> {
+  const bytes = encode(record)
+  const decoded = decodeStrict(bytes)
+  if (!decoded.ok) throw new TypeError(`not a canonical record: ${decoded.message}`)
+  const bad = recordSchema(decoded.value)
+  if (bad) throw new TypeError(`not a valid record: ${bad.message}${bad.path ? ` (at ${bad.path})` : ''}`)
+  return seal(cidOfBlock(bytes), bytes, decoded.value as SignedRecord<K>, lists)
+}
+
+/** A founding steward's co-signature over the genesis signing bytes. */
+export function cosignGenesis(
+  genesis: UnsignedRecord<'genesis'> | SignedRecord<'genesis'>,
+  signer: Signer,
+): Cosig {
+  return { id: signer.did, sig: signer.sign(signingBytes(genesis)) }
+}
