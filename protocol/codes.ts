@@ -69,15 +69,12 @@ export const CODES_INVALID = [
 export const CODES_INAPPLICABLE = [
   'author-not-member',
   'author-role',
-  'basis-unknown',
   'basis-not-closed',
   'basis-not-governance',
   'basis-not-chain',
   'basis-stale',
   'proposal-period',
-  'proposal-unknown',
   'proposal-void',
-  'manifest-unknown',
   'manifest-inapplicable',
   'action-member-exists',
   'action-member-unknown',
@@ -88,7 +85,6 @@ export const CODES_INAPPLICABLE = [
   'attestation-late',
   'seal-not-steward',
   'seal-window',
-  'seal-list-pending',
   'seal-vote-invalid',
   'seal-voter-twice',
   'seal-attestation-invalid',
@@ -96,12 +92,25 @@ export const CODES_INAPPLICABLE = [
   'seal-tally-mismatch',
   'seal-outcome-mismatch',
   'seal-weights-field',
+  'checkpoint-not-steward',
+] as const
+
+/** Codes of records waiting for something: reported as pending, never as errors. */
+export const CODES_PENDING = [
+  'basis-unknown',
+  'basis-pending',
+  'proposal-unknown',
+  'proposal-pending',
+  'manifest-unknown',
+  'record-unknown',
+  'seal-list-pending',
 ] as const
 
 export const CODES = [...CODES_INVALID, ...CODES_INAPPLICABLE] as const
 
 export type InvalidCode = (typeof CODES_INVALID)[number]
 export type InapplicableCode = (typeof CODES_INAPPLICABLE)[number]
+export type PendingCode = (typeof CODES_PENDING)[number]
 export type RejectionCode = InvalidCode | InapplicableCode
 
 const invalidSet: ReadonlySet<string> = new Set(CODES_INVALID)

@@ -1,0 +1,1007 @@
+/**
+ * The fold (SPEC.md §8): from a set of verified records to the federation
+ * state. Pure and deterministic: no clock (`now` is only a parameter of
+ * `proposalStatus`), no I/O, integers everywhere an outcome is decided.
+ *
+ * Invariants
+ * - The state depends only on the *set* of records added, never on their
+ *   order or on duplicates (property-tested in test/unit/fold.property.test.ts).
+ * - `createFold(genesis)` returns an accumulator: `add` indexes a record in
+ *   O(1) (a vote on a settled proposal also updates its live tally in O(1));
+ *   everything that can depend on other records is derived from the indexes
+ *   on the next read, so adding records one by one equals folding them at once.
+ * - Invalid records never get here (`Verified` values only); a record of
+ *   another federation is refused by `add`. Every other record is kept and
+ *   reported as applied, pending (waiting for a dependency) or inapplicable
+ *   (counted nowhere), with a stable code.
+ */
+import type { CID } from 'multiformats/cid'
+import { cidKey, compareCids } from './cid.js'
+import type { InapplicableCode, InvalidCode, PendingCode } from './codes.js'
+import type { Did } from './did.js'
+import { applyAction, eligibleWeight, type GovState, genesisState, hasRole, ruleFor } from './govstate.js'
+import type { AnyVerified, Verified } from './record.js'
+import { federationIdOf } from './signing.js'
+import { EMPTY_TALLY, outcomeOf, sameTally } from './tally.js'
+import {
+  type Action,
+  type ActionRule,
+  GOVERNANCE_ACTIONS,
+  type Member,
+  type Outcome,
+  type Rules,
+  type Tally,
+} from './types.js'
+
+// ---------------------------------------------------------------- public types
+
+export type RecordReport =
+  | { readonly status: 'applied' }
+  | { readonly status: 'pending'; readonly code: PendingCode; readonly message: string }
+  | { readonly status: 'inapplicable'; readonly code: InapplicableCode; readonly message: string }
+  | { readonly status: 'invalid'; readonly code: InvalidCode; readonly message: string }
+
+/** What the record set alone says about a proposal (no clock involved). */
+export type Phase =
+  | 'pending'
+  | 'void'
+  | 'undecided'
+  | 'final-passed'
+  | 'final-rejected'
+  | 'final-no-quorum'
+  | 'superseded'
+  | 'conflicted'
+
+/** The phase as shown at a given time. */
+export type ProposalStatus =
+  | 'open'
+  | 'closed-awaiting-seals'
+  | 'expired'
+  | 'final-passed'
+  | 'final-rejected'
+  | 'final-no-quorum'
+  | 'superseded'
+  | 'conflicted'
+  | 'pending'
+  | 'void'
+
+export interface ProposalView {
+  readonly cid: CID
+  readonly author: Did
+  readonly at: number
+  readonly closesAt: number
+  readonly basis: CID
+  readonly action: Action
+  readonly title: string
+  readonly governance: boolean
+  readonly phase: Phase
+  /** Why the proposal is void or pending. */
+  readonly reason?: { readonly code: InapplicableCode | PendingCode; readonly message: string }
+  /** The agreeing seal with the smallest CID when final, else the live tally of valid votes. */
+  readonly tally: Tally
+  /** Total voter weight of the electorate (0 unless the proposal is valid). */
+  readonly eligible: number
+  readonly outcome?: Outcome
+  readonly weightsVerified?: boolean
+  /** The agreeing seal with the smallest CID. */
+  readonly decidedBy?: CID
+  /** Stewards whose valid seals on this proposal differ in content. */
+  readonly equivocators: readonly Did[]
+  /** Rules of the electorate (valid proposals only): used for timing and display. */
+  readonly rules?: Rules
+}
+
+export type ModelStatus = 'ratified' | 'conflicted' | 'revoked' | 'proposed'
+
+export interface ManifestView {
+  readonly cid: CID
+  readonly author: Did
+  readonly name: string
+  readonly version: string
+  readonly base?: CID
+  readonly status: 'ratified' | 'revoked' | 'proposed'
+  /** Final-passed ratify proposals for this manifest, sorted by CID. */
+  readonly ratifiedBy: readonly CID[]
+  /** Final-passed revoke proposals for this manifest, sorted by CID. */
+  readonly revokedBy: readonly CID[]
+}
+
+export interface ModelView {
+  /** `name@version` */
+  readonly key: string
+  readonly status: ModelStatus
+  /** Applicable manifests for this name@version, sorted by CID. */
+  readonly manifests: readonly CID[]
+  /** The ratified manifest when status is `ratified`. */
+  readonly manifest?: CID
+  /** The deciding proposal: the ratification for `ratified`, a revocation for `revoked`. */
+  readonly decision?: CID
+}
+
+export interface FederationState {
+  readonly federation: CID
+  readonly genesis: Verified<'genesis'>
+  /** The governance head: the federation id, or the last chain decision. */
+  readonly head: CID
+  readonly height: number
+  /** Members of state(head), sorted by id. */
+  readonly members: readonly Member[]
+  readonly rules: Rules
+  readonly proposals: ReadonlyMap<string, ProposalView>
+  readonly manifests: ReadonlyMap<string, ManifestView>
+  readonly models: ReadonlyMap<string, ModelView>
+  /** Records held (the genesis included). */
+  readonly recordCount: number
+}
+
+export interface Fold {
+  readonly federation: CID
+  /** Adds a record; duplicates are ignored. Returns false for a record of another federation or a second genesis. */
+  add(record: AnyVerified): boolean
+  has(cid: CID): boolean
+  get(cid: CID): AnyVerified | undefined
+  /** Every record held, the genesis first, then in insertion order. */
+  records(): IterableIterator<AnyVerified>
+  state(): FederationState
+  report(cid: CID): RecordReport | undefined
+  /** Per voter the latest valid vote, sorted by CID: what an honest steward seals. */
+  countedVotes(proposal: CID): CID[]
+  /** Per auditor and kind the latest attestation with at ≤ closesAt (ratify proposals only), sorted by CID. */
+  countedAttestations(proposal: CID): CID[]
+  /** The governance state a proposal's electorate and rules come from, if the proposal is valid. */
+  electorate(proposal: CID): GovState | undefined
+  /** The governance state at the head. */
+  headState(): GovState
+}
+
+// ---------------------------------------------------------------- helpers
+
+const APPLIED: RecordReport = Object.freeze({ status: 'applied' })
+
+function pending(code: PendingCode, message: string): RecordReport {
+  return { status: 'pending', code, message }
+}
+type Inapplicable = Extract<RecordReport, { status: 'inapplicable' }>
+
+function inapplicable(code: InapplicableCode, message: string): Inapplicable {
+  return { status: 'inapplicable', code, message }
+}
+
+/** Later by (at, CID). */
+function later(a: { record: { at: number }; cid: CID }, b: { record: { at: number }; cid: CID }): boolean {
+  return a.record.at !== b.record.at ? a.record.at > b.record.at : compareCids(a.cid, b.cid) > 0
+}
+
+/** Earlier by (closesAt, CID). */
+function earlierClose(a: Verified<'proposal'>, b: Verified<'proposal'>): boolean {
+  const x = a.record.body.closesAt
+  const y = b.record.body.closesAt
+  return x !== y ? x < y : compareCids(a.cid, b.cid) < 0
+}
+
+function byCid(a: CID, b: CID): number {
+  return compareCids(a, b)
+}
+
+function isGovernance(p: Verified<'proposal'>): boolean {
+  return GOVERNANCE_ACTIONS.has(p.record.body.action.type)
+}
+
+function subjectOf(action: Action): CID | undefined {
+  return action.type === 'ratify-model' || action.type === 'revoke-model' ? action.manifest : undefined
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key)
+  if (list) list.push(value)
+  else map.set(key, [value])
+}
+
+type Eval =
+  | {
+      readonly s: 'valid'
+      readonly electorate: GovState
+      readonly eligible: number
+      readonly rule: ActionRule
+      /** state(P) for a governance proposal. */
+      readonly next?: GovState
+    }
+  | { readonly s: 'pending'; readonly code: PendingCode; readonly message: string }
+  | { readonly s: 'void'; readonly code: InapplicableCode; readonly message: string }
+
+interface SealVerdict {
+  readonly seal: Verified<'seal'>
+  readonly report: RecordReport
+}
+
+interface Finality {
+  readonly final: boolean
+  readonly conflicted: boolean
+  readonly outcome?: Outcome
+  readonly weightsVerified?: boolean
+  readonly decidedBy?: Verified<'seal'>
+  readonly equivocators: readonly Did[]
+  readonly verdicts: readonly SealVerdict[]
+}
+
+interface Live {
+  readonly latest: Map<Did, Verified<'vote'>>
+  tally: Tally
+}
+
+const IN_PROGRESS = Symbol('in-progress')
+
+// ---------------------------------------------------------------- the accumulator
+
+class FoldImpl implements Fold {
+  readonly federation: CID
+  readonly genesis: Verified<'genesis'>
+  readonly genesisKey: string
+  readonly genesisGov: GovState
+
+  // Indexes of the record set: insertion order never matters to what is derived from them.
+  private readonly all = new Map<string, AnyVerified>()
+  private readonly proposals = new Map<string, Verified<'proposal'>>()
+  private readonly votesByProposal = new Map<string, Verified<'vote'>[]>()
+  private readonly sealsByProposal = new Map<string, Verified<'seal'>[]>()
+  private readonly manifests = new Map<string, Verified<'manifest'>>()
+  private readonly attestationsBySubject = new Map<string, Verified<'attestation'>[]>()
+  private readonly governanceByBasis = new Map<string, Verified<'proposal'>[]>()
+  private readonly checkpoints = new Map<string, Verified<'checkpoint'>>()
+
+  // Derived; rebuilt when `dirty`.
+  private dirty = true
+  private view: FederationState | undefined
+  private evals = new Map<string, Eval | typeof IN_PROGRESS>()
+  private finals = new Map<string, Finality>()
+  private successors = new Map<string, Verified<'proposal'> | null>()
+  private live = new Map<string, Live>()
+  private reports = new Map<string, RecordReport>()
+  /** CIDs that seals name but that are not here yet → the seals waiting for them. */
+  private waiting = new Set<string>()
+  private publishersEver: Set<Did> | undefined
+  private auditorsEver: Set<Did> | undefined
+
+  constructor(genesis: Verified<'genesis'>) {
+    this.genesis = genesis
+    this.federation = federationIdOf(genesis.record)
+    this.genesisKey = cidKey(this.federation)
+    this.genesisGov = genesisState(genesis.record.body.members, genesis.record.body.rules)
+    this.all.set(cidKey(genesis.cid), genesis)
+  }
+
+  has(cid: CID): boolean {
+    return this.all.has(cidKey(cid))
+  }
+
+  get(cid: CID): AnyVerified | undefined {
+    return this.all.get(cidKey(cid))
+  }
+
+  records(): IterableIterator<AnyVerified> {
+    return this.all.values()
+  }
+
+  add(r: AnyVerified): boolean {
+    const key = cidKey(r.cid)
+    if (this.all.has(key)) return true
+    if (r.record.kind === 'genesis') return false
+    if (!r.record.federation!.equals(this.federation)) return false
+    this.all.set(key, r)
+    switch (r.record.kind) {
+      case 'vote':
+        return this.addVote(r as Verified<'vote'>, key)
+      case 'proposal': {
+        const p = r as Verified<'proposal'>
+        this.proposals.set(key, p)
+        if (isGovernance(p)) push(this.governanceByBasis, cidKey(p.record.body.basis), p)
+        break
+      }
+      case 'seal':
+        push(
+          this.sealsByProposal,
+          cidKey((r as Verified<'seal'>).record.body.proposal),
+          r as Verified<'seal'>,
+        )
+        break
+      case 'manifest':
+        this.manifests.set(key, r as Verified<'manifest'>)
+        break
+      case 'attestation':
+        push(
+          this.attestationsBySubject,
+          cidKey((r as Verified<'attestation'>).record.body.subject),
+          r as Verified<'attestation'>,
+        )
+        break
+      case 'checkpoint':
+        this.checkpoints.set(key, r as Verified<'checkpoint'>)
+        break
+    }
+    this.dirty = true
+    this.view = undefined
+    return true
+  }
+
+  /**
+   * A vote changes nothing but its own report and its proposal's live tally,
+   * unless a seal is waiting for it: then everything is derived again.
+   */
+  private addVote(v: Verified<'vote'>, key: string): boolean {
+    const pKey = cidKey(v.record.body.proposal)
+    push(this.votesByProposal, pKey, v)
+    if (this.dirty || this.waiting.has(key)) {
+      this.dirty = true
+      this.view = undefined
+      return true
+    }
+    const report = this.voteReport(v)
+    this.reports.set(key, report)
+    if (report.status === 'applied') {
+      const ev = this.evals.get(pKey) as Eval
+      this.countLive(this.liveOf(pKey), v, ev as Extract<Eval, { s: 'valid' }>)
+      this.view = undefined
+    }
+    return true
+  }
+
+  // ------------------------------------------------------------ derivation
+
+  private derive(): void {
+    if (!this.dirty) return
+    this.evals = new Map()
+    this.finals = new Map()
+    this.successors = new Map()
+    this.live = new Map()
+    this.reports = new Map()
+    this.waiting = new Set()
+    this.publishersEver = undefined
+    this.auditorsEver = undefined
+    // Settle every proposal (governance first is not needed: evaluation recurses on demand).
+    for (const p of this.proposals.values()) this.finality(p)
+    for (const [key, p] of this.proposals) {
+      const ev = this.evalOf(p)
+      this.reports.set(
+        key,
+        ev.s === 'valid'
+          ? APPLIED
+          : ev.s === 'pending'
+            ? pending(ev.code, ev.message)
+            : inapplicable(ev.code, ev.message),
+      )
+      const fin = this.finals.get(key)
+      if (fin) for (const v of fin.verdicts) this.reports.set(cidKey(v.seal.cid), v.report)
+    }
+    for (const [pKey, seals] of this.sealsByProposal) {
+      if (this.proposals.has(pKey)) continue
+      for (const s of seals) {
+        this.reports.set(cidKey(s.cid), pending('proposal-unknown', 'the sealed proposal is not known yet'))
+        this.waiting.add(pKey)
+      }
+    }
+    for (const votes of this.votesByProposal.values()) {
+      for (const v of votes) {
+        const report = this.voteReport(v)
+        this.reports.set(cidKey(v.cid), report)
+        if (report.status === 'applied') {
+          const pKey = cidKey(v.record.body.proposal)
+          this.countLive(this.liveOf(pKey), v, this.evals.get(pKey) as Extract<Eval, { s: 'valid' }>)
+        }
+      }
+    }
+    for (const [key, m] of this.manifests) {
+      this.reports.set(
+        key,
+        this.manifestApplicable(m)
+          ? APPLIED
+          : inapplicable('author-role', 'the author is a publisher in no governance state'),
+      )
+    }
+    for (const atts of this.attestationsBySubject.values()) {
+      for (const a of atts) this.reports.set(cidKey(a.cid), this.attestationReport(a))
+    }
+    for (const [key, c] of this.checkpoints) this.reports.set(key, this.checkpointReport(c))
+    this.dirty = false
+    this.view = undefined
+  }
+
+  private liveOf(pKey: string): Live {
+    let l = this.live.get(pKey)
+    if (!l) {
+      l = { latest: new Map(), tally: EMPTY_TALLY }
+      this.live.set(pKey, l)
+    }
+    return l
+  }
+
+  private countLive(l: Live, v: Verified<'vote'>, ev: Extract<Eval, { s: 'valid' }>): void {
+    const voter = v.record.author
+    const prev = l.latest.get(voter)
+    if (prev && !later(v, prev)) return
+    const w = ev.electorate.members.get(voter)!.weight
+    const t = { ...l.tally }
+    if (prev) t[prev.record.body.choice] -= w
+    t[v.record.body.choice] += w
+    l.tally = t
+    l.latest.set(voter, v)
+  }
+
+  private evalOf(p: Verified<'proposal'>): Eval {
+    const key = cidKey(p.cid)
+    const hit = this.evals.get(key)
+    if (hit === IN_PROGRESS)
+      return { s: 'void', code: 'basis-not-chain', message: 'the basis depends on this proposal' }
+    if (hit) return hit
+    this.evals.set(key, IN_PROGRESS)
+    const ev = this.evaluate(p)
+    this.evals.set(key, ev)
+    return ev
+  }
+
+  /** The basis, electorate, author, period and action checks of one proposal (SPEC.md §8.2–§8.3). */
+  private evaluate(p: Verified<'proposal'>): Eval {
+    const { at, author } = p.record
+    const { basis, closesAt, action } = p.record.body
+    const basisKey = cidKey(basis)
+    let state: GovState
+    if (basisKey === this.genesisKey) {
+      state = this.genesisGov
+    } else {
+      const b = this.proposals.get(basisKey)
+      if (!b) {
+        return this.all.has(basisKey)
+          ? { s: 'void', code: 'basis-not-governance', message: 'the basis is not a proposal' }
+          : { s: 'pending', code: 'basis-unknown', message: 'the basis is not known yet' }
+      }
+      if (b.record.body.closesAt >= at)
+        return {
+          s: 'void',
+          code: 'basis-not-closed',
+          message: 'the basis closes after this proposal was made',
+        }
+      if (!isGovernance(b))
+        return { s: 'void', code: 'basis-not-governance', message: 'the basis is not a governance decision' }
+      const eb = this.evalOf(b)
+      if (eb.s === 'pending')
+        return { s: 'pending', code: 'basis-pending', message: 'the basis is waiting for its own basis' }
+      if (eb.s === 'void') return { s: 'void', code: 'basis-not-chain', message: 'the basis is void' }
+      const fb = this.finality(b)
+      if (!fb.final) return { s: 'pending', code: 'basis-pending', message: 'the basis is not final yet' }
+      if (!this.isChainDecision(b))
+        return { s: 'void', code: 'basis-not-chain', message: 'the basis did not pass, or was superseded' }
+      state = eb.next!
+    }
+    // Stale basis: the earliest final-passed governance decision on the same basis, closed before this proposal.
+    let g: Verified<'proposal'> | undefined
+    for (const q of this.governanceByBasis.get(basisKey) ?? []) {
+      const qc = q.record.body.closesAt
+      if (q === p || !(q.record.at < qc && qc < at)) continue
+      if (g && !earlierClose(q, g)) continue
+      if (this.finalPassed(q)) g = q
+    }
+    if (g && g.record.body.closesAt + state.rules.sealDeadlineMs < at) {
+      return {
+        s: 'void',
+        code: 'basis-stale',
+        message: 'the basis was replaced by a decision that closed long before this proposal',
+      }
+    }
+    if (!hasRole(state, author, 'voter')) {
+      return state.members.has(author)
+        ? { s: 'void', code: 'author-role', message: 'only voters of the electorate may propose' }
+        : { s: 'void', code: 'author-not-member', message: 'the author is not a member of the electorate' }
+    }
+    if (closesAt - at < state.rules.votingPeriodMs) {
+      return {
+        s: 'void',
+        code: 'proposal-period',
+        message: `the voting period is shorter than ${state.rules.votingPeriodMs} ms`,
+      }
+    }
+    const rule = ruleFor(state.rules, action.type)
+    const eligible = eligibleWeight(state)
+    const subject = subjectOf(action)
+    if (subject) {
+      const m = this.manifests.get(cidKey(subject))
+      if (!m) {
+        return this.all.has(cidKey(subject))
+          ? { s: 'void', code: 'manifest-inapplicable', message: 'the subject is not a manifest' }
+          : { s: 'pending', code: 'manifest-unknown', message: 'the manifest is not known yet' }
+      }
+      if (!this.manifestApplicable(m))
+        return {
+          s: 'void',
+          code: 'manifest-inapplicable',
+          message: 'the manifest was published by no publisher',
+        }
+      return { s: 'valid', electorate: state, eligible, rule }
+    }
+    const next = applyAction(state, action)
+    if (!next.ok) return { s: 'void', code: next.code, message: next.message }
+    return { s: 'valid', electorate: state, eligible, rule, next: next.state }
+  }
+
+  private finalPassed(p: Verified<'proposal'>): boolean {
+    if (this.evalOf(p).s !== 'valid') return false
+    const f = this.finality(p)
+    return (
+      f.final &&
+      !f.conflicted &&
+      f.outcome === 'passed' &&
+      (p.record.body.action.type !== 'ratify-model' || f.weightsVerified === true)
+    )
+  }
+
+  /** The earliest (closesAt, CID) final-passed governance proposal on a basis. */
+  private successorOf(basisKey: string): Verified<'proposal'> | undefined {
+    const hit = this.successors.get(basisKey)
+    if (hit !== undefined) return hit ?? undefined
+    let best: Verified<'proposal'> | undefined
+    for (const q of this.governanceByBasis.get(basisKey) ?? []) {
+      if ((!best || earlierClose(q, best)) && this.finalPassed(q)) best = q
+    }
+    this.successors.set(basisKey, best ?? null)
+    return best
+  }
+
+  private isChainDecision(p: Verified<'proposal'>): boolean {
+    return isGovernance(p) && this.finalPassed(p) && this.successorOf(cidKey(p.record.body.basis)) === p
+  }
+
+  private finality(p: Verified<'proposal'>): Finality {
+    const key = cidKey(p.cid)
+    const hit = this.finals.get(key)
+    if (hit) return hit
+    const ev = this.evalOf(p)
+    const seals = this.sealsByProposal.get(key) ?? []
+    let fin: Finality
+    if (ev.s !== 'valid') {
+      const report =
+        ev.s === 'pending'
+          ? pending('proposal-pending', 'the sealed proposal is pending')
+          : inapplicable('proposal-void', 'the sealed proposal is void')
+      fin = {
+        final: false,
+        conflicted: false,
+        equivocators: [],
+        verdicts: seals.map((seal) => ({ seal, report })),
+      }
+    } else {
+      fin = this.settle(p, ev, seals)
+    }
+    this.finals.set(key, fin)
+    return fin
+  }
+
+  /** Finality by agreeing seals (SPEC.md §8.5). */
+  private settle(
+    p: Verified<'proposal'>,
+    ev: Extract<Eval, { s: 'valid' }>,
+    seals: Verified<'seal'>[],
+  ): Finality {
+    const t = ev.electorate.rules.sealThreshold
+    const verdicts: SealVerdict[] = []
+    const groups = new Map<string, { stewards: Set<Did>; best: Verified<'seal'> }>()
+    const contentBySteward = new Map<Did, Set<string>>()
+    for (const seal of seals) {
+      const report = this.sealReport(p, ev, seal)
+      verdicts.push({ seal, report })
+      if (report.status !== 'applied') continue
+      const b = seal.record.body
+      const steward = seal.record.author
+      const group = `${b.outcome}|${b.weightsVerified ?? '-'}`
+      const g = groups.get(group)
+      if (!g) groups.set(group, { stewards: new Set([steward]), best: seal })
+      else {
+        g.stewards.add(steward)
+        if (compareCids(seal.cid, g.best.cid) < 0) g.best = seal
+      }
+      const content = `${cidKey(b.votes.root)}|${cidKey(b.attestations.root)}|${b.tally.yes},${b.tally.no},${b.tally.abstain}|${group}`
+      const set = contentBySteward.get(steward)
+      if (set) set.add(content)
+      else contentBySteward.set(steward, new Set([content]))
+    }
+    const equivocators = [...contentBySteward]
+      .filter(([, c]) => c.size > 1)
+      .map(([s]) => s)
+      .sort()
+    const reached = [...groups.values()].filter((g) => g.stewards.size >= t)
+    if (reached.length === 0) return { final: false, conflicted: false, equivocators, verdicts }
+    if (reached.length > 1) return { final: true, conflicted: true, equivocators, verdicts }
+    const best = reached[0]!.best
+    return {
+      final: true,
+      conflicted: false,
+      outcome: best.record.body.outcome,
+      weightsVerified: best.record.body.weightsVerified,
+      decidedBy: best,
+      equivocators,
+      verdicts,
+    }
+  }
+
+  /** Whether one seal counts for `p`, recomputed from its own lists. */
+  private sealReport(
+    p: Verified<'proposal'>,
+    ev: Extract<Eval, { s: 'valid' }>,
+    seal: Verified<'seal'>,
+  ): RecordReport {
+    const { author, at } = seal.record
+    const body = seal.record.body
+    const { closesAt, action } = p.record.body
+    const rules = ev.electorate.rules
+    if (!hasRole(ev.electorate, author, 'steward'))
+      return inapplicable('seal-not-steward', 'only stewards of the electorate seal')
+    if (at < closesAt + rules.sealGraceMs || at > closesAt + rules.sealDeadlineMs) {
+      return inapplicable(
+        'seal-window',
+        'the seal is signed outside [closesAt + sealGraceMs, closesAt + sealDeadlineMs]',
+      )
+    }
+    const ratify = action.type === 'ratify-model'
+    if (ratify !== (body.weightsVerified !== undefined)) {
+      return inapplicable(
+        'seal-weights-field',
+        'weightsVerified is present exactly on seals of ratify proposals',
+      )
+    }
+    const lists = seal.lists
+    if (!lists) return pending('seal-list-pending', 'the blocks of the seal lists are not here yet')
+    const tally = { yes: 0, no: 0, abstain: 0 }
+    const voters = new Set<Did>()
+    let missing: RecordReport | undefined
+    for (const vc of lists.votes) {
+      const r = this.all.get(cidKey(vc))
+      if (!r) {
+        this.waiting.add(cidKey(vc))
+        missing ??= pending('record-unknown', 'a vote the seal names is not known yet')
+        continue
+      }
+      if (r.record.kind !== 'vote')
+        return inapplicable('seal-vote-invalid', 'the seal names a record that is not a vote')
+      const v = r as Verified<'vote'>
+      if (!v.record.body.proposal.equals(p.cid))
+        return inapplicable('seal-vote-invalid', 'the seal names a vote on another proposal')
+      const problem = this.voteProblem(v, p, ev)
+      if (problem)
+        return inapplicable(
+          'seal-vote-invalid',
+          `the seal names a vote that does not count: ${problem.message}`,
+        )
+      if (voters.has(v.record.author))
+        return inapplicable('seal-voter-twice', 'the seal names two votes of one voter')
+      voters.add(v.record.author)
+      tally[v.record.body.choice] += ev.electorate.members.get(v.record.author)!.weight
+    }
+    let passes: Map<string, number> | undefined
+    if (ratify) {
+      passes = new Map()
+      const seen = new Set<string>()
+      for (const ac of lists.attestations) {
+        const r = this.all.get(cidKey(ac))
+        if (!r) {
+          this.waiting.add(cidKey(ac))
+          missing ??= pending('record-unknown', 'an attestation the seal names is not known yet')
+          continue
+        }
+        if (r.record.kind !== 'attestation')
+          return inapplicable(
+            'seal-attestation-invalid',
+            'the seal names a record that is not an attestation',
+          )
+        const a = r as Verified<'attestation'>
+        const ab = a.record.body
+        if (!ab.subject.equals(action.manifest))
+          return inapplicable('seal-attestation-invalid', 'the seal names an attestation of another manifest')
+        if (a.record.at > closesAt)
+          return inapplicable('seal-attestation-invalid', 'the seal names an attestation signed after close')
+        if (!hasRole(ev.electorate, a.record.author, 'auditor')) {
+          return inapplicable(
+            'seal-attestation-invalid',
+            'the seal names an attestation by someone not an auditor of the electorate',
+          )
+        }
+        const slot = `${a.record.author}|${ab.kind}`
+        if (seen.has(slot))
+          return inapplicable('seal-auditor-twice', 'the seal names two attestations of one auditor and kind')
+        seen.add(slot)
+        if (ab.result === 'pass') passes.set(ab.kind, (passes.get(ab.kind) ?? 0) + 1)
+      }
+    } else if (lists.attestations.length > 0) {
+      return inapplicable('seal-attestation-invalid', 'only seals of ratify proposals name attestations')
+    }
+    if (missing) return missing
+    if (!sameTally(tally, body.tally))
+      return inapplicable('seal-tally-mismatch', 'the tally does not match the votes the seal names')
+    if (outcomeOf(tally, ev.eligible, ev.rule, passes) !== body.outcome) {
+      return inapplicable(
+        'seal-outcome-mismatch',
+        'the outcome does not follow from the votes and attestations the seal names',
+      )
+    }
+    return APPLIED
+  }
+
+  private voteProblem(
+    v: Verified<'vote'>,
+    p: Verified<'proposal'>,
+    ev: Extract<Eval, { s: 'valid' }>,
+  ): Inapplicable | undefined {
+    if (!hasRole(ev.electorate, v.record.author, 'voter'))
+      return inapplicable('vote-not-eligible', 'the author is not a voter of the electorate')
+    if (v.record.at < p.record.at || v.record.at > p.record.body.closesAt) {
+      return inapplicable('vote-window', 'the vote is signed outside [proposal at, closesAt]')
+    }
+    return undefined
+  }
+
+  private voteReport(v: Verified<'vote'>): RecordReport {
+    const p = this.proposals.get(cidKey(v.record.body.proposal))
+    if (!p) return pending('proposal-unknown', 'the proposal is not known yet')
+    const ev = this.evalOf(p)
+    if (ev.s === 'pending') return pending('proposal-pending', 'the proposal is pending')
+    if (ev.s === 'void') return inapplicable('proposal-void', 'the proposal is void')
+    return this.voteProblem(v, p, ev) ?? APPLIED
+  }
+
+  /** The states of the chain: the genesis and every chain decision. */
+  private chainStates(): GovState[] {
+    const out = [this.genesisGov]
+    for (const list of this.governanceByBasis.values()) {
+      for (const g of list) {
+        if (this.isChainDecision(g)) out.push((this.evalOf(g) as Extract<Eval, { s: 'valid' }>).next!)
+      }
+    }
+    return out
+  }
+
+  private roleEver(role: 'publisher' | 'auditor'): Set<Did> {
+    const cached = role === 'publisher' ? this.publishersEver : this.auditorsEver
+    if (cached) return cached
+    const set = new Set<Did>()
+    for (const s of this.chainStates())
+      for (const m of s.members.values()) if (m.roles.includes(role)) set.add(m.id)
+    if (role === 'publisher') this.publishersEver = set
+    else this.auditorsEver = set
+    return set
+  }
+
+  private manifestApplicable(m: Verified<'manifest'>): boolean {
+    return this.roleEver('publisher').has(m.record.author)
+  }
+
+  private attestationReport(a: Verified<'attestation'>): RecordReport {
+    if (!this.roleEver('auditor').has(a.record.author))
+      return inapplicable('author-role', 'the author is an auditor in no governance state')
+    const m = this.manifests.get(cidKey(a.record.body.subject))
+    if (!m) return pending('manifest-unknown', 'the manifest is not known yet')
+    if (!this.manifestApplicable(m))
+      return inapplicable('manifest-inapplicable', 'the manifest was published by no publisher')
+    return APPLIED
+  }
+
+  private checkpointReport(c: Verified<'checkpoint'>): RecordReport {
+    const headKey = cidKey(c.record.body.head)
+    let state: GovState | undefined
+    if (headKey === this.genesisKey) state = this.genesisGov
+    else {
+      const h = this.proposals.get(headKey)
+      if (!h) return pending('basis-unknown', 'the checkpoint head is not known yet')
+      if (!this.isChainDecision(h))
+        return inapplicable('basis-not-chain', 'the checkpoint head is not a chain decision')
+      state = (this.evalOf(h) as Extract<Eval, { s: 'valid' }>).next
+    }
+    if (!state || !hasRole(state, c.record.author, 'steward')) {
+      return inapplicable('checkpoint-not-steward', 'only stewards of state(head) sign checkpoints')
+    }
+    return APPLIED
+  }
+
+  // ------------------------------------------------------------ reads
+
+  report(cid: CID): RecordReport | undefined {
+    const key = cidKey(cid)
+    if (key === cidKey(this.genesis.cid)) return APPLIED
+    if (!this.all.has(key)) return undefined
+    this.derive()
+    return this.reports.get(key)
+  }
+
+  electorate(proposal: CID): GovState | undefined {
+    this.derive()
+    const p = this.proposals.get(cidKey(proposal))
+    if (!p) return undefined
+    const ev = this.evalOf(p)
+    return ev.s === 'valid' ? ev.electorate : undefined
+  }
+
+  countedVotes(proposal: CID): CID[] {
+    this.derive()
+    const l = this.live.get(cidKey(proposal))
+    return l ? [...l.latest.values()].map((v) => v.cid).sort(byCid) : []
+  }
+
+  countedAttestations(proposal: CID): CID[] {
+    this.derive()
+    const p = this.proposals.get(cidKey(proposal))
+    if (!p || p.record.body.action.type !== 'ratify-model') return []
+    const ev = this.evalOf(p)
+    if (ev.s !== 'valid') return []
+    const latest = new Map<string, Verified<'attestation'>>()
+    for (const a of this.attestationsBySubject.get(cidKey(p.record.body.action.manifest)) ?? []) {
+      if (a.record.at > p.record.body.closesAt || !hasRole(ev.electorate, a.record.author, 'auditor'))
+        continue
+      const slot = `${a.record.author}|${a.record.body.kind}`
+      const prev = latest.get(slot)
+      if (!prev || later(a, prev)) latest.set(slot, a)
+    }
+    return [...latest.values()].map((a) => a.cid).sort(byCid)
+  }
+
+  headState(): GovState {
+    this.derive()
+    let key = this.genesisKey
+    let state = this.genesisGov
+    for (;;) {
+      const next = this.successorOf(key)
+      if (!next) return state
+      state = (this.evalOf(next) as Extract<Eval, { s: 'valid' }>).next!
+      key = cidKey(next.cid)
+    }
+  }
+
+  state(): FederationState {
+    this.derive()
+    if (this.view) return this.view
+    // Head.
+    let headKey = this.genesisKey
+    let head: CID = this.federation
+    let headGov = this.genesisGov
+    for (;;) {
+      const next = this.successorOf(headKey)
+      if (!next) break
+      headGov = (this.evalOf(next) as Extract<Eval, { s: 'valid' }>).next!
+      headKey = cidKey(next.cid)
+      head = next.cid
+    }
+    // Proposals.
+    const proposals = new Map<string, ProposalView>()
+    const ratifiedBy = new Map<string, CID[]>()
+    const revokedBy = new Map<string, CID[]>()
+    for (const [key, p] of this.proposals) {
+      const view = this.proposalView(p)
+      proposals.set(key, view)
+      if (view.phase === 'final-passed') {
+        const a = p.record.body.action
+        if (a.type === 'ratify-model') push(ratifiedBy, cidKey(a.manifest), p.cid)
+        if (a.type === 'revoke-model') push(revokedBy, cidKey(a.manifest), p.cid)
+      }
+    }
+    // Manifests and models.
+    const manifests = new Map<string, ManifestView>()
+    const byVersion = new Map<string, ManifestView[]>()
+    for (const [key, m] of this.manifests) {
+      if (!this.manifestApplicable(m)) continue
+      const rat = (ratifiedBy.get(key) ?? []).sort(byCid)
+      const rev = (revokedBy.get(key) ?? []).sort(byCid)
+      const b = m.record.body
+      const view: ManifestView = Object.freeze({
+        cid: m.cid,
+        author: m.record.author,
+        name: b.name,
+        version: b.version,
+        ...(b.base ? { base: b.base } : {}),
+        status: rev.length > 0 ? 'revoked' : rat.length > 0 ? 'ratified' : 'proposed',
+        ratifiedBy: rat,
+        revokedBy: rev,
+      })
+      manifests.set(key, view)
+      push(byVersion, `${b.name}@${b.version}`, view)
+    }
+    const models = new Map<string, ModelView>()
+    for (const [key, list] of byVersion) {
+      list.sort((a, b) => compareCids(a.cid, b.cid))
+      const live = list.filter((m) => m.status === 'ratified')
+      let model: ModelView
+      const base = { key, manifests: list.map((m) => m.cid) }
+      if (live.length === 1)
+        model = { ...base, status: 'ratified', manifest: live[0]!.cid, decision: live[0]!.ratifiedBy[0]! }
+      else if (live.length > 1) model = { ...base, status: 'conflicted' }
+      else if (list.every((m) => m.status === 'revoked'))
+        model = { ...base, status: 'revoked', decision: list[0]!.revokedBy[0]! }
+      else model = { ...base, status: 'proposed' }
+      models.set(key, Object.freeze(model))
+    }
+    const members = [...headGov.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    this.view = Object.freeze({
+      federation: this.federation,
+      genesis: this.genesis,
+      head,
+      height: headGov.height,
+      members,
+      rules: headGov.rules,
+      proposals,
+      manifests,
+      models,
+      recordCount: this.all.size,
+    })
+    return this.view
+  }
+
+  private proposalView(p: Verified<'proposal'>): ProposalView {
+    const b = p.record.body
+    const base = {
+      cid: p.cid,
+      author: p.record.author,
+      at: p.record.at,
+      closesAt: b.closesAt,
+      basis: b.basis,
+      action: b.action,
+      title: b.title,
+      governance: isGovernance(p),
+    }
+    const ev = this.evalOf(p)
+    if (ev.s !== 'valid') {
+      return Object.freeze({
+        ...base,
+        phase: ev.s,
+        reason: { code: ev.code, message: ev.message },
+        tally: EMPTY_TALLY,
+        eligible: 0,
+        equivocators: [],
+      })
+    }
+    const fin = this.finality(p)
+    const liveTally = this.live.get(cidKey(p.cid))?.tally ?? EMPTY_TALLY
+    const common = {
+      ...base,
+      eligible: ev.eligible,
+      equivocators: fin.equivocators,
+      rules: ev.electorate.rules,
+    }
+    if (!fin.final) return Object.freeze({ ...common, phase: 'undecided', tally: liveTally })
+    if (fin.conflicted) return Object.freeze({ ...common, phase: 'conflicted', tally: liveTally })
+    const s = fin.decidedBy!
+    let phase: Phase
+    if (fin.outcome === 'no-quorum') phase = 'final-no-quorum'
+    else if (fin.outcome === 'rejected') phase = 'final-rejected'
+    else if (b.action.type === 'ratify-model' && fin.weightsVerified !== true) phase = 'final-rejected'
+    else if (base.governance && !this.isChainDecision(p)) phase = 'superseded'
+    else phase = 'final-passed'
+    return Object.freeze({
+      ...common,
+      phase,
+      tally: s.record.body.tally,
+      outcome: fin.outcome!,
+      ...(fin.weightsVerified !== undefined ? { weightsVerified: fin.weightsVerified } : {}),
+      decidedBy: s.cid,
+    })
+  }
+}
+
+// ---------------------------------------------------------------- entry points
+
+export function createFold(genesis: Verified<'genesis'>): Fold {
+  return new FoldImpl(genesis)
+}
+
+/** The state of a record set. Records of other federations are ignored. */
+export function fold(genesis: Verified<'genesis'>, records: Iterable<AnyVerified>): FederationState {
+  const f = createFold(genesis)
+  for (const r of records) f.add(r)
+  return f.state()
+}
+
+/** Adds one record to an accumulator and returns the new state (the incremental path nodes use). */
+export function apply(acc: Fold, record: AnyVerified): FederationState {
+  acc.add(record)
+  return acc.state()
+}
+
+/** A proposal's status at time `now` (display only; the phase itself never depends on a clock). */
+export function proposalStatus(p: ProposalView, now: number): ProposalStatus {
+  if (p.phase !== 'undecided') return p.phase
+  if (now <= p.closesAt) return 'open'
+  if (now <= p.closesAt + (p.rules?.sealDeadlineMs ?? 0)) return 'closed-awaiting-seals'
+  return 'expired'
+}
