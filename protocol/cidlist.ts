@@ -17,7 +17,7 @@
 import { CID } from 'multiformats/cid'
 import { equalBytes } from './bytes.js'
 import { decodeStrict, encode, type ScanLimits } from './cbor.js'
-import { cidKey, cidOfBlock, compareCids } from './cid.js'
+import { cidOfBlock, compareCids } from './cid.js'
 import { LIMITS } from './limits.js'
 import { ok, type Result, reject } from './result.js'
 import type { CidList } from './types.js'
@@ -120,11 +120,12 @@ export function readList(list: CidList, getBlock: BlockSource, labelled = false)
   const index = levels.map(() => 0)
   const visit = (cid: CID, level: number): Result<true> => {
     const bytes = getBlock(cid)
-    if (bytes === undefined) return reject('list-block-missing', `list block ${cidKey(cid)} is not available`)
+    if (bytes === undefined)
+      return reject('list-block-missing', `list block ${cid.toString()} is not available`)
     if (!equalBytes(cidOfBlock(bytes).bytes, cid.bytes))
-      return reject('list-block-invalid', `block ${cidKey(cid)} does not match its CID`)
+      return reject('list-block-invalid', `block ${cid.toString()} does not match its CID`)
     const decoded = decodeStrict(bytes, LIST_SCAN)
-    if (!decoded.ok) return reject('list-block-invalid', `list block ${cidKey(cid)}: ${decoded.message}`)
+    if (!decoded.ok) return reject('list-block-invalid', `list block ${cid.toString()}: ${decoded.message}`)
     const node = decoded.value
     const expected = levels[level]![index[level]!]
     index[level]!++
@@ -134,11 +135,11 @@ export function readList(list: CidList, getBlock: BlockSource, labelled = false)
       node[0] !== (level === 0 ? 0 : 1) ||
       !Array.isArray(node[1])
     ) {
-      return reject('list-shape', `list block ${cidKey(cid)} is not a ${level === 0 ? 'leaf' : 'branch'}`)
+      return reject('list-shape', `list block ${cid.toString()} is not a ${level === 0 ? 'leaf' : 'branch'}`)
     }
     const items = node[1] as unknown[]
     if (items.length !== expected)
-      return reject('list-shape', `list block ${cidKey(cid)} holds ${items.length} items, not ${expected}`)
+      return reject('list-shape', `list block ${cid.toString()} holds ${items.length} items, not ${expected}`)
     if (level > 0) {
       for (const child of items) {
         const c = CID.asCID(child)

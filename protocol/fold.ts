@@ -252,6 +252,8 @@ class FoldImpl implements Fold {
   // Derived; rebuilt when `dirty`.
   private dirty = true
   private view: FederationState | undefined
+  /** Proposals whose live tally changed since `view` was built (the cheap vote path). */
+  private readonly staleViews = new Set<string>()
   private evals = new Map<string, Eval | typeof IN_PROGRESS>()
   private finals = new Map<string, Finality>()
   private successors = new Map<string, Verified<'proposal'> | null>()
@@ -340,7 +342,7 @@ class FoldImpl implements Fold {
     if (report.status === 'applied') {
       const ev = this.evals.get(pKey) as Eval
       this.countLive(this.liveOf(pKey), v, ev as Extract<Eval, { s: 'valid' }>)
-      this.view = undefined
+      this.staleViews.add(pKey)
     }
     return true
   }
@@ -852,7 +854,15 @@ class FoldImpl implements Fold {
 
   state(): FederationState {
     this.derive()
+    if (this.view && this.staleViews.size > 0) {
+      // Only live tallies moved: replace those proposals' views, keep everything else.
+      const proposals = new Map(this.view.proposals)
+      for (const key of this.staleViews) proposals.set(key, this.proposalView(this.proposals.get(key)!))
+      this.staleViews.clear()
+      this.view = Object.freeze({ ...this.view, proposals })
+    }
     if (this.view) return this.view
+    this.staleViews.clear()
     // Head.
     let headKey = this.genesisKey
     let head: CID = this.federation

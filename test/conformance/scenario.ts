@@ -10,6 +10,7 @@ import {
   type Action,
   type AnyVerified,
   canonicalState,
+  cidKey,
   createFold,
   decodeRecord,
   equalBytes,
@@ -196,7 +197,7 @@ export function runScenario(scenario: Json, file: string, shuffles = 5): Scenari
     const fail = (msg: string) => failures.push(`${label}: ${msg}`)
     for (const [pid, want] of Object.entries((expect.proposals ?? {}) as Record<string, string>)) {
       const cid = ids.get(pid)
-      const view = cid && state.proposals.get(cid.toString())
+      const view = cid && state.proposals.get(cidKey(cid))
       const got = view ? proposalStatus(view, now) : 'absent'
       if (got !== want)
         fail(`proposal ${pid} is ${got}${view?.reason ? ` (${view.reason.code})` : ''}, expected ${want}`)
@@ -235,7 +236,7 @@ export function runScenario(scenario: Json, file: string, shuffles = 5): Scenari
       (expect.tally ?? {}) as Record<string, { yes: number; no: number; abstain: number }>,
     )) {
       const cid = ids.get(pid)
-      const t = cid && state.proposals.get(cid.toString())?.tally
+      const t = cid && state.proposals.get(cidKey(cid))?.tally
       if (!t || t.yes !== want.yes || t.no !== want.no || t.abstain !== want.abstain) {
         fail(
           `tally of ${pid} is ${t ? `${t.yes}/${t.no}/${t.abstain}` : 'absent'}, expected ${want.yes}/${want.no}/${want.abstain}`,
@@ -244,7 +245,7 @@ export function runScenario(scenario: Json, file: string, shuffles = 5): Scenari
     }
     for (const [pid, want] of Object.entries((expect.equivocators ?? {}) as Record<string, string[]>)) {
       const cid = ids.get(pid)
-      const got = (cid && state.proposals.get(cid.toString())?.equivocators) || []
+      const got = (cid && state.proposals.get(cidKey(cid))?.equivocators) || []
       const names = got.map((d) => sim.nameOf(d) ?? d).sort()
       if (names.join(',') !== [...want].sort().join(','))
         fail(`equivocators of ${pid} are [${names}], expected [${want}]`)
