@@ -63,7 +63,6 @@ export const CODES_INVALID = [
   'list-order',
   'list-block-missing',
   'list-block-invalid',
-  'list-root-mismatch',
 ] as const
 
 export const CODES_INAPPLICABLE = [

@@ -42,6 +42,8 @@ export const LIMITS = Object.freeze({
   maxPathBytes: 1024,
   /** Languages named by one manifest. */
   maxLanguages: 64,
+  /** Bytes of one binary CID inside tag 42. */
+  maxCidBytes: 128,
   /** Nonce bytes in a genesis. */
   minNonceBytes: 8,
   maxNonceBytes: 64,

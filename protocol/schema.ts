@@ -10,7 +10,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { utf8 } from './bytes.js'
-import { isRecordCid } from './cid.js'
+import { isRecordCid, SHA2_256_CODE } from './cid.js'
 import { parseDid, parseRegistrableDid } from './did.js'
 import { isBcp47, isIdentifier, isModelName, isRelativePath, isSemver, isSpdxExpression } from './formats.js'
 import { LIMITS } from './limits.js'
@@ -84,8 +84,13 @@ function bytes(v: unknown, path: string, min: number, max: number): Check {
   return undefined
 }
 
+/** Content (weights, cards, reports): a CIDv1 over a sha2-256 digest; no inline (identity) data. */
 function cid(v: unknown, path: string): Check {
-  if (CID.asCID(v) === null) return reject('schema-type', 'expected a CID', path)
+  const c = CID.asCID(v)
+  if (c === null) return reject('schema-type', 'expected a CID', path)
+  if (c.version !== 1 || c.multihash.code !== SHA2_256_CODE || c.multihash.size !== 32) {
+    return reject('schema-format', 'expected a CIDv1 with a sha2-256 multihash', path)
+  }
   return undefined
 }
 
@@ -347,6 +352,7 @@ function attestationBody(v: unknown, path: string): Check {
 
 function action(v: unknown, path: string): Check {
   if (!isPlainMap(v)) return reject('schema-type', 'expected an action map', path)
+  if (!('type' in v)) return reject('schema-missing-field', 'missing field "type"', join(path, 'type'))
   const t = oneOf(v.type, join(path, 'type'), ACTION_TYPES)
   if (t) return t
   switch (v.type) {
