@@ -47,6 +47,7 @@ export const CODES_INVALID = [
   'did-length',
   'did-non-canonical',
   'did-small-order',
+  'did-mixed-order',
   'sig-length',
   'sig-invalid',
   // genesis and federation binding
@@ -105,12 +106,16 @@ export const CODES_PENDING = [
   'seal-list-pending',
 ] as const
 
+/** Problems found when checking a state proof or a certificate (SPEC.md §11–§12). */
+export const CODES_CERTIFICATE = ['proof-block-missing', 'proof-block-invalid', 'proof-shape'] as const
+
 export const CODES = [...CODES_INVALID, ...CODES_INAPPLICABLE] as const
 
 export type InvalidCode = (typeof CODES_INVALID)[number]
 export type InapplicableCode = (typeof CODES_INAPPLICABLE)[number]
 export type PendingCode = (typeof CODES_PENDING)[number]
-export type RejectionCode = InvalidCode | InapplicableCode
+export type CertificateCode = (typeof CODES_CERTIFICATE)[number]
+export type RejectionCode = InvalidCode | InapplicableCode | CertificateCode
 
 const invalidSet: ReadonlySet<string> = new Set(CODES_INVALID)
 

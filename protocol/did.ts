@@ -30,7 +30,7 @@ export function didFromPublicKey(publicKey: Uint8Array): Did {
 export function parseDid(did: unknown, path?: string): Result<Uint8Array> {
   if (typeof did !== 'string') return reject('schema-type', 'a DID must be a text string', path)
   const hit = cache.get(did)
-  if (hit) return ok(hit)
+  if (hit) return ok(hit.slice())
   if (did.length > MAX_DID_LENGTH)
     return reject('did-length', `a did:key is at most ${MAX_DID_LENGTH} characters`, path)
   if (!did.startsWith(PREFIX)) return reject('did-prefix', 'a member id must start with "did:key:"', path)
@@ -50,7 +50,7 @@ export function parseDid(did: unknown, path?: string): Result<Uint8Array> {
   const key = raw.subarray(2)
   if (cache.size >= CACHE_MAX) cache.clear()
   cache.set(did, key)
-  return ok(key)
+  return ok(key.slice())
 }
 
 /** Like parseDid, and the key must be a canonical point of large order. */

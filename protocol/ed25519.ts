@@ -29,6 +29,13 @@ export interface Ed25519Signer {
 export const zip215: Ed25519Backend = {
   name: 'noble-zip215',
   verify(signature, message, publicKey) {
+    if (
+      !(signature instanceof Uint8Array) ||
+      !(message instanceof Uint8Array) ||
+      !(publicKey instanceof Uint8Array)
+    ) {
+      return false
+    }
     if (signature.length !== 64 || publicKey.length !== 32) return false
     try {
       return ed25519.verify(signature, message, publicKey, { zip215: true })
@@ -60,10 +67,13 @@ export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
 }
 
 /**
- * True if `publicKey` may be registered as a member key: a canonical encoding
- * of a curve point that is not of small order.
+ * Why `publicKey` may not be registered as a member key, if it may not: it
+ * must be the canonical encoding of a point in the prime-order subgroup
+ * (neither of small order nor with a small-order component).
  */
-export function keyProblem(publicKey: Uint8Array): 'did-non-canonical' | 'did-small-order' | undefined {
+export function keyProblem(
+  publicKey: Uint8Array,
+): 'did-non-canonical' | 'did-small-order' | 'did-mixed-order' | undefined {
   let point: ReturnType<typeof ed25519.Point.fromBytes>
   try {
     point = ed25519.Point.fromBytes(publicKey, false)
@@ -71,5 +81,7 @@ export function keyProblem(publicKey: Uint8Array): 'did-non-canonical' | 'did-sm
     return 'did-non-canonical'
   }
   if (point.isSmallOrder()) return 'did-small-order'
+  // A key with a small-order component (A' + T) is a second identity for the holder of A': refuse it.
+  if (!point.isTorsionFree()) return 'did-mixed-order'
   return undefined
 }

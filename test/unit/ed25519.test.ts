@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { base58btc } from 'multiformats/bases/base58'
 import { afterAll, describe, expect, it } from 'vitest'
+import { fastEd25519, nativeEd25519, nativeSigner, spkiDer } from '../../node/ed25519-native.js'
 import { utf8 } from '../../protocol/bytes.js'
 import { didFromPublicKey, parseDid, parseRegistrableDid } from '../../protocol/did.js'
 import {
@@ -24,7 +25,6 @@ import {
 import type { Result } from '../../protocol/result.js'
 import { memberSchema } from '../../protocol/schema.js'
 import { createSigner } from '../../protocol/signing.js'
-import { fastEd25519, nativeEd25519, nativeSigner, spkiDer } from '../../node/ed25519-native.js'
 
 interface SpeccheckCase {
   message: string
@@ -116,24 +116,25 @@ describe('malformed input', () => {
     expect(b.verify(sig, msg, signer.publicKey)).toBe(true)
   })
 
-  it.each(
-    backends.map((b) => [b.name, b] as const),
-  )('%s returns false, never throws, for malformed input', (_name, b) => {
-    const bad: [Uint8Array, Uint8Array, Uint8Array][] = [
-      [sig.subarray(0, 63), msg, signer.publicKey],
-      [new Uint8Array(65), msg, signer.publicKey],
-      [new Uint8Array(0), msg, signer.publicKey],
-      [sig, msg, signer.publicKey.subarray(0, 31)],
-      [sig, msg, new Uint8Array(33)],
-      [sig, msg, new Uint8Array(0)],
-      [sig, utf8.encode('hellO'), signer.publicKey],
-      [Uint8Array.from(sig, (x, i) => (i === 0 ? x ^ 1 : x)), msg, signer.publicKey],
-      [new Uint8Array(64).fill(0xff), msg, signer.publicKey],
-      [sig, msg, new Uint8Array(32).fill(0xff)],
-      [sig, msg, hex('0200000000000000000000000000000000000000000000000000000000000000')], // not on the curve
-    ]
-    for (const [s, m, p] of bad) expect(b.verify(s, m, p)).toBe(false)
-  })
+  it.each(backends.map((b) => [b.name, b] as const))(
+    '%s returns false, never throws, for malformed input',
+    (_name, b) => {
+      const bad: [Uint8Array, Uint8Array, Uint8Array][] = [
+        [sig.subarray(0, 63), msg, signer.publicKey],
+        [new Uint8Array(65), msg, signer.publicKey],
+        [new Uint8Array(0), msg, signer.publicKey],
+        [sig, msg, signer.publicKey.subarray(0, 31)],
+        [sig, msg, new Uint8Array(33)],
+        [sig, msg, new Uint8Array(0)],
+        [sig, utf8.encode('hellO'), signer.publicKey],
+        [Uint8Array.from(sig, (x, i) => (i === 0 ? x ^ 1 : x)), msg, signer.publicKey],
+        [new Uint8Array(64).fill(0xff), msg, signer.publicKey],
+        [sig, msg, new Uint8Array(32).fill(0xff)],
+        [sig, msg, hex('0200000000000000000000000000000000000000000000000000000000000000')], // not on the curve
+      ]
+      for (const [s, m, p] of bad) expect(b.verify(s, m, p)).toBe(false)
+    },
+  )
 
   it('node:crypto returns false, never throws, for values that are not bytes at all', () => {
     const junk = [null, undefined, 'x'.repeat(64), 42, {}] as unknown as Uint8Array[]
@@ -230,11 +231,12 @@ describe('did:key', () => {
 describe('registrable keys among the speccheck vectors', () => {
   // By the README's table: case 0/1's key is small order; case 10/11's key is
   // small order *and* non-canonical (x = 0 with the sign bit set), so its
-  // canonical-encoding check fails first; the others are of mixed or full order.
+  // canonical-encoding check fails first; the keys of mixed order (a small-order
+  // component) are refused too; only the key of cases 6–7 is in the prime-order subgroup.
   const expected: Record<string, string> = {
     c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa: 'did-small-order',
-    f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43: 'ok',
-    cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d: 'ok',
+    f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43: 'did-mixed-order',
+    cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d: 'did-mixed-order',
     '442aad9f089ad9e14647b1ef9099a1ff4798d78589e66f28eca69c11f582a623': 'ok',
     ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff: 'did-non-canonical',
   }
@@ -243,7 +245,7 @@ describe('registrable keys among the speccheck vectors', () => {
     for (const c of CASES) expect(code(parseDid(didFromPublicKey(c.publicKey)))).toBe('ok')
   })
 
-  it('parseRegistrableDid refuses small-order keys and non-canonical encodings', () => {
+  it('parseRegistrableDid refuses small-order, mixed-order and non-canonical keys', () => {
     const seen = new Set<string>()
     for (const [i, c] of CASES.entries()) {
       const h = Buffer.from(c.publicKey).toString('hex')
@@ -254,14 +256,14 @@ describe('registrable keys among the speccheck vectors', () => {
     expect(CASES.map((c) => keyProblem(c.publicKey) ?? 'ok')).toEqual([
       'did-small-order',
       'did-small-order',
+      'did-mixed-order',
+      'did-mixed-order',
+      'did-mixed-order',
+      'did-mixed-order',
       'ok',
       'ok',
-      'ok',
-      'ok',
-      'ok',
-      'ok',
-      'ok',
-      'ok',
+      'did-mixed-order',
+      'did-mixed-order',
       'did-non-canonical',
       'did-non-canonical',
     ])
@@ -304,11 +306,25 @@ describe('interoperability with the openssl command', () => {
     writeFileSync(join(dir, 'pub.pem'), pem)
     writeFileSync(join(dir, 'msg.bin'), msg)
     writeFileSync(join(dir, 'sig.bin'), sig)
-    writeFileSync(join(dir, 'bad.bin'), Uint8Array.from(sig, (x, i) => (i === 10 ? x ^ 0x80 : x)))
+    writeFileSync(
+      join(dir, 'bad.bin'),
+      Uint8Array.from(sig, (x, i) => (i === 10 ? x ^ 0x80 : x)),
+    )
     const run = (sigfile: string) =>
       spawnSync(
         'openssl',
-        ['pkeyutl', '-verify', '-rawin', '-pubin', '-inkey', 'pub.pem', '-sigfile', sigfile, '-in', 'msg.bin'],
+        [
+          'pkeyutl',
+          '-verify',
+          '-rawin',
+          '-pubin',
+          '-inkey',
+          'pub.pem',
+          '-sigfile',
+          sigfile,
+          '-in',
+          'msg.bin',
+        ],
         { cwd: dir, encoding: 'utf8' },
       )
     const good = run('sig.bin')
