@@ -826,7 +826,7 @@ class FoldImpl implements Fold {
   countedAttestations(proposal: CID): CID[] {
     this.derive()
     const p = this.proposals.get(cidKey(proposal))
-    if (!p || p.record.body.action.type !== 'ratify-model') return []
+    if (p?.record.body.action.type !== 'ratify-model') return []
     const ev = this.evalOf(p)
     if (ev.s !== 'valid') return []
     const latest = new Map<string, Verified<'attestation'>>()

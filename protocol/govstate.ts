@@ -31,7 +31,7 @@ export function genesisState(members: readonly Member[], rules: Rules): GovState
 
 export function hasRole(state: GovState, id: Did, role: Role): boolean {
   const m = state.members.get(id)
-  return m !== undefined && m.roles.includes(role)
+  return m?.roles.includes(role) === true
 }
 
 export function ruleFor(rules: Rules, actionType: string): ActionRule {
