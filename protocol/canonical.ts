@@ -20,6 +20,7 @@ export function canonicalState(state: FederationState): Uint8Array {
       weightsVerified: p.weightsVerified ?? null,
       decidedBy: p.decidedBy ?? null,
       equivocators: [...p.equivocators],
+      confirmed: p.confirmed,
     }))
   const manifests = [...state.manifests.values()]
     .sort((a, b) => compareCids(a.cid, b.cid))
@@ -47,5 +48,9 @@ export function canonicalState(state: FederationState): Uint8Array {
     proposals,
     manifests,
     models,
+    checkpoint: state.checkpoint
+      ? { cid: state.checkpoint.cid, signers: [...state.checkpoint.signers] }
+      : null,
+    checkpointEquivocators: [...state.checkpointEquivocators],
   })
 }

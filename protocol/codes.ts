@@ -93,6 +93,8 @@ export const CODES_INAPPLICABLE = [
   'seal-outcome-mismatch',
   'seal-weights-field',
   'checkpoint-not-steward',
+  'checkpoint-head',
+  'checkpoint-label',
 ] as const
 
 /** Codes of records waiting for something: reported as pending, never as errors. */
@@ -104,6 +106,7 @@ export const CODES_PENDING = [
   'manifest-unknown',
   'record-unknown',
   'seal-list-pending',
+  'checkpoint-list-pending',
 ] as const
 
 /** Problems found when checking a state proof or a certificate (SPEC.md §11–§12). */

@@ -89,6 +89,23 @@ export interface ProposalView {
   readonly equivocators: readonly Did[]
   /** Rules of the electorate (valid proposals only): used for timing and display. */
   readonly rules?: Rules
+  /**
+   * True when the newest counted checkpoint covers the proposal (closesAt ≤ its
+   * epoch): its phase is then the checkpoint's and later seals cannot change it.
+   * A final decision not yet covered is *unconfirmed*.
+   */
+  readonly confirmed: boolean
+}
+
+export interface CheckpointView {
+  /** The counted checkpoint with the smallest CID among the identical ones. */
+  readonly cid: CID
+  readonly epoch: number
+  readonly height: number
+  readonly head: CID
+  readonly stateRoot: CID
+  /** Stewards of state(head) who signed this content. */
+  readonly signers: readonly Did[]
 }
 
 export type ModelStatus = 'ratified' | 'conflicted' | 'revoked' | 'proposed'
@@ -132,6 +149,10 @@ export interface FederationState {
   readonly models: ReadonlyMap<string, ModelView>
   /** Records held (the genesis included). */
   readonly recordCount: number
+  /** The newest counted checkpoint, if any. */
+  readonly checkpoint?: CheckpointView
+  /** Stewards who signed two different checkpoints for one epoch. */
+  readonly checkpointEquivocators: readonly Did[]
 }
 
 export interface Fold {
@@ -217,6 +238,11 @@ interface SealVerdict {
 interface Finality {
   readonly final: boolean
   readonly conflicted: boolean
+  /**
+   * Set when the newest counted checkpoint covers the proposal (closesAt ≤ its
+   * epoch): the phase it lists, or null when it lists none. It overrides the seals.
+   */
+  readonly anchored?: Phase | null
   readonly outcome?: Outcome
   readonly weightsVerified?: boolean
   readonly decidedBy?: Verified<'seal'>
@@ -228,6 +254,24 @@ interface Live {
   readonly latest: Map<Did, Verified<'vote'>>
   tally: Tally
 }
+
+interface Anchor {
+  /** The counted checkpoint with the smallest CID among identical ones. */
+  readonly checkpoint: Verified<'checkpoint'>
+  readonly signers: readonly Did[]
+  readonly epoch: number
+  readonly height: number
+  readonly labels: ReadonlyMap<string, Phase>
+}
+
+/** The phases a checkpoint may list for a decision. */
+export const DECIDED_PHASES: ReadonlySet<string> = new Set([
+  'final-passed',
+  'final-rejected',
+  'final-no-quorum',
+  'superseded',
+  'conflicted',
+])
 
 const IN_PROGRESS = Symbol('in-progress')
 
@@ -261,6 +305,8 @@ class FoldImpl implements Fold {
   private reports = new Map<string, RecordReport>()
   /** CIDs that seals name but that are not here yet → the seals waiting for them. */
   private waiting = new Set<string>()
+  private anchor: Anchor | undefined
+  private checkpointEquivocators: Did[] = []
   private publishersEver: Set<Did> | undefined
   private auditorsEver: Set<Did> | undefined
 
@@ -359,6 +405,7 @@ class FoldImpl implements Fold {
     this.waiting = new Set()
     this.publishersEver = undefined
     this.auditorsEver = undefined
+    this.computeAnchor()
     // Settle every proposal (governance first is not needed: evaluation recurses on demand).
     for (const p of this.proposals.values()) this.finality(p)
     for (const [key, p] of this.proposals) {
@@ -402,7 +449,6 @@ class FoldImpl implements Fold {
     for (const atts of this.attestationsBySubject.values()) {
       for (const a of atts) this.reports.set(cidKey(a.cid), this.attestationReport(a))
     }
-    for (const [key, c] of this.checkpoints) this.reports.set(key, this.checkpointReport(c))
     this.dirty = false
     this.view = undefined
   }
@@ -526,6 +572,7 @@ class FoldImpl implements Fold {
   private finalPassed(p: Verified<'proposal'>): boolean {
     if (this.evalOf(p).s !== 'valid') return false
     const f = this.finality(p)
+    if (f.anchored !== undefined) return f.anchored === 'final-passed' || f.anchored === 'superseded'
     return (
       f.final &&
       !f.conflicted &&
@@ -571,8 +618,128 @@ class FoldImpl implements Fold {
     } else {
       fin = this.settle(p, ev, seals)
     }
+    const a = this.anchor
+    if (a && p.record.body.closesAt <= a.epoch) {
+      const label = a.labels.get(key) ?? null
+      fin = { ...fin, final: label !== null, conflicted: label === 'conflicted', anchored: label }
+    }
     this.finals.set(key, fin)
     return fin
+  }
+
+  // ------------------------------------------------------------ checkpoints
+
+  /**
+   * state(head) as a checkpoint's own `finalized` list implies it: the chain
+   * from the genesis to `head` through proposals it lists as final-passed.
+   * Independent of seals, so checkpoints can anchor the seals' verdicts.
+   */
+  private stateFromList(head: CID, labels: ReadonlyMap<string, Phase>): GovState | 'pending' | undefined {
+    const path: Verified<'proposal'>[] = []
+    let cur = cidKey(head)
+    while (cur !== this.genesisKey) {
+      const p = this.proposals.get(cur)
+      if (!p) return 'pending'
+      if (!isGovernance(p) || labels.get(cur) !== 'final-passed' || path.length > this.proposals.size)
+        return undefined
+      path.push(p)
+      cur = cidKey(p.record.body.basis)
+    }
+    let state = this.genesisGov
+    for (const p of path.reverse()) {
+      const next = applyAction(state, p.record.body.action)
+      if (!next.ok) return undefined
+      state = next.state
+    }
+    return state
+  }
+
+  /** Counts checkpoints (SPEC.md §11.2) and picks the newest counted one. */
+  private computeAnchor(): void {
+    this.anchor = undefined
+    this.checkpointEquivocators = []
+    const groups = new Map<string, Verified<'checkpoint'>[]>()
+    const byStewardEpoch = new Map<string, Set<string>>()
+    for (const [key, c] of this.checkpoints) {
+      const b = c.record.body
+      if (!c.finalized) {
+        this.reports.set(
+          key,
+          pending('checkpoint-list-pending', 'the blocks of the finalized list are not here yet'),
+        )
+        continue
+      }
+      const content = [
+        cidKey(b.head),
+        b.height,
+        b.epoch,
+        cidKey(b.stateRoot),
+        cidKey(b.finalized.root),
+        b.finalized.count,
+      ].join('|')
+      push(groups, content, c)
+      const se = `${c.record.author}|${b.epoch}`
+      const set = byStewardEpoch.get(se)
+      if (set) set.add(content)
+      else byStewardEpoch.set(se, new Set([content]))
+    }
+    for (const [se, contents] of byStewardEpoch) {
+      if (contents.size > 1) this.checkpointEquivocators.push(se.slice(0, se.lastIndexOf('|')))
+    }
+    this.checkpointEquivocators = [...new Set(this.checkpointEquivocators)].sort()
+    let best: Anchor | undefined
+    for (const members of groups.values()) {
+      const first = members[0]!
+      const labels = new Map(first.finalized!.map(([cid, label]) => [cidKey(cid), label as Phase]))
+      const badLabel = first.finalized!.some(([, label]) => !DECIDED_PHASES.has(label))
+      const state = badLabel ? undefined : this.stateFromList(first.record.body.head, labels)
+      const signers = new Set<Did>()
+      for (const c of members) {
+        const key = cidKey(c.cid)
+        if (badLabel)
+          this.reports.set(
+            key,
+            inapplicable('checkpoint-label', 'the finalized list holds a label that is not a decided phase'),
+          )
+        else if (state === 'pending')
+          this.reports.set(key, pending('basis-unknown', 'the checkpoint head or its chain is not known yet'))
+        else if (!state || state.height !== c.record.body.height) {
+          this.reports.set(
+            key,
+            inapplicable('checkpoint-head', 'the checkpoint head is not a chain its own list supports'),
+          )
+        } else if (!hasRole(state, c.record.author, 'steward')) {
+          this.reports.set(
+            key,
+            inapplicable('checkpoint-not-steward', 'only stewards of state(head) sign checkpoints'),
+          )
+        } else {
+          this.reports.set(key, APPLIED)
+          signers.add(c.record.author)
+        }
+      }
+      if (state === 'pending' || !state || signers.size < state.rules.sealThreshold) continue
+      const sorted = [...members].sort((a, b) => compareCids(a.cid, b.cid))
+      const b = first.record.body
+      const candidate: Anchor = {
+        checkpoint: sorted[0]!,
+        signers: [...signers].sort(),
+        epoch: b.epoch,
+        height: b.height,
+        labels,
+      }
+      if (
+        !best ||
+        b.height > best.height ||
+        (b.height === best.height && b.epoch > best.epoch) ||
+        (b.height === best.height &&
+          b.epoch === best.epoch &&
+          compareCids(candidate.checkpoint.cid, best.checkpoint.cid) < 0)
+      ) {
+        best = candidate
+      }
+    }
+    this.anchor = best
   }
 
   /** Finality by agreeing seals (SPEC.md §8.5). */
@@ -782,23 +949,6 @@ class FoldImpl implements Fold {
     return APPLIED
   }
 
-  private checkpointReport(c: Verified<'checkpoint'>): RecordReport {
-    const headKey = cidKey(c.record.body.head)
-    let state: GovState | undefined
-    if (headKey === this.genesisKey) state = this.genesisGov
-    else {
-      const h = this.proposals.get(headKey)
-      if (!h) return pending('basis-unknown', 'the checkpoint head is not known yet')
-      if (!this.isChainDecision(h))
-        return inapplicable('basis-not-chain', 'the checkpoint head is not a chain decision')
-      state = (this.evalOf(h) as Extract<Eval, { s: 'valid' }>).next
-    }
-    if (!state || !hasRole(state, c.record.author, 'steward')) {
-      return inapplicable('checkpoint-not-steward', 'only stewards of state(head) sign checkpoints')
-    }
-    return APPLIED
-  }
-
   // ------------------------------------------------------------ reads
 
   report(cid: CID): RecordReport | undefined {
@@ -934,8 +1084,22 @@ class FoldImpl implements Fold {
       manifests,
       models,
       recordCount: this.all.size,
+      ...(this.anchor ? { checkpoint: this.checkpointView(this.anchor) } : {}),
+      checkpointEquivocators: this.checkpointEquivocators,
     })
     return this.view
+  }
+
+  private checkpointView(a: Anchor): CheckpointView {
+    const b = a.checkpoint.record.body
+    return Object.freeze({
+      cid: a.checkpoint.cid,
+      epoch: b.epoch,
+      height: b.height,
+      head: b.head,
+      stateRoot: b.stateRoot,
+      signers: a.signers,
+    })
   }
 
   private proposalView(p: Verified<'proposal'>): ProposalView {
@@ -959,6 +1123,7 @@ class FoldImpl implements Fold {
         tally: EMPTY_TALLY,
         eligible: 0,
         equivocators: [],
+        confirmed: false,
       })
     }
     const fin = this.finality(p)
@@ -969,21 +1134,35 @@ class FoldImpl implements Fold {
       equivocators: fin.equivocators,
       rules: ev.electorate.rules,
     }
-    if (!fin.final) return Object.freeze({ ...common, phase: 'undecided', tally: liveTally })
-    if (fin.conflicted) return Object.freeze({ ...common, phase: 'conflicted', tally: liveTally })
-    const s = fin.decidedBy!
+    // What the seals alone decide (the agreeing seal with the smallest CID).
+    const s = fin.decidedBy
+    let sealed: Phase | undefined
+    if (s) {
+      const o = s.record.body.outcome
+      if (o === 'no-quorum') sealed = 'final-no-quorum'
+      else if (o === 'rejected') sealed = 'final-rejected'
+      else if (b.action.type === 'ratify-model' && s.record.body.weightsVerified !== true)
+        sealed = 'final-rejected'
+      else if (base.governance && !this.isChainDecision(p)) sealed = 'superseded'
+      else sealed = 'final-passed'
+    }
+    const covered = fin.anchored !== undefined
     let phase: Phase
-    if (fin.outcome === 'no-quorum') phase = 'final-no-quorum'
-    else if (fin.outcome === 'rejected') phase = 'final-rejected'
-    else if (b.action.type === 'ratify-model' && fin.weightsVerified !== true) phase = 'final-rejected'
-    else if (base.governance && !this.isChainDecision(p)) phase = 'superseded'
-    else phase = 'final-passed'
+    if (covered) phase = fin.anchored ?? 'undecided'
+    else if (!fin.final) phase = 'undecided'
+    else if (fin.conflicted) phase = 'conflicted'
+    else phase = sealed!
+    if (!s || sealed !== phase)
+      return Object.freeze({ ...common, phase, confirmed: covered, tally: liveTally })
     return Object.freeze({
       ...common,
       phase,
+      confirmed: covered,
       tally: s.record.body.tally,
-      outcome: fin.outcome!,
-      ...(fin.weightsVerified !== undefined ? { weightsVerified: fin.weightsVerified } : {}),
+      outcome: s.record.body.outcome,
+      ...(s.record.body.weightsVerified !== undefined
+        ? { weightsVerified: s.record.body.weightsVerified }
+        : {}),
       decidedBy: s.cid,
     })
   }

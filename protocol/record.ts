@@ -35,8 +35,12 @@ export interface Verified<K extends Kind = Kind> {
   readonly record: SignedRecord<K>
   /** Seals only: the vote and attestation lists, once their blocks were read. */
   readonly lists?: SealLists
+  /** Checkpoints only: the `(proposal, phase)` entries of `finalized`, once its blocks were read. */
+  readonly finalized?: readonly FinalizedEntry[]
   readonly [verifiedBrand]: true
 }
+
+export type FinalizedEntry = readonly [CID, string]
 
 export type AnyVerified = { [K in Kind]: Verified<K> }[Kind]
 
@@ -49,8 +53,11 @@ function seal<K extends Kind>(
   bytes: Uint8Array,
   record: SignedRecord<K>,
   lists?: SealLists,
+  finalized?: readonly FinalizedEntry[],
 ): Verified<K> {
-  const v = lists ? { cid, bytes, record, lists } : { cid, bytes, record }
+  const v: Record<string, unknown> = { cid, bytes, record }
+  if (lists) v.lists = lists
+  if (finalized) v.finalized = finalized
   return Object.freeze(v) as unknown as Verified<K>
 }
 
@@ -59,7 +66,7 @@ export interface DecodeOptions {
   readonly federation?: CID
   /** Ed25519 backend; the ZIP-215 reference by default. */
   readonly ed25519?: Ed25519Backend
-  /** Where the blocks of a seal's lists come from; without it a seal is returned without lists. */
+  /** Where list blocks come from; without it seals and checkpoints are returned without their lists. */
   readonly blocks?: BlockSource
 }
 
@@ -101,6 +108,11 @@ export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Re
     const lists = readSealLists(record as SignedRecord<'seal'>, options.blocks)
     if (!lists.ok) return lists
     return ok(seal(cid, bytes, record, lists.value) as AnyVerified)
+  }
+  if (record.kind === 'checkpoint' && options.blocks) {
+    const list = readFinalized(record as SignedRecord<'checkpoint'>, options.blocks)
+    if (!list.ok) return list
+    return ok(seal(cid, bytes, record, undefined, list.value) as AnyVerified)
   }
   return ok(seal(cid, bytes, record) as AnyVerified)
 }
@@ -157,6 +169,16 @@ export function readSealLists(record: SignedRecord<'seal'>, blocks: BlockSource)
   return ok({ votes: votes.value as CID[], attestations: attestations.value as CID[] })
 }
 
+/** Reads a checkpoint's labelled `finalized` list from blocks. */
+export function readFinalized(
+  record: SignedRecord<'checkpoint'>,
+  blocks: BlockSource,
+): Result<FinalizedEntry[]> {
+  const list = readList(record.body.finalized, blocks, true)
+  if (!list.ok) return { ...list, path: 'body.finalized' }
+  return ok(list.value as FinalizedEntry[])
+}
+
 /** A verified seal with its lists attached (the lists read elsewhere, e.g. by `readSealLists`). */
 export function withSealLists(v: Verified<'seal'>, lists: SealLists): Verified<'seal'> {
   return seal(v.cid, v.bytes, v.record, lists)
@@ -171,24 +193,28 @@ export function withSealLists(v: Verified<'seal'>, lists: SealLists): Verified<'
 export function signRecord<K extends Kind>(
   fields: Omit<UnsignedRecord<K>, 'author' | 'v'>,
   signer: Signer,
-  extra: { cosigs?: readonly Cosig[]; lists?: SealLists } = {},
+  extra: { cosigs?: readonly Cosig[]; lists?: SealLists; finalized?: readonly FinalizedEntry[] } = {},
 ): Verified<K> {
   const unsigned = { v: 1, ...fields, author: signer.did } as UnsignedRecord<K>
   const sig = signer.sign(signingBytes(unsigned))
   const record = (
     fields.kind === 'genesis' ? { ...unsigned, sig, cosigs: extra.cosigs ?? [] } : { ...unsigned, sig }
   ) as SignedRecord<K>
-  return fromSignedRecord(record, extra.lists)
+  return fromSignedRecord(record, extra.lists, extra.finalized)
 }
 
 /** Encodes and schema-checks a signed record built elsewhere (signatures are not checked). */
-export function fromSignedRecord<K extends Kind>(record: SignedRecord<K>, lists?: SealLists): Verified<K> {
+export function fromSignedRecord<K extends Kind>(
+  record: SignedRecord<K>,
+  lists?: SealLists,
+  finalized?: readonly FinalizedEntry[],
+): Verified<K> {
   const bytes = encode(record)
   const decoded = decodeStrict(bytes)
   if (!decoded.ok) throw new TypeError(`not a canonical record: ${decoded.message}`)
   const bad = recordSchema(decoded.value)
   if (bad) throw new TypeError(`not a valid record: ${bad.message}${bad.path ? ` (at ${bad.path})` : ''}`)
-  return seal(cidOfBlock(bytes), bytes, decoded.value as SignedRecord<K>, lists)
+  return seal(cidOfBlock(bytes), bytes, decoded.value as SignedRecord<K>, lists, finalized)
 }
 
 /** A founding steward's co-signature over the genesis signing bytes. */

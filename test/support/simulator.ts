@@ -11,6 +11,7 @@ import {
   type AnyVerified,
   buildList,
   type Choice,
+  checkpointFor,
   cidKey,
   cosignGenesis,
   createFold,
@@ -126,7 +127,10 @@ export class Simulator {
     return this.names.get(did)
   }
 
-  private envelope<K extends 'manifest' | 'attestation' | 'proposal' | 'vote' | 'seal'>(kind: K, at: number) {
+  private envelope<K extends 'manifest' | 'attestation' | 'proposal' | 'vote' | 'seal' | 'checkpoint'>(
+    kind: K,
+    at: number,
+  ) {
     return { kind, federation: this.federation, at: this.base + at }
   }
 
@@ -243,6 +247,22 @@ export class Simulator {
       },
       this.signer(by),
       { lists: { votes: [...votes], attestations: [...attestations] } },
+    )
+  }
+
+  /**
+   * A checkpoint for `epoch` (in simulation time) as an honest steward signs
+   * it from the simulator's current state; its blocks are kept.
+   */
+  checkpoint(by: string, at: number, epoch: number): Verified<'checkpoint'> {
+    const content = checkpointFor(this.fold.state(), this.base + epoch)
+    for (const b of content.blocks) this.blocks.set(cidKey(b.cid), b.bytes)
+    return signRecord(
+      { kind: 'checkpoint', federation: this.federation, at: this.base + at, body: content.body },
+      this.signer(by),
+      {
+        finalized: content.finalized,
+      },
     )
   }
 
