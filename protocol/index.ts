@@ -2,6 +2,7 @@
 export * from './bytes.js'
 export * from './canonical.js'
 export * from './cbor.js'
+export * from './certificate.js'
 export * from './checkpoint.js'
 export * from './cid.js'
 export * from './cidlist.js'

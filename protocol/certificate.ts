@@ -1,0 +1,436 @@
+/**
+ * Certificates: verification without a server (SPEC.md §12).
+ *
+ * A certificate is a CARv1 file whose single root is a small header block
+ * `{certificate: 1, federation, model, genesis, checkpoint}`. It carries the
+ * genesis; the newest counted checkpoint (every identical copy, so that t
+ * steward signatures are present) with its `finalized` list; the governance
+ * chain from the genesis to the checkpoint's head (proposals, their valid
+ * seals, the seals' list blocks and the votes they name); the Merkle path
+ * for `name@version` under the checkpoint's state root; and the manifest,
+ * its attestations, and the deciding proposal with its seals, lists and
+ * votes.
+ *
+ * `verifyCertificate` trusts nothing in the file but the federation id it is
+ * given: it folds the records it finds with the same fold every node runs,
+ * so the chain, the checkpoint's signatures (by stewards of state(head)),
+ * the proof and the ratification's own tally are all recomputed. The header
+ * is only a hint; blocks that are not records are ignored; the file size is
+ * capped. Pure: `now` and `trusted` are parameters.
+ */
+
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import * as CarBufferWriter from '@ipld/car/buffer-writer'
+import { CID } from 'multiformats/cid'
+import { equalBytes } from './bytes.js'
+import { DAG_CBOR_CODE, decodeStrict, encode } from './cbor.js'
+import { checkpointFor } from './checkpoint.js'
+import { cidKey, cidOfBlock, compareCids } from './cid.js'
+import { type Block, buildList } from './cidlist.js'
+import type { Ed25519Backend } from './ed25519.js'
+import { createFold, type FederationState, type Fold, proposalStatus } from './fold.js'
+import type { AnyVerified, Verified } from './record.js'
+import { decodeRecord } from './record.js'
+import { federationIdOf } from './signing.js'
+import { type EntryStatus, proveKey, verifyProof } from './stateroot.js'
+
+export const MAX_CERTIFICATE_BYTES = 64 * 1024 * 1024
+
+export const CERTIFICATE_PROBLEMS = [
+  'cert-too-large',
+  'cert-car',
+  'cert-header',
+  'cert-genesis-mismatch',
+  'cert-block-invalid',
+  'cert-block-missing',
+  'cert-record-invalid',
+  'cert-checkpoint-unsigned',
+  'cert-checkpoint-signer',
+  'cert-stale',
+  'cert-rollback',
+  'cert-proof',
+  'cert-wrong-model',
+  'cert-not-ratified',
+  'cert-revoked',
+  'cert-conflicted',
+  'cert-ratification-unproven',
+] as const
+export type CertificateProblemCode = (typeof CERTIFICATE_PROBLEMS)[number]
+
+export interface CertificateProblem {
+  readonly code: CertificateProblemCode
+  readonly message: string
+}
+
+/** The highest checkpoint a verifier has accepted for a federation: never go below it. */
+export interface TrustMark {
+  readonly height: number
+  readonly epoch: number
+}
+
+export interface VerifyCertificateOptions {
+  /** The verifier's clock, in ms since the epoch. */
+  readonly now: number
+  /** Oldest acceptable checkpoint age; default 2 × checkpointIntervalMs of state(head). */
+  readonly maxAgeMs?: number
+  /** The high-water mark seen so far (rollback protection). */
+  readonly trusted?: TrustMark
+  /** The name@version the caller expects, if any. */
+  readonly model?: string
+  readonly ed25519?: Ed25519Backend
+  readonly maxBytes?: number
+}
+
+export interface CertificateVerdict {
+  readonly ok: boolean
+  readonly model?: string
+  readonly status: EntryStatus | 'unknown'
+  readonly manifest?: CID
+  /** The manifest record, for checking files against it. */
+  readonly manifestRecord?: Verified<'manifest'>
+  /** The deciding proposal (ratification, or revocation when revoked). */
+  readonly proposal?: CID
+  readonly checkpoint?: {
+    readonly cid: CID
+    readonly epoch: number
+    readonly height: number
+    readonly age: number
+  }
+  /** The high-water mark to keep: the checkpoint's if it is newer and counted, else the one given. */
+  readonly trusted?: TrustMark
+  readonly problems: readonly CertificateProblem[]
+}
+
+// ---------------------------------------------------------------- building
+
+interface Collector {
+  readonly blocks: Map<string, Block>
+  add(b: Block): void
+  record(v: AnyVerified): void
+}
+
+function collector(): Collector {
+  const blocks = new Map<string, Block>()
+  const c: Collector = {
+    blocks,
+    add: (b) => {
+      blocks.set(cidKey(b.cid), b)
+    },
+    record: (v) => {
+      c.add({ cid: v.cid, bytes: v.bytes })
+      if (v.record.kind === 'seal' && v.lists) {
+        for (const b of buildList(v.lists.votes).blocks) c.add(b)
+        for (const b of buildList(v.lists.attestations).blocks) c.add(b)
+      }
+      if (v.record.kind === 'checkpoint' && v.finalized)
+        for (const b of buildList(v.finalized).blocks) c.add(b)
+    },
+  }
+  return c
+}
+
+/** A proposal with its valid seals and every vote and attestation they name. */
+function collectDecision(fold: Fold, c: Collector, proposal: CID): void {
+  const p = fold.get(proposal)
+  if (!p) return
+  c.record(p)
+  for (const r of fold.records()) {
+    if (r.record.kind !== 'seal' || !r.record.body.proposal.equals(proposal)) continue
+    if (fold.report(r.cid)?.status !== 'applied') continue
+    c.record(r)
+    for (const named of [...(r.lists?.votes ?? []), ...(r.lists?.attestations ?? [])]) {
+      const v = fold.get(named)
+      if (v) c.record(v)
+    }
+  }
+}
+
+/**
+ * Builds the certificate for `model` (name@version) from a node's fold,
+ * with the newest counted checkpoint. Throws if there is no counted
+ * checkpoint (nothing to certify yet).
+ */
+export function buildCertificate(fold: Fold, model: string): Uint8Array {
+  const state = fold.state()
+  const cp = state.checkpoint
+  if (!cp)
+    throw new Error(
+      'no checkpoint has been counted yet: a certificate needs one signed by the seal threshold of stewards',
+    )
+  const c = collector()
+  const anchor = fold.get(cp.cid) as Verified<'checkpoint'>
+  c.record(state.genesis)
+  // Every identical copy of the checkpoint (one per signer).
+  const same = (v: AnyVerified) =>
+    v.record.kind === 'checkpoint' &&
+    equalBytes(encode(v.record.body), encode(anchor.record.body)) &&
+    fold.report(v.cid)?.status === 'applied'
+  for (const r of fold.records()) if (same(r)) c.record(r)
+  // The chain from the head back to the genesis.
+  for (let head = cp.head; !head.equals(state.federation); ) {
+    collectDecision(fold, c, head)
+    const p = fold.get(head) as Verified<'proposal'> | undefined
+    if (!p) break
+    head = p.record.body.basis
+  }
+  // The proof, from the checkpoint's own content rebuilt (it is deterministic).
+  const content = checkpointFor(state, cp.epoch)
+  if (!content.root.root.equals(cp.stateRoot)) {
+    throw new Error(
+      'this node cannot rebuild the checkpointed state root; it may lack records the checkpoint covers',
+    )
+  }
+  for (const b of proveKey(content.root, model)) c.add(b)
+  const entry = content.root.paths.has(model)
+    ? verifyProof(cp.stateRoot, model, content.root.blocks)
+    : undefined
+  const value = entry?.ok ? entry.value.value : null
+  for (const m of value?.manifests ?? []) {
+    const rec = fold.get(m)
+    if (rec) c.record(rec)
+    for (const r of fold.records())
+      if (r.record.kind === 'attestation' && r.record.body.subject.equals(m)) c.record(r)
+  }
+  if (value?.decision) collectDecision(fold, c, value.decision)
+  // The header.
+  const header = encode({
+    certificate: 1,
+    federation: state.federation,
+    model,
+    genesis: state.genesis.cid,
+    checkpoint: cp.cid,
+  })
+  const headerBlock = { cid: cidOfBlock(header), bytes: header }
+  const blocks = [...c.blocks.values()].sort((a, b) => compareCids(a.cid, b.cid))
+  const size =
+    CarBufferWriter.headerLength({ roots: [headerBlock.cid] }) +
+    CarBufferWriter.blockLength(headerBlock) +
+    blocks.reduce((n, b) => n + CarBufferWriter.blockLength(b), 0)
+  const writer = CarBufferWriter.createWriter(new ArrayBuffer(size), { roots: [headerBlock.cid] })
+  writer.write(headerBlock)
+  for (const b of blocks) writer.write(b)
+  return writer.close({ resize: true })
+}
+
+// ---------------------------------------------------------------- verifying
+
+function older(a: TrustMark, b: TrustMark): boolean {
+  return a.height !== b.height ? a.height < b.height : a.epoch < b.epoch
+}
+
+/** Verifies a certificate offline from the federation id alone. Never throws. */
+export function verifyCertificate(
+  federation: CID,
+  car: Uint8Array,
+  options: VerifyCertificateOptions,
+): CertificateVerdict {
+  const problems: CertificateProblem[] = []
+  const fail = (code: CertificateProblemCode, message: string): CertificateVerdict => ({
+    ok: false,
+    status: 'unknown',
+    ...(options.trusted ? { trusted: options.trusted } : {}),
+    problems: [...problems, { code, message }],
+  })
+  const cap = options.maxBytes ?? MAX_CERTIFICATE_BYTES
+  if (car.length > cap)
+    return fail('cert-too-large', `the certificate is ${car.length} bytes; at most ${cap} are read`)
+
+  // Blocks, each checked against its CID.
+  let reader: CarBufferReader
+  try {
+    reader = CarBufferReader.fromBytes(car)
+  } catch (e) {
+    return fail('cert-car', `not a CARv1 file: ${(e as Error).message}`)
+  }
+  const blocks = new Map<string, Uint8Array>()
+  try {
+    for (const b of reader.blocks()) {
+      if (b.cid.code !== DAG_CBOR_CODE) continue
+      if (!equalBytes(cidOfBlock(b.bytes).bytes, b.cid.bytes)) {
+        problems.push({ code: 'cert-block-invalid', message: `block ${b.cid} does not match its CID` })
+        continue
+      }
+      blocks.set(cidKey(b.cid), b.bytes)
+    }
+  } catch (e) {
+    return fail('cert-car', `the CAR file is damaged: ${(e as Error).message}`)
+  }
+  const getBlock = (cid: CID) => blocks.get(cidKey(cid))
+
+  // The header (a hint only).
+  const roots = reader.getRoots()
+  const headerBytes = roots.length === 1 ? getBlock(roots[0]!) : undefined
+  const header = headerBytes ? decodeStrict(headerBytes) : undefined
+  const h = (header?.ok ? header.value : undefined) as Record<string, unknown> | undefined
+  if (!h || h.certificate !== 1 || typeof h.model !== 'string') {
+    return fail('cert-header', 'the certificate has no readable header block as its root')
+  }
+  const model = h.model
+  if (options.model !== undefined && options.model !== model) {
+    return fail('cert-wrong-model', `the certificate is for ${model}, not ${options.model}`)
+  }
+
+  // The genesis: the record whose unsigned form has the federation id.
+  let genesis: Verified<'genesis'> | undefined
+  const genesisHint = CID.asCID(h.genesis)
+  const candidates = genesisHint ? [genesisHint] : []
+  for (const c of candidates) {
+    const bytes = getBlock(c)
+    const d = bytes
+      ? decodeRecord(bytes, { ...(options.ed25519 ? { ed25519: options.ed25519 } : {}) })
+      : undefined
+    if (d?.ok && d.value.record.kind === 'genesis') {
+      if (federationIdOf(d.value.record as never).equals(federation)) genesis = d.value as Verified<'genesis'>
+    }
+  }
+  if (!genesis) {
+    return fail('cert-genesis-mismatch', `the certificate holds no genesis with federation id ${federation}`)
+  }
+
+  // Fold every record in the file, as a node would.
+  const fold = createFold(genesis)
+  const skip = new Set([cidKey(roots[0]!), cidKey(genesis.cid)])
+  for (const [key, bytes] of blocks) {
+    if (skip.has(key)) continue
+    const d = decodeRecord(bytes, {
+      federation,
+      blocks: getBlock,
+      ...(options.ed25519 ? { ed25519: options.ed25519 } : {}),
+    })
+    if (d.ok) {
+      fold.add(d.value)
+      continue
+    }
+    if (d.code === 'list-block-missing') {
+      problems.push({ code: 'cert-block-missing', message: `a record's list is incomplete: ${d.message}` })
+    } else if (d.code.startsWith('sig-') || d.code.startsWith('list-') || d.code === 'federation-mismatch') {
+      problems.push({
+        code: 'cert-record-invalid',
+        message: `a record in the certificate is invalid (${d.code}): ${d.message}`,
+      })
+    }
+    // Anything else is not a record of this federation: extra blocks are ignored.
+  }
+  const state = fold.state()
+  for (const r of fold.records()) {
+    const rep = fold.report(r.cid)
+    if (
+      rep?.status === 'pending' &&
+      (rep.code === 'record-unknown' || rep.code === 'proposal-unknown' || rep.code === 'basis-unknown')
+    ) {
+      problems.push({
+        code: 'cert-block-missing',
+        message: `${r.record.kind} ${r.cid} waits for a record the certificate lacks`,
+      })
+    }
+  }
+
+  // The checkpoint.
+  const cp = state.checkpoint
+  if (!cp) {
+    const badSigners = [...fold.records()].filter(
+      (r) => r.record.kind === 'checkpoint' && fold.report(r.cid)?.status === 'inapplicable',
+    )
+    if (badSigners.length > 0) {
+      problems.push({
+        code: 'cert-checkpoint-signer',
+        message: `${badSigners.length} checkpoint signature(s) are by keys that are not stewards of the checkpoint's head (removed or replaced keys cannot sign)`,
+      })
+    }
+    return fail(
+      'cert-checkpoint-unsigned',
+      `no checkpoint in the certificate is signed by ${state.rules.sealThreshold} stewards`,
+    )
+  }
+  const sealDeadlineMs = state.rules.sealDeadlineMs
+  const age = options.now - (cp.epoch + sealDeadlineMs)
+  const maxAge = options.maxAgeMs ?? 2 * state.rules.checkpointIntervalMs
+  const checkpoint = { cid: cp.cid, epoch: cp.epoch, height: cp.height, age }
+  const mark: TrustMark = { height: cp.height, epoch: cp.epoch }
+  let trusted = options.trusted
+  if (options.trusted && older(mark, options.trusted)) {
+    problems.push({
+      code: 'cert-rollback',
+      message: `the checkpoint (height ${cp.height}, epoch ${cp.epoch}) is older than one already trusted (height ${options.trusted.height}, epoch ${options.trusted.epoch})`,
+    })
+  } else {
+    trusted = mark
+  }
+  if (age > maxAge) {
+    problems.push({
+      code: 'cert-stale',
+      message: `the checkpoint is ${Math.round(age / 1000)} s old; at most ${Math.round(maxAge / 1000)} s are accepted`,
+    })
+  }
+
+  // The proof under the checkpointed root.
+  const proof = verifyProof(
+    cp.stateRoot,
+    model,
+    new Map([...blocks].map(([k, bytes]) => [k, { cid: CID.decode(keyBytes(k)), bytes }])),
+  )
+  const base = { model, checkpoint, ...(trusted ? { trusted } : {}) }
+  if (!proof.ok) {
+    problems.push({ code: 'cert-proof', message: `the proof for ${model} does not verify: ${proof.message}` })
+    return { ...base, ok: false, status: 'unknown', problems }
+  }
+  if (!proof.value.head.equals(cp.head) || proof.value.height !== cp.height) {
+    problems.push({ code: 'cert-proof', message: 'the state root names another head than the checkpoint' })
+  }
+  const value = proof.value.value
+  if (!value) {
+    problems.push({ code: 'cert-not-ratified', message: `${model} has no decision under the checkpoint` })
+    return { ...base, ok: false, status: 'unknown', problems }
+  }
+  const status = value.status
+  const manifest = value.manifests.length === 1 ? value.manifests[0] : undefined
+  const manifestRecord = manifest ? (fold.get(manifest) as Verified<'manifest'> | undefined) : undefined
+  const result = {
+    ...base,
+    status,
+    ...(manifest ? { manifest } : {}),
+    ...(manifestRecord ? { manifestRecord } : {}),
+    ...(value.decision ? { proposal: value.decision } : {}),
+  }
+  if (status === 'revoked')
+    problems.push({ code: 'cert-revoked', message: `${model} is revoked under the checkpoint` })
+  else if (status === 'conflicted')
+    problems.push({ code: 'cert-conflicted', message: `${model} has more than one ratified manifest` })
+  else if (status !== 'ratified')
+    problems.push({ code: 'cert-not-ratified', message: `${model} is ${status}` })
+  else {
+    if (!manifestRecord)
+      problems.push({
+        code: 'cert-block-missing',
+        message: `the manifest ${manifest} is not in the certificate`,
+      })
+    const problem = ratificationProblem(state, value.decision, manifest!)
+    if (problem) problems.push({ code: 'cert-ratification-unproven', message: problem })
+  }
+  return { ...result, ok: problems.length === 0 && status === 'ratified', problems }
+}
+
+/** The ratification itself, recomputed: its seals (each re-tallied from its votes) must agree on passed. */
+function ratificationProblem(
+  state: FederationState,
+  decision: CID | null,
+  manifest: CID,
+): string | undefined {
+  if (!decision) return 'the entry names no ratifying proposal'
+  const p = state.proposals.get(cidKey(decision))
+  if (!p) return `the ratifying proposal ${decision} is not in the certificate`
+  if (p.action.type !== 'ratify-model' || !p.action.manifest.equals(manifest))
+    return 'the deciding proposal does not ratify this manifest'
+  const status = proposalStatus(p, Number.MAX_SAFE_INTEGER)
+  if (status !== 'final-passed') return `the ratifying proposal is ${status}`
+  if (!p.decidedBy || p.weightsVerified !== true) {
+    return `the ratifying proposal's seals do not show ${state.rules.sealThreshold} stewards agreeing on passed with verified weights`
+  }
+  return undefined
+}
+
+function keyBytes(key: string): Uint8Array {
+  const out = new Uint8Array(key.length)
+  for (let i = 0; i < key.length; i++) out[i] = key.charCodeAt(i)
+  return out
+}
