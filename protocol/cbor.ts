@@ -39,6 +39,9 @@ export const RECORD_SCAN_LIMITS: ScanLimits = {
   maxCollectionItems: LIMITS.maxCollectionItems,
 }
 
+/** The same, with room for a genesis listing up to `maxGenesisMembers` members. */
+export const GENESIS_SCAN_LIMITS: ScanLimits = { ...RECORD_SCAN_LIMITS, maxBytes: LIMITS.maxGenesisBytes }
+
 class ScanFault {
   constructor(
     readonly code: InvalidCode,

@@ -8,6 +8,8 @@
 export const LIMITS = Object.freeze({
   /** Bytes of one encoded record, signature included. */
   maxRecordBytes: 64 * 1024,
+  /** Bytes of an encoded genesis (it lists up to 1,024 members). */
+  maxGenesisBytes: 256 * 1024,
   /** Bytes of one block of a canonical CID list. */
   maxListBlockBytes: 1024 * 1024,
   /** Entries per leaf block of a canonical CID list (and links per branch). */

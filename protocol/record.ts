@@ -10,7 +10,7 @@
  * unverified reaches the fold.
  */
 import type { CID } from 'multiformats/cid'
-import { decodeStrict, encode } from './cbor.js'
+import { decodeStrict, encode, GENESIS_SCAN_LIMITS } from './cbor.js'
 import { cidOfBlock } from './cid.js'
 import { type BlockSource, readList } from './cidlist.js'
 import { parseDid } from './did.js'
@@ -72,14 +72,21 @@ export interface DecodeOptions {
 
 /** Decodes and verifies one record. Never throws. */
 export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Result<AnyVerified> {
-  if (bytes.length > LIMITS.maxRecordBytes) {
+  if (bytes.length > LIMITS.maxGenesisBytes) {
     return reject(
       'record-too-large',
-      `a record is at most ${LIMITS.maxRecordBytes} bytes, this one ${bytes.length}`,
+      `a record is at most ${LIMITS.maxRecordBytes} bytes (a genesis ${LIMITS.maxGenesisBytes}), this one ${bytes.length}`,
     )
   }
-  const decoded = decodeStrict(bytes)
+  const decoded = decodeStrict(bytes, GENESIS_SCAN_LIMITS)
   if (!decoded.ok) return decoded
+  const kind = (decoded.value as { kind?: unknown } | null)?.kind
+  if (kind !== 'genesis' && bytes.length > LIMITS.maxRecordBytes) {
+    return reject(
+      'record-too-large',
+      `a record other than a genesis is at most ${LIMITS.maxRecordBytes} bytes, this one ${bytes.length}`,
+    )
+  }
   const bad = recordSchema(decoded.value)
   if (bad) return bad
   const record = decoded.value as SignedRecord
