@@ -19,6 +19,7 @@ const ED25519_PUB = new Uint8Array([0xed, 0x01])
 export const MAX_DID_LENGTH = 64
 
 const cache = new Map<string, Uint8Array>()
+const registrable = new Map<string, ReturnType<typeof keyProblem> | 'ok'>()
 const CACHE_MAX = 50_000
 
 export function didFromPublicKey(publicKey: Uint8Array): Did {
@@ -57,9 +58,15 @@ export function parseDid(did: unknown, path?: string): Result<Uint8Array> {
 export function parseRegistrableDid(did: unknown, path?: string): Result<Uint8Array> {
   const parsed = parseDid(did, path)
   if (!parsed.ok) return parsed
-  const problem = keyProblem(parsed.value)
+  let problem = registrable.get(did as string)
+  if (problem === undefined) {
+    // The prime-order check costs ~1.5 ms per key (a full scalar multiplication): remember verdicts.
+    problem = keyProblem(parsed.value) ?? 'ok'
+    if (registrable.size >= CACHE_MAX) registrable.clear()
+    registrable.set(did as string, problem)
+  }
   if (problem === 'did-small-order')
     return reject(problem, 'a key of small order cannot be a member key', path)
-  if (problem) return reject(problem, 'the key is not a canonical Ed25519 point', path)
+  if (problem !== 'ok') return reject(problem, 'the key is not a canonical Ed25519 point', path)
   return parsed
 }

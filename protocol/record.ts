@@ -217,7 +217,7 @@ export function fromSignedRecord<K extends Kind>(
   finalized?: readonly FinalizedEntry[],
 ): Verified<K> {
   const bytes = encode(record)
-  const decoded = decodeStrict(bytes)
+  const decoded = decodeStrict(bytes, record.kind === 'genesis' ? GENESIS_SCAN_LIMITS : undefined)
   if (!decoded.ok) throw new TypeError(`not a canonical record: ${decoded.message}`)
   const bad = recordSchema(decoded.value)
   if (bad) throw new TypeError(`not a valid record: ${bad.message}${bad.path ? ` (at ${bad.path})` : ''}`)
