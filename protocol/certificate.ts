@@ -364,11 +364,7 @@ export function verifyCertificate(
   }
 
   // The proof under the checkpointed root.
-  const proof = verifyProof(
-    cp.stateRoot,
-    model,
-    new Map([...blocks].map(([k, bytes]) => [k, { cid: CID.decode(keyBytes(k)), bytes }])),
-  )
+  const proof = verifyProof(cp.stateRoot, model, getBlock)
   const base = { model, checkpoint, ...(trusted ? { trusted } : {}) }
   if (!proof.ok) {
     problems.push({ code: 'cert-proof', message: `the proof for ${model} does not verify: ${proof.message}` })
@@ -427,10 +423,4 @@ function ratificationProblem(
     return `the ratifying proposal's seals do not show ${state.rules.sealThreshold} stewards agreeing on passed with verified weights`
   }
   return undefined
-}
-
-function keyBytes(key: string): Uint8Array {
-  const out = new Uint8Array(key.length)
-  for (let i = 0; i < key.length; i++) out[i] = key.charCodeAt(i)
-  return out
 }
