@@ -169,15 +169,21 @@ function parseValue(v: unknown): MapValue | undefined {
 export function verifyProof(
   root: CID,
   key: string,
-  blocks: readonly Block[] | ReadonlyMap<string, Block>,
+  blocks: readonly Block[] | ReadonlyMap<string, Block> | ((cid: CID) => Uint8Array | undefined),
 ): Result<ProofResult> {
-  const byKey = blocks instanceof Map ? blocks : new Map((blocks as Block[]).map((b) => [cidKey(b.cid), b]))
+  let get: (cid: CID) => Uint8Array | undefined
+  if (typeof blocks === 'function') get = blocks
+  else {
+    const byKey = blocks instanceof Map ? blocks : new Map((blocks as Block[]).map((b) => [cidKey(b.cid), b]))
+    get = (cid) => byKey.get(cidKey(cid))?.bytes
+  }
   const load = (cid: CID): Result<unknown> => {
-    const b = byKey.get(cidKey(cid))
-    if (!b) return reject('proof-block-missing', `proof block ${cid} is missing`)
-    if (!equalBytes(cidOfBlock(b.bytes).bytes, cid.bytes))
+    const bytes = get(cid)
+    if (!bytes) return reject('proof-block-missing', `proof block ${cid} is missing`)
+    if (!equalBytes(cidOfBlock(bytes).bytes, cid.bytes)) {
       return reject('proof-block-invalid', `block ${cid} does not match its CID`)
-    const d = decodeStrict(b.bytes, PROOF_SCAN)
+    }
+    const d = decodeStrict(bytes, PROOF_SCAN)
     if (!d.ok) return reject('proof-block-invalid', `block ${cid}: ${d.message}`)
     return d
   }
