@@ -303,13 +303,13 @@ export function verifyCertificate(
     }
     if (d.code === 'list-block-missing') {
       problems.push({ code: 'cert-block-missing', message: `a record's list is incomplete: ${d.message}` })
-    } else if (d.code.startsWith('sig-') || d.code.startsWith('list-') || d.code === 'federation-mismatch') {
+    } else if (d.code.startsWith('sig-') || d.code.startsWith('list-')) {
       problems.push({
         code: 'cert-record-invalid',
         message: `a record in the certificate is invalid (${d.code}): ${d.message}`,
       })
     }
-    // Anything else is not a record of this federation: extra blocks are ignored.
+    // Anything else is not a record of this federation (or not a record at all): extra blocks are ignored.
   }
   const state = fold.state()
   for (const r of fold.records()) {
@@ -342,19 +342,16 @@ export function verifyCertificate(
       `no checkpoint in the certificate is signed by ${state.rules.sealThreshold} stewards`,
     )
   }
-  const sealDeadlineMs = state.rules.sealDeadlineMs
+  const sealDeadlineMs = cp.rules.sealDeadlineMs
   const age = options.now - (cp.epoch + sealDeadlineMs)
-  const maxAge = options.maxAgeMs ?? 2 * state.rules.checkpointIntervalMs
+  const maxAge = options.maxAgeMs ?? 2 * cp.rules.checkpointIntervalMs
   const checkpoint = { cid: cp.cid, epoch: cp.epoch, height: cp.height, age }
   const mark: TrustMark = { height: cp.height, epoch: cp.epoch }
-  let trusted = options.trusted
   if (options.trusted && older(mark, options.trusted)) {
     problems.push({
       code: 'cert-rollback',
       message: `the checkpoint (height ${cp.height}, epoch ${cp.epoch}) is older than one already trusted (height ${options.trusted.height}, epoch ${options.trusted.epoch})`,
     })
-  } else {
-    trusted = mark
   }
   if (age > maxAge) {
     problems.push({
@@ -365,10 +362,19 @@ export function verifyCertificate(
 
   // The proof under the checkpointed root.
   const proof = verifyProof(cp.stateRoot, model, getBlock)
-  const base = { model, checkpoint, ...(trusted ? { trusted } : {}) }
+  // The high-water mark moves only to a checkpoint that is newer and came with no integrity problem.
+  const markAfter = (): TrustMark | undefined =>
+    problems.every((p) => STATUS_ONLY.has(p.code)) && !(options.trusted && older(mark, options.trusted))
+      ? mark
+      : options.trusted
+  const base = { model, checkpoint }
+  const done = <T extends object>(r: T) => {
+    const trusted = markAfter()
+    return { ...r, ...(trusted ? { trusted } : {}) }
+  }
   if (!proof.ok) {
     problems.push({ code: 'cert-proof', message: `the proof for ${model} does not verify: ${proof.message}` })
-    return { ...base, ok: false, status: 'unknown', problems }
+    return done({ ...base, ok: false, status: 'unknown' as const, problems })
   }
   if (!proof.value.head.equals(cp.head) || proof.value.height !== cp.height) {
     problems.push({ code: 'cert-proof', message: 'the state root names another head than the checkpoint' })
@@ -376,7 +382,7 @@ export function verifyCertificate(
   const value = proof.value.value
   if (!value) {
     problems.push({ code: 'cert-not-ratified', message: `${model} has no decision under the checkpoint` })
-    return { ...base, ok: false, status: 'unknown', problems }
+    return done({ ...base, ok: false, status: 'unknown' as const, problems })
   }
   const status = value.status
   const manifest = value.manifests.length === 1 ? value.manifests[0] : undefined
@@ -403,8 +409,16 @@ export function verifyCertificate(
     const problem = ratificationProblem(state, value.decision, manifest!)
     if (problem) problems.push({ code: 'cert-ratification-unproven', message: problem })
   }
-  return { ...result, ok: problems.length === 0 && status === 'ratified', problems }
+  return done({ ...result, ok: problems.length === 0 && status === 'ratified', problems })
 }
+
+/** Problems about the model's status or age, not about the certificate's integrity. */
+const STATUS_ONLY: ReadonlySet<string> = new Set([
+  'cert-stale',
+  'cert-revoked',
+  'cert-conflicted',
+  'cert-not-ratified',
+])
 
 /** The ratification itself, recomputed: its seals (each re-tallied from its votes) must agree on passed. */
 function ratificationProblem(

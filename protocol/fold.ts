@@ -106,6 +106,8 @@ export interface CheckpointView {
   readonly stateRoot: CID
   /** Stewards of state(head) who signed this content. */
   readonly signers: readonly Did[]
+  /** Rules of state(head): the timing that applies to this checkpoint (its age, its interval). */
+  readonly rules: Rules
 }
 
 export type ModelStatus = 'ratified' | 'conflicted' | 'revoked' | 'proposed'
@@ -262,6 +264,8 @@ interface Anchor {
   readonly epoch: number
   readonly height: number
   readonly labels: ReadonlyMap<string, Phase>
+  /** Rules of the checkpoint's head state. */
+  readonly rules: Rules
 }
 
 /** The phases a checkpoint may list for a decision. */
@@ -630,9 +634,13 @@ class FoldImpl implements Fold {
   // ------------------------------------------------------------ checkpoints
 
   /**
-   * state(head) as a checkpoint's own `finalized` list implies it: the chain
-   * from the genesis to `head` through proposals it lists as final-passed.
-   * Independent of seals, so checkpoints can anchor the seals' verdicts.
+   * state(head) of a checkpoint: the chain from the genesis to `head` through
+   * proposals its own list names final-passed, where every step is checked
+   * against the state the previous step left — a voter proposed it within the
+   * rules, its action leaves a well-formed state, and its own seals by t
+   * stewards of that state agree on passed. The seals make the chain; the
+   * list only picks which sealed chain the checkpoint vouches for, so a
+   * checkpoint cannot make its own signers stewards.
    */
   private stateFromList(head: CID, labels: ReadonlyMap<string, Phase>): GovState | 'pending' | undefined {
     const path: Verified<'proposal'>[] = []
@@ -640,16 +648,37 @@ class FoldImpl implements Fold {
     while (cur !== this.genesisKey) {
       const p = this.proposals.get(cur)
       if (!p) return 'pending'
-      if (!isGovernance(p) || labels.get(cur) !== 'final-passed' || path.length > this.proposals.size)
+      if (!isGovernance(p) || labels.get(cur) !== 'final-passed' || path.length > this.proposals.size) {
         return undefined
+      }
       path.push(p)
       cur = cidKey(p.record.body.basis)
     }
     let state = this.genesisGov
+    let prevClose = Number.NEGATIVE_INFINITY
     for (const p of path.reverse()) {
-      const next = applyAction(state, p.record.body.action)
+      const { at, author } = p.record
+      const body = p.record.body
+      if (
+        prevClose >= at ||
+        !hasRole(state, author, 'voter') ||
+        body.closesAt - at < state.rules.votingPeriodMs
+      ) {
+        return undefined
+      }
+      const next = applyAction(state, body.action)
       if (!next.ok) return undefined
+      const ev = {
+        s: 'valid' as const,
+        electorate: state,
+        eligible: eligibleWeight(state),
+        rule: ruleFor(state.rules, body.action.type),
+        next: next.state,
+      }
+      const sealed = this.settle(p, ev, this.sealsByProposal.get(cidKey(p.cid)) ?? [])
+      if (!sealed.final || sealed.conflicted || sealed.outcome !== 'passed') return undefined
       state = next.state
+      prevClose = body.closesAt
     }
     return state
   }
@@ -706,7 +735,10 @@ class FoldImpl implements Fold {
         else if (!state || state.height !== c.record.body.height) {
           this.reports.set(
             key,
-            inapplicable('checkpoint-head', 'the checkpoint head is not a chain its own list supports'),
+            inapplicable(
+              'checkpoint-head',
+              'the checkpoint head is not reached by a chain of sealed decisions its list names',
+            ),
           )
         } else if (!hasRole(state, c.record.author, 'steward')) {
           this.reports.set(
@@ -727,6 +759,7 @@ class FoldImpl implements Fold {
         epoch: b.epoch,
         height: b.height,
         labels,
+        rules: state.rules,
       }
       if (
         !best ||
@@ -1099,6 +1132,7 @@ class FoldImpl implements Fold {
       head: b.head,
       stateRoot: b.stateRoot,
       signers: a.signers,
+      rules: a.rules,
     })
   }
 
