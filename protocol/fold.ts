@@ -175,6 +175,8 @@ export interface Fold {
   electorate(proposal: CID): GovState | undefined
   /** The governance state at the head. */
   headState(): GovState
+  /** True if `did` is a member in some state of the chain (gossip accepts only such authors). */
+  knownMember(did: Did): boolean
 }
 
 // ---------------------------------------------------------------- helpers
@@ -312,6 +314,7 @@ class FoldImpl implements Fold {
   private anchor: Anchor | undefined
   private checkpointEquivocators: Did[] = []
   private publishersEver: Set<Did> | undefined
+  private known: Set<Did> | undefined
   private auditorsEver: Set<Did> | undefined
 
   constructor(genesis: Verified<'genesis'>) {
@@ -336,7 +339,12 @@ class FoldImpl implements Fold {
 
   add(r: AnyVerified): boolean {
     const key = cidKey(r.cid)
-    if (this.all.has(key)) return true
+    const held = this.all.get(key)
+    if (held) {
+      // The same seal or checkpoint again, now with its lists read: keep the richer copy.
+      if ((r.lists && !held.lists) || (r.finalized && !held.finalized)) this.upgrade(held, r, key)
+      return true
+    }
     if (r.record.kind === 'genesis') return false
     if (!r.record.federation!.equals(this.federation)) return false
     this.all.set(key, r)
@@ -375,6 +383,25 @@ class FoldImpl implements Fold {
     return true
   }
 
+  private upgrade(held: AnyVerified, r: AnyVerified, key: string): void {
+    this.all.set(key, r)
+    if (r.record.kind === 'seal') {
+      const list = this.sealsByProposal.get(cidKey(r.record.body.proposal))
+      if (list) list[list.indexOf(held as Verified<'seal'>)] = r as Verified<'seal'>
+    } else if (r.record.kind === 'checkpoint') {
+      this.checkpoints.set(key, r as Verified<'checkpoint'>)
+    }
+    this.dirty = true
+    this.view = undefined
+  }
+
+  knownMember(did: Did): boolean {
+    this.derive()
+    if (this.genesisGov.members.has(did)) return true
+    this.known ??= new Set(this.chainStates().flatMap((st) => [...st.members.keys()]))
+    return this.known.has(did)
+  }
+
   /**
    * A vote changes nothing but its own report and its proposal's live tally,
    * unless a seal is waiting for it: then everything is derived again.
@@ -409,6 +436,7 @@ class FoldImpl implements Fold {
     this.waiting = new Set()
     this.publishersEver = undefined
     this.auditorsEver = undefined
+    this.known = undefined
     this.computeAnchor()
     // Settle every proposal (governance first is not needed: evaluation recurses on demand).
     for (const p of this.proposals.values()) this.finality(p)

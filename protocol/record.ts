@@ -186,6 +186,22 @@ export function readFinalized(
   return ok(list.value as FinalizedEntry[])
 }
 
+/**
+ * Reads the lists of a verified seal or checkpoint from `blocks` and returns
+ * the record with them attached; other records are returned as they are.
+ */
+export function attachLists(v: AnyVerified, blocks: BlockSource): Result<AnyVerified> {
+  if (v.record.kind === 'seal' && !v.lists) {
+    const lists = readSealLists(v.record as SignedRecord<'seal'>, blocks)
+    return lists.ok ? ok(seal(v.cid, v.bytes, v.record, lists.value) as AnyVerified) : lists
+  }
+  if (v.record.kind === 'checkpoint' && !v.finalized) {
+    const list = readFinalized(v.record as SignedRecord<'checkpoint'>, blocks)
+    return list.ok ? ok(seal(v.cid, v.bytes, v.record, undefined, list.value) as AnyVerified) : list
+  }
+  return ok(v)
+}
+
 /** A verified seal with its lists attached (the lists read elsewhere, e.g. by `readSealLists`). */
 export function withSealLists(v: Verified<'seal'>, lists: SealLists): Verified<'seal'> {
   return seal(v.cid, v.bytes, v.record, lists)

@@ -1,0 +1,260 @@
+/**
+ * The HTTP API (DESIGN.md §6), on Fastify: a well-kept framework with body
+ * limits, content-type parsers and error hooks built in. Binds 127.0.0.1 by
+ * default. Every error is JSON `{error: {code, message}}` with a 4xx/5xx
+ * status; a bad request never produces a stack trace.
+ *
+ * Writes: `POST /records` is open to anyone who can reach the API (records
+ * authenticate themselves by signature and are validated like gossip);
+ * writes that are not self-authenticating need the admin bearer token.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { CID } from 'multiformats/cid'
+import { cidKey, isInvalidCode, LIMITS, type RejectionCode, stateRoot } from '../protocol/index.js'
+import { isNodeError, NodeError } from './errors.js'
+import { proposalJson, stateJson, toJson } from './json.js'
+import type { Logger } from './log.js'
+import type { Metrics } from './metrics.js'
+import type { RecordStore } from './store.js'
+
+export interface NodeStatus {
+  peerId: string
+  addresses: string[]
+  federation: string
+  steward: string | null
+  records: number
+  head: string
+}
+
+export interface ApiContext {
+  readonly store: RecordStore
+  readonly clock: () => number
+  readonly log: Logger
+  readonly metrics: Metrics
+  readonly adminToken: string
+  status(): NodeStatus
+  peers(): { id: string; addresses: string[] }[]
+  /** Best-effort gossip of bytes already made durable. */
+  publish(bytes: Uint8Array): Promise<void>
+  dial(multiaddr: string): Promise<void>
+}
+
+/** Request bodies: one record (≤ 256 KiB) or a CAR with a record and its list blocks. */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024
+
+function fail(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.code(status).send({ error: { code, message } })
+}
+
+function parseCid(text: string): CID {
+  try {
+    return CID.parse(text)
+  } catch {
+    throw new NodeError('bad-cid', `not a CID: ${text.slice(0, 80)}`, { status: 400 })
+  }
+}
+
+/** A body as a record and the list blocks sent with it. */
+function unpack(body: Buffer, type: string | undefined): { record: Uint8Array; blocks: Uint8Array[] } {
+  const bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
+  if (type?.startsWith('application/vnd.ipld.car')) {
+    let car: CarBufferReader
+    try {
+      car = CarBufferReader.fromBytes(bytes)
+    } catch (e) {
+      throw new NodeError('bad-car', `the body is not a CAR file: ${(e as Error).message}`, { status: 400 })
+    }
+    const root = car.getRoots()[0]
+    const rec = root ? car.get(root) : undefined
+    if (!root || !rec) throw new NodeError('bad-car', 'the CAR has no root record', { status: 400 })
+    const blocks = car
+      .blocks()
+      .filter((b) => !b.cid.equals(root))
+      .map((b) => b.bytes)
+    return { record: rec.bytes, blocks }
+  }
+  return { record: bytes, blocks: [] }
+}
+
+export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: MAX_BODY_BYTES, return503OnClosing: true })
+  for (const type of [
+    'application/cbor',
+    'application/octet-stream',
+    'application/vnd.ipld.car',
+    'application/vnd.ipld.dag-cbor',
+  ]) {
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: MAX_BODY_BYTES }, (_req, body, done) =>
+      done(null, body),
+    )
+  }
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, req, reply) => {
+    if (isNodeError(error)) return fail(reply, error.status, error.code, error.message)
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return fail(reply, 413, 'body-too-large', `request bodies are at most ${MAX_BODY_BYTES} bytes`)
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return fail(
+        reply,
+        415,
+        'unsupported-media-type',
+        'send application/cbor (one record) or application/vnd.ipld.car (a record and its blocks)',
+      )
+    }
+    if (error.statusCode && error.statusCode < 500)
+      return fail(reply, error.statusCode, 'bad-request', error.message)
+    ctx.log.error('api-error', { url: req.url, error })
+    return fail(reply, 500, 'internal', 'the node could not handle this request; see its log')
+  })
+  app.setNotFoundHandler((req, reply) =>
+    fail(reply, 404, 'not-found', `no such endpoint: ${req.method} ${req.url}`),
+  )
+
+  const requireAdmin = (req: FastifyRequest) => {
+    const header = req.headers.authorization ?? ''
+    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '')
+    const want = Buffer.from(ctx.adminToken)
+    if (given.length !== want.length || !timingSafeEqual(given, want)) {
+      throw new NodeError(
+        'unauthorized',
+        'this endpoint needs the admin token (Authorization: Bearer <HOME/api.token>)',
+        { status: 401 },
+      )
+    }
+  }
+
+  app.get('/health', async () => ({ ok: true }))
+  app.get('/status', async () => ctx.status())
+  app.get('/peers', async () => ({ peers: ctx.peers() }))
+  app.get('/state', async () => stateJson(ctx.store.fold.state()))
+  app.get('/members', async () => ({ members: stateJson(ctx.store.fold.state()).members }))
+
+  app.get('/proposals', async (req) => {
+    const now = ctx.clock()
+    const open = (req.query as Record<string, string>).open !== undefined
+    const list = [...ctx.store.fold.state().proposals.values()]
+      .map((p) => proposalJson(p, now))
+      .filter((p) => !open || p.status === 'open')
+      .sort((a, b) => (b.at as number) - (a.at as number))
+    return { proposals: list }
+  })
+  app.get('/proposals/:id', async (req) => {
+    const cid = parseCid((req.params as { id: string }).id)
+    const p = ctx.store.fold.state().proposals.get(cidKey(cid))
+    if (!p)
+      throw new NodeError('unknown-proposal', `no proposal ${cid} is known to this node`, { status: 404 })
+    return {
+      ...proposalJson(p, ctx.clock()),
+      countedVotes: ctx.store.fold.countedVotes(cid).map(String),
+    }
+  })
+
+  app.get('/models', async () => {
+    const state = ctx.store.fold.state()
+    return { models: [...state.models.values()].map((m) => toJson(m)) }
+  })
+  // name@version may hold a "/" (organisation/name): take the rest of the path.
+  app.get('/models/*', async (req) => {
+    const key = decodeURIComponent((req.params as { '*': string })['*'])
+    const state = ctx.store.fold.state()
+    const m = state.models.get(key)
+    if (!m)
+      throw new NodeError('unknown-model', `no manifest of ${key} is known to this node`, { status: 404 })
+    const at = key.lastIndexOf('@')
+    return {
+      name: key.slice(0, at),
+      version: key.slice(at + 1),
+      status: m.status,
+      manifest: m.manifest?.toString() ?? null,
+      proposal: m.decision?.toString() ?? null,
+      manifests: m.manifests.map((c) => {
+        const v = state.manifests.get(cidKey(c))!
+        return {
+          id: c.toString(),
+          status: v.status,
+          base: v.base?.toString() ?? null,
+          ratifiedBy: v.ratifiedBy.map(String),
+          revokedBy: v.revokedBy.map(String),
+        }
+      }),
+      stateRoot: stateRoot(state).toString(),
+    }
+  })
+
+  app.get('/records/:id', async (req, reply) => {
+    const cid = parseCid((req.params as { id: string }).id)
+    const r = ctx.store.fold.get(cid)
+    const block = r ? r.bytes : ctx.store.getBlock(cid)
+    if (!block)
+      throw new NodeError('unknown-record', `no record or list block ${cid} is held here`, { status: 404 })
+    const accept = req.headers.accept ?? ''
+    if (r && accept.includes('application/json')) {
+      return { id: cid.toString(), record: toJson(r.record), report: ctx.store.fold.report(cid) }
+    }
+    return reply.type('application/cbor').send(Buffer.from(block))
+  })
+  app.get('/manifests/:id', async (req) => {
+    const cid = parseCid((req.params as { id: string }).id)
+    const r = ctx.store.fold.get(cid)
+    if (!r || r.record.kind !== 'manifest')
+      throw new NodeError('unknown-manifest', `no manifest ${cid} is held here`, { status: 404 })
+    return {
+      id: cid.toString(),
+      author: r.record.author,
+      at: r.record.at,
+      ...(toJson(r.record.body) as object),
+      report: ctx.store.fold.report(cid),
+    }
+  })
+
+  app.post('/records', async (req, reply) => {
+    if (!Buffer.isBuffer(req.body)) {
+      throw new NodeError(
+        'unsupported-media-type',
+        'send application/cbor (one record) or application/vnd.ipld.car',
+        { status: 415 },
+      )
+    }
+    const { record, blocks } = unpack(req.body, req.headers['content-type'])
+    const started = process.hrtime.bigint()
+    const result = await ctx.store.ingest(record, blocks)
+    ctx.metrics.ingestSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
+    if (result.verdict === 'reject') {
+      const code = (result.code ?? 'invalid') as RejectionCode
+      return fail(
+        reply,
+        isInvalidCode(code) || code.startsWith('cbor') ? 400 : 422,
+        code,
+        result.message ?? 'the record is invalid',
+      )
+    }
+    if (result.verdict === 'ignore' && !result.duplicate) {
+      return fail(reply, 422, result.code ?? 'ignored', result.message ?? 'the record was not taken')
+    }
+    if (!result.duplicate) {
+      // Durable now: gossip is best effort, sync repairs what it misses.
+      ctx.publish(record).catch((e) => ctx.log.warn('publish-failed', { error: e as Error }))
+    }
+    return reply
+      .code(result.duplicate ? 200 : 201)
+      .send({ id: result.cid!.toString(), duplicate: result.duplicate === true, report: result.report })
+  })
+
+  app.post('/admin/dial', async (req) => {
+    requireAdmin(req)
+    const body = req.body as { multiaddr?: unknown } | undefined
+    if (!body || typeof body.multiaddr !== 'string')
+      throw new NodeError('bad-request', 'send {"multiaddr": "/ip4/…/tcp/…/p2p/…"}', { status: 400 })
+    await ctx.dial(body.multiaddr)
+    return { ok: true }
+  })
+
+  app.get('/metrics', async (_req, reply) => {
+    ctx.metrics.update()
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics())
+  })
+  void LIMITS
+  return app
+}

@@ -1,0 +1,75 @@
+/**
+ * Prometheus metrics (prom-client): records by kind and verdict, peers,
+ * gossip latency, ingest time, log size. Each node owns its registry, so
+ * several nodes can run in one process (tests).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { RecordStore } from './store.js'
+
+export interface Metrics {
+  readonly registry: Registry
+  readonly gossipLatency: Histogram
+  readonly ingestSeconds: Histogram
+  readonly gossipReceived: Counter
+  /** Refreshes the gauges that are read from the node on scrape. */
+  update(): void
+}
+
+export function createMetrics(read: { store: () => RecordStore; peers: () => number }): Metrics {
+  const registry = new Registry()
+  const records = new Gauge({
+    name: 'allmende_records',
+    help: 'records held, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+  })
+  const verdicts = new Gauge({
+    name: 'allmende_records_checked',
+    help: 'records checked since start, by kind and verdict (accept, reject, ignore, duplicate)',
+    labelNames: ['kind', 'verdict'],
+    registers: [registry],
+  })
+  const peers = new Gauge({ name: 'allmende_peers', help: 'connected peers', registers: [registry] })
+  const logBytes = new Gauge({
+    name: 'allmende_record_log_bytes',
+    help: 'bytes in the record log',
+    registers: [registry],
+  })
+  const gossipLatency = new Histogram({
+    name: 'allmende_gossip_latency_seconds',
+    help: 'time from a record’s signed `at` to its arrival by gossip (clock skew included)',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  })
+  const ingestSeconds = new Histogram({
+    name: 'allmende_ingest_seconds',
+    help: 'time to validate, log durably and fold one submitted record',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers: [registry],
+  })
+  const gossipReceived = new Counter({
+    name: 'allmende_gossip_received_total',
+    help: 'gossip messages received',
+    registers: [registry],
+  })
+  return {
+    registry,
+    gossipLatency,
+    ingestSeconds,
+    gossipReceived,
+    update() {
+      const store = read.store()
+      const byKind = new Map<string, number>()
+      for (const r of store.fold.records()) byKind.set(r.record.kind, (byKind.get(r.record.kind) ?? 0) + 1)
+      records.reset()
+      for (const [kind, n] of byKind) records.set({ kind }, n)
+      verdicts.reset()
+      for (const [k, n] of store.counters.verdicts) {
+        const [kind, verdict] = k.split('|')
+        verdicts.set({ kind: kind!, verdict: verdict! }, n)
+      }
+      peers.set(read.peers())
+      logBytes.set(store.logBytes())
+    },
+  }
+}

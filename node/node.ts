@@ -1,0 +1,202 @@
+/**
+ * The federation node (DESIGN.md §6): the record store, libp2p + gossipsub +
+ * Helia, and the HTTP API, wired together. Dependencies can be passed in
+ * (STYLE.md 11): a clock, a logger, a config — so tests can run several
+ * nodes in one process with a fake clock.
+ *
+ * Lifecycle: `startNode` opens the stores (replaying the record log),
+ * starts libp2p and the API; `stop` stops accepting requests, lets
+ * in-flight writes finish, stops libp2p and Helia and closes every store.
+ */
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FsBlockstore } from 'blockstore-fs'
+import { LevelDatastore } from 'datastore-level'
+import type { FastifyInstance } from 'fastify'
+import { cidKey, federationIdOf, type Verified } from '../protocol/index.js'
+import { createApi, type NodeStatus } from './api.js'
+import {
+  adminToken,
+  FILES,
+  inHome,
+  loadConfig,
+  loadGenesis,
+  type NodeConfig,
+  writePrivate,
+} from './config.js'
+import { NodeError } from './errors.js'
+import { createLogger, type Logger } from './log.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes, topicFor } from './p2p.js'
+import { type Checked, openStore, type RecordStore } from './store.js'
+
+export interface NodeOptions {
+  readonly home: string
+  readonly config?: NodeConfig
+  readonly genesis?: Verified<'genesis'>
+  readonly clock?: () => number
+  readonly log?: Logger
+  /** Start Helia (weights, bitswap). Default true. */
+  readonly helia?: boolean
+}
+
+export interface AllmendeNode {
+  readonly home: string
+  readonly config: NodeConfig
+  readonly store: RecordStore
+  readonly p2p: P2P
+  readonly api: FastifyInstance
+  /** e.g. http://127.0.0.1:7070 */
+  readonly apiUrl: string
+  readonly metrics: Metrics
+  status(): NodeStatus
+  stop(): Promise<void>
+}
+
+async function loadPeerKey(home: string) {
+  const path = join(home, FILES.peerKey)
+  try {
+    return peerKeyFromBytes(await readFile(path))
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new NodeError('peer-key-invalid', `${path} is not a peer key: ${(e as Error).message}`)
+    }
+  }
+  const key = await generatePeerKey()
+  await writePrivate(path, peerKeyToBytes(key))
+  return key
+}
+
+async function stewardDid(home: string, config: NodeConfig): Promise<string | null> {
+  if (!config.stewardKeyFile) return null
+  const path = inHome(home, config.stewardKeyFile)
+  try {
+    const parsed = JSON.parse(await readFile(path, 'utf8')) as { did?: unknown }
+    return typeof parsed.did === 'string' ? parsed.did : null
+  } catch (e) {
+    throw new NodeError('steward-key-invalid', `cannot read the steward key ${path}: ${(e as Error).message}`)
+  }
+}
+
+export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
+  const { home } = options
+  const config = options.config ?? (await loadConfig(home))
+  const log = options.log ?? createLogger({ level: config.logLevel })
+  const clock = options.clock ?? Date.now
+  const genesis = options.genesis ?? (await loadGenesis(home, config))
+  const federation = federationIdOf(genesis.record)
+  if (federation.toString() !== config.federation) {
+    throw new NodeError('genesis-invalid', `the genesis is not that of federation ${config.federation}`)
+  }
+  const steward = await stewardDid(home, config)
+  const token = await adminToken(home)
+  const store = await openStore({ path: join(home, FILES.log), genesis, clock, log })
+
+  const useHelia = options.helia !== false
+  let blockstore: FsBlockstore | undefined
+  let datastore: LevelDatastore | undefined
+  if (useHelia) {
+    await mkdir(join(home, FILES.blocks), { recursive: true })
+    blockstore = new FsBlockstore(join(home, FILES.blocks))
+    await blockstore.open()
+    datastore = new LevelDatastore(join(home, FILES.datastore))
+    await datastore.open()
+  }
+
+  let p2p: P2P | undefined
+  const metrics = createMetrics({ store: () => store, peers: () => p2p?.peers().length ?? 0 })
+  // The validator's verdict, kept for the message handler that follows it (same bytes object).
+  const checked = new WeakMap<Uint8Array, Checked>()
+  p2p = await createP2P({
+    peerKey: await loadPeerKey(home),
+    listen: [...config.listen],
+    bootstrap: [...config.bootstrap],
+    topic: topicFor(config.federation),
+    validate: (bytes) => {
+      const c = store.check(bytes)
+      checked.set(bytes, c)
+      return c.verdict
+    },
+    onMessage: (bytes, from) => {
+      metrics.gossipReceived.inc()
+      const c = checked.get(bytes)
+      if (c?.record) metrics.gossipLatency.observe(Math.max(0, clock() - c.record.record.at) / 1000)
+      store
+        .ingest(bytes)
+        .then((r) => {
+          if (r.verdict === 'accept' && !r.duplicate)
+            log.debug('record-received', { id: r.cid?.toString(), from, kind: r.record?.record.kind })
+        })
+        .catch((e) => log.warn('ingest-failed', { from, error: e as Error }))
+    },
+    log: (level, event, fields) => log.log(level, event, fields as Record<string, unknown>),
+    ...(blockstore ? { blockstore } : {}),
+    ...(datastore ? { datastore } : {}),
+    helia: useHelia,
+  })
+
+  const status = (): NodeStatus => {
+    const state = store.fold.state()
+    return {
+      peerId: p2p!.peerId,
+      addresses: p2p!.addresses(),
+      federation: config.federation,
+      steward,
+      records: state.recordCount,
+      head: state.head.toString(),
+    }
+  }
+
+  const api = await createApi({
+    store,
+    clock,
+    log,
+    metrics,
+    adminToken: token,
+    status,
+    peers: () => p2p!.peers(),
+    publish: async (bytes) => {
+      await p2p!.publish(bytes)
+    },
+    dial: (ma) => p2p!.dial(ma),
+  })
+  const [host, port] = [
+    config.api.slice(0, config.api.lastIndexOf(':')),
+    Number(config.api.slice(config.api.lastIndexOf(':') + 1)),
+  ]
+  try {
+    await api.listen({ host, port })
+  } catch (e) {
+    await p2p.stop()
+    await store.close()
+    await blockstore?.close()
+    await datastore?.close()
+    throw new NodeError('api-listen', `cannot serve the API on ${config.api}: ${(e as Error).message}`)
+  }
+  const address = api.server.address()
+  const apiUrl =
+    typeof address === 'object' && address ? `http://${host}:${address.port}` : `http://${config.api}`
+  log.info('node-started', {
+    federation: config.federation,
+    peerId: p2p.peerId,
+    addresses: p2p.addresses(),
+    api: apiUrl,
+    records: store.fold.state().recordCount,
+  })
+
+  let stopping: Promise<void> | undefined
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('node-stopping', {})
+      await api.close()
+      await p2p!.stop()
+      await store.close()
+      await blockstore?.close()
+      await datastore?.close()
+      log.info('node-stopped', {})
+    })()
+    return stopping
+  }
+  void cidKey
+  return { home, config, store, p2p, api, apiUrl, metrics, status, stop }
+}

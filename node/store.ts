@@ -1,0 +1,293 @@
+/**
+ * The record store: the durable record log, the list blocks, and the fold
+ * over everything held (DESIGN.md §6).
+ *
+ * Invariants
+ * - A record is acknowledged (ingest resolves) only after it — and every
+ *   list block it needs that was sent with it — is written and fsync'd.
+ * - The log holds only bytes that passed `decodeRecord` (or list blocks that
+ *   match their CID), so replay at start trusts its own file: it checks
+ *   encodings but not signatures again (that would make start-up slower
+ *   than the 5 s budget for 100,000 records; the file is 0600 and CRC'd).
+ * - `check` is synchronous, never throws and never touches the network: it
+ *   is the gossip validator. Verdicts: *reject* only for invalid bytes;
+ *   *ignore* for duplicates, unknown authors and records past the ingest
+ *   limits; *accept* otherwise (inapplicable and pending records are kept).
+ */
+import type { CID } from 'multiformats/cid'
+import {
+  type AnyVerified,
+  attachLists,
+  cidKey,
+  cidOfBlock,
+  createFold,
+  decodeRecord,
+  decodeStrict,
+  type Ed25519Backend,
+  type Fold,
+  federationIdOf,
+  LIMITS,
+  type RecordReport,
+  type Verified,
+} from '../protocol/index.js'
+import { fastEd25519 } from './ed25519-native.js'
+import { NodeError } from './errors.js'
+import type { Logger } from './log.js'
+import { openRecordLog, type RecordLog } from './record-log.js'
+
+export type Verdict = 'accept' | 'reject' | 'ignore'
+
+export interface Checked {
+  readonly verdict: Verdict
+  readonly code?: string
+  readonly message?: string
+  readonly record?: AnyVerified
+}
+
+export interface IngestResult extends Checked {
+  readonly cid?: CID
+  /** The fold's report for the record, once held. */
+  readonly report?: RecordReport
+  readonly duplicate?: boolean
+}
+
+export interface StoreCounters {
+  /** Records by kind and verdict: `vote|accept` → n. */
+  readonly verdicts: Map<string, number>
+}
+
+/** At most this many votes per voter and proposal are taken from the network (DESIGN.md §3). */
+export const MAX_VOTES_PER_VOTER_AND_PROPOSAL = 10
+
+// Replay trusts the node's own log for signatures (see the invariants above).
+const TRUSTED_LOG: Ed25519Backend = { name: 'own-log', verify: () => true }
+
+export interface RecordStore {
+  readonly fold: Fold
+  readonly federation: CID
+  readonly counters: StoreCounters
+  /** The gossip validator. */
+  check(bytes: Uint8Array): Checked
+  /** Validates, makes durable, folds. `blocks` are list blocks sent along (a seal's vote list). */
+  ingest(bytes: Uint8Array, blocks?: readonly Uint8Array[]): Promise<IngestResult>
+  /** List blocks held, by CID. */
+  getBlock(cid: CID): Uint8Array | undefined
+  logBytes(): number
+  close(): Promise<void>
+}
+
+function isListBlock(value: unknown): boolean {
+  return Array.isArray(value) && value.length === 2 && (value[0] === 0 || value[0] === 1)
+}
+
+export async function openStore(options: {
+  path: string
+  genesis: Verified<'genesis'>
+  clock: () => number
+  log: Logger
+  ed25519?: Ed25519Backend
+}): Promise<RecordStore> {
+  const { genesis, clock, log } = options
+  const federation = federationIdOf(genesis.record)
+  const backend = options.ed25519 ?? fastEd25519
+  const fold = createFold(genesis)
+  const blocks = new Map<string, Uint8Array>()
+  const getBlock = (cid: CID) => blocks.get(cidKey(cid))
+  const votesBy = new Map<string, number>()
+  const proposalsBy = new Map<string, number[]>()
+  const unresolved = new Map<string, AnyVerified>()
+  const verdicts = new Map<string, number>()
+  const inflight = new Map<string, Promise<IngestResult>>()
+
+  const count = (kind: string, verdict: string) => {
+    const k = `${kind}|${verdict}`
+    verdicts.set(k, (verdicts.get(k) ?? 0) + 1)
+  }
+
+  /** Adds a record to the fold, with its lists if the blocks are here. */
+  const hold = (v: AnyVerified) => {
+    const withLists = attachLists(v, getBlock)
+    if (withLists.ok) {
+      fold.add(withLists.value)
+      unresolved.delete(cidKey(v.cid))
+    } else {
+      fold.add(v)
+      unresolved.set(cidKey(v.cid), v)
+    }
+    const r = v.record
+    if (r.kind === 'vote') {
+      const k = `${r.author}|${cidKey(r.body.proposal)}`
+      votesBy.set(k, (votesBy.get(k) ?? 0) + 1)
+    } else if (r.kind === 'proposal') {
+      const list = proposalsBy.get(r.author)
+      if (list) list.push(r.body.closesAt)
+      else proposalsBy.set(r.author, [r.body.closesAt])
+    }
+  }
+
+  /** A new list block may complete seals or checkpoints that waited for it. */
+  const holdBlock = (bytes: Uint8Array) => {
+    blocks.set(cidKey(cidOfBlock(bytes)), bytes)
+  }
+  const retryUnresolved = () => {
+    for (const v of [...unresolved.values()]) {
+      const r = attachLists(v, getBlock)
+      if (r.ok) {
+        unresolved.delete(cidKey(v.cid))
+        fold.add(r.value)
+      }
+    }
+  }
+
+  const recordLog: RecordLog = await openRecordLog(options.path, {
+    log: (event) =>
+      log.warn(String((event as { event?: string }).event ?? 'record-log'), event as Record<string, unknown>),
+  })
+  const started = Date.now()
+  let replayed = 0
+  let skipped = 0
+  await recordLog.replay((bytes) => {
+    const value = decodeStrict(bytes, {
+      maxBytes: LIMITS.maxGenesisBytes,
+      maxDepth: 16,
+      maxStringBytes: LIMITS.maxStringBytes,
+      maxBytesLength: 1024,
+      maxCollectionItems: LIMITS.maxListEntries,
+    })
+    if (value.ok && isListBlock(value.value)) {
+      holdBlock(bytes)
+      return
+    }
+    const d = decodeRecord(bytes, { federation, ed25519: TRUSTED_LOG })
+    if (!d.ok) {
+      skipped++
+      return
+    }
+    hold(d.value)
+    replayed++
+  })
+  retryUnresolved()
+  fold.state()
+  log.info('record-log-replayed', {
+    records: replayed,
+    blocks: blocks.size,
+    skipped,
+    ms: Date.now() - started,
+  })
+
+  const check = (bytes: Uint8Array): Checked => {
+    let d: ReturnType<typeof decodeRecord>
+    try {
+      d = decodeRecord(bytes, { federation, ed25519: backend })
+    } catch (e) {
+      // decodeRecord never throws by contract; if it ever does, the input is not trusted.
+      log.error('validator-threw', { error: e as Error })
+      return { verdict: 'ignore', code: 'internal', message: 'validation failed unexpectedly' }
+    }
+    if (!d.ok) {
+      count('unknown', 'reject')
+      return { verdict: 'reject', code: d.code, message: d.message }
+    }
+    const v = d.value
+    const r = v.record
+    if (fold.has(v.cid) || r.kind === 'genesis') {
+      count(r.kind, 'duplicate')
+      return { verdict: 'ignore', code: 'duplicate', message: 'this record is already held', record: v }
+    }
+    if (!fold.knownMember(r.author)) {
+      count(r.kind, 'ignore')
+      return {
+        verdict: 'ignore',
+        code: 'unknown-author',
+        message: 'the author is a member in no known state',
+        record: v,
+      }
+    }
+    if (r.kind === 'vote') {
+      const n = votesBy.get(`${r.author}|${cidKey(r.body.proposal)}`) ?? 0
+      if (n >= MAX_VOTES_PER_VOTER_AND_PROPOSAL) {
+        count(r.kind, 'ignore')
+        return {
+          verdict: 'ignore',
+          code: 'ingest-limit',
+          message: `at most ${MAX_VOTES_PER_VOTER_AND_PROPOSAL} votes per voter and proposal are taken`,
+          record: v,
+        }
+      }
+    } else if (r.kind === 'proposal') {
+      const now = clock()
+      const open = (proposalsBy.get(r.author) ?? []).filter((c) => c > now).length
+      const max = fold.headState().rules.maxOpenProposalsPerAuthor
+      if (r.body.closesAt > now && open >= max) {
+        count(r.kind, 'ignore')
+        return {
+          verdict: 'ignore',
+          code: 'ingest-limit',
+          message: `at most ${max} open proposals per author are taken`,
+          record: v,
+        }
+      }
+    }
+    count(r.kind, 'accept')
+    return { verdict: 'accept', record: v }
+  }
+
+  let closed = false
+  const ingest = (bytes: Uint8Array, extra: readonly Uint8Array[] = []): Promise<IngestResult> => {
+    if (closed)
+      return Promise.reject(new NodeError('store-closed', 'the node is shutting down', { status: 503 }))
+    const c = check(bytes)
+    if (c.verdict === 'reject') return Promise.resolve(c)
+    const v = c.record!
+    if (c.code === 'duplicate' || c.verdict === 'ignore') {
+      const held = fold.has(v.cid)
+      return Promise.resolve({
+        ...c,
+        cid: v.cid,
+        ...(held ? { report: fold.report(v.cid)!, duplicate: true } : {}),
+      })
+    }
+    const key = cidKey(v.cid)
+    const running = inflight.get(key)
+    if (running) return running.then((r) => ({ ...r, duplicate: true }))
+    // List blocks sent along: keep only well-formed ones that are new.
+    const fresh: Uint8Array[] = []
+    for (const b of extra) {
+      const value = decodeStrict(b, {
+        maxBytes: LIMITS.maxListBlockBytes,
+        maxDepth: 4,
+        maxStringBytes: 64,
+        maxBytesLength: 128,
+        maxCollectionItems: LIMITS.listFanout,
+      })
+      if (!value.ok || !isListBlock(value.value)) continue
+      if (!blocks.has(cidKey(cidOfBlock(b)))) fresh.push(b)
+    }
+    const work = recordLog
+      .appendMany([...fresh, bytes])
+      .then(() => {
+        for (const b of fresh) holdBlock(b)
+        if (fresh.length > 0) retryUnresolved()
+        hold(v)
+        return { verdict: 'accept' as const, record: v, cid: v.cid, report: fold.report(v.cid)! }
+      })
+      .finally(() => inflight.delete(key))
+    inflight.set(key, work)
+    return work
+  }
+
+  return {
+    fold,
+    federation,
+    counters: { verdicts },
+    check,
+    ingest,
+    getBlock,
+    logBytes: () => recordLog.size(),
+    async close() {
+      closed = true
+      await Promise.allSettled([...inflight.values()])
+      await recordLog.close()
+    },
+  }
+}
