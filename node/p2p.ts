@@ -263,6 +263,9 @@ function noLog(): void {}
 export async function createP2P(options: P2POptions): Promise<P2P> {
   const log = options.log ?? noLog
   const { topic } = options
+  if (options.peerKey != null && options.peerKey.type !== 'Ed25519') {
+    throw new TypeError(`createP2P: peerKey must be an Ed25519 key, got ${options.peerKey.type}`)
+  }
   const peerKey = options.peerKey ?? (await generatePeerKey())
 
   const libp2pOptions: Libp2pOptions<P2PServices> = {
@@ -403,6 +406,7 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
   }
 
   let stopping = false
+  let stopped: Promise<void> | undefined
   const connectedTo = (id: string): boolean => libp2p.getConnections(peerIdFromString(id)).length > 0
 
   const schedule = (peer: BootstrapPeer): void => {
@@ -498,18 +502,20 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
     async hangUp(id) {
       await libp2p.hangUp(peerIdFromString(id))
     },
-    async stop() {
-      if (stopping) return
-      stopping = true
-      for (const peer of bootstrap.values()) {
-        if (peer.timer != null) clearTimeout(peer.timer)
-        peer.timer = undefined
-      }
-      try {
-        if (helia != null) await helia.stop()
-      } finally {
-        await libp2p.stop()
-      }
+    stop() {
+      stopped ??= (async () => {
+        stopping = true
+        for (const peer of bootstrap.values()) {
+          if (peer.timer != null) clearTimeout(peer.timer)
+          peer.timer = undefined
+        }
+        try {
+          if (helia != null) await helia.stop()
+        } finally {
+          await libp2p.stop()
+        }
+      })()
+      return stopped
     },
   }
   return p2p

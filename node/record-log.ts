@@ -40,7 +40,8 @@
  *   dirty pages, so retrying could acknowledge bytes that are not on disk.
  *   Reopening rescans and cuts whatever was left half-written.
  * - Nothing here throws synchronously on I/O: failures are rejected promises
- *   carrying a `NodeError` (stable `name`, a `code`, the path and the cause).
+ *   carrying a `NodeError` (node/errors.ts: stable `name`, a `code`, a
+ *   message naming the path, the `cause`).
  *
  * Not covered: two *processes* appending to one file (only one open per path
  * within a process is enforced); on macOS `fdatasync` does not flush the
@@ -50,6 +51,9 @@ import { constants, type FileHandle, mkdir, open } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import * as zlib from 'node:zlib'
 import { LIMITS } from '../protocol/limits.js'
+import { NodeError } from './errors.js'
+
+export { NodeError }
 
 /** The 8-byte header: magic and format version. */
 export const RECORD_LOG_MAGIC = 'ALMLOG01'
@@ -66,7 +70,8 @@ const READ_CHUNK = 4 * 1024 * 1024
 const MAX_BATCH_BYTES = 8 * 1024 * 1024
 const DEFAULT_MAX_BATCH = 4096
 
-export type NodeErrorCode =
+/** The codes of the NodeErrors (node/errors.ts) this module rejects with. */
+export type RecordLogErrorCode =
   | 'record-log-closed'
   | 'record-log-io'
   | 'record-log-format'
@@ -74,18 +79,22 @@ export type NodeErrorCode =
   | 'record-log-invalid'
   | 'record-log-busy'
 
-/** An I/O-side failure of the node: a stable `name`, a `code`, the file concerned. */
-export class NodeError extends Error {
-  static override name = 'NodeError'
-  override name = 'NodeError'
-  readonly code: NodeErrorCode
-  readonly path: string | undefined
+/** HTTP status for each code, should one reach the API: closing is 503, a bad record 400, the rest 500. */
+const STATUS: Readonly<Record<RecordLogErrorCode, number>> = {
+  'record-log-closed': 503,
+  'record-log-invalid': 400,
+  'record-log-io': 500,
+  'record-log-format': 500,
+  'record-log-corrupt': 500,
+  'record-log-busy': 500,
+}
 
-  constructor(code: NodeErrorCode, message: string, options: { path?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.code = code
-    this.path = options.path
-  }
+function failure(code: RecordLogErrorCode, message: string, cause?: unknown): NodeError {
+  return new NodeError(
+    code,
+    message,
+    cause === undefined ? { status: STATUS[code] } : { status: STATUS[code], cause },
+  )
 }
 
 export interface RecordLogOptions {
@@ -224,7 +233,7 @@ const openPaths = new Set<string>()
 
 function ioError(path: string, what: string, cause: unknown): NodeError {
   const reason = cause instanceof Error ? cause.message : String(cause)
-  return new NodeError('record-log-io', `record log ${path}: ${what} failed: ${reason}`, { path, cause })
+  return failure('record-log-io', `record log ${path}: ${what} failed: ${reason}`, cause)
 }
 
 function defaultLog(event: object): void {
@@ -260,7 +269,7 @@ async function syncDirectory(dir: string): Promise<void> {
 export async function openRecordLog(path: string, options: RecordLogOptions = {}): Promise<RecordLog> {
   const fullPath = resolve(path)
   if (openPaths.has(fullPath)) {
-    throw new NodeError('record-log-busy', `record log ${path} is already open in this process`, { path })
+    throw failure('record-log-busy', `record log ${path} is already open in this process`)
   }
   const log = options.log ?? defaultLog
   /** Events never break the log: a throwing logger is ignored. */
@@ -283,10 +292,9 @@ export async function openRecordLog(path: string, options: RecordLogOptions = {}
       if (fileSize > 0) await fh.read(head, 0, Math.min(HEADER_BYTES, fileSize), 0)
       const headLen = Math.min(HEADER_BYTES, fileSize)
       if (!head.subarray(0, headLen).equals(MAGIC.subarray(0, headLen))) {
-        throw new NodeError(
+        throw failure(
           'record-log-format',
           `${path} is not an allmende record log (expected header ${RECORD_LOG_MAGIC}); left untouched`,
-          { path },
         )
       }
       if (fileSize < HEADER_BYTES) {
@@ -347,13 +355,12 @@ interface Pending {
 
 function checkRecord(bytes: unknown, path: string): NodeError | undefined {
   if (!(bytes instanceof Uint8Array)) {
-    return new NodeError('record-log-invalid', `record log ${path}: a record must be a Uint8Array`, { path })
+    return failure('record-log-invalid', `record log ${path}: a record must be a Uint8Array`)
   }
   if (bytes.length === 0 || bytes.length > MAX_RECORD_BYTES) {
-    return new NodeError(
+    return failure(
       'record-log-invalid',
       `record log ${path}: a record is 1 to ${MAX_RECORD_BYTES} bytes, this one ${bytes.length}`,
-      { path },
     )
   }
   return undefined
@@ -384,10 +391,10 @@ function createLog(
   let queue: Pending[] = []
   let queuedRecords = 0
   let flushing: Promise<void> | undefined
-  let failure: NodeError | undefined
+  let broken: NodeError | undefined
   let closing: Promise<void> | undefined
 
-  const closedError = () => new NodeError('record-log-closed', `record log ${path} is closed`, { path })
+  const closedError = () => failure('record-log-closed', `record log ${path} is closed`)
 
   function takeBatch(): Pending[] {
     let records = 0
@@ -421,9 +428,9 @@ function createLog(
         await fh.datasync()
       } catch (e) {
         // Poisoned: see the module header. Everything queued fails with the same error.
-        failure = ioError(path, step, e)
-        emit({ event: 'record-log-io-error', path, step, offset: size, error: failure.message })
-        for (const p of [...batch, ...queue]) p.reject(failure)
+        broken = ioError(path, step, e)
+        emit({ event: 'record-log-io-error', path, step, offset: size, error: broken.message })
+        for (const p of [...batch, ...queue]) p.reject(broken)
         queue = []
         queuedRecords = 0
         return
@@ -456,7 +463,7 @@ function createLog(
 
   function refusal(): NodeError | undefined {
     if (closing !== undefined) return closedError()
-    return failure
+    return broken
   }
 
   function append(bytes: Uint8Array): Promise<void> {
@@ -470,7 +477,7 @@ function createLog(
   function appendMany(records: readonly Uint8Array[]): Promise<void> {
     let error = refusal()
     if (error === undefined && !Array.isArray(records)) {
-      error = new NodeError('record-log-invalid', `record log ${path}: appendMany takes an array`, { path })
+      error = failure('record-log-invalid', `record log ${path}: appendMany takes an array`)
     }
     let total = 0
     for (let i = 0; error === undefined && i < records.length; i++) {
@@ -497,10 +504,9 @@ function createLog(
       throw ioError(path, 'replay', e)
     }
     if (scanned.tear !== undefined) {
-      throw new NodeError(
+      throw failure(
         'record-log-corrupt',
         `record log ${path}: frame at offset ${scanned.tear.offset} went bad after open (${scanned.tear.reason})`,
-        { path },
       )
     }
     return scanned.count
@@ -517,7 +523,7 @@ function createLog(
   async function doClose(): Promise<void> {
     try {
       while (flushing !== undefined) await flushing
-      if (failure === undefined) {
+      if (broken === undefined) {
         try {
           await fh.sync()
         } catch (e) {
