@@ -529,9 +529,11 @@ class FoldImpl implements Fold {
     } else {
       const b = this.proposals.get(basisKey)
       if (!b) {
-        return this.all.has(basisKey)
-          ? { s: 'void', code: 'basis-not-governance', message: 'the basis is not a proposal' }
-          : { s: 'pending', code: 'basis-unknown', message: 'the basis is not known yet' }
+        if (this.all.has(basisKey))
+          return { s: 'void', code: 'basis-not-governance', message: 'the basis is not a proposal' }
+        // Whatever record arrives under this CID changes the verdict, even a vote: derive again then.
+        this.waiting.add(basisKey)
+        return { s: 'pending', code: 'basis-unknown', message: 'the basis is not known yet' }
       }
       if (b.record.body.closesAt >= at)
         return {
@@ -584,9 +586,10 @@ class FoldImpl implements Fold {
     if (subject) {
       const m = this.manifests.get(cidKey(subject))
       if (!m) {
-        return this.all.has(cidKey(subject))
-          ? { s: 'void', code: 'manifest-inapplicable', message: 'the subject is not a manifest' }
-          : { s: 'pending', code: 'manifest-unknown', message: 'the manifest is not known yet' }
+        if (this.all.has(cidKey(subject)))
+          return { s: 'void', code: 'manifest-inapplicable', message: 'the subject is not a manifest' }
+        this.waiting.add(cidKey(subject))
+        return { s: 'pending', code: 'manifest-unknown', message: 'the manifest is not known yet' }
       }
       if (!this.manifestApplicable(m))
         return {
