@@ -131,7 +131,7 @@ await node.stop()
 const daemon = existsSync(join(root, 'dist/node/daemon.js'))
   ? [join(root, 'dist/node/daemon.js')]
   : ['--import', 'tsx', join(root, 'node/daemon.ts')]
-async function timeStart(h: string): Promise<{ ms: number; api: string }> {
+async function timeStart(h: string): Promise<{ ms: number; api: string; rss: number }> {
   const started = performance.now()
   const child = spawn(process.execPath, [...daemon, h], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
   const api = await new Promise<string>((resolve, reject) => {
@@ -145,9 +145,11 @@ async function timeStart(h: string): Promise<{ ms: number; api: string }> {
   })
   const ms = performance.now() - started
   const st = (await (await fetch(`${api}/state`)).json()) as { stateRoot: string }
+  const metrics = await (await fetch(`${api}/metrics`)).text()
+  const rssBytes = Number(/^process_resident_memory_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN)
   child.kill('SIGTERM')
   await new Promise((r) => child.once('exit', r))
-  return { ms, api: st.stateRoot }
+  return { ms, api: st.stateRoot, rss: rssBytes / 2 ** 20 }
 }
 const empty = join(dir, 'empty')
 await initHome(empty, { genesis: sim.genesis, api: '127.0.0.1:0', logLevel: 'warn' })
@@ -165,7 +167,10 @@ console.log(
   `| the same through HTTP POST /records, 64 clients | ${Math.round(httpRate).toLocaleString('en')}/s | store path ${Math.round(ingestRate).toLocaleString('en')}/s | ${(httpRate / ingestRate).toFixed(2)} |`,
 )
 console.log(
-  `| RSS with ${held.toLocaleString('en')} records | ${rss.toFixed(0)} MB (heap ${heap.toFixed(0)} MB) | | |`,
+  `| node RSS with ${held.toLocaleString('en')} records (the restarted daemon) | ${fullStart.rss.toFixed(0)} MB | empty node: ${emptyStart.rss.toFixed(0)} MB | +${(fullStart.rss - emptyStart.rss).toFixed(0)} MB |`,
+)
+console.log(
+  `| (this bench process, holding the records twice: as made and in its node) | ${rss.toFixed(0)} MB (heap ${heap.toFixed(0)} MB) | | |`,
 )
 console.log(
   `| restart to serving, ${held.toLocaleString('en')} records (process spawn → ready) | ${fullStart.ms.toFixed(0)} ms | empty node: ${emptyStart.ms.toFixed(0)} ms | +${(fullStart.ms - emptyStart.ms).toFixed(0)} ms |`,

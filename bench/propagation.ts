@@ -28,6 +28,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { initHome } from '../node/config.js'
 import { nativeSigner } from '../node/ed25519-native.js'
@@ -355,77 +356,160 @@ async function sizes(ns: number[]): Promise<void> {
 
 // --- flood mode --------------------------------------------------------------------
 
-type ToAttacker = { cmd: 'flood' } | { cmd: 'stop' }
-type FromAttacker =
-  | { msg: 'ready'; peerId: string }
-  | { msg: 'stopped'; sent: number; delivered: number; seconds: number }
+type Target = 'victim' | 'sink'
+type ToAttacker = { cmd: 'flood'; target: Target; rate: number } | { cmd: 'pause' } | { cmd: 'stop' }
+interface FloodReport {
+  sent: number
+  delivered: number
+  seconds: number
+  /** CPU time of the attacker process over the flood, as a share of one core. */
+  cpu: number
+}
+type FromAttacker = { msg: 'ready'; peerId: string } | ({ msg: 'paused' } & FloodReport) | { msg: 'stopped' }
 
-/** The attacker process: a raw gossipsub peer that publishes invalid bytes as fast as it can. */
+/**
+ * The attacker process: a raw gossipsub peer connected to the victim, and a
+ * second one connected only to a sink (a peer in this same process whose
+ * validator rejects everything, as the victim's does). Flooding the sink
+ * costs this machine what flooding the victim costs it, minus the victim's
+ * own work: it is the control.
+ */
 async function attacker(victim: string, topic: string): Promise<void> {
   const send = (m: FromAttacker) => process.send!(m)
-  const p2p = await createP2P({
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap: [victim],
-    topic,
-    validate: () => 'accept',
-    onMessage: () => {},
-    helia: false,
-  })
-  const victimId = victim.slice(victim.lastIndexOf('/') + 1)
-  await until(() => p2p.subscribers().includes(victimId), 'the victim subscribed', 30_000)
-  let flooding = false
-  let stopping = false
-  let sent = 0
-  let delivered = 0
-  let started = 0
-  const flood = async () => {
-    started = performance.now()
-    while (!stopping) {
-      const batch: Promise<{ delivered: number }>[] = []
-      for (let j = 0; j < 100; j++) {
-        // Distinct bytes each (content-hash message ids): a truncated CBOR map and a counter.
-        const bytes = new Uint8Array(48)
-        bytes[0] = 0xa9
-        new DataView(bytes.buffer).setUint32(1, sent++)
-        bytes.set(randomBytes(43), 5)
-        batch.push(p2p.publish(bytes))
-      }
-      for (const r of await Promise.all(batch)) delivered += r.delivered
-      await new Promise((r) => setImmediate(r))
-    }
+  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], topic, onMessage: () => {}, helia: false }
+  const sink = await createP2P({ ...base, bootstrap: [], validate: () => 'reject' })
+  const publishers = {
+    victim: await createP2P({ ...base, bootstrap: [victim], validate: () => 'accept' }),
+    sink: await createP2P({ ...base, bootstrap: [sink.addresses()[0]!], validate: () => 'accept' }),
   }
-  let running: Promise<void> | undefined
+  const victimId = victim.slice(victim.lastIndexOf('/') + 1)
+  await until(() => publishers.victim.subscribers().includes(victimId), 'the victim subscribed', 30_000)
+  await until(() => publishers.sink.subscribers().includes(sink.peerId), 'the sink subscribed', 30_000)
+  let counter = 0
+  let current: { stop: boolean; done: Promise<FloodReport> } | undefined
+  const flood = (target: Target, rate: number) => {
+    const p2p = publishers[target]
+    const state = { stop: false, done: Promise.resolve({} as FloodReport) }
+    state.done = (async () => {
+      const t0 = performance.now()
+      const cpu0 = process.cpuUsage()
+      let sent = 0
+      let delivered = 0
+      while (!state.stop) {
+        const batch: Promise<{ delivered: number }>[] = []
+        for (let j = 0; j < 100; j++) {
+          // Distinct bytes each (content-hash message ids): a truncated CBOR map and a counter.
+          const bytes = new Uint8Array(48)
+          bytes[0] = 0xa9
+          new DataView(bytes.buffer).setUint32(1, counter++)
+          bytes.set(randomBytes(43), 5)
+          batch.push(p2p.publish(bytes))
+        }
+        sent += batch.length
+        for (const r of await Promise.all(batch)) delivered += r.delivered
+        // With a rate cap, wait until the schedule catches up; else just let I/O run.
+        const ahead = rate > 0 ? (sent / rate) * 1000 - (performance.now() - t0) : 0
+        await (ahead > 1 ? sleep(ahead) : new Promise((r) => setImmediate(r)))
+      }
+      const seconds = (performance.now() - t0) / 1000
+      const used = process.cpuUsage(cpu0)
+      return { sent, delivered, seconds, cpu: (used.user + used.system) / 1e6 / seconds }
+    })()
+    return state
+  }
   process.on('message', async (m: ToAttacker) => {
-    if (m.cmd === 'flood' && !flooding) {
-      flooding = true
-      running = flood()
+    if (m.cmd === 'flood') {
+      current ??= flood(m.target, m.rate)
+    } else if (m.cmd === 'pause') {
+      const c = current
+      current = undefined
+      if (c) c.stop = true
+      send({ msg: 'paused', ...(c ? await c.done : { sent: 0, delivered: 0, seconds: 0, cpu: 0 }) })
     } else if (m.cmd === 'stop') {
-      stopping = true
-      await running
-      const seconds = running ? (performance.now() - started) / 1000 : 0
-      await p2p.stop()
-      send({ msg: 'stopped', sent, delivered, seconds })
+      if (current) current.stop = true
+      await current?.done
+      await Promise.allSettled([publishers.victim.stop(), publishers.sink.stop(), sink.stop()])
+      send({ msg: 'stopped' })
       process.disconnect()
     }
   })
-  send({ msg: 'ready', peerId: p2p.peerId })
+  send({ msg: 'ready', peerId: publishers.victim.peerId })
 }
 
-function nextMessage(child: ChildProcess, what: FromAttacker['msg']): Promise<FromAttacker> {
+function nextMessage<M extends FromAttacker['msg']>(
+  child: ChildProcess,
+  what: M,
+): Promise<Extract<FromAttacker, { msg: M }>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the attacker did not answer '${what}'`)), 60_000)
+    const onExit = (code: number | null) => reject(new Error(`the attacker exited (${code})`))
     const onMessage = (m: FromAttacker) => {
       if (m.msg !== what) return
       clearTimeout(timer)
       child.off('message', onMessage)
-      resolve(m)
+      child.off('exit', onExit)
+      resolve(m as Extract<FromAttacker, { msg: M }>)
     }
     child.on('message', onMessage)
-    child.once('exit', (code) => reject(new Error(`the attacker exited (${code})`)))
+    child.once('exit', onExit)
   })
 }
 
-async function flood(): Promise<void> {
+interface Phase {
+  name: string
+  s: ReturnType<typeof summary>
+  lost: number
+  /** This process (all five nodes): CPU as a share of one core, event-loop delay p99 in ms. */
+  cpu: number
+  loopP99: number
+  flood?: FloodReport
+}
+
+async function phase(
+  name: string,
+  bench: Bench,
+  records: Records,
+  child: ChildProcess,
+  attack?: { target: Target; rate: number },
+): Promise<Phase> {
+  if (attack) {
+    child.send({ cmd: 'flood', ...attack } satisfies ToAttacker)
+    await sleep(500) // let the flood get going (and the attacker be graylisted) before the first record
+  }
+  const loop = monitorEventLoopDelay({ resolution: 5 })
+  loop.enable()
+  const t0 = performance.now()
+  const cpu0 = process.cpuUsage()
+  const { samples, lost } = await measureBatch(bench, records.batch(RECORDS))
+  const used = process.cpuUsage(cpu0)
+  const cpu = (used.user + used.system) / 1000 / (performance.now() - t0)
+  loop.disable()
+  let flood: FloodReport | undefined
+  if (attack) {
+    child.send({ cmd: 'pause' } satisfies ToAttacker)
+    flood = await nextMessage(child, 'paused')
+  }
+  const p: Phase = {
+    name,
+    s: summary(samples),
+    lost,
+    cpu,
+    loopP99: loop.percentile(99) / 1e6,
+    ...(flood ? { flood } : {}),
+  }
+  console.log(
+    `${name}: all nodes p50 ${f1(p.s.all50)} ms p99 ${f1(p.s.all99)} ms; local ack p50 ${f1(p.s.ack50)} ms; ` +
+      `lost ${lost}; nodes' process CPU ${(cpu * 100).toFixed(0)}%, event-loop delay p99 ${f1(p.loopP99)} ms` +
+      (flood
+        ? `; attacker sent ${flood.sent} in ${flood.seconds.toFixed(1)} s ` +
+          `(${Math.round(flood.sent / flood.seconds)}/s, CPU ${(flood.cpu * 100).toFixed(0)}%)`
+        : '') +
+      `; ${load()}`,
+  )
+  return p
+}
+
+async function flood(rate: number): Promise<void> {
   const n = 5
   const { sim, records } = newSim('propagation-flood')
   const bench = await startGraph(sim, n, mulberry32(SEED + 1000))
@@ -437,7 +521,7 @@ async function flood(): Promise<void> {
   const victim = bench.nodes[victimIndex]!
   console.log(
     `${n} nodes, diameter ${bench.diameter}; victim node ${victimIndex} (${bench.neighbours[victimIndex]!.size} ` +
-      `neighbours); ${load()}`,
+      `neighbours); flood rate ${rate > 0 ? `${rate}/s` : 'unbounded'}; ${load()}`,
   )
   const child = fork(fileURLToPath(import.meta.url), [
     'attacker',
@@ -445,49 +529,38 @@ async function flood(): Promise<void> {
     topicFor(sim.federation.toString()),
   ])
   try {
-    const ready = (await nextMessage(child, 'ready')) as Extract<FromAttacker, { msg: 'ready' }>
+    const ready = await nextMessage(child, 'ready')
     await until(() => victim.p2p.subscribers().includes(ready.peerId), 'the attacker subscribed', 30_000)
-    await measure(bench, records.batch(WARMUP))
+    await measureBatch(bench, records.batch(WARMUP))
 
-    const quiet = await measureBatch(bench, records.batch(RECORDS))
-    const q = summary(quiet.samples)
+    const rejects = () => victim.store.counters.verdicts.get('unknown|reject') ?? 0
+    const quiet = await phase('quiet  ', bench, records, child)
+    const control = await phase('control', bench, records, child, { target: 'sink', rate })
+    const before = rejects()
+    const flooded = await phase('flooded', bench, records, child, { target: 'victim', rate })
     console.log(
-      `quiet:   all nodes p50 ${f1(q.all50)} ms p99 ${f1(q.all99)} ms; local ack p50 ${f1(q.ack50)} ms; ` +
-        `lost ${quiet.lost}; ${load()}`,
+      `the victim validated and rejected ${rejects() - before} of the ${flooded.flood!.sent} flood messages, ` +
+        `then dropped the rest unread (attacker graylisted, score ${f1(victim.p2p.score(ready.peerId))}); ` +
+        `state roots agree: ${rootsAgree(bench)}`,
     )
-    const rejectsBefore = victim.store.counters.verdicts.get('unknown|reject') ?? 0
-    child.send({ cmd: 'flood' } satisfies ToAttacker)
-    // Let the flood start before the first honest record.
-    await until(
-      () => (victim.store.counters.verdicts.get('unknown|reject') ?? 0) > rejectsBefore,
-      'the flood',
-      10_000,
-    )
-    const flooded = await measureBatch(bench, records.batch(RECORDS))
-    const scoreDuring = victim.p2p.score(ready.peerId)
     child.send({ cmd: 'stop' } satisfies ToAttacker)
-    const done = (await nextMessage(child, 'stopped')) as Extract<FromAttacker, { msg: 'stopped' }>
-    const f = summary(flooded.samples)
-    const rejects = (victim.store.counters.verdicts.get('unknown|reject') ?? 0) - rejectsBefore
-    console.log(
-      `flooded: all nodes p50 ${f1(f.all50)} ms p99 ${f1(f.all99)} ms; local ack p50 ${f1(f.ack50)} ms; ` +
-        `lost ${flooded.lost}; ${load()}`,
-    )
-    console.log(
-      `attacker: ${done.sent} invalid messages in ${done.seconds.toFixed(1)} s ` +
-        `(${Math.round(done.sent / Math.max(done.seconds, 1e-9))}/s, ${done.delivered} sent to the victim); ` +
-        `the victim validated and rejected ${rejects}, then graylisted it (score ${f1(scoreDuring)})`,
-    )
-    console.log(`state roots agree: ${rootsAgree(bench)}`)
+    await nextMessage(child, 'stopped')
+
+    const row = (p: Phase) =>
+      `| ${p.name.trim()} | ${f1(p.s.all50)} | ${f1(p.s.all99)} | ${f1(p.s.ack50)} | ` +
+      `${(p.cpu * 100).toFixed(0)}% | ${f1(p.loopP99)} | ` +
+      `${p.flood ? `${Math.round(p.flood.sent / p.flood.seconds)}/s` : ''} | ${p.lost} |`
+    const ratio = (a: Phase, b: Phase, label: string) =>
+      `| ${label} | ${(a.s.all50 / b.s.all50).toFixed(2)}× | ${(a.s.all99 / b.s.all99).toFixed(2)}× | ` +
+      `${(a.s.ack50 / b.s.ack50).toFixed(2)}× | | | | |`
     console.log('')
-    console.log('| phase | all nodes p50 ms | all nodes p99 ms | local ack p50 ms | lost |')
-    console.log('| --- | --- | --- | --- | --- |')
-    console.log(`| quiet | ${f1(q.all50)} | ${f1(q.all99)} | ${f1(q.ack50)} | ${quiet.lost} |`)
-    console.log(`| flooded | ${f1(f.all50)} | ${f1(f.all99)} | ${f1(f.ack50)} | ${flooded.lost} |`)
     console.log(
-      `| ratio | ${(f.all50 / q.all50).toFixed(2)}× | ${(f.all99 / q.all99).toFixed(2)}× | ` +
-        `${(f.ack50 / q.ack50).toFixed(2)}× | |`,
+      '| phase | all nodes p50 ms | all nodes p99 ms | local ack p50 ms | nodes CPU | loop delay p99 ms | flood | lost |',
     )
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    for (const p of [quiet, control, flooded]) console.log(row(p))
+    console.log(ratio(flooded, quiet, 'flooded / quiet'))
+    console.log(ratio(flooded, control, 'flooded / control'))
     console.log('target: flooded within 2× of quiet')
   } finally {
     if (child.connected) child.kill()
@@ -503,7 +576,7 @@ if (args[0] === 'attacker') {
 } else {
   const started = performance.now()
   console.log(`propagation bench; ${load()}; seed ${SEED}`)
-  if (args[0] === 'flood') await flood()
+  if (args[0] === 'flood') await flood(Number(args[1] ?? 0))
   else await sizes(args.length > 0 ? args.map(Number) : [10, 30])
   console.log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s; ${load()}`)
   // Everything is stopped: the process exits by itself. If anything is still open, say what.

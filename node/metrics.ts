@@ -3,7 +3,7 @@
  * gossip latency, ingest time, log size. Each node owns its registry, so
  * several nodes can run in one process (tests).
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { RecordStore } from './store.js'
 
 export interface Metrics {
@@ -17,6 +17,8 @@ export interface Metrics {
 
 export function createMetrics(read: { store: () => RecordStore; peers: () => number }): Metrics {
   const registry = new Registry()
+  // Process metrics (resident memory, CPU, event-loop lag, heap) under the usual names.
+  collectDefaultMetrics({ register: registry })
   const records = new Gauge({
     name: 'allmende_records',
     help: 'records held, by kind',

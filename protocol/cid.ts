@@ -16,8 +16,11 @@ export const RAW_CODE = 0x55
 export { CID }
 
 /** The CID of a DAG-CBOR block. */
-export function cidOfBlock(bytes: Uint8Array): CID {
-  return CID.createV1(DAG_CBOR_CODE, Digest.create(SHA2_256_CODE, sha256(bytes)))
+/** A sha2-256 implementation: @noble/hashes by default; a node may pass a native one. */
+export type Sha256 = (bytes: Uint8Array) => Uint8Array
+
+export function cidOfBlock(bytes: Uint8Array, hash: Sha256 = sha256): CID {
+  return CID.createV1(DAG_CBOR_CODE, Digest.create(SHA2_256_CODE, hash(bytes)))
 }
 
 /** A raw-codec CID over a sha2-256 digest (a UnixFS raw leaf). */
