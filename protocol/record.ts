@@ -12,7 +12,7 @@
 import { decode as dagCborDecode } from '@ipld/dag-cbor'
 import type { CID } from 'multiformats/cid'
 import { decodeStrict, encode, GENESIS_SCAN_LIMITS } from './cbor.js'
-import { type Sha256, cidOfBlock } from './cid.js'
+import { cidOfBlock, type Sha256 } from './cid.js'
 import { type BlockSource, readList } from './cidlist.js'
 import { parseDid } from './did.js'
 import { type Ed25519Backend, zip215 } from './ed25519.js'
