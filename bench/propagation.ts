@@ -3,24 +3,29 @@
  * node, DESIGN.md §6). Not part of `npm test`:
  *
  *     npx tsx bench/propagation.ts [sizes…]     default: 10 30
- *     npx tsx bench/propagation.ts flood
+ *     npx tsx bench/propagation.ts flood [rate]     rate: flood messages/s, default unbounded
  *
  * Sizes mode: for each N, N real nodes in this process (127.0.0.1 TCP,
- * `helia: false`, records logs in a temp directory, fsync included), joined
+ * `helia: false`, record logs in a temp directory, fsync included), joined
  * in a random connected graph: node i bootstraps to BOOTSTRAP_PEERS random
- * earlier nodes (average degree ≈ 4). Once every mesh has formed, RECORDS
- * records (manifests and votes) are submitted one at a time through the HTTP
- * API, round-robin over the nodes; each one is timed from the request until
- * every node holds it (each node's fold is hooked, so the time is that of
- * the first `fold.add`, after the node's fsync). The reference, measured on
- * the same submissions: the API round trip to the local acknowledgement
- * (decode + verify + durable write + fold on the origin). The ratio shows
- * what gossip adds. Target: p99 < 250 ms for 30 nodes.
+ * earlier nodes (average degree ≈ 4; SEED=… picks another graph). Once every
+ * mesh has formed, RECORDS records (manifests and votes) are submitted one at
+ * a time through the HTTP API, round-robin over the nodes, each once the
+ * previous one is everywhere; each one is timed from the request until every
+ * node holds it (each node's fold is hooked, so the time is that of the
+ * node's first `fold.add` of the record, after its fsync). The reference,
+ * measured on the same submissions: the API round trip to the local
+ * acknowledgement (decode + verify + durable write + fold on the origin).
+ * The ratio shows what gossip adds. Target: p99 < 250 ms for 30 nodes.
  *
- * Flood mode: 5 nodes; an attacker peer (a separate process, a raw
- * node/p2p.ts peer) connects to one node and stays quiet while honest
- * latency is measured, then floods invalid messages at that node while it is
- * measured again. Target: the flooded p50/p99 within 2× of the quiet ones.
+ * Flood mode: 5 nodes; an attacker process (raw node/p2p.ts peers) connects
+ * to the best-connected node (the victim) and stays quiet while honest
+ * latency is measured ("quiet"); then it floods invalid messages at a sink
+ * peer of its own, not at the cluster ("control": the same load on this
+ * machine minus the victim's work); then it floods the victim ("flooded").
+ * Target: flooded p50/p99 within 2× of quiet. All five nodes share this
+ * process's event loop, so whatever the victim spends on the flood slows
+ * every node here: an upper bound on what separate processes would see.
  */
 import '../node/polyfill.js'
 import { type ChildProcess, fork } from 'node:child_process'
@@ -433,6 +438,8 @@ async function attacker(victim: string, topic: string): Promise<void> {
       process.disconnect()
     }
   })
+  // Orphaned (the bench died or was stopped): exit rather than flood on.
+  process.on('disconnect', () => process.exit(0))
   send({ msg: 'ready', peerId: publishers.victim.peerId })
 }
 

@@ -145,6 +145,11 @@ const DIAL_TIMEOUT_MS = 10_000
 const GOSSIP_OUTBOUND_BUFFER_BYTES = 16 * 1024 * 1024
 
 /** The gossip topic of a federation (DESIGN.md §6). */
+/** Gossip score below which a peer's messages are dropped, and it is disconnected and refused. */
+export const GRAYLIST_THRESHOLD = -80
+/** How long a peer that fell below the graylist threshold is refused. */
+export const BAN_MS = 60 * 60 * 1000
+
 export function topicFor(federationId: string): string {
   return `allmende/${federationId}/records/1`
 }
@@ -250,7 +255,7 @@ function gossipOptions(options: P2POptions): Partial<GossipsubOpts> {
     scoreThresholds: {
       gossipThreshold: -10,
       publishThreshold: -50,
-      graylistThreshold: -80,
+      graylistThreshold: GRAYLIST_THRESHOLD,
       acceptPXThreshold: 10,
       opportunisticGraftThreshold: 20,
     },
@@ -268,8 +273,24 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
   }
   const peerKey = options.peerKey ?? (await generatePeerKey())
 
+  // Peers whose gossip score fell below the graylist threshold: gossipsub drops their
+  // messages only after decrypting and parsing each frame, so a flooding peer still costs
+  // work per message. We hang up on them and refuse them until their ban expires.
+  const banned = new Map<string, number>()
+  const isBanned = (id: string): boolean => {
+    const until = banned.get(id)
+    if (until === undefined) return false
+    if (until > Date.now()) return true
+    banned.delete(id)
+    return false
+  }
   const libp2pOptions: Libp2pOptions<P2PServices> = {
     privateKey: peerKey,
+    connectionGater: {
+      denyDialPeer: (peer) => isBanned(peer.toString()),
+      denyInboundEncryptedConnection: (peer) => isBanned(peer.toString()),
+      denyOutboundEncryptedConnection: (peer) => isBanned(peer.toString()),
+    },
     addresses: { listen: options.listen },
     transports: [tcp({ maxConnections: MAX_CONNECTIONS + 16 })],
     connectionEncrypters: [noise()],
@@ -377,6 +398,19 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
   })
 
   pubsub.subscribe(topic)
+
+  const banSweep = setInterval(() => {
+    const getScore = (pubsub as unknown as { getScore?: (p: string) => number }).getScore
+    if (typeof getScore !== 'function') return
+    for (const peer of libp2p.getPeers()) {
+      const id = peer.toString()
+      if (isBanned(id) || getScore.call(pubsub, id) >= GRAYLIST_THRESHOLD) continue
+      banned.set(id, Date.now() + BAN_MS)
+      log('warn', 'peer-banned', { peer: id, score: getScore.call(pubsub, id), minutes: BAN_MS / 60_000 })
+      libp2p.hangUp(peer).catch(() => {})
+    }
+  }, 500)
+  banSweep.unref?.()
 
   // Bootstrap peers: dial now, re-dial with backoff while not connected.
   const initialMs = options.redial?.initialMs ?? 1000
@@ -505,6 +539,7 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
     stop() {
       stopped ??= (async () => {
         stopping = true
+        clearInterval(banSweep)
         for (const peer of bootstrap.values()) {
           if (peer.timer != null) clearTimeout(peer.timer)
           peer.timer = undefined
