@@ -1,0 +1,65 @@
+/** The real `allmende` binary: runs a node the way a user starts one, and fails in one clear line. */
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { initHome } from '../../node/config.js'
+import { Simulator } from '../support/simulator.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+const bin = join(root, 'bin/allmende.js')
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'allmende-cli-'))
+})
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('allmende node start', () => {
+  it('runs a node until SIGTERM and reports its API', async () => {
+    const sim = new Simulator({
+      members: ['a', 'b', 'c'].map((name) => ({ name, roles: ['steward', 'voter'], weight: 1 })),
+      name: 'cli',
+    })
+    const home = join(dir, 'node')
+    await initHome(home, { genesis: sim.genesis, api: '127.0.0.1:0' })
+    const child = spawn(process.execPath, [bin, '--json', 'node', 'start', '--home', home], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const exit = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    const ready = await new Promise<{ api: string; peerId: string }>((resolve, reject) => {
+      let out = ''
+      const timer = setTimeout(() => reject(new Error('no ready line within 60 s')), 60_000)
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        const line = out.split('\n').find((l) => l.includes('"ready":true'))
+        if (line) {
+          clearTimeout(timer)
+          resolve(JSON.parse(line))
+        }
+      })
+    })
+    const status = (await (await fetch(`${ready.api}/status`)).json()) as {
+      peerId: string
+      federation: string
+    }
+    expect(status.peerId).toBe(ready.peerId)
+    expect(status.federation).toBe(sim.federation.toString())
+    child.kill('SIGTERM')
+    expect(await exit).toBe(0)
+  }, 90_000)
+
+  it('a missing node home is one line and exit 1; an unknown command exit 2', () => {
+    const missing = spawnSync(process.execPath, [bin, 'node', 'start', '--home', join(dir, 'nowhere')], {
+      encoding: 'utf8',
+    })
+    expect(missing.status).toBe(1)
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1)
+    expect(missing.stderr).toMatch(/^allmende: no node here: .*config\.json does not exist/)
+    const usage = spawnSync(process.execPath, [bin, 'nope'], { encoding: 'utf8' })
+    expect(usage.status).toBe(2)
+  })
+})
