@@ -24,7 +24,6 @@ import {
   cidKey,
   cidOfBlock,
   createFold,
-  decodeOwnRecord,
   decodeRecord,
   decodeStrict,
   type Ed25519Backend,
@@ -34,6 +33,7 @@ import {
   type RecordReport,
   type Verified,
 } from '../protocol/index.js'
+import { decodeOwnRecord } from '../protocol/record.js'
 import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import type { Logger } from './log.js'

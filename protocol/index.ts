@@ -13,7 +13,23 @@ export * from './fold.js'
 export * from './formats.js'
 export * from './govstate.js'
 export * from './limits.js'
-export * from './record.js'
+// Not re-exported: fromSignedRecord, decodeOwnRecord and withSealLists make
+// `Verified` values without checking signatures or lists; only the node's own
+// log replay and tests reach for them, from './record.js' directly.
+export {
+  type AnyVerified,
+  attachLists,
+  cosignGenesis,
+  type DecodeOptions,
+  decodeRecord,
+  type FinalizedEntry,
+  isKind,
+  readFinalized,
+  readSealLists,
+  type SealLists,
+  signRecord,
+  type Verified,
+} from './record.js'
 export * from './result.js'
 export * from './schema.js'
 export * from './signing.js'

@@ -225,7 +225,11 @@ export function attachLists(v: AnyVerified, blocks: BlockSource): Result<AnyVeri
   return ok(v)
 }
 
-/** A verified seal with its lists attached (the lists read elsewhere, e.g. by `readSealLists`). */
+/**
+ * A verified seal with lists attached that the caller read and checked
+ * itself (e.g. with `readSealLists`); nothing is checked here. Not exported
+ * from the package: use `attachLists`, which reads and checks the lists.
+ */
 export function withSealLists(v: Verified<'seal'>, lists: SealLists): Verified<'seal'> {
   return seal(v.cid, v.bytes, v.record, lists)
 }
@@ -249,7 +253,11 @@ export function signRecord<K extends Kind>(
   return fromSignedRecord(record, extra.lists, extra.finalized)
 }
 
-/** Encodes and schema-checks a signed record built elsewhere (signatures are not checked). */
+/**
+ * Encodes and schema-checks a signed record built elsewhere; signatures are
+ * NOT checked. For tools that build records (the vector generator, tests);
+ * not exported from the package — use `decodeRecord` for anything received.
+ */
 export function fromSignedRecord<K extends Kind>(
   record: SignedRecord<K>,
   lists?: SealLists,

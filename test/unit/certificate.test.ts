@@ -25,7 +25,6 @@ import {
   cidOfBlock,
   decodeStrict,
   encode,
-  fromSignedRecord,
   MAX_CERTIFICATE_BYTES,
   rawCidOfDigest,
   signRecord,
@@ -33,6 +32,7 @@ import {
   type VerifyCertificateOptions,
   verifyCertificate,
 } from '../../protocol/index.js'
+import { fromSignedRecord } from '../../protocol/record.js'
 import { DEFAULT_RULES } from '../support/simulator.js'
 import {
   blockOf,

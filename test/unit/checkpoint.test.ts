@@ -27,11 +27,11 @@ import {
   type FederationState,
   type FinalizedEntry,
   fold,
-  fromSignedRecord,
   proposalStatus,
   signRecord,
   type Verified,
 } from '../../protocol/index.js'
+import { fromSignedRecord } from '../../protocol/record.js'
 import { DEFAULT_RULES, type SimMember, type Simulator } from '../support/simulator.js'
 import { type Decision, decide, HOUR, member, simulator } from './helpers/federation.js'
 
