@@ -41,6 +41,7 @@ import { silentLogger } from '../node/log.js'
 import { type AllmendeNode, startNode } from '../node/node.js'
 import { createP2P, topicFor } from '../node/p2p.js'
 import { type AnyVerified, cidKey, stateRoot } from '../protocol/index.js'
+import { prng as mulberry32 } from '../test/support/prng.js'
 import { type SimMember, Simulator } from '../test/support/simulator.js'
 
 const RECORDS = 200
@@ -54,17 +55,6 @@ const MESH_LOW = 4
 const SEED = Number(process.env.SEED ?? 1)
 
 // --- small helpers --------------------------------------------------------------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Nearest-rank percentile. */
 function pct(xs: readonly number[], p: number): number {

@@ -22,6 +22,7 @@ import {
   type Rules,
   type Verified,
 } from '../../protocol/index.js'
+import { prng, shuffled } from '../support/prng.js'
 import { type SimMember, Simulator } from '../support/simulator.js'
 
 type Json = Record<string, unknown>
@@ -41,27 +42,6 @@ export interface ScenarioResult {
 
 function rulesOf(r: Json): Rules {
   return { ...RULE_DEFAULTS, ...r } as unknown as Rules
-}
-
-/** A small deterministic PRNG (mulberry32) so shuffles are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-function shuffled<T>(items: readonly T[], rand: () => number): T[] {
-  const out = [...items]
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1))
-    ;[out[i], out[j]] = [out[j]!, out[i]!]
-  }
-  return out
 }
 
 function hashName(s: string): number {

@@ -42,6 +42,7 @@ import {
   utf8,
   type Verified,
 } from '../../protocol/index.js'
+import { prng } from '../support/prng.js'
 import { DEFAULT_RULES, type SimMember, Simulator } from '../support/simulator.js'
 
 const RUNS = 200
@@ -673,18 +674,6 @@ function build(program: Program): Built {
 
 function sameState(a: Uint8Array, b: Uint8Array): boolean {
   return equalBytes(a, b)
-}
-
-/** A small deterministic PRNG (mulberry32): orders and splits come from one fc-generated seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /**

@@ -34,24 +34,13 @@ import {
   proveKey,
   verifyProof,
 } from '../../protocol/index.js'
+import { prng } from '../support/prng.js'
 
 const RUNS = 200
 const BOUNDARY_SIZES = [0, 1, 63, 64, 65, 4096, 4097] as const
 
 /** Random CIDs, each the CID of a DAG-CBOR block. */
 const POOL: readonly CID[] = Array.from({ length: 512 }, (_, i) => cidOfBlock(encode({ pool: i, salt: 'x' })))
-
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const pick = <T>(rand: () => number, items: readonly T[]): T => items[Math.floor(rand() * items.length)]!
 
