@@ -343,6 +343,18 @@ describe('mix-and-match', () => {
     const old = verifyCertificate(sim.federation, oldCar, { ...opts, trusted: fresh.trusted! })
     expectRefused(old, 'cert-rollback')
     expect(old.trusted).toEqual(fresh.trusted)
+
+    // Actually mixed: the old certificate's header and every block of the old ratification,
+    // plus the fresh checkpoint's blocks. The status comes from the newest counted checkpoint's
+    // root, so the old ratification cannot hide the revocation.
+    const oldParts = readCar(oldCar)
+    const seen = new Set(oldParts.blocks.map((b) => b.cid.toString()))
+    const extra = readCar(newCar).blocks.filter((b) => !seen.has(b.cid.toString()))
+    const mixed = writeCar(oldParts.roots, [...oldParts.blocks, ...extra])
+    const verdict = verifyCertificate(sim.federation, mixed, opts)
+    expectRefused(verdict, 'cert-revoked')
+    expect(verdict.status).toBe('revoked')
+    expect(verdict.checkpoint?.epoch).toBe(sim.base + epoch2)
   })
 
   it('two manifests for one name@version, both ratified → cert-conflicted', () => {
