@@ -16,11 +16,19 @@ export const RAW_CODE = 0x55
 export { CID }
 
 /** The CID of a DAG-CBOR block. */
+/** CIDv1 (0x01), dag-cbor (0x71), sha2-256 (0x12), 32 bytes (0x20). */
+const RECORD_CID_PREFIX = Uint8Array.of(0x01, DAG_CBOR_CODE, SHA2_256_CODE, 0x20)
+
 /** A sha2-256 implementation: @noble/hashes by default; a node may pass a native one. */
 export type Sha256 = (bytes: Uint8Array) => Uint8Array
 
 export function cidOfBlock(bytes: Uint8Array, hash: Sha256 = sha256): CID {
-  return CID.createV1(DAG_CBOR_CODE, Digest.create(SHA2_256_CODE, hash(bytes)))
+  // One 36-byte buffer that the CID, its multihash and its digest all view: a node holds one
+  // of these per record, and three separate buffers would triple their memory.
+  const out = new Uint8Array(36)
+  out.set(RECORD_CID_PREFIX)
+  out.set(hash(bytes), 4)
+  return CID.decode(out)
 }
 
 /** A raw-codec CID over a sha2-256 digest (a UnixFS raw leaf). */
