@@ -27,7 +27,7 @@ import {
   verifyCertificate,
   zip215,
 } from '../protocol/index.js'
-import { type SimMember, Simulator } from '../test/support/simulator.js'
+import { rulesWith, type SimMember, Simulator } from '../test/support/simulator.js'
 
 const DECISIONS = Number(process.argv[2] ?? 100)
 const VOTES = Number(process.argv[3] ?? 10_000)
@@ -40,24 +40,18 @@ const members: SimMember[] = [
   { name: 's3', roles: ['steward', 'voter'] as Role[], weight: 150 },
   ...Array.from({ length: VOTERS }, (_, i) => ({ name: `v${i}`, roles: ['voter'] as Role[], weight: 1 })),
 ]
-const rules = (period: number) => ({
-  votingPeriodMs: period,
-  sealThreshold: 2,
-  sealGraceMs: 100,
-  weightsDeadlineMs: 3000,
-  sealDeadlineMs: 5000,
-  checkpointIntervalMs: 3_600_000,
-  maxModelBytes: 2 ** 40,
-  maxOpenProposalsPerAuthor: 100,
-  actions: {
-    'ratify-model': {
-      quorum: [1, 2] as const,
-      threshold: [1, 2] as const,
-      requiredAttestations: [{ kind: 'license-review', min: 1 }],
+const rules = (period: number) =>
+  rulesWith({
+    votingPeriodMs: period,
+    actions: {
+      'ratify-model': {
+        quorum: [1, 2],
+        threshold: [1, 2],
+        requiredAttestations: [{ kind: 'license-review', min: 1 }],
+      },
+      '*': { quorum: [1, 4], threshold: [1, 2], requiredAttestations: [] },
     },
-    '*': { quorum: [1, 4] as const, threshold: [1, 2] as const, requiredAttestations: [] },
-  },
-})
+  })
 const sim = new Simulator({ members, rules: rules(1000), signer: nativeSigner, name: 'certificate bench' })
 
 const started = performance.now()

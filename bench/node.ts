@@ -26,7 +26,7 @@ import { fastEd25519, nativeSigner } from '../node/ed25519-native.js'
 import { silentLogger } from '../node/log.js'
 import { startNode } from '../node/node.js'
 import { type AnyVerified, decodeRecord, stateRoot } from '../protocol/index.js'
-import { type SimMember, Simulator } from '../test/support/simulator.js'
+import { rulesWith, type SimMember, Simulator } from '../test/support/simulator.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -47,17 +47,10 @@ const sim = new Simulator({
   base: Date.now(),
   signer: nativeSigner,
   name: 'node bench',
-  rules: {
-    votingPeriodMs: 1000,
-    sealThreshold: 2,
-    sealGraceMs: 100,
-    weightsDeadlineMs: 3000,
-    sealDeadlineMs: 5000,
-    checkpointIntervalMs: 3_600_000,
-    maxModelBytes: 2 ** 40,
+  rules: rulesWith({
     maxOpenProposalsPerAuthor: 1_000_000,
     actions: { '*': { quorum: [1, 2], threshold: [1, 2], requiredAttestations: [] } },
-  },
+  }),
 })
 const names = members.map((m) => m.name)
 const setup: AnyVerified[] = []

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { initHome } from '../node/config.js'
 import type { AnyVerified } from '../protocol/index.js'
-import { startDaemon } from '../test/support/daemon.js'
+import { burstThenKill, holds, startDaemon } from '../test/support/daemon.js'
 import { Simulator } from '../test/support/simulator.js'
 
 const ROUNDS = Number(process.argv[2] ?? 1000)
@@ -39,9 +39,7 @@ for (let round = 0; round <= ROUNDS; round++) {
   // Check a sample each round (everything at the end) to keep rounds short.
   const check = round === ROUNDS ? acked : acked.slice(-400)
   for (const r of check) {
-    const res = await fetch(`${d.api}/records/${r.cid}`)
-    await res.arrayBuffer()
-    if (res.status !== 200) {
+    if (!(await holds(d.api, r.cid))) {
       lost++
       console.error(`round ${round}: acknowledged record ${r.cid} is missing`)
     }
@@ -50,34 +48,11 @@ for (let round = 0; round <= ROUNDS; round++) {
     await d.kill('SIGTERM')
     break
   }
-  const queue = Array.from({ length: 120 }, () => {
+  const burst = Array.from({ length: 120 }, () => {
     serial++
     return sim.manifest('a', serial, { id: `s${serial}`, name: 'soak', version: `1.0.${serial}` })
   })
-  const killAt = 3 + Math.floor(Math.random() * 80)
-  let now = 0
-  let killed: Promise<number | null> | undefined
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      for (let r = queue.shift(); r && !killed; r = queue.shift()) {
-        try {
-          const res = await fetch(`${d.api}/records`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/cbor' },
-            body: Buffer.from(r.bytes),
-          })
-          await res.arrayBuffer()
-          if (res.status === 201) {
-            acked.push(r)
-            if (++now === killAt) killed = d.kill('SIGKILL')
-          }
-        } catch {
-          // Died with the process: not acknowledged.
-        }
-      }
-    }),
-  )
-  await (killed ?? d.kill('SIGKILL'))
+  acked.push(...(await burstThenKill(d, burst, 3 + Math.floor(Math.random() * 80))))
   if (round % 50 === 0)
     console.log(
       `round ${round}: ${acked.length} acknowledged so far, ${lost} lost, ${((Date.now() - started) / 1000).toFixed(0)} s`,

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initHome } from '../../node/config.js'
 import type { AnyVerified } from '../../protocol/index.js'
-import { type Daemon, startDaemon } from '../support/daemon.js'
+import { burstThenKill, type Daemon, holds, postRecord, startDaemon } from '../support/daemon.js'
 import { Simulator } from '../support/simulator.js'
 
 const sim = new Simulator({
@@ -44,21 +44,8 @@ async function newHome(name: string): Promise<string> {
   return home
 }
 
-async function post(api: string, r: AnyVerified): Promise<number> {
-  const res = await fetch(`${api}/records`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/cbor' },
-    body: Buffer.from(r.bytes),
-  })
-  await res.arrayBuffer()
-  return res.status
-}
-
-async function held(api: string, r: AnyVerified): Promise<boolean> {
-  const res = await fetch(`${api}/records/${r.cid}`)
-  await res.arrayBuffer()
-  return res.status === 200
-}
+const post = (api: string, r: AnyVerified) => postRecord(api, r.bytes)
+const held = (api: string, r: AnyVerified) => holds(api, r.cid)
 
 // Proposals are cheap distinct records: a's own ingest limit is maxOpenProposalsPerAuthor (100),
 // so each round uses votes on one proposal by many... simpler: manifests, which have no ingest limit.
@@ -88,28 +75,8 @@ describe('a node killed during a burst keeps every acknowledged record', () => {
         expect(await d.kill('SIGTERM')).toBe(0)
         break
       }
-      // Eight writers at a time; the kill comes after a random number of acknowledgements,
-      // while other submissions are in flight.
-      const burst = records(120)
-      const killAt = 3 + Math.floor(Math.random() * 80)
-      let ackedNow = 0
-      let killed: Promise<number | null> | undefined
-      const queue = [...burst]
-      await Promise.all(
-        Array.from({ length: 8 }, async () => {
-          for (let r = queue.shift(); r && !killed; r = queue.shift()) {
-            try {
-              if ((await post(d.api, r)) === 201) {
-                acked.push(r)
-                if (++ackedNow === killAt) killed = d.kill('SIGKILL')
-              }
-            } catch {
-              // The connection died with the process: not acknowledged.
-            }
-          }
-        }),
-      )
-      await (killed ?? d.kill('SIGKILL'))
+      // The kill comes after a random number of acknowledgements, while other submissions are in flight.
+      acked.push(...(await burstThenKill(d, records(120), 3 + Math.floor(Math.random() * 80))))
     }
     expect(acked.length).toBeGreaterThan(20)
   }, 600_000)

@@ -63,3 +63,52 @@ export async function startDaemon(home: string, timeout = 60_000): Promise<Daemo
     },
   }
 }
+
+/** Submits a record to a node's API; resolves to the HTTP status (throws if the connection dies). */
+export async function postRecord(api: string, bytes: Uint8Array): Promise<number> {
+  const res = await fetch(`${api}/records`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/cbor' },
+    body: Buffer.from(bytes),
+  })
+  await res.arrayBuffer()
+  return res.status
+}
+
+/**
+ * Submits `records` with eight writers at a time and kills the node with SIGKILL
+ * after `killAt` acknowledgements, while other submissions are in flight.
+ * Returns the records the node acknowledged (201) before it died.
+ */
+export async function burstThenKill<T extends { bytes: Uint8Array }>(
+  d: Daemon,
+  records: readonly T[],
+  killAt: number,
+): Promise<T[]> {
+  const acked: T[] = []
+  const queue = [...records]
+  let killed: Promise<number | null> | undefined
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let r = queue.shift(); r && !killed; r = queue.shift()) {
+        try {
+          if ((await postRecord(d.api, r.bytes)) === 201) {
+            acked.push(r)
+            if (acked.length === killAt) killed = d.kill('SIGKILL')
+          }
+        } catch {
+          // The connection died with the process: not acknowledged.
+        }
+      }
+    }),
+  )
+  await (killed ?? d.kill('SIGKILL'))
+  return acked
+}
+
+/** Whether a node holds a record (or list block) with this CID. */
+export async function holds(api: string, cid: { toString(): string }): Promise<boolean> {
+  const res = await fetch(`${api}/records/${cid}`)
+  await res.arrayBuffer()
+  return res.status === 200
+}

@@ -55,6 +55,11 @@ export const DEFAULT_RULES: Rules = {
   },
 }
 
+/** The default rules with some replaced: one place for the timing every test and benchmark shares. */
+export function rulesWith(changes: Partial<Rules>): Rules {
+  return { ...DEFAULT_RULES, ...changes }
+}
+
 export interface SimulatorOptions {
   readonly members: readonly SimMember[]
   readonly rules?: Rules

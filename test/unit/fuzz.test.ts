@@ -24,6 +24,7 @@ import { zip215 } from '../../protocol/ed25519.js'
 import { type AnyVerified, cosignGenesis, decodeRecord, signRecord } from '../../protocol/record.js'
 import { createSigner, federationIdOf, type Signer, signingBytes } from '../../protocol/signing.js'
 import type { Member, Role, Rules, SignedRecord, UnsignedRecord } from '../../protocol/types.js'
+import { rulesWith } from '../support/simulator.js'
 
 // ---------------------------------------------------------------- a small federation
 
@@ -34,15 +35,7 @@ const signer = (name: string): Signer =>
 
 const [a, b, c, d, e] = ['a', 'b', 'c', 'd', 'e'].map(signer) as [Signer, Signer, Signer, Signer, Signer]
 
-const rules: Rules = {
-  votingPeriodMs: 1000,
-  sealThreshold: 2,
-  sealGraceMs: 100,
-  weightsDeadlineMs: 3000,
-  sealDeadlineMs: 5000,
-  checkpointIntervalMs: 3_600_000,
-  maxModelBytes: 2 ** 40,
-  maxOpenProposalsPerAuthor: 100,
+const rules: Rules = rulesWith({
   actions: {
     'ratify-model': {
       quorum: [1, 2],
@@ -51,7 +44,7 @@ const rules: Rules = {
     },
     '*': { quorum: [1, 2], threshold: [1, 2], requiredAttestations: [] },
   },
-}
+})
 
 const member = (s: Signer, roles: Role[], weight = 1): Member => ({ id: s.did, roles, weight })
 const members: Member[] = [
