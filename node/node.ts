@@ -122,7 +122,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
       const c = checked.get(bytes)
       if (c?.record) metrics.gossipLatency.observe(Math.max(0, clock() - c.record.record.at) / 1000)
       store
-        .ingest(bytes)
+        .ingest(bytes, [], c)
         .then((r) => {
           if (r.verdict === 'accept' && !r.duplicate)
             log.debug('record-received', { id: r.cid?.toString(), from, kind: r.record?.record.kind })
@@ -158,7 +158,22 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     publish: async (bytes) => {
       await p2p!.publish(bytes)
     },
-    dial: (ma) => p2p!.dial(ma),
+    dial: async (ma) => {
+      try {
+        await p2p!.dial(ma)
+      } catch (e) {
+        // Library errors become one of ours at this boundary: a bad address is the caller's
+        // mistake (400), an unreachable peer is not (502).
+        const bad = /multiaddr|invalid|unknown protocol/i.test((e as Error).message)
+        throw new NodeError(
+          bad ? 'bad-multiaddr' : 'dial-failed',
+          `cannot dial ${ma}: ${(e as Error).message}`,
+          {
+            status: bad ? 400 : 502,
+          },
+        )
+      }
+    },
   })
   const [host, port] = [
     config.api.slice(0, config.api.lastIndexOf(':')),

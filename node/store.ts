@@ -71,8 +71,12 @@ export interface RecordStore {
   readonly counters: StoreCounters
   /** The gossip validator. */
   check(bytes: Uint8Array): Checked
-  /** Validates, makes durable, folds. `blocks` are list blocks sent along (a seal's vote list). */
-  ingest(bytes: Uint8Array, blocks?: readonly Uint8Array[]): Promise<IngestResult>
+  /**
+   * Validates, makes durable, folds. `blocks` are list blocks sent along (a seal's vote list).
+   * `checked` is the gossip validator's verdict on the same bytes: an accepted record is not
+   * decoded and verified a second time.
+   */
+  ingest(bytes: Uint8Array, blocks?: readonly Uint8Array[], checked?: Checked): Promise<IngestResult>
   /** List blocks held, by CID. */
   getBlock(cid: CID): Uint8Array | undefined
   logBytes(): number
@@ -258,10 +262,17 @@ export async function openStore(options: {
   }
 
   let closed = false
-  const ingest = (bytes: Uint8Array, extra: readonly Uint8Array[] = []): Promise<IngestResult> => {
+  const ingest = (
+    bytes: Uint8Array,
+    extra: readonly Uint8Array[] = [],
+    checked?: Checked,
+  ): Promise<IngestResult> => {
     if (closed)
       return Promise.reject(new NodeError('store-closed', 'the node is shutting down', { status: 503 }))
-    const c = check(bytes)
+    const c =
+      checked?.verdict === 'accept' && checked.record && !fold.has(checked.record.cid)
+        ? checked
+        : check(bytes)
     if (c.verdict === 'reject') return Promise.resolve(c)
     const v = c.record!
     if (c.code === 'duplicate' || c.verdict === 'ignore') {

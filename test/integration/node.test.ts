@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidKey, proposalStatus, stateRoot } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
@@ -104,5 +106,33 @@ describe('five nodes in a line', () => {
     const metrics = await (await fetch(`${node.apiUrl}/metrics`)).text()
     expect(metrics).toMatch(/allmende_records\{kind="vote"\} \d+/)
     expect(metrics).toMatch(/allmende_records_checked\{kind="unknown",verdict="reject"\} \d+/)
+  })
+})
+
+describe('admin endpoints', () => {
+  it('dial needs the admin token, and a bad address is a 400 with a code, not a stack trace', async () => {
+    const sim = new Simulator({ members: members.map((m) => ({ ...m, roles: [...m.roles] })), name: 'admin' })
+    const cluster = await startCluster(sim.genesis, 1)
+    try {
+      const [node] = cluster.nodes
+      const token = (await readFile(join(node!.home, 'api.token'), 'utf8')).trim()
+      const dial = (auth: string | undefined, multiaddr: string) =>
+        fetch(`${node!.apiUrl}/admin/dial`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...(auth ? { authorization: `Bearer ${auth}` } : {}),
+          },
+          body: JSON.stringify({ multiaddr }),
+        })
+      const noToken = await dial(undefined, '/ip4/127.0.0.1/tcp/1')
+      expect(noToken.status).toBe(401)
+      expect(((await noToken.json()) as { error: { code: string } }).error.code).toBe('unauthorized')
+      const bad = await dial(token, 'not a multiaddr')
+      expect(bad.status).toBe(400)
+      expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('bad-multiaddr')
+    } finally {
+      await cluster.stop()
+    }
   })
 })
