@@ -181,6 +181,8 @@ async function scanFrames(
   fh: FileHandle,
   limit: number,
   onRecord?: (record: Uint8Array, index: number) => void,
+  /** False on replay: those frames were checked by the scan at open, and only this process writes the file. */
+  checkCrc = true,
 ): Promise<ScanResult> {
   let buf = Buffer.alloc(0)
   let bufStart = HEADER_BYTES // file offset of buf[0]
@@ -195,7 +197,7 @@ async function scanFrames(
       }
       if (buf.length - pos - FRAME_HEADER_BYTES < length) break
       const payload = new Uint8Array(buf.buffer, buf.byteOffset + pos + FRAME_HEADER_BYTES, length)
-      if (crc32(payload) !== buf.readUInt32BE(pos + 4)) {
+      if (checkCrc && crc32(payload) !== buf.readUInt32BE(pos + 4)) {
         return { end: bufStart + pos, count, tear: { offset: bufStart + pos, reason: 'crc-mismatch' } }
       }
       onRecord?.(payload, count)
@@ -498,7 +500,7 @@ function createLog(
     const limit = size
     let scanned: ScanResult
     try {
-      scanned = await scanFrames(fh, limit, fn)
+      scanned = await scanFrames(fh, limit, fn, false)
     } catch (e) {
       if (closing !== undefined) throw closedError()
       throw ioError(path, 'replay', e)
