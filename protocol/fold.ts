@@ -193,6 +193,14 @@ function inapplicable(code: InapplicableCode, message: string): Inapplicable {
 }
 
 /** Later by (at, CID). */
+function evalReport(ev: Eval): RecordReport {
+  return ev.s === 'valid'
+    ? APPLIED
+    : ev.s === 'pending'
+      ? pending(ev.code, ev.message)
+      : inapplicable(ev.code, ev.message)
+}
+
 function later(a: { record: { at: number }; cid: CID }, b: { record: { at: number }; cid: CID }): boolean {
   return a.record.at !== b.record.at ? a.record.at > b.record.at : compareCids(a.cid, b.cid) > 0
 }
@@ -355,6 +363,7 @@ class FoldImpl implements Fold {
         const p = r as Verified<'proposal'>
         this.proposals.set(key, p)
         if (isGovernance(p)) push(this.governanceByBasis, cidKey(p.record.body.basis), p)
+        else if (this.isolated(key)) return this.addDecision(p, key)
         break
       }
       case 'seal':
@@ -366,6 +375,12 @@ class FoldImpl implements Fold {
         break
       case 'manifest':
         this.manifests.set(key, r as Verified<'manifest'>)
+        // Attestations do not wait in `waiting` for their subject: look for them here.
+        if (this.isolated(key) && !this.attestationsBySubject.has(key)) {
+          this.reports.set(key, this.manifestReport(r as Verified<'manifest'>))
+          this.view = undefined
+          return true
+        }
         break
       case 'attestation':
         push(
@@ -373,12 +388,44 @@ class FoldImpl implements Fold {
           cidKey((r as Verified<'attestation'>).record.body.subject),
           r as Verified<'attestation'>,
         )
+        // Counted attestations are read on demand; nothing derived holds them.
+        if (this.isolated(key)) {
+          this.reports.set(key, this.attestationReport(r as Verified<'attestation'>))
+          return true
+        }
         break
       case 'checkpoint':
         this.checkpoints.set(key, r as Verified<'checkpoint'>)
         break
     }
     this.dirty = true
+    this.view = undefined
+    return true
+  }
+
+  /**
+   * Whether a new record under `key` leaves everything derived so far as it is, but for
+   * what hangs on the record itself: nothing is to be re-derived anyway, and no seal,
+   * basis, subject or checkpoint chain waits for this CID.
+   */
+  private isolated(key: string): boolean {
+    return !this.dirty && !this.waiting.has(key)
+  }
+
+  /**
+   * A ratify or revoke proposal outside the governance chain: only its own verdict and the
+   * votes that came before it change (its seals, had any come, would be waiting for it).
+   */
+  private addDecision(p: Verified<'proposal'>, key: string): boolean {
+    const ev = this.evalOf(p)
+    this.finality(p)
+    this.reports.set(key, evalReport(ev))
+    for (const v of this.votesByProposal.get(key) ?? []) {
+      const report = this.voteReport(v)
+      this.reports.set(cidKey(v.cid), report)
+      if (report.status === 'applied')
+        this.countLive(this.liveOf(key), v, ev as Extract<Eval, { s: 'valid' }>)
+    }
     this.view = undefined
     return true
   }
@@ -441,15 +488,7 @@ class FoldImpl implements Fold {
     // Settle every proposal (governance first is not needed: evaluation recurses on demand).
     for (const p of this.proposals.values()) this.finality(p)
     for (const [key, p] of this.proposals) {
-      const ev = this.evalOf(p)
-      this.reports.set(
-        key,
-        ev.s === 'valid'
-          ? APPLIED
-          : ev.s === 'pending'
-            ? pending(ev.code, ev.message)
-            : inapplicable(ev.code, ev.message),
-      )
+      this.reports.set(key, evalReport(this.evalOf(p)))
       const fin = this.finals.get(key)
       if (fin) for (const v of fin.verdicts) this.reports.set(cidKey(v.seal.cid), v.report)
     }
@@ -470,14 +509,7 @@ class FoldImpl implements Fold {
         }
       }
     }
-    for (const [key, m] of this.manifests) {
-      this.reports.set(
-        key,
-        this.manifestApplicable(m)
-          ? APPLIED
-          : inapplicable('author-role', 'the author is a publisher in no governance state'),
-      )
-    }
+    for (const [key, m] of this.manifests) this.reports.set(key, this.manifestReport(m))
     for (const atts of this.attestationsBySubject.values()) {
       for (const a of atts) this.reports.set(cidKey(a.cid), this.attestationReport(a))
     }
@@ -678,7 +710,10 @@ class FoldImpl implements Fold {
     let cur = cidKey(head)
     while (cur !== this.genesisKey) {
       const p = this.proposals.get(cur)
-      if (!p) return 'pending'
+      if (!p) {
+        this.waiting.add(cur)
+        return 'pending'
+      }
       if (!isGovernance(p) || labels.get(cur) !== 'final-passed' || path.length > this.proposals.size) {
         return undefined
       }
@@ -999,6 +1034,12 @@ class FoldImpl implements Fold {
     return set
   }
 
+  private manifestReport(m: Verified<'manifest'>): RecordReport {
+    return this.manifestApplicable(m)
+      ? APPLIED
+      : inapplicable('author-role', 'the author is a publisher in no governance state')
+  }
+
   private manifestApplicable(m: Verified<'manifest'>): boolean {
     return this.roleEver('publisher').has(m.record.author)
   }
@@ -1068,12 +1109,13 @@ class FoldImpl implements Fold {
 
   state(): FederationState {
     this.derive()
-    if (this.view && this.staleViews.size > 0) {
-      // Only live tallies moved: replace those proposals' views, keep everything else.
+    if (this.view && (this.staleViews.size > 0 || this.view.recordCount !== this.all.size)) {
+      // Only live tallies moved (and records were added that change nothing else): replace
+      // those proposals' views, keep everything else.
       const proposals = new Map(this.view.proposals)
       for (const key of this.staleViews) proposals.set(key, this.proposalView(this.proposals.get(key)!))
       this.staleViews.clear()
-      this.view = Object.freeze({ ...this.view, proposals })
+      this.view = Object.freeze({ ...this.view, proposals, recordCount: this.all.size })
     }
     if (this.view) return this.view
     this.staleViews.clear()

@@ -869,11 +869,12 @@ describe('fold properties over random federations', { timeout: TIMEOUT }, () => 
           const prefix = order.slice(0, i + 1)
           const batch = createFold(genesis)
           for (const x of prefix) batch.add(x)
-          expectSame(
-            state,
-            batch.state(),
-            `after ${i + 1} of ${order.length} records (last a ${r.record.kind})`,
-          )
+          const label = `after ${i + 1} of ${order.length} records (last a ${r.record.kind})`
+          expectSame(state, batch.state(), label)
+          expect(state.recordCount, label).toBe(batch.state().recordCount)
+          // Reports too: the incremental paths set them without re-deriving.
+          for (const x of prefix)
+            expect(acc.report(x.cid), `${label}: ${x.record.kind}`).toEqual(batch.report(x.cid))
         }
         expectSame(state, fold(genesis, records), 'after every record')
         expectSame(acc.state(), state, 'state() after the last apply')
