@@ -1,0 +1,577 @@
+/**
+ * An IPFS trustless gateway (DESIGN.md §6 "Weights"; specs.ipfs.tech
+ * http-gateways/trustless-gateway): `GET`/`HEAD /ipfs/<cid>[/<path>]` as one
+ * raw block (`application/vnd.ipld.raw`) or a CARv1 stream
+ * (`application/vnd.ipld.car; version=1; order=dfs; dups=n|y`), so any IPFS
+ * client, and our own fetcher, can download weights over plain HTTP and verify
+ * every block against its CID. Nothing here needs to be trusted.
+ *
+ * Why it is built this way:
+ * - It reads the blockstore it is given and nothing else: never Helia's
+ *   networked blockstore, which may ask bitswap and wait. A block that is not
+ *   held is a 404 at once; the gateway is non-recursive by design.
+ * - CARs are streamed with a hand-rolled CARv1 writer (an async generator
+ *   behind a byte-mode `Readable`): backpressure comes from the socket, one
+ *   block is in memory at a time, and an error mid-walk simply ends the
+ *   response. @ipld/car's `CarWriter` also streams, but it splits every block
+ *   into three writes through a channel whose producer and consumer run as two
+ *   tasks, which makes "stop at the first missing block and cut the response"
+ *   harder to get right than twenty lines of framing.
+ * - Once the root block has been found the status is 200 and headers are
+ *   sent; a child block missing (or undecodable) later makes the gateway log
+ *   it and destroy the connection, so the client sees a truncated CAR and
+ *   must treat it as a failed retrieval (spec: "Streaming and Missing Child
+ *   Blocks").
+ * - The walk is depth-first pre-order over dag-pb, raw and dag-cbor links,
+ *   with an explicit stack (no recursion on untrusted depth). Blocks of other
+ *   codecs are sent but not looked into. Identity CIDs are never sent.
+ *   `dups=n` (the default) sends each block once.
+ * - Paths: plain UnixFS directories are resolved (their blocks are sent first,
+ *   as the spec asks); a HAMT-sharded directory or a dag-cbor path answers 501.
+ *   `entity-bytes` answers 501 too. Raw block requests take no path (400).
+ *
+ * Errors are JSON `{error: {code, message}}`: 400 `bad-cid`, `bad-dag-scope`,
+ * `format-required`, `path-not-allowed`; 404 `block-not-found`,
+ * `path-not-found`; 406 `not-acceptable`; 412 `not-cached`; 501
+ * `path-unsupported`, `entity-bytes-unsupported`; 500 `internal`.
+ */
+import { createHash } from 'node:crypto'
+import { Readable } from 'node:stream'
+import { decode as decodeCbor, encode as encodeCbor } from '@ipld/dag-cbor'
+import * as dagPb from '@ipld/dag-pb'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { UnixFS } from 'ipfs-unixfs'
+import { varint } from 'multiformats'
+import { CID } from 'multiformats/cid'
+import { type Logger, silentLogger } from './log.js'
+
+/** What the gateway needs of a blockstore: `get` (blockstore-fs 4 and interface-blockstore 7 shape). */
+export interface GatewayBlockstore {
+  get(
+    cid: CID,
+    options?: { signal?: AbortSignal },
+  ): AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Uint8Array | Promise<Uint8Array>
+}
+
+export interface GatewayOptions {
+  /** A local store (e.g. `FsBlockstore`), never one that fetches from the network. */
+  blockstore: GatewayBlockstore
+  log?: Logger
+}
+
+export type DagScope = 'all' | 'entity' | 'block'
+
+export const RAW_TYPE = 'application/vnd.ipld.raw'
+export const CAR_TYPE = 'application/vnd.ipld.car'
+export const IMMUTABLE = 'public, max-age=29030400, immutable'
+/** Larger blocks are refused: IPFS blocks are at most a few MiB, and one block is held in memory. */
+export const MAX_BLOCK_BYTES = 4 * 1024 * 1024
+const MAX_CID_TEXT = 256
+
+const CODEC_DAG_PB = 0x70
+const CODEC_DAG_CBOR = 0x71
+const HASH_IDENTITY = 0x00
+
+class GatewayError extends Error {
+  override name = 'GatewayError'
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** Thrown inside the CAR walk; the response is cut (headers are already sent). */
+class WalkError extends Error {
+  override name = 'WalkError'
+  constructor(
+    readonly code: 'block-not-found' | 'block-invalid' | 'block-too-large',
+    readonly cid: CID,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+type Negotiated =
+  | { format: 'raw'; viaAccept: boolean }
+  | { format: 'car'; viaAccept: boolean; dups: 'n' | 'y' }
+
+interface MediaRange {
+  type: string
+  params: Map<string, string>
+  q: number
+}
+
+/** `Accept` as media ranges, best first (stable for equal q); q=0 entries dropped. */
+export function parseAccept(header: string | undefined): MediaRange[] {
+  if (!header) return []
+  const out: MediaRange[] = []
+  for (const part of header.split(',')) {
+    const [type, ...rest] = part.split(';')
+    const params = new Map<string, string>()
+    let q = 1
+    for (const p of rest) {
+      const eq = p.indexOf('=')
+      if (eq < 0) continue
+      const key = p.slice(0, eq).trim().toLowerCase()
+      const value = p
+        .slice(eq + 1)
+        .trim()
+        .replace(/^"(.*)"$/, '$1')
+      if (key === 'q') q = Number.isFinite(Number(value)) ? Number(value) : 0
+      else params.set(key, value.toLowerCase())
+    }
+    const t = (type ?? '').trim().toLowerCase()
+    if (t && q > 0) out.push({ type: t, params, q })
+  }
+  return out
+    .map((m, i) => ({ m, i }))
+    .sort((a, b) => b.m.q - a.m.q || a.i - b.i)
+    .map(({ m }) => m)
+}
+
+/** CAR parameters we can honour, or null: version 1, order dfs (or unknown), dups n or y. */
+function carParams(get: (key: string) => string | undefined): { dups: 'n' | 'y' } | null {
+  const version = get('version')
+  const order = get('order')
+  const dups = get('dups')
+  if (version !== undefined && version !== '1') return null
+  if (order !== undefined && order !== 'dfs' && order !== 'unk') return null
+  if (dups !== undefined && dups !== 'n' && dups !== 'y') return null
+  return { dups: dups === 'y' ? 'y' : 'n' }
+}
+
+function negotiate(query: Record<string, string | undefined>, accept: string | undefined): Negotiated {
+  const ranges = parseAccept(accept)
+  const fromAccept = ranges.find((r) => r.type === CAR_TYPE && carParams((k) => r.params.get(k)))
+  const carQuery = (fallback: MediaRange | undefined) =>
+    carParams((k) => query[`car-${k}`] ?? fallback?.params.get(k))
+
+  const format = query.format
+  if (format !== undefined) {
+    if (format === 'raw') return { format: 'raw', viaAccept: false }
+    if (format === 'car') {
+      const p = carQuery(fromAccept)
+      if (!p) throw notAcceptable()
+      return { format: 'car', viaAccept: false, ...p }
+    }
+    throw new GatewayError(
+      406,
+      'not-acceptable',
+      `format=${format.slice(0, 40)} is not served here: this trustless gateway serves format=raw and format=car`,
+    )
+  }
+  for (const r of ranges) {
+    if (r.type === RAW_TYPE) return { format: 'raw', viaAccept: true }
+    if (r.type === CAR_TYPE) {
+      const p = carQuery(r)
+      if (p) return { format: 'car', viaAccept: true, ...p }
+    }
+  }
+  if (ranges.length === 0) {
+    throw new GatewayError(
+      400,
+      'format-required',
+      `this is a trustless gateway: send Accept: ${RAW_TYPE} or ${CAR_TYPE}, or add ?format=raw or ?format=car`,
+    )
+  }
+  throw notAcceptable()
+}
+
+function notAcceptable(): GatewayError {
+  return new GatewayError(
+    406,
+    'not-acceptable',
+    `this trustless gateway serves ${RAW_TYPE} and ${CAR_TYPE}; version=1; order=dfs; dups=n|y`,
+  )
+}
+
+function parseCid(text: string): CID {
+  if (text.length > MAX_CID_TEXT) throw new GatewayError(400, 'bad-cid', 'the CID is too long')
+  try {
+    return CID.parse(text)
+  } catch (e) {
+    throw new GatewayError(400, 'bad-cid', `not a CID: ${text.slice(0, 80)} (${(e as Error).message})`)
+  }
+}
+
+function parseScope(value: string | undefined): DagScope {
+  if (value === undefined || value === 'all' || value === 'entity' || value === 'block') return value ?? 'all'
+  throw new GatewayError(
+    400,
+    'bad-dag-scope',
+    `dag-scope must be all, entity or block, not ${value.slice(0, 40)}`,
+  )
+}
+
+function isNotFound(e: unknown): boolean {
+  const name = (e as { name?: unknown } | null)?.name
+  const code = (e as { code?: unknown } | null)?.code
+  return name === 'NotFoundError' || code === 'ERR_NOT_FOUND' || code === 'ENOENT'
+}
+
+/** One block's bytes from the local store, or null if it is not held. Identity CIDs hold their bytes. */
+async function readBlock(
+  store: GatewayBlockstore,
+  cid: CID,
+  signal?: AbortSignal,
+): Promise<Uint8Array | null> {
+  if (cid.multihash.code === HASH_IDENTITY) return cid.multihash.digest
+  try {
+    const got = store.get(cid, signal ? { signal } : {})
+    const value = got instanceof Promise ? await got : got
+    if (value instanceof Uint8Array) return value
+    const chunks: Uint8Array[] = []
+    let size = 0
+    for await (const chunk of value) {
+      size += chunk.byteLength
+      if (size > MAX_BLOCK_BYTES)
+        throw new WalkError('block-too-large', cid, `block ${cid} is over ${MAX_BLOCK_BYTES} bytes`)
+      chunks.push(chunk)
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+  } catch (e) {
+    if (isNotFound(e)) return null
+    throw e
+  }
+}
+
+function unixfsOf(node: dagPb.PBNode): UnixFS | null {
+  if (!node.Data) return null
+  try {
+    return UnixFS.unmarshal(node.Data)
+  } catch {
+    return null
+  }
+}
+
+/** dag-cbor map keys in their canonical order (length first, then bytes), as they were encoded. */
+function cborKeyOrder(a: string, b: string): number {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length - y.length || Buffer.compare(x, y)
+}
+
+function cborLinks(value: unknown): CID[] {
+  const out: CID[] = []
+  const stack: unknown[] = [value]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    const cid = CID.asCID(v)
+    if (cid) {
+      out.push(cid)
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push(v[i])
+    } else if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array)) {
+      const o = v as Record<string, unknown>
+      const keys = Object.keys(o).sort(cborKeyOrder)
+      for (let i = keys.length - 1; i >= 0; i--) stack.push(o[keys[i]!])
+    }
+  }
+  return out
+}
+
+interface Step {
+  cid: CID
+  scope: DagScope
+}
+
+/** The links to follow from one block under a scope, in link order. */
+function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
+  if (scope === 'block') return []
+  try {
+    if (cid.code === CODEC_DAG_PB) {
+      const node = dagPb.decode(bytes)
+      if (scope === 'all') return node.Links.map((l) => ({ cid: l.Hash, scope: 'all' }))
+      // entity: a file's blocks, or a sharded directory's shards (not its entries); nothing else.
+      const fs = unixfsOf(node)
+      if (fs?.type === 'file' || fs?.type === 'raw')
+        return node.Links.map((l) => ({ cid: l.Hash, scope: 'all' }))
+      if (fs?.type === 'hamt-sharded-directory' && fs.fanout !== undefined && fs.fanout > 1n) {
+        const pad = (fs.fanout - 1n).toString(16).length
+        return node.Links.filter((l) => (l.Name ?? '').length === pad).map((l) => ({ cid: l.Hash, scope }))
+      }
+      return []
+    }
+    if (cid.code === CODEC_DAG_CBOR && scope === 'all') {
+      return cborLinks(decodeCbor(bytes)).map((c) => ({ cid: c, scope: 'all' }))
+    }
+  } catch (e) {
+    throw new WalkError(
+      'block-invalid',
+      cid,
+      `block ${cid} does not decode as its codec: ${(e as Error).message}`,
+    )
+  }
+  return []
+}
+
+function carHeader(roots: CID[]): Uint8Array {
+  const body = encodeCbor({ version: 1, roots })
+  const out = new Uint8Array(varint.encodingLength(body.length) + body.length)
+  varint.encodeTo(body.length, out, 0)
+  out.set(body, out.length - body.length)
+  return out
+}
+
+/** `varint(len(cid) + len(block)) ‖ cid`; the block bytes follow as their own chunk. */
+function sectionPrefix(cid: CID, size: number): Uint8Array {
+  const n = cid.bytes.length + size
+  const out = new Uint8Array(varint.encodingLength(n) + cid.bytes.length)
+  varint.encodeTo(n, out, 0)
+  out.set(cid.bytes, out.length - cid.bytes.length)
+  return out
+}
+
+interface CarPlan {
+  root: CID
+  /** Blocks of the directories on the path, in path order (already read). */
+  pathBlocks: { cid: CID; bytes: Uint8Array }[]
+  /** The CID at the end of the path and its bytes. */
+  terminal: { cid: CID; bytes: Uint8Array }
+  scope: DagScope
+  dups: 'n' | 'y'
+}
+
+/**
+ * The CAR body: header, the path's blocks, then the terminal DAG depth-first.
+ * Throws `WalkError` at the first block it cannot read or decode.
+ */
+async function* carBody(
+  store: GatewayBlockstore,
+  plan: CarPlan,
+  signal: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  yield carHeader([plan.root])
+  const sent = new Set<string>()
+  const expanded = new Set<string>()
+  const send = function* (cid: CID, bytes: Uint8Array) {
+    if (cid.multihash.code === HASH_IDENTITY) return
+    if (plan.dups === 'n') {
+      const key = cid.toString()
+      if (sent.has(key)) return
+      sent.add(key)
+    }
+    yield sectionPrefix(cid, bytes.byteLength)
+    if (bytes.byteLength > 0) yield bytes
+  }
+  for (const b of plan.pathBlocks) yield* send(b.cid, b.bytes)
+
+  const stack: Step[] = [{ cid: plan.terminal.cid, scope: plan.scope }]
+  let first: Uint8Array | null = plan.terminal.bytes
+  while (stack.length > 0) {
+    const step = stack.pop()!
+    const key = `${step.scope}:${step.cid}`
+    const already = plan.dups === 'n' && sent.has(step.cid.toString())
+    // With dups=n a block is sent once and its subtree walked once per scope.
+    if (already && expanded.has(key)) continue
+    const bytes = first ?? (await readBlock(store, step.cid, signal))
+    first = null
+    if (bytes === null) throw new WalkError('block-not-found', step.cid, `block ${step.cid} is not held here`)
+    yield* send(step.cid, bytes)
+    if (plan.dups === 'n') expanded.add(key)
+    const next = children(step.cid, bytes, step.scope)
+    for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!)
+  }
+}
+
+/** Query parameters, the first value of each repeated one. */
+function firstValues(query: unknown): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {}
+  for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    const first = Array.isArray(v) ? v[0] : v
+    if (typeof first === 'string') out[k] = first
+  }
+  return out
+}
+
+function fail(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.code(status).header('Cache-Control', 'no-store').send({ error: { code, message } })
+}
+
+function etagFor(cid: CID, negotiated: Negotiated, scope: DagScope, path: string[]): string {
+  if (negotiated.format === 'raw') return `"${cid}.raw"`
+  const p =
+    path.length > 0 ? `.${createHash('sha256').update(path.join('/')).digest('hex').slice(0, 16)}` : ''
+  // The stream is deterministic (dfs, one traversal), so the tag is strong.
+  return `"${cid}.car.${scope}.dfs.${negotiated.dups}${p}"`
+}
+
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false
+  return header.split(',').some((t) => {
+    const tag = t.trim()
+    return tag === '*' || tag === etag || tag === `W/${etag}`
+  })
+}
+
+/** Resolves `path` from `root` through plain UnixFS directories; the blocks on the way and the end. */
+async function resolvePath(
+  store: GatewayBlockstore,
+  root: { cid: CID; bytes: Uint8Array },
+  path: string[],
+  signal: AbortSignal,
+): Promise<{ pathBlocks: { cid: CID; bytes: Uint8Array }[]; terminal: { cid: CID; bytes: Uint8Array } }> {
+  const pathBlocks: { cid: CID; bytes: Uint8Array }[] = []
+  let at = root
+  for (const [i, name] of path.entries()) {
+    const where = `/${path.slice(0, i).join('/')}`
+    if (at.cid.code !== CODEC_DAG_PB) {
+      if (at.cid.code === CODEC_DAG_CBOR)
+        throw new GatewayError(
+          501,
+          'path-unsupported',
+          'paths into dag-cbor are not served here; ask for the CID',
+        )
+      throw new GatewayError(404, 'path-not-found', `${where} is not a directory, so it has no ${name}`)
+    }
+    let node: dagPb.PBNode
+    try {
+      node = dagPb.decode(at.bytes)
+    } catch {
+      throw new GatewayError(404, 'path-not-found', `${where} is not a valid dag-pb block`)
+    }
+    const fs = unixfsOf(node)
+    if (fs?.type === 'hamt-sharded-directory') {
+      throw new GatewayError(
+        501,
+        'path-unsupported',
+        `${where} is a sharded directory; paths through those are not served here, ask for the file's CID`,
+      )
+    }
+    if (fs?.type !== 'directory') throw new GatewayError(404, 'path-not-found', `${where} is not a directory`)
+    const link = node.Links.find((l) => l.Name === name)
+    if (!link) throw new GatewayError(404, 'path-not-found', `${where} has no entry ${name}`)
+    pathBlocks.push(at)
+    const bytes = await readBlock(store, link.Hash, signal)
+    if (bytes === null) {
+      throw new GatewayError(
+        404,
+        'block-not-found',
+        `block ${link.Hash} (at ${where}/${name}) is not held here`,
+      )
+    }
+    at = { cid: link.Hash, bytes }
+  }
+  return { pathBlocks, terminal: at }
+}
+
+/**
+ * Adds `GET` and `HEAD` `/ipfs/:cid` and `/ipfs/:cid/*` to `app`. The routes
+ * answer their own errors, so any Fastify instance can carry them.
+ */
+export function registerGateway(app: FastifyInstance, options: GatewayOptions): void {
+  const { blockstore } = options
+  const log = options.log ?? silentLogger
+
+  const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    const params = req.params as { cid: string; '*'?: string }
+    const query = firstValues(req.query)
+    const head = req.method === 'HEAD'
+    const controller = new AbortController()
+    reply.raw.once('close', () => controller.abort())
+    try {
+      const cid = parseCid(params.cid)
+      const path = (params['*'] ?? '').split('/').filter((s) => s.length > 0)
+      const negotiated = negotiate(query, req.headers.accept)
+      const scope = negotiated.format === 'car' ? parseScope(query['dag-scope']) : 'block'
+      if (negotiated.format === 'raw' && path.length > 0) {
+        throw new GatewayError(
+          400,
+          'path-not-allowed',
+          'raw block requests take no path: ask for the CID itself',
+        )
+      }
+      if (negotiated.format === 'car' && query['entity-bytes'] !== undefined) {
+        throw new GatewayError(
+          501,
+          'entity-bytes-unsupported',
+          'entity-bytes is not supported by this gateway',
+        )
+      }
+
+      const etag = etagFor(cid, negotiated, scope, path)
+      // Set on success only: an error must not be cached as immutable.
+      const headers: Record<string, string> = {
+        Etag: etag,
+        'Cache-Control': IMMUTABLE,
+        Vary: 'Accept',
+        'X-Content-Type-Options': 'nosniff',
+        'X-Ipfs-Path': `/ipfs/${params.cid}${path.length > 0 ? `/${path.join('/')}` : ''}`,
+      }
+      if (negotiated.viaAccept) {
+        const sep = req.url.includes('?') ? '&' : '?'
+        headers['Content-Location'] = `${req.url}${sep}format=${negotiated.format}`
+      }
+      // Content-addressed: a tag the client already holds for this URL can never go stale.
+      if (matchesEtag(req.headers['if-none-match'], etag)) return reply.code(304).headers(headers).send()
+
+      const rootBytes = await readBlock(blockstore, cid, controller.signal)
+      if (rootBytes === null) {
+        if (/only-if-cached/i.test(req.headers['cache-control'] ?? '')) {
+          throw new GatewayError(412, 'not-cached', `block ${cid} is not held here`)
+        }
+        throw new GatewayError(
+          404,
+          'block-not-found',
+          `block ${cid} is not held here (this gateway serves only its own blocks)`,
+        )
+      }
+
+      if (negotiated.format === 'raw') {
+        reply.headers(headers)
+        reply.header('Content-Disposition', `attachment; filename="${cid}.bin"`)
+        reply.header('X-Ipfs-Roots', cid.toString())
+        reply.type(RAW_TYPE)
+        if (head) return reply.header('Content-Length', String(rootBytes.byteLength)).send()
+        return reply.send(Buffer.from(rootBytes.buffer, rootBytes.byteOffset, rootBytes.byteLength))
+      }
+
+      const { pathBlocks, terminal } = await resolvePath(
+        blockstore,
+        { cid, bytes: rootBytes },
+        path,
+        controller.signal,
+      )
+      // One logical root per path segment: the requested CID, each directory passed, the end.
+      const roots = path.length > 0 ? [...pathBlocks.map((b) => b.cid), terminal.cid] : [cid]
+      reply.headers(headers)
+      reply.header('Content-Disposition', `attachment; filename="${cid}.car"`)
+      reply.header('X-Ipfs-Roots', roots.join(','))
+      reply.header('Accept-Ranges', 'none')
+      reply.type(`${CAR_TYPE}; version=1; order=dfs; dups=${negotiated.dups}`)
+      if (head) return reply.send()
+
+      const plan: CarPlan = { root: cid, pathBlocks, terminal, scope, dups: negotiated.dups }
+      const body = carBody(blockstore, plan, controller.signal)
+      const guarded = async function* () {
+        try {
+          yield* body
+        } catch (e) {
+          // A client that left aborts the read in flight: that is not a missing block.
+          if (controller.signal.aborted) {
+            log.debug('gateway-car-aborted', { root: cid.toString() })
+          } else if (e instanceof WalkError) {
+            log.warn('gateway-car-truncated', { root: cid.toString(), cid: e.cid.toString(), reason: e.code })
+          } else {
+            log.error('gateway-car-failed', { root: cid.toString(), error: e as Error })
+          }
+          throw e
+        }
+      }
+      return reply.send(Readable.from(guarded(), { objectMode: false, highWaterMark: 1024 * 1024 }))
+    } catch (e) {
+      if (e instanceof GatewayError) return fail(reply, e.status, e.code, e.message)
+      if (e instanceof WalkError) return fail(reply, 500, e.code, e.message)
+      log.error('gateway-error', { url: req.url, error: e as Error })
+      return fail(reply, 500, 'internal', 'the gateway could not read its blockstore; see the node log')
+    }
+  }
+
+  for (const url of ['/ipfs/:cid', '/ipfs/:cid/*']) {
+    app.route({ method: ['GET', 'HEAD'], url, handler: handle })
+  }
+}
