@@ -1,0 +1,390 @@
+/**
+ * A model directory as a file list and a UnixFS DAG (DESIGN.md §6 "Weights", §7 `model publish`,
+ * `verify`).
+ *
+ * Why one pass: models are tens of GiB, and `publish` needs both every file's sha256 (for the
+ * manifest) and the UnixFS root (for `weights`). Each file is read once, in 1 MiB chunks, and every
+ * chunk feeds the file's sha256 and the importer together; the importer's blocks go to the given
+ * blockstore, or nowhere when only the root is wanted.
+ *
+ * Invariants
+ * - The file set is the directory's regular files, as relative POSIX paths sorted by UTF-8 bytes
+ *   (the order a manifest lists them in). A symlink counts as the file it names when that is a
+ *   regular file inside the directory. Anything else — a link leading out or nowhere, a link to a
+ *   directory, a FIFO, socket or device, a name that is not UTF-8 or not a valid manifest path —
+ *   is an issue: `importDirectory` refuses the directory, `verifyDirectory` reports it. Empty
+ *   directories are not part of a model.
+ * - The root follows the `unixfs-v1-2025` profile (IPIP-499: CIDv1, sha2-256, raw leaves, 1 MiB
+ *   chunks, balanced layout with 1024 links, HAMT sharding above 256 KiB directory blocks), the
+ *   files wrapped in one directory, no mode or mtime. `ipfs-car pack DIR` (3.1, a separate
+ *   encoder) gives the same root as long as the directory has no dotfiles (it skips them without
+ *   `--hidden`), its files do not all sit in one subdirectory (it strips a common prefix) and no
+ *   directory holds more than 1,000 entries (it shards by count, not by block size).
+ * - A file is opened without following a final symlink and without blocking, and must still be a
+ *   regular file of the listed size when read; otherwise the import fails with a typed error.
+ */
+import { createHash } from 'node:crypto'
+import { constants, type Stats } from 'node:fs'
+import { type FileHandle, lstat, open, readdir, realpath, stat } from 'node:fs/promises'
+import { sep } from 'node:path'
+import { type ImporterOptions, importer, type WritableStorage } from 'ipfs-unixfs-importer'
+import type { CID } from 'multiformats/cid'
+import { compareBytes, utf8, utf8Strict } from '../../protocol/bytes.js'
+import { isRelativePath } from '../../protocol/formats.js'
+import { LIMITS } from '../../protocol/limits.js'
+import type { ManifestFile } from '../../protocol/types.js'
+import { isNodeError, NodeError } from '../errors.js'
+
+export const CID_PROFILE = 'unixfs-v1-2025' as const
+/** The profile's chunk size; files are also read in chunks of this size, so none is copied. */
+export const CHUNK_BYTES = 1024 * 1024
+/** Directory entries visited before a walk gives up (a model has at most `maxManifestFiles`). */
+const MAX_ENTRIES_VISITED = 16 * LIMITS.maxManifestFiles
+
+export type { WritableStorage }
+
+/** A block sink that keeps nothing: for computing a root without storing the DAG. */
+export const discardBlocks: WritableStorage = { put: async (cid: CID) => cid }
+
+/** Fresh importer options for the profile (the importer writes into the object it is given). */
+export function profileOptions(): ImporterOptions {
+  return {
+    profile: CID_PROFILE,
+    wrapWithDirectory: true,
+    // Files one after another: sequential reads, a progress that only grows, bounded memory.
+    fileImportConcurrency: 1,
+  }
+}
+
+export type PathIssueCode =
+  | 'path-invalid'
+  | 'symlink-escapes'
+  | 'special-file'
+  | 'unreadable'
+  | 'too-many-files'
+
+export interface PathIssue {
+  readonly code: PathIssueCode
+  readonly path: string
+  readonly message: string
+}
+
+export interface LocalFile {
+  /** Relative POSIX path, as a manifest lists it. */
+  readonly path: string
+  /** Size when listed. */
+  readonly size: number
+  /** Where to read it: the path itself, or the target of a symlink inside the directory. */
+  readonly location: Buffer
+}
+
+export interface Listing {
+  readonly files: readonly LocalFile[]
+  readonly issues: readonly PathIssue[]
+}
+
+export interface ListOptions {
+  /** Leave out paths the caller does not publish (a `.git` folder, say); called for folders too. */
+  readonly ignore?: (path: string) => boolean
+}
+
+/** Why `path` cannot name a file of a model, or undefined when it can. */
+export function pathProblem(path: string): string | undefined {
+  if (!isRelativePath(path)) {
+    return 'not a relative POSIX path without empty, "." or ".." segments, backslashes or control characters'
+  }
+  if (utf8.encode(path).length > LIMITS.maxPathBytes) return `longer than ${LIMITS.maxPathBytes} bytes`
+  return undefined
+}
+
+/** Compares two paths by their UTF-8 bytes (manifest order). */
+export function comparePaths(a: string, b: string): number {
+  return compareBytes(utf8.encode(a), utf8.encode(b))
+}
+
+/**
+ * Lists the regular files of `dir` and the entries that cannot be part of a model. Throws only
+ * `NodeError('not-a-directory')` when `dir` itself is not a readable directory.
+ */
+export async function listDirectory(dir: string, options: ListOptions = {}): Promise<Listing> {
+  let root: Buffer
+  try {
+    root = await realpath(dir, { encoding: 'buffer' })
+    if (!(await stat(root)).isDirectory()) throw new Error('not a directory')
+  } catch (e) {
+    throw new NodeError('not-a-directory', `${dir} is not a readable directory`, { status: 400, cause: e })
+  }
+  const rootPrefix = Buffer.concat([root, Buffer.from(sep)])
+  const files: LocalFile[] = []
+  const issues: PathIssue[] = []
+  const pending: { location: Buffer; path: string }[] = [{ location: root, path: '' }]
+  let visited = 0
+  while (pending.length > 0) {
+    const folder = pending.pop()!
+    let names: Buffer[]
+    try {
+      names = await readdir(folder.location, { encoding: 'buffer' })
+    } catch (e) {
+      issues.push(issue('unreadable', folder.path || '.', `cannot list: ${errno(e)}`))
+      continue
+    }
+    for (const raw of names) {
+      if (++visited > MAX_ENTRIES_VISITED) {
+        issues.push(issue('too-many-files', folder.path || '.', `more than ${MAX_ENTRIES_VISITED} entries`))
+        return sorted(files, issues)
+      }
+      const location = Buffer.concat([folder.location, Buffer.from(sep), raw])
+      let name: string
+      try {
+        name = utf8Strict.decode(raw)
+      } catch {
+        const shown = join(folder.path, raw.toString('utf8'))
+        issues.push(issue('path-invalid', shown, 'the name is not valid UTF-8'))
+        continue
+      }
+      const path = join(folder.path, name)
+      if (options.ignore?.(path)) continue
+      let st: Stats
+      try {
+        st = await lstat(location)
+      } catch (e) {
+        issues.push(issue('unreadable', path, `cannot stat: ${errno(e)}`))
+        continue
+      }
+      const bad = pathProblem(path)
+      if (bad !== undefined) {
+        issues.push(issue('path-invalid', path, bad))
+        continue
+      }
+      if (st.isDirectory()) pending.push({ location, path })
+      else if (st.isFile()) files.push({ path, size: st.size, location })
+      else if (st.isSymbolicLink()) {
+        const target = await followLink(location, rootPrefix)
+        if (typeof target === 'string') issues.push(issue(target, path, linkMessage(target)))
+        else files.push({ path, size: target.size, location: target.location })
+      } else issues.push(issue('special-file', path, 'not a regular file (a FIFO, socket or device)'))
+      if (files.length > LIMITS.maxManifestFiles) {
+        issues.push(issue('too-many-files', path, `more than ${LIMITS.maxManifestFiles} files`))
+        return sorted(files, issues)
+      }
+    }
+  }
+  return sorted(files, issues)
+}
+
+async function followLink(
+  link: Buffer,
+  rootPrefix: Buffer,
+): Promise<{ location: Buffer; size: number } | 'symlink-escapes' | 'special-file'> {
+  let target: Buffer
+  try {
+    target = await realpath(link, { encoding: 'buffer' })
+  } catch {
+    return 'symlink-escapes'
+  }
+  // Inside means under the root; a link to the root itself passes here and is refused below.
+  if (
+    !Buffer.concat([target, Buffer.from(sep)])
+      .subarray(0, rootPrefix.length)
+      .equals(rootPrefix)
+  ) {
+    return 'symlink-escapes'
+  }
+  try {
+    const st = await stat(target)
+    return st.isFile() ? { location: target, size: st.size } : 'special-file'
+  } catch {
+    return 'symlink-escapes'
+  }
+}
+
+function linkMessage(code: 'symlink-escapes' | 'special-file'): string {
+  return code === 'symlink-escapes'
+    ? 'a symlink that leads outside the directory or nowhere'
+    : 'a symlink to something that is not a regular file'
+}
+
+function sorted(files: LocalFile[], issues: PathIssue[]): Listing {
+  const keyed = files.map((f) => ({ f, k: utf8.encode(f.path) }))
+  keyed.sort((a, b) => compareBytes(a.k, b.k))
+  issues.sort((a, b) => comparePaths(a.path, b.path))
+  return { files: keyed.map((x) => x.f), issues }
+}
+
+function join(folder: string, name: string): string {
+  return folder === '' ? name : `${folder}/${name}`
+}
+
+function issue(code: PathIssueCode, path: string, message: string): PathIssue {
+  return { code, path, message: `${path}: ${message}` }
+}
+
+function errno(e: unknown): string {
+  return (e as NodeJS.ErrnoException)?.code ?? String(e)
+}
+
+export interface FileDigest {
+  readonly size: number
+  readonly sha256: Uint8Array
+}
+
+export interface ReadOptions {
+  readonly signal?: AbortSignal
+  /** Called after each chunk with the bytes it held. */
+  readonly onBytes?: (bytes: number) => void
+}
+
+/**
+ * The chunks of a listed file, each hashed as it passes; `done` receives the digest once the
+ * file has been read to its end. Lazy: the file is opened on the first pull.
+ */
+export async function* readChunks(
+  file: LocalFile,
+  done: (digest: FileDigest) => void,
+  options: ReadOptions = {},
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const fh = await openListed(file)
+  const hash = createHash('sha256')
+  let size = 0
+  try {
+    for (;;) {
+      if (options.signal?.aborted) throw aborted()
+      // A fresh buffer each time: the importer keeps a chunk as a raw leaf until it is written.
+      const buf = Buffer.allocUnsafe(CHUNK_BYTES)
+      let n = 0
+      while (n < CHUNK_BYTES) {
+        const { bytesRead } = await fh.read(buf, n, CHUNK_BYTES - n, null)
+        if (bytesRead === 0) break
+        n += bytesRead
+      }
+      if (n === 0) break
+      const chunk = n === CHUNK_BYTES ? buf : buf.subarray(0, n)
+      hash.update(chunk)
+      size += n
+      options.onBytes?.(n)
+      yield chunk
+      if (n < CHUNK_BYTES) break
+    }
+  } catch (e) {
+    if (isNodeError(e)) throw e
+    throw new NodeError('unreadable', `${file.path}: read failed: ${errno(e)}`, { status: 400, cause: e })
+  } finally {
+    await fh.close()
+  }
+  if (size !== file.size) {
+    throw new NodeError(
+      'file-changed',
+      `${file.path} changed while it was read (${file.size} → ${size} bytes)`,
+      {
+        status: 409,
+      },
+    )
+  }
+  done({ size, sha256: new Uint8Array(hash.digest()) })
+}
+
+/** Reads a listed file once and returns its size and sha256. */
+export async function hashFile(file: LocalFile, options: ReadOptions = {}): Promise<FileDigest> {
+  let digest: FileDigest | undefined
+  for await (const _ of readChunks(file, (d) => (digest = d), options)) {
+    // the digest is the point
+  }
+  return digest!
+}
+
+async function openListed(file: LocalFile): Promise<FileHandle> {
+  // O_NONBLOCK: a FIFO swapped in after listing must not hang the open; O_NOFOLLOW: nor a symlink.
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW
+  let fh: FileHandle
+  try {
+    fh = await open(file.location, flags)
+  } catch (e) {
+    throw new NodeError('unreadable', `${file.path}: cannot open: ${errno(e)}`, { status: 400, cause: e })
+  }
+  const st = await fh.stat().catch(() => undefined)
+  if (!st?.isFile()) {
+    await fh.close()
+    throw new NodeError('special-file', `${file.path} is no longer a regular file`, { status: 400 })
+  }
+  return fh
+}
+
+export function aborted(): NodeError {
+  return new NodeError('aborted', 'the operation was aborted', { status: 499 })
+}
+
+export interface UnixfsEntry {
+  readonly path: string
+  readonly content: AsyncIterable<Uint8Array>
+}
+
+/**
+ * The profile's root over `entries` (files by relative path, wrapped in one directory). Blocks
+ * go to `blockstore`. Errors thrown by the content iterables come out as they are when they are
+ * `NodeError`s; anything the importer throws becomes `NodeError('import-failed')`.
+ */
+export async function unixfsRoot(
+  entries: Iterable<UnixfsEntry> | AsyncIterable<UnixfsEntry>,
+  blockstore: WritableStorage = discardBlocks,
+): Promise<CID> {
+  let root: CID | undefined
+  try {
+    for await (const entry of importer(entries, blockstore, profileOptions())) {
+      if (entry.path === '') root = entry.cid
+    }
+  } catch (e) {
+    if (isNodeError(e)) throw e
+    throw new NodeError('import-failed', `UnixFS import failed: ${(e as Error)?.message ?? e}`, { cause: e })
+  }
+  if (root === undefined) throw new NodeError('import-failed', 'the UnixFS importer gave no root')
+  return root
+}
+
+export interface ImportOptions extends ListOptions {
+  /** Where the blocks go; by default nowhere (only the root is computed). */
+  readonly blockstore?: WritableStorage
+  /** Bytes read so far, and the total to read. */
+  readonly onProgress?: (bytesRead: number, totalBytes: number) => void
+  readonly signal?: AbortSignal
+}
+
+export interface DirectoryImport {
+  /** The `unixfs-v1-2025` root: a manifest's `weights`. */
+  readonly root: CID
+  /** Every file, sorted by path: a manifest's `files`. */
+  readonly files: readonly ManifestFile[]
+  /** Total bytes: a manifest's `size`. */
+  readonly size: number
+}
+
+/**
+ * Reads every file of `dir` once: sha256 and size per file, and the UnixFS import. Throws a
+ * `NodeError` with the first listing issue's code when the directory holds anything that cannot
+ * be part of a model, `empty-directory` when it holds no file, `file-changed` when a file changes
+ * while it is read, `aborted` when `signal` fires.
+ */
+export async function importDirectory(dir: string, options: ImportOptions = {}): Promise<DirectoryImport> {
+  const listing = await listDirectory(dir, options)
+  const first = listing.issues[0]
+  if (first !== undefined) throw new NodeError(first.code, first.message, { status: 400 })
+  if (listing.files.length === 0)
+    throw new NodeError('empty-directory', `${dir} holds no files`, { status: 400 })
+  const total = listing.files.reduce((s, f) => s + f.size, 0)
+  let read = 0
+  const onBytes = (n: number) => {
+    read += n
+    options.onProgress?.(read, total)
+  }
+  const digests = new Map<string, FileDigest>()
+  const entries = listing.files.map((f) => ({
+    path: f.path,
+    content: readChunks(f, (d) => digests.set(f.path, d), { signal: options.signal, onBytes }),
+  }))
+  const root = await unixfsRoot(entries, options.blockstore ?? discardBlocks)
+  const files = listing.files.map((f) => {
+    const d = digests.get(f.path)
+    if (d === undefined) throw new NodeError('import-failed', `${f.path} was not read`)
+    return { path: f.path, size: d.size, sha256: d.sha256 }
+  })
+  return { root, files, size: files.reduce((s, f) => s + f.size, 0) }
+}
