@@ -100,7 +100,9 @@ export async function openStore(options: {
   const fold = createFold(genesis)
   const blocks = new Map<string, Uint8Array>()
   const getBlock = (cid: CID) => blocks.get(cidKey(cid))
-  const votesBy = new Map<string, number>()
+  /** Votes held per proposal (key) and voter: the ingest limit. Nested maps share the keys held anyway. */
+  const votesBy = new Map<string, Map<string, number>>()
+  const votesOf = (proposal: CID, author: string): number => votesBy.get(cidKey(proposal))?.get(author) ?? 0
   const proposalsBy = new Map<string, number[]>()
   const unresolved = new Map<string, AnyVerified>()
   const verdicts = new Map<string, number>()
@@ -132,7 +134,7 @@ export async function openStore(options: {
       else cids.set(k, c)
     }
     if (v.record.kind === 'proposal' || v.record.kind === 'manifest') {
-      const k = cidKey(v.cid)
+      const k = v.key
       if (!cids.has(k)) cids.set(k, v.cid)
     }
   }
@@ -141,15 +143,17 @@ export async function openStore(options: {
     const withLists = attachLists(v, getBlock)
     if (withLists.ok) {
       fold.add(withLists.value)
-      unresolved.delete(cidKey(v.cid))
+      unresolved.delete(v.key)
     } else {
       fold.add(v)
-      unresolved.set(cidKey(v.cid), v)
+      unresolved.set(v.key, v)
     }
     const r = v.record
     if (r.kind === 'vote') {
-      const k = `${r.author}|${cidKey(r.body.proposal)}`
-      votesBy.set(k, (votesBy.get(k) ?? 0) + 1)
+      const pKey = cidKey(r.body.proposal)
+      let byVoter = votesBy.get(pKey)
+      if (!byVoter) votesBy.set(pKey, (byVoter = new Map()))
+      byVoter.set(r.author, (byVoter.get(r.author) ?? 0) + 1)
     } else if (r.kind === 'proposal') {
       const list = proposalsBy.get(r.author)
       if (list) list.push(r.body.closesAt)
@@ -165,7 +169,7 @@ export async function openStore(options: {
     for (const v of [...unresolved.values()]) {
       const r = attachLists(v, getBlock)
       if (r.ok) {
-        unresolved.delete(cidKey(v.cid))
+        unresolved.delete(v.key)
         fold.add(r.value)
       }
     }
@@ -233,7 +237,7 @@ export async function openStore(options: {
       }
     }
     if (r.kind === 'vote') {
-      const n = votesBy.get(`${r.author}|${cidKey(r.body.proposal)}`) ?? 0
+      const n = votesOf(r.body.proposal, r.author)
       if (n >= MAX_VOTES_PER_VOTER_AND_PROPOSAL) {
         count(r.kind, 'ignore')
         return {
@@ -283,7 +287,7 @@ export async function openStore(options: {
         ...(held ? { report: fold.report(v.cid)!, duplicate: true } : {}),
       })
     }
-    const key = cidKey(v.cid)
+    const key = v.key
     const running = inflight.get(key)
     if (running) return running.then((r) => ({ ...r, duplicate: true }))
     // List blocks sent along: keep only well-formed ones that are new.

@@ -22,6 +22,26 @@ const RECORD_CID_PREFIX = Uint8Array.of(0x01, DAG_CBOR_CODE, SHA2_256_CODE, 0x20
 /** A sha2-256 implementation: @noble/hashes by default; a node may pass a native one. */
 export type Sha256 = (bytes: Uint8Array) => Uint8Array
 
+/**
+ * The map key (see `cidKey`) of a DAG-CBOR block's CID, without making the CID: a node holds
+ * one per record, and a CID object with its multihash and byte views costs far more.
+ */
+export function blockKey(bytes: Uint8Array, hash: Sha256 = sha256): string {
+  keyScratch.set(hash(bytes), 4)
+  // One flat string (a `+=` loop would leave a chain of 32 cons strings behind each key).
+  return String.fromCharCode.apply(null, keyScratch as unknown as number[])
+}
+const keyScratch = Uint8Array.from([...RECORD_CID_PREFIX, ...new Uint8Array(32)])
+
+/** The CID a `cidKey` was made from. */
+export function cidFromKey(key: string): CID {
+  const bytes = new Uint8Array(key.length)
+  for (let i = 0; i < key.length; i++) bytes[i] = key.charCodeAt(i)
+  const cid = CID.decode(bytes)
+  keys.set(cid, key)
+  return cid
+}
+
 export function cidOfBlock(bytes: Uint8Array, hash: Sha256 = sha256): CID {
   // One 36-byte buffer that the CID, its multihash and its digest all view: a node holds one
   // of these per record, and three separate buffers would triple their memory.

@@ -201,8 +201,12 @@ function evalReport(ev: Eval): RecordReport {
       : inapplicable(ev.code, ev.message)
 }
 
-function later(a: { record: { at: number }; cid: CID }, b: { record: { at: number }; cid: CID }): boolean {
-  return a.record.at !== b.record.at ? a.record.at > b.record.at : compareCids(a.cid, b.cid) > 0
+/** Later by (at, CID); keys compare as CIDs do (same length, one char per byte). */
+function later(
+  a: { record: { at: number }; key: string },
+  b: { record: { at: number }; key: string },
+): boolean {
+  return a.record.at !== b.record.at ? a.record.at > b.record.at : a.key > b.key
 }
 
 /** Earlier by (closesAt, CID). */
@@ -330,7 +334,7 @@ class FoldImpl implements Fold {
     this.federation = federationIdOf(genesis.record)
     this.genesisKey = cidKey(this.federation)
     this.genesisGov = genesisState(genesis.record.body.members, genesis.record.body.rules)
-    this.all.set(cidKey(genesis.cid), genesis)
+    this.all.set(genesis.key, genesis)
   }
 
   has(cid: CID): boolean {
@@ -346,7 +350,7 @@ class FoldImpl implements Fold {
   }
 
   add(r: AnyVerified): boolean {
-    const key = cidKey(r.cid)
+    const key = r.key
     const held = this.all.get(key)
     if (held) {
       // The same seal or checkpoint again, now with its lists read: keep the richer copy.
@@ -422,7 +426,7 @@ class FoldImpl implements Fold {
     this.reports.set(key, evalReport(ev))
     for (const v of this.votesByProposal.get(key) ?? []) {
       const report = this.voteReport(v)
-      this.reports.set(cidKey(v.cid), report)
+      this.reports.set(v.key, report)
       if (report.status === 'applied')
         this.countLive(this.liveOf(key), v, ev as Extract<Eval, { s: 'valid' }>)
     }
@@ -490,19 +494,19 @@ class FoldImpl implements Fold {
     for (const [key, p] of this.proposals) {
       this.reports.set(key, evalReport(this.evalOf(p)))
       const fin = this.finals.get(key)
-      if (fin) for (const v of fin.verdicts) this.reports.set(cidKey(v.seal.cid), v.report)
+      if (fin) for (const v of fin.verdicts) this.reports.set(v.seal.key, v.report)
     }
     for (const [pKey, seals] of this.sealsByProposal) {
       if (this.proposals.has(pKey)) continue
       for (const s of seals) {
-        this.reports.set(cidKey(s.cid), pending('proposal-unknown', 'the sealed proposal is not known yet'))
+        this.reports.set(s.key, pending('proposal-unknown', 'the sealed proposal is not known yet'))
         this.waiting.add(pKey)
       }
     }
     for (const votes of this.votesByProposal.values()) {
       for (const v of votes) {
         const report = this.voteReport(v)
-        this.reports.set(cidKey(v.cid), report)
+        this.reports.set(v.key, report)
         if (report.status === 'applied') {
           const pKey = cidKey(v.record.body.proposal)
           this.countLive(this.liveOf(pKey), v, this.evals.get(pKey) as Extract<Eval, { s: 'valid' }>)
@@ -511,7 +515,7 @@ class FoldImpl implements Fold {
     }
     for (const [key, m] of this.manifests) this.reports.set(key, this.manifestReport(m))
     for (const atts of this.attestationsBySubject.values()) {
-      for (const a of atts) this.reports.set(cidKey(a.cid), this.attestationReport(a))
+      for (const a of atts) this.reports.set(a.key, this.attestationReport(a))
     }
     this.dirty = false
     this.view = undefined
@@ -539,7 +543,7 @@ class FoldImpl implements Fold {
   }
 
   private evalOf(p: Verified<'proposal'>): Eval {
-    const key = cidKey(p.cid)
+    const key = p.key
     const hit = this.evals.get(key)
     if (hit === IN_PROGRESS)
       return { s: 'void', code: 'basis-not-chain', message: 'the basis depends on this proposal' }
@@ -665,7 +669,7 @@ class FoldImpl implements Fold {
   }
 
   private finality(p: Verified<'proposal'>): Finality {
-    const key = cidKey(p.cid)
+    const key = p.key
     const hit = this.finals.get(key)
     if (hit) return hit
     const ev = this.evalOf(p)
@@ -741,7 +745,7 @@ class FoldImpl implements Fold {
         rule: ruleFor(state.rules, body.action.type),
         next: next.state,
       }
-      const sealed = this.settle(p, ev, this.sealsByProposal.get(cidKey(p.cid)) ?? [])
+      const sealed = this.settle(p, ev, this.sealsByProposal.get(p.key) ?? [])
       if (!sealed.final || sealed.conflicted || sealed.outcome !== 'passed') return undefined
       state = next.state
       prevClose = body.closesAt
@@ -790,7 +794,7 @@ class FoldImpl implements Fold {
       const state = badLabel ? undefined : this.stateFromList(first.record.body.head, labels)
       const signers = new Set<Did>()
       for (const c of members) {
-        const key = cidKey(c.cid)
+        const key = c.key
         if (badLabel)
           this.reports.set(
             key,
@@ -1058,7 +1062,7 @@ class FoldImpl implements Fold {
 
   report(cid: CID): RecordReport | undefined {
     const key = cidKey(cid)
-    if (key === cidKey(this.genesis.cid)) return APPLIED
+    if (key === this.genesis.key) return APPLIED
     if (!this.all.has(key)) return undefined
     this.derive()
     return this.reports.get(key)
@@ -1103,7 +1107,7 @@ class FoldImpl implements Fold {
       const next = this.successorOf(key)
       if (!next) return state
       state = (this.evalOf(next) as Extract<Eval, { s: 'valid' }>).next!
-      key = cidKey(next.cid)
+      key = next.key
     }
   }
 
@@ -1127,7 +1131,7 @@ class FoldImpl implements Fold {
       const next = this.successorOf(headKey)
       if (!next) break
       headGov = (this.evalOf(next) as Extract<Eval, { s: 'valid' }>).next!
-      headKey = cidKey(next.cid)
+      headKey = next.key
       head = next.cid
     }
     // Proposals.
@@ -1234,7 +1238,7 @@ class FoldImpl implements Fold {
       })
     }
     const fin = this.finality(p)
-    const liveTally = this.live.get(cidKey(p.cid))?.tally ?? EMPTY_TALLY
+    const liveTally = this.live.get(p.key)?.tally ?? EMPTY_TALLY
     const common = {
       ...base,
       eligible: ev.eligible,

@@ -11,8 +11,9 @@
  */
 import { decode as dagCborDecode } from '@ipld/dag-cbor'
 import type { CID } from 'multiformats/cid'
+import { equalBytes } from './bytes.js'
 import { decodeStrict, encode, GENESIS_SCAN_LIMITS } from './cbor.js'
-import { cidOfBlock, type Sha256 } from './cid.js'
+import { blockKey, cidFromKey, cidKey, cidOfBlock, type Sha256 } from './cid.js'
 import { type BlockSource, readList } from './cidlist.js'
 import { parseDid } from './did.js'
 import { type Ed25519Backend, zip215 } from './ed25519.js'
@@ -32,6 +33,8 @@ export interface SealLists {
 
 export interface Verified<K extends Kind = Kind> {
   readonly cid: CID
+  /** The CID as a map key (`cidKey(cid)`): its bytes, one char per byte. */
+  readonly key: string
   readonly bytes: Uint8Array
   readonly record: SignedRecord<K>
   /** Seals only: the vote and attestation lists, once their blocks were read. */
@@ -49,17 +52,71 @@ export function isKind<K extends Kind>(v: AnyVerified | Verified, kind: K): v is
   return v.record.kind === kind
 }
 
+/**
+ * A verified record as held. A node holds one per record, votes by the hundred thousand, so a
+ * vote keeps only the binary key of its CID and makes the CID object when asked (every other
+ * kind keeps it: they are few and their CIDs are read often).
+ */
+class VerifiedRecord {
+  readonly key: string
+  readonly bytes: Uint8Array
+  readonly record: SignedRecord
+  readonly lists?: SealLists
+  readonly finalized?: readonly FinalizedEntry[]
+  readonly #cid: CID | undefined
+
+  constructor(
+    key: string,
+    cid: CID | undefined,
+    bytes: Uint8Array,
+    record: SignedRecord,
+    lists?: SealLists,
+    finalized?: readonly FinalizedEntry[],
+  ) {
+    this.key = key
+    this.bytes = bytes
+    this.record = record
+    if (lists) this.lists = lists
+    if (finalized) this.finalized = finalized
+    this.#cid = cid
+  }
+
+  get cid(): CID {
+    return this.#cid ?? cidFromKey(this.key)
+  }
+}
+
 function seal<K extends Kind>(
-  cid: CID,
+  id: CID | string,
   bytes: Uint8Array,
   record: SignedRecord<K>,
   lists?: SealLists,
   finalized?: readonly FinalizedEntry[],
 ): Verified<K> {
-  const v: Record<string, unknown> = { cid, bytes, record }
-  if (lists) v.lists = lists
-  if (finalized) v.finalized = finalized
-  return Object.freeze(v) as unknown as Verified<K>
+  const key = typeof id === 'string' ? id : cidKey(id)
+  const cid = record.kind === 'vote' ? undefined : typeof id === 'string' ? cidFromKey(id) : id
+  return Object.freeze(
+    new VerifiedRecord(key, cid, bytes, record as SignedRecord, lists, finalized),
+  ) as unknown as Verified<K>
+}
+
+/**
+ * Points a decoded record's signature into its own bytes: the decoder copies byte strings,
+ * and a separate 64-byte buffer per held record is memory for nothing.
+ */
+function shareSig(bytes: Uint8Array, record: SignedRecord): void {
+  const sig = record.sig
+  if (!(sig instanceof Uint8Array) || sig.length !== 64 || sig.buffer === bytes.buffer) return
+  // The key "sig" then a 64-byte byte string: 63 73 69 67 58 40. Any place whose 64 bytes
+  // equal the signature will do, since the bytes are the same.
+  const end = bytes.length - 70
+  for (let i = 0; i <= end; i++) {
+    if (bytes[i] !== 0x63 || bytes[i + 1] !== 0x73 || bytes[i + 2] !== 0x69 || bytes[i + 3] !== 0x67) continue
+    if (bytes[i + 4] !== 0x58 || bytes[i + 5] !== 0x40) continue
+    const view = bytes.subarray(i + 6, i + 70)
+    if (equalBytes(view, sig)) (record as { sig: Uint8Array }).sig = view
+    return
+  }
 }
 
 export interface DecodeOptions {
@@ -113,7 +170,8 @@ export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Re
       return reject('sig-invalid', 'the signature does not verify', 'sig')
   }
 
-  const cid = cidOfBlock(bytes, options.sha256)
+  if (record.kind !== 'genesis') shareSig(bytes, record)
+  const cid = blockKey(bytes, options.sha256)
   if (record.kind === 'seal' && options.blocks) {
     const lists = readSealLists(record as SignedRecord<'seal'>, options.blocks)
     if (!lists.ok) return lists
@@ -196,7 +254,8 @@ export function decodeOwnRecord(bytes: Uint8Array, sha256?: Sha256): AnyVerified
   const r = value as SignedRecord
   if (!r || typeof r !== 'object' || typeof r.kind !== 'string' || typeof r.author !== 'string')
     return undefined
-  return seal(cidOfBlock(bytes, sha256), bytes, r) as AnyVerified
+  if (r.kind !== 'genesis') shareSig(bytes, r)
+  return seal(blockKey(bytes, sha256), bytes, r) as AnyVerified
 }
 
 /** Reads a checkpoint's labelled `finalized` list from blocks. */
@@ -216,11 +275,11 @@ export function readFinalized(
 export function attachLists(v: AnyVerified, blocks: BlockSource): Result<AnyVerified> {
   if (v.record.kind === 'seal' && !v.lists) {
     const lists = readSealLists(v.record as SignedRecord<'seal'>, blocks)
-    return lists.ok ? ok(seal(v.cid, v.bytes, v.record, lists.value) as AnyVerified) : lists
+    return lists.ok ? ok(seal(v.key, v.bytes, v.record, lists.value) as AnyVerified) : lists
   }
   if (v.record.kind === 'checkpoint' && !v.finalized) {
     const list = readFinalized(v.record as SignedRecord<'checkpoint'>, blocks)
-    return list.ok ? ok(seal(v.cid, v.bytes, v.record, undefined, list.value) as AnyVerified) : list
+    return list.ok ? ok(seal(v.key, v.bytes, v.record, undefined, list.value) as AnyVerified) : list
   }
   return ok(v)
 }
@@ -231,7 +290,7 @@ export function attachLists(v: AnyVerified, blocks: BlockSource): Result<AnyVeri
  * from the package: use `attachLists`, which reads and checks the lists.
  */
 export function withSealLists(v: Verified<'seal'>, lists: SealLists): Verified<'seal'> {
-  return seal(v.cid, v.bytes, v.record, lists)
+  return seal(v.key, v.bytes, v.record, lists)
 }
 
 /**
