@@ -121,9 +121,9 @@ const held = state.recordCount
 await node.stop()
 
 // Restart: a daemon process on the full home vs on an empty one.
-const daemon = existsSync(join(root, 'dist/node/daemon.js'))
-  ? [join(root, 'dist/node/daemon.js')]
-  : ['--import', 'tsx', join(root, 'node/daemon.ts')]
+// The real binary (`allmende node start`), as a user starts a node; `npm run build` first.
+if (!existsSync(join(root, 'dist/allmende.mjs'))) throw new Error('run `npm run build` first')
+const daemon = [join(root, 'bin/allmende.js'), '--json', 'node', 'start', '--home']
 async function timeStart(h: string): Promise<{ ms: number; api: string; rss: number }> {
   const started = performance.now()
   const child = spawn(process.execPath, [...daemon, h], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `allmende` command: the compiled CLI (built by `npm run build`, which `npm ci` runs).
-import { main } from '../dist/cli/main.js'
+// The `allmende` command: the compiled CLI, bundled into one file (built by `npm run build`,
+// which `npm ci` runs; see scripts/bundle.mjs for why it is bundled).
+import { main } from '../dist/allmende.mjs'
 
 await main(process.argv)

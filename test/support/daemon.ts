@@ -18,10 +18,15 @@ export interface Daemon {
   kill(signal?: NodeJS.Signals): Promise<number | null>
 }
 
-/** The compiled daemon (`npm run build`, run by `npm ci` and `npm test`), else the sources through tsx. */
+/**
+ * `allmende --json node start --home HOME`, the way a user starts a node: the real binary once
+ * built (`npm run build`, run by `npm ci` and `npm test`), else the sources through tsx.
+ */
 function daemonArgs(home: string): string[] {
-  const built = join(root, 'dist/node/daemon.js')
-  return existsSync(built) ? [built, home] : ['--import', 'tsx', join(root, 'node/daemon.ts'), home]
+  const command = ['--json', 'node', 'start', '--home', home]
+  return existsSync(join(root, 'dist/allmende.mjs'))
+    ? [join(root, 'bin/allmende.js'), ...command]
+    : ['--import', 'tsx', join(root, 'cli/run.ts'), ...command]
 }
 
 export async function startDaemon(home: string, timeout = 60_000): Promise<Daemon> {
