@@ -29,6 +29,7 @@ import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes, topicFor } from './p2p.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
+import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
 
 export interface NodeOptions {
   readonly home: string
@@ -38,6 +39,8 @@ export interface NodeOptions {
   readonly log?: Logger
   /** Start Helia (weights, bitswap). Default true. */
   readonly helia?: boolean
+  /** Sync settings (intervals and timeouts); `false` turns sync off (tests of gossip alone). */
+  readonly sync?: Omit<SyncOptions, 'p2p' | 'store' | 'log'> | false
 }
 
 export interface AllmendeNode {
@@ -49,6 +52,8 @@ export interface AllmendeNode {
   /** e.g. http://127.0.0.1:7070 */
   readonly apiUrl: string
   readonly metrics: Metrics
+  /** Absent when started with `sync: false`. */
+  readonly sync?: SyncService
   status(): NodeStatus
   stop(): Promise<void>
 }
@@ -135,6 +140,8 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     helia: useHelia,
   })
 
+  const sync = options.sync === false ? undefined : createSync({ p2p, store, log, ...options.sync })
+
   const status = (): NodeStatus => {
     const state = store.fold.state()
     return {
@@ -182,6 +189,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   try {
     await api.listen({ host, port })
   } catch (e) {
+    await sync?.stop()
     await p2p.stop()
     await store.close()
     await blockstore?.close()
@@ -204,6 +212,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     stopping ??= (async () => {
       log.info('node-stopping', {})
       await api.close()
+      await sync?.stop()
       await p2p!.stop()
       await store.close()
       await blockstore?.close()
@@ -213,5 +222,5 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     return stopping
   }
   void cidKey
-  return { home, config, store, p2p, api, apiUrl, metrics, status, stop }
+  return { home, config, store, p2p, api, apiUrl, metrics, ...(sync ? { sync } : {}), status, stop }
 }

@@ -124,6 +124,14 @@ export interface P2P {
   dial(ma: string): Promise<void>
   /** Closes our connections to a peer. A bootstrap peer will be re-dialled by the backoff loop. */
   hangUp(peerId: string): Promise<void>
+  /**
+   * Refuses a peer (no dials either way) and closes our connections to it, until `unblock`:
+   * how tests partition live nodes, and how an operator cuts off a peer.
+   */
+  block(peerId: string): Promise<void>
+  unblock(peerId: string): void
+  /** Hangs up on a peer and refuses it for `ms` (a peer that broke a protocol). */
+  ban(peerId: string, ms: number): Promise<void>
   stop(): Promise<void>
 }
 
@@ -277,7 +285,9 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
   // messages only after decrypting and parsing each frame, so a flooding peer still costs
   // work per message. We hang up on them and refuse them until their ban expires.
   const banned = new Map<string, number>()
+  const blocked = new Set<string>()
   const isBanned = (id: string): boolean => {
+    if (blocked.has(id)) return true
     const until = banned.get(id)
     if (until === undefined) return false
     if (until > Date.now()) return true
@@ -535,6 +545,19 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
     },
     async hangUp(id) {
       await libp2p.hangUp(peerIdFromString(id))
+    },
+    async block(id) {
+      blocked.add(id)
+      await libp2p.hangUp(peerIdFromString(id))
+    },
+    async ban(id, ms) {
+      banned.set(id, Date.now() + ms)
+      await libp2p.hangUp(peerIdFromString(id))
+    },
+    unblock(id) {
+      blocked.delete(id)
+      const peer = bootstrap.get(id)
+      if (peer != null && !stopping) void connect(peer)
     },
     stop() {
       stopped ??= (async () => {

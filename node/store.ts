@@ -21,8 +21,8 @@ import type { CID } from 'multiformats/cid'
 import {
   type AnyVerified,
   attachLists,
+  blockKey,
   cidKey,
-  cidOfBlock,
   createFold,
   decodeRecord,
   decodeStrict,
@@ -38,6 +38,7 @@ import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import type { Logger } from './log.js'
 import { openRecordLog, type RecordLog } from './record-log.js'
+import { createIdSet, type IdSet } from './sync/id-set.js'
 
 export type Verdict = 'accept' | 'reject' | 'ignore'
 
@@ -79,6 +80,18 @@ export interface RecordStore {
   ingest(bytes: Uint8Array, blocks?: readonly Uint8Array[], checked?: Checked): Promise<IngestResult>
   /** List blocks held, by CID. */
   getBlock(cid: CID): Uint8Array | undefined
+  /**
+   * The bytes held under a CID, never from the network: a record, a list block, or for the
+   * federation id the genesis.
+   */
+  bytesOf(cid: CID): Uint8Array | undefined
+  /** The ids (CID digests) of every record and list block held: what sync reconciles. */
+  readonly ids: IdSet
+  /**
+   * List blocks from a peer (a sync answer): well-formed new ones are made durable, then
+   * seals and checkpoints waiting for them are completed. Resolves to the number taken.
+   */
+  ingestBlocks(blocks: readonly Uint8Array[]): Promise<number>
   logBytes(): number
   close(): Promise<void>
 }
@@ -99,6 +112,13 @@ export async function openStore(options: {
   const backend = options.ed25519 ?? fastEd25519
   const fold = createFold(genesis)
   const blocks = new Map<string, Uint8Array>()
+  const ids = createIdSet()
+  // A key is the CID's 36 bytes as one char each; the id is the digest after the 4-byte prefix.
+  const idScratch = new Uint8Array(32)
+  const addId = (key: string) => {
+    for (let i = 0; i < 32; i++) idScratch[i] = key.charCodeAt(i + 4)
+    ids.add(idScratch)
+  }
   const getBlock = (cid: CID) => blocks.get(cidKey(cid))
   /** Votes held per proposal (key) and voter: the ingest limit. Nested maps share the keys held anyway. */
   const votesBy = new Map<string, Map<string, number>>()
@@ -140,6 +160,7 @@ export async function openStore(options: {
   }
   const hold = (v: AnyVerified) => {
     intern(v)
+    addId(v.key)
     const withLists = attachLists(v, getBlock)
     if (withLists.ok) {
       fold.add(withLists.value)
@@ -163,7 +184,9 @@ export async function openStore(options: {
 
   /** A new list block may complete seals or checkpoints that waited for it. */
   const holdBlock = (bytes: Uint8Array) => {
-    blocks.set(cidKey(cidOfBlock(bytes, nativeSha256)), bytes)
+    const key = blockKey(bytes, nativeSha256)
+    blocks.set(key, bytes)
+    addId(key)
   }
   const retryUnresolved = () => {
     for (const v of [...unresolved.values()]) {
@@ -265,7 +288,38 @@ export async function openStore(options: {
     return { verdict: 'accept', record: v }
   }
 
+  /** List blocks sent along or fetched: only well-formed ones that are new. */
+  const freshBlocks = (candidates: readonly Uint8Array[]): Uint8Array[] => {
+    const fresh: Uint8Array[] = []
+    const seen = new Set<string>()
+    for (const b of candidates) {
+      const value = decodeStrict(b, {
+        maxBytes: LIMITS.maxListBlockBytes,
+        maxDepth: 4,
+        maxStringBytes: 64,
+        maxBytesLength: 128,
+        maxCollectionItems: LIMITS.listFanout,
+      })
+      if (!value.ok || !isListBlock(value.value)) continue
+      const key = blockKey(b, nativeSha256)
+      if (blocks.has(key) || seen.has(key)) continue
+      seen.add(key)
+      fresh.push(Uint8Array.prototype.slice.call(b))
+    }
+    return fresh
+  }
+
   let closed = false
+  const ingestBlocks = async (candidates: readonly Uint8Array[]): Promise<number> => {
+    if (closed) throw new NodeError('store-closed', 'the node is shutting down', { status: 503 })
+    const fresh = freshBlocks(candidates)
+    if (fresh.length === 0) return 0
+    await recordLog.appendMany(fresh)
+    for (const b of fresh) holdBlock(b)
+    retryUnresolved()
+    return fresh.length
+  }
+
   const ingest = (
     bytes: Uint8Array,
     extra: readonly Uint8Array[] = [],
@@ -290,19 +344,7 @@ export async function openStore(options: {
     const key = v.key
     const running = inflight.get(key)
     if (running) return running.then((r) => ({ ...r, duplicate: true }))
-    // List blocks sent along: keep only well-formed ones that are new.
-    const fresh: Uint8Array[] = []
-    for (const b of extra) {
-      const value = decodeStrict(b, {
-        maxBytes: LIMITS.maxListBlockBytes,
-        maxDepth: 4,
-        maxStringBytes: 64,
-        maxBytesLength: 128,
-        maxCollectionItems: LIMITS.listFanout,
-      })
-      if (!value.ok || !isListBlock(value.value)) continue
-      if (!blocks.has(cidKey(cidOfBlock(b, nativeSha256)))) fresh.push(b)
-    }
+    const fresh = freshBlocks(extra)
     const work = recordLog
       .appendMany([...fresh, v.bytes])
       .then(() => {
@@ -323,6 +365,13 @@ export async function openStore(options: {
     check,
     ingest,
     getBlock,
+    bytesOf(cid) {
+      if (cid.equals(federation)) return genesis.bytes
+      const key = cidKey(cid)
+      return blocks.get(key) ?? fold.get(cid)?.bytes
+    },
+    ids,
+    ingestBlocks,
     logBytes: () => recordLog.size(),
     async close() {
       closed = true

@@ -18,6 +18,10 @@ export type SyncErrorCode =
   | 'sync-oversize'
   /** A reconciliation message for a protocol version this node does not speak. */
   | 'sync-version'
+  /** The peer did not send the next frame in time. */
+  | 'sync-timeout'
+  /** The peer sent records that fail the checks on their bytes (an honest peer holds none). */
+  | 'sync-invalid'
 
 export class SyncError extends NodeError {
   declare readonly code: SyncErrorCode

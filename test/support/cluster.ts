@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { initHome } from '../../node/config.js'
 import { type Logger, silentLogger } from '../../node/log.js'
-import { type AllmendeNode, startNode } from '../../node/node.js'
+import { type AllmendeNode, type NodeOptions, startNode } from '../../node/node.js'
 import type { AnyVerified, Verified } from '../../protocol/index.js'
 
 export interface Cluster {
@@ -19,7 +19,13 @@ export interface Cluster {
 export async function startCluster(
   genesis: Verified<'genesis'>,
   n: number,
-  options: { topology?: 'line' | 'star'; helia?: boolean; clock?: () => number; log?: Logger } = {},
+  options: {
+    topology?: 'line' | 'star'
+    helia?: boolean
+    clock?: () => number
+    log?: Logger
+    sync?: NodeOptions['sync']
+  } = {},
 ): Promise<Cluster> {
   const root = await mkdtemp(join(tmpdir(), 'allmende-cluster-'))
   const nodes: AllmendeNode[] = []
@@ -50,6 +56,7 @@ export async function startCluster(
           log: options.log ?? silentLogger,
           helia: options.helia ?? false,
           ...(options.clock ? { clock: options.clock } : {}),
+          ...(options.sync !== undefined ? { sync: options.sync } : {}),
         }),
       )
     }
