@@ -9,11 +9,17 @@
  * This first cut runs a node; the contributor and deployer commands follow.
  */
 import '../node/polyfill.js'
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { Command, CommanderError } from 'commander'
+import { CID } from 'multiformats/cid'
+import { initHome, parseGenesisFile } from '../node/config.js'
 import { isNodeError } from '../node/errors.js'
+import { fetchGenesis } from '../node/join.js'
 import { startNode } from '../node/node.js'
+import type { Verified } from '../protocol/index.js'
 
 const VERSION = '0.1.0'
 
@@ -35,6 +41,80 @@ export function program(): Command {
     .configureOutput({ outputError: (s, write) => write(s) })
 
   const node = cli.command('node').description('run a federation node')
+  node
+    .command('init')
+    .description('create a node home: config, genesis, peer key and admin token')
+    .requiredOption(
+      '--federation <file|id>',
+      'the genesis file (CAR or CBOR), or a federation id whose genesis is fetched from --bootstrap peers',
+    )
+    .option('--home <dir>', 'the node home directory', defaultNodeHome())
+    .option('--listen <multiaddr...>', 'libp2p listen addresses', ['/ip4/0.0.0.0/tcp/4747'])
+    .option(
+      '--api <host:port>',
+      'where the HTTP API listens (keep it on 127.0.0.1 unless you mean it)',
+      '127.0.0.1:7070',
+    )
+    .option('--bootstrap <multiaddr...>', 'peers to connect to, each ending in /p2p/<peer id>', [])
+    .option('--steward-key <file>', "this node's steward key file (stewards only)")
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Examples:',
+        '  allmende node init --federation genesis.car --listen /ip4/0.0.0.0/tcp/4747',
+        '  allmende node init --federation bafyrei… --bootstrap /dns4/node.example.org/tcp/4747/p2p/12D3KooW…',
+        '',
+      ].join('\n'),
+    )
+    .action(
+      async (opts: {
+        federation: string
+        home: string
+        listen: string[]
+        api: string
+        bootstrap: string[]
+        stewardKey?: string
+      }) => {
+        const json = cli.opts().json === true
+        try {
+          let genesis: Verified<'genesis'>
+          let from: string | undefined
+          if (existsSync(opts.federation)) {
+            genesis = parseGenesisFile(await readFile(opts.federation))
+          } else {
+            let id: CID
+            try {
+              id = CID.parse(opts.federation)
+            } catch {
+              fail(`--federation: ${opts.federation} is neither a file nor a federation id`, 'usage', 2, json)
+            }
+            const fetched = await fetchGenesis({ federation: id, bootstrap: opts.bootstrap })
+            genesis = fetched.genesis
+            from = fetched.from
+          }
+          const config = await initHome(opts.home, {
+            genesis,
+            listen: opts.listen,
+            bootstrap: opts.bootstrap,
+            api: opts.api,
+            ...(opts.stewardKey ? { stewardKeyFile: resolve(opts.stewardKey) } : {}),
+          })
+          const out = {
+            home: resolve(opts.home),
+            federation: config.federation,
+            ...(from ? { genesisFrom: from } : {}),
+          }
+          process.stdout.write(
+            json
+              ? `${JSON.stringify(out)}\n`
+              : `node home ${out.home} created for federation ${out.federation}${from ? ` (genesis from ${from})` : ''}\n`,
+          )
+        } catch (e) {
+          fail((e as Error).message, isNodeError(e) ? e.code : 'internal', 1, json)
+        }
+      },
+    )
   node
     .command('start')
     .description('run the node in the foreground until Ctrl-C (logs to stderr as JSON lines)')

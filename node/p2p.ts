@@ -190,7 +190,7 @@ function errorText(err: unknown): string {
 }
 
 /** The peer id in a multiaddr's last `/p2p/` component, if any. */
-function peerIdOf(ma: string): string | undefined {
+export function peerIdOf(ma: string): string | undefined {
   const components = multiaddr(ma).getComponents()
   for (let i = components.length - 1; i >= 0; i--) {
     const c = components[i]

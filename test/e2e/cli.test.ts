@@ -1,12 +1,14 @@
 /** The real `allmende` binary: runs a node the way a user starts one, and fails in one clear line. */
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initHome } from '../../node/config.js'
+import { postRecord, startDaemon } from '../support/daemon.js'
 import { Simulator } from '../support/simulator.js'
+import { until } from '../support/until.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
 const bin = join(root, 'bin/allmende.js')
@@ -62,4 +64,86 @@ describe('allmende node start', () => {
     const usage = spawnSync(process.execPath, [bin, 'nope'], { encoding: 'utf8' })
     expect(usage.status).toBe(2)
   })
+})
+
+describe('allmende node init', () => {
+  it('joins by federation id: fetches the genesis from a bootstrap peer, then catches up by sync', async () => {
+    const sim = new Simulator({
+      members: ['a', 'b', 'c'].map((name) => ({ name, roles: ['publisher', 'steward', 'voter'], weight: 1 })),
+      name: 'join',
+      base: Date.now(),
+    })
+    const first = join(dir, 'first')
+    await initHome(first, { genesis: sim.genesis, api: '127.0.0.1:0' })
+    const a = await startDaemon(first)
+    try {
+      const m = sim.manifest('a', 0, { id: 'j1', name: 'joined', version: '1.0.0' })
+      expect(await postRecord(a.api, m.bytes)).toBe(201)
+      // Only the id and a peer: the genesis comes over the network and is checked against the id.
+      const home = join(dir, 'joined')
+      const init = spawnSync(
+        process.execPath,
+        [
+          bin,
+          '--json',
+          'node',
+          'init',
+          '--federation',
+          sim.federation.toString(),
+          '--bootstrap',
+          a.addresses[0]!,
+          '--home',
+          home,
+          '--listen',
+          '/ip4/127.0.0.1/tcp/0',
+          '--api',
+          '127.0.0.1:0',
+        ],
+        { encoding: 'utf8' },
+      )
+      expect(init.stderr).toBe('')
+      expect(init.status).toBe(0)
+      expect(JSON.parse(init.stdout)).toMatchObject({
+        federation: sim.federation.toString(),
+        genesisFrom: a.peerId,
+      })
+      expect(
+        Buffer.from(await readFile(join(home, 'genesis.cbor'))).equals(Buffer.from(sim.genesis.bytes)),
+      ).toBe(true)
+      const b = await startDaemon(home)
+      try {
+        await until(
+          async () => (await (await fetch(`${b.api}/records/${m.cid}`)).status) === 200,
+          'the manifest by sync',
+        )
+      } finally {
+        await b.kill()
+      }
+      // An id nobody serves: one line, exit 1.
+      const other = new Simulator({
+        members: [{ name: 'x', roles: ['steward', 'voter'], weight: 1 }],
+        name: 'other',
+      })
+      const refused = spawnSync(
+        process.execPath,
+        [
+          bin,
+          'node',
+          'init',
+          '--federation',
+          other.federation.toString(),
+          '--bootstrap',
+          a.addresses[0]!,
+          '--home',
+          join(dir, 'refused'),
+        ],
+        { encoding: 'utf8' },
+      )
+      expect(refused.status).toBe(1)
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1)
+      expect(refused.stderr).toMatch(/no bootstrap peer served the genesis/)
+    } finally {
+      await a.kill()
+    }
+  }, 90_000)
 })

@@ -10,9 +10,11 @@ import type { Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initHome } from '../../node/config.js'
+import { fetchGenesis } from '../../node/join.js'
 import { silentLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
 import { createP2P, type P2P } from '../../node/p2p.js'
+import { encodeMessage } from '../../node/sync/messages.js'
 import { SYNC_PROTOCOL } from '../../node/sync/service.js'
 import { type AnyVerified, stateRoot } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
@@ -240,4 +242,60 @@ describe('a peer that answers sync badly', () => {
       expect(honest.ok).toBe(true)
     })
   }
+})
+
+describe('joining by federation id', () => {
+  let cluster: Cluster
+  let impostor: P2P | undefined
+  beforeAll(async () => {
+    cluster = await startCluster(sim.genesis, 1, { sync: FAST_SYNC })
+  }, 60_000)
+  afterAll(async () => {
+    await impostor?.stop()
+    await cluster?.stop()
+  })
+
+  it('takes the genesis whose CID is the id', async () => {
+    const got = await fetchGenesis({
+      federation: sim.federation,
+      bootstrap: [cluster.nodes[0]!.p2p.addresses()[0]!],
+    })
+    expect(Buffer.from(got.genesis.bytes).equals(Buffer.from(sim.genesis.bytes))).toBe(true)
+    expect(got.from).toBe(cluster.nodes[0]!.p2p.peerId)
+  })
+
+  it('refuses a bootstrap peer serving a genesis with another CID, and says so', async () => {
+    const other = new Simulator({
+      members: [{ name: 'z', roles: ['steward', 'voter'], weight: 1 }],
+      name: 'impostor',
+    })
+    impostor = await createP2P({
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: [],
+      topic: 'impostor',
+      validate: () => 'ignore',
+      onMessage: () => {},
+      helia: false,
+    })
+    // Answers every get with its own genesis.
+    await impostor.libp2p.handle(SYNC_PROTOCOL, (stream) => {
+      void (async () => {
+        const lp = lpStream(stream)
+        await lp.read()
+        await lp.write(encodeMessage({ type: 'blocks', blocks: [other.genesis.bytes] }))
+      })().catch(() => {})
+    })
+    const err = await fetchGenesis({
+      federation: sim.federation,
+      bootstrap: [impostor.addresses()[0]!],
+    }).catch((e: unknown) => e)
+    expect((err as { code?: string }).code).toBe('genesis-mismatch')
+    // With an honest peer after it, the honest one is used and the impostor reported.
+    const got = await fetchGenesis({
+      federation: sim.federation,
+      bootstrap: [impostor.addresses()[0]!, cluster.nodes[0]!.p2p.addresses()[0]!],
+    })
+    expect(got.from).toBe(cluster.nodes[0]!.p2p.peerId)
+    expect(got.refused.map((r) => r.code)).toEqual(['genesis-mismatch'])
+  })
 })
