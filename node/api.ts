@@ -198,7 +198,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
   app.get('/manifests/:id', async (req) => {
     const cid = parseCid((req.params as { id: string }).id)
     const r = ctx.store.fold.get(cid)
-    if (!r || r.record.kind !== 'manifest')
+    if (r?.record.kind !== 'manifest')
       throw new NodeError('unknown-manifest', `no manifest ${cid} is held here`, { status: 404 })
     return {
       id: cid.toString(),
@@ -239,7 +239,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     }
     return reply
       .code(result.duplicate ? 200 : 201)
-      .send({ id: result.cid!.toString(), duplicate: result.duplicate === true, report: result.report })
+      .send({ id: result.record!.cid.toString(), duplicate: result.duplicate === true, report: result.report })
   })
 
   app.post('/admin/dial', async (req) => {

@@ -130,7 +130,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
         .ingest(bytes, [], c)
         .then((r) => {
           if (r.verdict === 'accept' && !r.duplicate)
-            log.debug('record-received', { id: r.cid?.toString(), from, kind: r.record?.record.kind })
+            log.debug('record-received', { id: r.record?.cid.toString(), from, kind: r.record?.record.kind })
         })
         .catch((e) => log.warn('ingest-failed', { from, error: e as Error }))
     },

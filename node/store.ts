@@ -39,6 +39,7 @@ import { NodeError } from './errors.js'
 import type { Logger } from './log.js'
 import { openRecordLog, type RecordLog } from './record-log.js'
 import { createIdSet, type IdSet } from './sync/id-set.js'
+import { createVerifyPool, type VerifyPool } from './verify-pool.js'
 
 export type Verdict = 'accept' | 'reject' | 'ignore'
 
@@ -52,7 +53,6 @@ export interface Checked {
 }
 
 export interface IngestResult extends Checked {
-  readonly cid?: CID
   /** The fold's report for the record, once held. */
   readonly report?: RecordReport
   readonly duplicate?: boolean
@@ -72,6 +72,8 @@ export interface RecordStore {
   readonly counters: StoreCounters
   /** The gossip validator. */
   check(bytes: Uint8Array): Checked
+  /** `check` for a batch, verified on worker threads (sync catch-up); the same verdicts. */
+  checkMany(records: readonly Uint8Array[]): Promise<Checked[]>
   /**
    * Validates, makes durable, folds. `blocks` are list blocks sent along (a seal's vote list).
    * `checked` is the gossip validator's verdict on the same bytes: an accepted record is not
@@ -244,9 +246,13 @@ export async function openStore(options: {
       count('unknown', 'reject')
       return { verdict: 'reject', code: d.code, message: d.message }
     }
-    const v = d.value
+    return judge(d.value)
+  }
+
+  /** The node's policy for a record whose bytes passed every check: duplicates, authors, limits. */
+  const judge = (v: AnyVerified): Checked => {
     const r = v.record
-    if (fold.has(v.cid) || r.kind === 'genesis') {
+    if (fold.has(v.key) || r.kind === 'genesis') {
       count(r.kind, 'duplicate')
       return { verdict: 'ignore', code: 'duplicate', message: 'this record is already held', record: v }
     }
@@ -309,6 +315,26 @@ export async function openStore(options: {
     return fresh
   }
 
+  // Workers for batches (sync), started on first use.
+  let pool: VerifyPool | undefined
+  const checkMany = async (inputs: readonly Uint8Array[]): Promise<Checked[]> => {
+    if (inputs.length < 64) return inputs.map(check)
+    pool ??= createVerifyPool(federation)
+    const copies = inputs.map((b) => Uint8Array.prototype.slice.call(b) as Uint8Array)
+    const verdicts = await pool.verify(copies)
+    return copies.map((bytes, i) => {
+      const bad = verdicts[i]
+      if (bad) {
+        count('unknown', 'reject')
+        return { verdict: 'reject', code: bad.code, message: bad.message }
+      }
+      // The worker ran decodeRecord on these bytes: decoding them again is all that is left.
+      const v = decodeOwnRecord(bytes, nativeSha256)
+      if (!v || v.record.kind === 'genesis') return check(bytes)
+      return judge(v)
+    })
+  }
+
   let closed = false
   const ingestBlocks = async (candidates: readonly Uint8Array[]): Promise<number> => {
     if (closed) throw new NodeError('store-closed', 'the node is shutting down', { status: 503 })
@@ -328,17 +354,16 @@ export async function openStore(options: {
     if (closed)
       return Promise.reject(new NodeError('store-closed', 'the node is shutting down', { status: 503 }))
     const c =
-      checked?.verdict === 'accept' && checked.record && !fold.has(checked.record.cid)
+      checked?.verdict === 'accept' && checked.record && !fold.has(checked.record.key)
         ? checked
         : check(bytes)
     if (c.verdict === 'reject') return Promise.resolve(c)
     const v = c.record!
     if (c.code === 'duplicate' || c.verdict === 'ignore') {
-      const held = fold.has(v.cid)
+      const held = fold.has(v.key)
       return Promise.resolve({
         ...c,
-        cid: v.cid,
-        ...(held ? { report: fold.report(v.cid)!, duplicate: true } : {}),
+        ...(held ? { report: fold.report(v.key)!, duplicate: true } : {}),
       })
     }
     const key = v.key
@@ -351,7 +376,7 @@ export async function openStore(options: {
         for (const b of fresh) holdBlock(b)
         if (fresh.length > 0) retryUnresolved()
         hold(v)
-        return { verdict: 'accept' as const, record: v, cid: v.cid, report: fold.report(v.cid)! }
+        return { verdict: 'accept' as const, record: v, report: fold.report(v.key)! }
       })
       .finally(() => inflight.delete(key))
     inflight.set(key, work)
@@ -363,6 +388,7 @@ export async function openStore(options: {
     federation,
     counters: { verdicts },
     check,
+    checkMany,
     ingest,
     getBlock,
     bytesOf(cid) {
@@ -376,6 +402,7 @@ export async function openStore(options: {
     async close() {
       closed = true
       await Promise.allSettled([...inflight.values()])
+      await pool?.close()
       await recordLog.close()
     },
   }

@@ -262,7 +262,7 @@ export function verifyCertificate(
   const headerBytes = roots.length === 1 ? getBlock(roots[0]!) : undefined
   const header = headerBytes ? decodeStrict(headerBytes) : undefined
   const h = (header?.ok ? header.value : undefined) as Record<string, unknown> | undefined
-  if (!h || h.certificate !== 1 || typeof h.model !== 'string') {
+  if (h?.certificate !== 1 || typeof h.model !== 'string') {
     return fail('cert-header', 'the certificate has no readable header block as its root')
   }
   const model = h.model

@@ -161,12 +161,14 @@ export interface Fold {
   readonly federation: CID
   /** Adds a record; duplicates are ignored. Returns false for a record of another federation or a second genesis. */
   add(record: AnyVerified): boolean
-  has(cid: CID): boolean
+  /** By CID, or by its map key (`cidKey`, a verified record's `key`). */
+  has(cid: CID | string): boolean
   get(cid: CID): AnyVerified | undefined
   /** Every record held, the genesis first, then in insertion order. */
   records(): IterableIterator<AnyVerified>
   state(): FederationState
-  report(cid: CID): RecordReport | undefined
+  /** By CID, or by its map key. */
+  report(cid: CID | string): RecordReport | undefined
   /** Per voter the latest valid vote, sorted by CID: what an honest steward seals. */
   countedVotes(proposal: CID): CID[]
   /** Per auditor and kind the latest attestation with at ≤ closesAt (ratify proposals only), sorted by CID. */
@@ -323,6 +325,11 @@ class FoldImpl implements Fold {
   private reports = new Map<string, RecordReport>()
   /** CIDs that seals name but that are not here yet → the seals waiting for them. */
   private waiting = new Set<string>()
+  /**
+   * Manifests not here yet → the ratify/revoke proposals naming them: when the manifest
+   * comes, only those proposals (and their votes) are evaluated again, not everything.
+   */
+  private subjectWaiters = new Map<string, Set<string>>()
   private anchor: Anchor | undefined
   private checkpointEquivocators: Did[] = []
   private publishersEver: Set<Did> | undefined
@@ -337,8 +344,8 @@ class FoldImpl implements Fold {
     this.all.set(genesis.key, genesis)
   }
 
-  has(cid: CID): boolean {
-    return this.all.has(cidKey(cid))
+  has(cid: CID | string): boolean {
+    return this.all.has(typeof cid === 'string' ? cid : cidKey(cid))
   }
 
   get(cid: CID): AnyVerified | undefined {
@@ -379,9 +386,13 @@ class FoldImpl implements Fold {
         break
       case 'manifest':
         this.manifests.set(key, r as Verified<'manifest'>)
-        // Attestations do not wait in `waiting` for their subject: look for them here.
-        if (this.isolated(key) && !this.attestationsBySubject.has(key)) {
+        // Attestations do not wait in `waiting` for their subject: look for them here. Proposals
+        // waiting for this manifest are evaluated again, alone.
+        if (!this.dirty && !this.waiting.has(key) && !this.attestationsBySubject.has(key)) {
           this.reports.set(key, this.manifestReport(r as Verified<'manifest'>))
+          const waiters = this.subjectWaiters.get(key)
+          this.subjectWaiters.delete(key)
+          for (const pKey of waiters ?? []) this.addDecision(this.proposals.get(pKey)!, pKey)
           this.view = undefined
           return true
         }
@@ -413,7 +424,7 @@ class FoldImpl implements Fold {
    * basis, subject or checkpoint chain waits for this CID.
    */
   private isolated(key: string): boolean {
-    return !this.dirty && !this.waiting.has(key)
+    return !this.dirty && !this.waiting.has(key) && !this.subjectWaiters.has(key)
   }
 
   /**
@@ -421,9 +432,14 @@ class FoldImpl implements Fold {
    * votes that came before it change (its seals, had any come, would be waiting for it).
    */
   private addDecision(p: Verified<'proposal'>, key: string): boolean {
+    // Evaluated before (when its manifest was missing): start it afresh.
+    this.evals.delete(key)
+    this.finals.delete(key)
+    this.live.delete(key)
     const ev = this.evalOf(p)
-    this.finality(p)
+    const fin = this.finality(p)
     this.reports.set(key, evalReport(ev))
+    for (const v of fin.verdicts) this.reports.set(v.seal.key, v.report)
     for (const v of this.votesByProposal.get(key) ?? []) {
       const report = this.voteReport(v)
       this.reports.set(v.key, report)
@@ -460,7 +476,7 @@ class FoldImpl implements Fold {
   private addVote(v: Verified<'vote'>, key: string): boolean {
     const pKey = cidKey(v.record.body.proposal)
     push(this.votesByProposal, pKey, v)
-    if (this.dirty || this.waiting.has(key)) {
+    if (this.dirty || this.waiting.has(key) || this.subjectWaiters.has(key)) {
       this.dirty = true
       this.view = undefined
       return true
@@ -485,6 +501,7 @@ class FoldImpl implements Fold {
     this.live = new Map()
     this.reports = new Map()
     this.waiting = new Set()
+    this.subjectWaiters = new Map()
     this.publishersEver = undefined
     this.auditorsEver = undefined
     this.known = undefined
@@ -624,7 +641,10 @@ class FoldImpl implements Fold {
       if (!m) {
         if (this.all.has(cidKey(subject)))
           return { s: 'void', code: 'manifest-inapplicable', message: 'the subject is not a manifest' }
-        this.waiting.add(cidKey(subject))
+        const sKey = cidKey(subject)
+        const waiters = this.subjectWaiters.get(sKey)
+        if (waiters) waiters.add(p.key)
+        else this.subjectWaiters.set(sKey, new Set([p.key]))
         return { s: 'pending', code: 'manifest-unknown', message: 'the manifest is not known yet' }
       }
       if (!this.manifestApplicable(m))
@@ -1060,8 +1080,8 @@ class FoldImpl implements Fold {
 
   // ------------------------------------------------------------ reads
 
-  report(cid: CID): RecordReport | undefined {
-    const key = cidKey(cid)
+  report(cid: CID | string): RecordReport | undefined {
+    const key = typeof cid === 'string' ? cid : cidKey(cid)
     if (key === this.genesis.key) return APPLIED
     if (!this.all.has(key)) return undefined
     this.derive()

@@ -6,12 +6,11 @@
  * library exports (dist/index.js, dist/protocol/) stay unbundled.
  *
  * classic-level (LevelDB, a native addon) stays external: it is loaded from node_modules.
+ * The record verification worker is bundled beside it (dist/verify-worker.js).
  */
 import { build } from 'esbuild'
 
-await build({
-  entryPoints: ['dist/cli/main.js'],
-  outfile: 'dist/allmende.mjs',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -23,4 +22,7 @@ await build({
   },
   logLevel: 'warning',
   legalComments: 'linked',
-})
+}
+await build({ ...common, entryPoints: ['dist/cli/main.js'], outfile: 'dist/allmende.mjs' })
+// The record verification worker (node/verify-pool.ts): it is loaded from next to the bundle.
+await build({ ...common, entryPoints: ['dist/node/verify-worker.js'], outfile: 'dist/verify-worker.js' })

@@ -202,16 +202,17 @@ export function createSync(options: SyncOptions): SyncService {
     }
     const ignoreSet = ignoredNow()
     let invalid = 0
+    const verdicts = await store.checkMany(records)
     const results = await Promise.all(
-      records.map(async (bytes) => {
-        const checked = store.check(bytes)
+      records.map(async (bytes, i) => {
+        const checked = verdicts[i]!
         if (checked.verdict === 'reject') {
           decline(blockKey(bytes, sha256))
           invalid++
           return false
         }
         const r = await store.ingest(bytes, [], checked)
-        if (r.verdict === 'ignore' && r.cid && r.code !== 'duplicate') ignoreSet.add(cidKey(r.cid))
+        if (r.verdict === 'ignore' && r.record && r.code !== 'duplicate') ignoreSet.add(r.record.key)
         return r.verdict === 'accept' && !r.duplicate
       }),
     )
@@ -299,24 +300,48 @@ export function createSync(options: SyncOptions): SyncService {
         const k = cidKey(c)
         return !declined.has(k) && !ignoreSet.has(k)
       })
-      let queue = wanted
-      while (queue.length > 0) {
-        const ask = queue.slice(0, MAX_GET_CIDS)
-        await ch.send({ type: 'get', cids: ask })
+      // Two gets in flight, and the records of one answer checked (on worker threads) while
+      // the next answer is on its way.
+      const queue = [...wanted]
+      const asked: CID[][] = []
+      const ask = async () => {
+        if (queue.length === 0) return
+        const cids = queue.splice(0, MAX_GET_CIDS)
+        asked.push(cids)
+        await ch!.send({ type: 'get', cids })
+      }
+      const taking: Promise<number>[] = []
+      let failure: unknown
+      const settle = async (p: Promise<number>) => {
+        try {
+          taken += await p
+        } catch (e) {
+          failure ??= e
+        }
+      }
+      await ask()
+      await ask()
+      while (asked.length > 0) {
+        const cids = asked.shift()!
         const answer = await ch.read()
         if (answer.message.type !== 'blocks') throw unexpected(answer.message)
         const got = answer.message.blocks
-        const asked = new Set(ask.map(cidKey))
+        const wantedKeys = new Set(cids.map(cidKey))
         const answered = new Set(got.map((b) => blockKey(b, sha256)))
         for (const k of answered)
-          if (!asked.has(k)) throw new SyncError('sync-malformed', 'the peer sent a block nobody asked for')
+          if (!wantedKeys.has(k))
+            throw new SyncError('sync-malformed', 'the peer sent a block nobody asked for')
         fetched += got.length
-        taken += await take(got)
-        // Answers are bounded by the frame: ask again for the rest. An empty answer means the
-        // peer no longer holds these; move on.
-        const rest = got.length === 0 ? [] : ask.filter((c) => !answered.has(cidKey(c)))
-        queue = [...rest, ...queue.slice(ask.length)]
+        // Answers are bounded by the frame: ask again for the rest, later. An empty answer
+        // means the peer no longer holds these; move on.
+        if (got.length > 0) queue.push(...cids.filter((c) => !answered.has(cidKey(c))))
+        await ask()
+        taking.push(take(got))
+        if (taking.length > 2) await settle(taking.shift()!)
+        if (failure) throw failure
       }
+      for (const p of taking) await settle(p)
+      if (failure) throw failure
       // Push what the peer lacks.
       const pushCids = have.map(cidOfId)
       for (const batch of packed(pushCids)) {
