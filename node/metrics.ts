@@ -11,6 +11,12 @@ export interface Metrics {
   readonly gossipLatency: Histogram
   readonly ingestSeconds: Histogram
   readonly gossipReceived: Counter
+  /** Sync sessions by role and result (`ok` or the failure's code). */
+  readonly syncSessions: Counter
+  /** Sync frame bytes by direction (sent, received). */
+  readonly syncBytes: Counter
+  /** Records and list blocks taken as new through sync. */
+  readonly syncTaken: Counter
   /** Refreshes the gauges that are read from the node on scrape. */
   update(): void
 }
@@ -54,11 +60,31 @@ export function createMetrics(read: { store: () => RecordStore; peers: () => num
     help: 'gossip messages received',
     registers: [registry],
   })
+  const syncSessions = new Counter({
+    name: 'allmende_sync_sessions_total',
+    help: 'sync sessions, by role (initiator, responder) and result (ok, or the failure code)',
+    labelNames: ['role', 'result'],
+    registers: [registry],
+  })
+  const syncBytes = new Counter({
+    name: 'allmende_sync_bytes_total',
+    help: 'sync frame bytes, by direction',
+    labelNames: ['direction'],
+    registers: [registry],
+  })
+  const syncTaken = new Counter({
+    name: 'allmende_sync_taken_total',
+    help: 'records and list blocks taken as new through sync',
+    registers: [registry],
+  })
   return {
     registry,
     gossipLatency,
     ingestSeconds,
     gossipReceived,
+    syncSessions,
+    syncBytes,
+    syncTaken,
     update() {
       const store = read.store()
       const byKind = new Map<string, number>()

@@ -140,7 +140,21 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     helia: useHelia,
   })
 
-  const sync = options.sync === false ? undefined : createSync({ p2p, store, log, ...options.sync })
+  const sync =
+    options.sync === false
+      ? undefined
+      : createSync({
+          p2p,
+          store,
+          log,
+          onReport: (r) => {
+            metrics.syncSessions.inc({ role: r.role, result: r.ok ? 'ok' : (r.code ?? 'failed') })
+            metrics.syncBytes.inc({ direction: 'sent' }, r.bytesSent)
+            metrics.syncBytes.inc({ direction: 'received' }, r.bytesReceived)
+            metrics.syncTaken.inc(r.taken)
+          },
+          ...options.sync,
+        })
 
   const status = (): NodeStatus => {
     const state = store.fold.state()

@@ -65,6 +65,8 @@ export interface SyncOptions {
   readonly banMs?: number
   /** Sync with each peer as it connects (default true). */
   readonly onConnect?: boolean
+  /** Called with every finished session (metrics). */
+  readonly onReport?: (report: SyncReport) => void
 }
 
 export interface SyncReport {
@@ -167,17 +169,20 @@ export function createSync(options: SyncOptions): SyncService {
   }
   // CIDs ignored (unknown author, ingest limits) under the current governance head.
   let ignored = new Set<string>()
-  let ignoredHead = ''
+  let ignoredUnder: unknown
   const ignoredNow = () => {
-    const head = store.fold.state().head.toString()
-    if (head !== ignoredHead) {
+    // The head state is the same object until something changes the governance chain (or a
+    // re-derivation makes a new one, which only forgets the ignored set early).
+    const head = store.fold.headState()
+    if (head !== ignoredUnder) {
       ignored = new Set()
-      ignoredHead = head
+      ignoredUnder = head
     }
     return ignored
   }
 
   const remember = (r: SyncReport) => {
+    options.onReport?.(r)
     recent.push(r)
     if (recent.length > 100) recent.shift()
     log.log(r.ok ? 'debug' : 'warn', r.ok ? 'sync-done' : 'sync-failed', { ...r })

@@ -3,6 +3,7 @@
  * joiners, in-sync cost, partitions healed, and peers that answer with
  * garbage or not at all.
  */
+import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,9 +15,11 @@ import { fetchGenesis } from '../../node/join.js'
 import { silentLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
 import { createP2P, type P2P } from '../../node/p2p.js'
-import { encodeMessage } from '../../node/sync/messages.js'
+import { createIdSet } from '../../node/sync/id-set.js'
+import { decodeMessage, encodeMessage } from '../../node/sync/messages.js'
+import { createReconciler } from '../../node/sync/reconcile.js'
 import { SYNC_PROTOCOL } from '../../node/sync/service.js'
-import { type AnyVerified, stateRoot } from '../../protocol/index.js'
+import { type AnyVerified, cidOfBlock, stateRoot } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
 import { rulesWith, Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
@@ -242,6 +245,67 @@ describe('a peer that answers sync badly', () => {
       expect(honest.ok).toBe(true)
     })
   }
+})
+
+describe('a record found invalid', () => {
+  let cluster: Cluster
+  let rogue: P2P | undefined
+  beforeAll(async () => {
+    cluster = await startCluster(sim.genesis, 1, { sync: { ...FAST_SYNC, onConnect: false } })
+  }, 60_000)
+  afterAll(async () => {
+    await rogue?.stop()
+    await cluster?.stop()
+  })
+
+  it('is declined once and never fetched again', async () => {
+    const node = cluster.nodes[0]!
+    // A vote with one flipped signature bit: canonical bytes, a bad signature.
+    const good = sim.vote('a', 5, { proposal: sim.federation, choice: 'yes' })
+    const bad = Uint8Array.from(good.bytes)
+    bad[bad.length - 1]! ^= 1
+    expect(node.store.check(bad).verdict).toBe('reject')
+    let gets = 0
+    rogue = await createP2P({
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: [],
+      topic: 'rogue',
+      validate: () => 'ignore',
+      onMessage: () => {},
+      helia: false,
+    })
+    // A responder holding only the bad record, answering every get with it.
+    await rogue.libp2p.handle(SYNC_PROTOCOL, (stream) => {
+      void (async () => {
+        const lp = lpStream(stream, { maxDataLength: 2 * 1024 * 1024 })
+        const ids = createIdSet([createHash('sha256').update(bad).digest()])
+        const rec = createReconciler(ids, { frameSizeLimit: 1024 * 1024 - 4096 })
+        for (;;) {
+          const m = decodeMessage(await lp.read())
+          if (m.type === 'reconcile')
+            await lp.write(encodeMessage({ type: 'reconcile', payload: rec.reconcile(m.payload).reply! }))
+          else if (m.type === 'get') {
+            gets++
+            await lp.write(encodeMessage({ type: 'blocks', blocks: [bad] }))
+          } else if (m.type === 'done') break
+        }
+        await stream.close()
+      })().catch(() => {})
+    })
+    await node.p2p.dial(rogue.addresses()[0]!)
+    const first = await node.sync!.syncWith(rogue.peerId)
+    expect(first.ok).toBe(false)
+    expect(first.code).toBe('sync-invalid')
+    expect(gets).toBe(1)
+    expect(node.store.bytesOf(cidOfBlock(bad))).toBeUndefined()
+    // Let it back in: the bad record is still on offer, and is not asked for again.
+    await node.p2p.ban(rogue.peerId, 0)
+    await node.p2p.dial(rogue.addresses()[0]!)
+    const second = await node.sync!.syncWith(rogue.peerId)
+    expect(second.ok).toBe(true)
+    expect(second.fetched).toBe(0)
+    expect(gets).toBe(1)
+  })
 })
 
 describe('joining by federation id', () => {
