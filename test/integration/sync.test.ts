@@ -92,6 +92,8 @@ describe('a late joiner', () => {
 
   it('catches up on 500 records by sync alone, to the same state root', async () => {
     const [a, b] = cluster.nodes as [AllmendeNode, AllmendeNode]
+    // Gossip reaches b only once the two have exchanged subscriptions.
+    await until(() => a.p2p.subscribers().length === 1 && b.p2p.subscribers().length === 1, 'subscriptions')
     for (const r of records(500, 'late')) expect((await submit(a, r)).status).toBe(201)
     await until(() => b.store.fold.state().recordCount === 501, 'the second node to hold all 500')
     late = await joiner(root, 'late', [a.p2p.addresses()[0]!])
