@@ -13,7 +13,8 @@ import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
-import { cidKey, federationIdOf, type Verified } from '../protocol/index.js'
+import { loadSigner } from '../cli/identity.js'
+import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/index.js'
 import { createApi, type NodeStatus } from './api.js'
 import {
   adminToken,
@@ -28,8 +29,10 @@ import { NodeError } from './errors.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes, topicFor } from './p2p.js'
+import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
+import { verifyDag } from './weights/verify.js'
 
 export interface NodeOptions {
   readonly home: string
@@ -39,6 +42,8 @@ export interface NodeOptions {
   readonly log?: Logger
   /** Start Helia (weights, bitswap). Default true. */
   readonly helia?: boolean
+  /** How often a steward node runs its sealing duty (default 500 ms). */
+  readonly stewardTickMs?: number
   /** Sync settings (intervals and timeouts); `false` turns sync off (tests of gossip alone). */
   readonly sync?: Omit<SyncOptions, 'p2p' | 'store' | 'log'> | false
 }
@@ -72,14 +77,25 @@ async function loadPeerKey(home: string) {
   return key
 }
 
-async function stewardDid(home: string, config: NodeConfig): Promise<string | null> {
-  if (!config.stewardKeyFile) return null
-  const path = inHome(home, config.stewardKeyFile)
-  try {
-    const parsed = JSON.parse(await readFile(path, 'utf8')) as { did?: unknown }
-    return typeof parsed.did === 'string' ? parsed.did : null
-  } catch (e) {
-    throw new NodeError('steward-key-invalid', `cannot read the steward key ${path}: ${(e as Error).message}`)
+/**
+ * The steward key, if this node is a steward's: a key file as `allmende init --steward-key`
+ * writes it; an encrypted one is unlocked with $ALLMENDE_STEWARD_PASSPHRASE.
+ */
+async function stewardSigner(home: string, config: NodeConfig): Promise<Signer | undefined> {
+  if (!config.stewardKeyFile) return undefined
+  const passphrase = process.env.ALLMENDE_STEWARD_PASSPHRASE
+  return loadSigner(inHome(home, config.stewardKeyFile), passphrase ? { passphrase } : {})
+}
+
+/** The weights check a steward runs before sealing a ratification (only what is held here). */
+function weightsChecker(blockstore: FsBlockstore) {
+  return async (manifest: Verified<'manifest'>): Promise<boolean | undefined> => {
+    const result = await verifyDag(blockstore, manifest.record.body, {
+      maxModelBytes: Number.MAX_SAFE_INTEGER,
+    })
+    if (result.ok) return true
+    // Blocks not here (yet) may still come; anything else never will pass.
+    return result.problems.every((p) => p.code === 'block-missing') ? undefined : false
   }
 }
 
@@ -93,7 +109,8 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   if (federation.toString() !== config.federation) {
     throw new NodeError('genesis-invalid', `the genesis is not that of federation ${config.federation}`)
   }
-  const steward = await stewardDid(home, config)
+  const stewardKey = await stewardSigner(home, config)
+  const steward = stewardKey?.did ?? null
   const token = await adminToken(home)
   const store = await openStore({ path: join(home, FILES.log), genesis, clock, log })
 
@@ -155,6 +172,24 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
           },
           ...options.sync,
         })
+
+  const stewardDuty =
+    stewardKey &&
+    createSteward({
+      store,
+      signer: stewardKey,
+      clock,
+      log,
+      publish: (bytes) => p2p!.publish(bytes),
+      // Bounded: each session has its own timeouts; a slow peer delays sealing, never blocks it.
+      syncPeers: () =>
+        Promise.race([
+          Promise.allSettled(p2p!.peers().map(({ id }) => sync?.syncWith(id))),
+          new Promise((r) => setTimeout(r, 5_000).unref()),
+        ]),
+      ...(blockstore ? { checkWeights: weightsChecker(blockstore) } : {}),
+      ...(options.stewardTickMs ? { tickMs: options.stewardTickMs } : {}),
+    })
 
   const status = (): NodeStatus => {
     const state = store.fold.state()
@@ -226,6 +261,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     stopping ??= (async () => {
       log.info('node-stopping', {})
       await api.close()
+      await stewardDuty?.stop()
       await sync?.stop()
       await p2p!.stop()
       await store.close()

@@ -17,6 +17,7 @@
  */
 
 import { createHash } from 'node:crypto'
+import { dirname, join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import {
   type AnyVerified,
@@ -40,6 +41,7 @@ import type { Logger } from './log.js'
 import { openRecordLog, type RecordLog } from './record-log.js'
 import { createIdSet, type IdSet } from './sync/id-set.js'
 import { createVerifyPool, type VerifyPool } from './verify-pool.js'
+import { openWitnessLog } from './witness.js'
 
 export type Verdict = 'accept' | 'reject' | 'ignore'
 
@@ -87,6 +89,8 @@ export interface RecordStore {
    * federation id the genesis.
    */
   bytesOf(cid: CID): Uint8Array | undefined
+  /** When this node first received a proposal or vote (its own clock), if known. */
+  witnessedAt(key: string): number | undefined
   /** The ids (CID digests) of every record and list block held: what sync reconciles. */
   readonly ids: IdSet
   /**
@@ -204,6 +208,9 @@ export async function openStore(options: {
     log: (event) =>
       log.warn(String((event as { event?: string }).event ?? 'record-log'), event as Record<string, unknown>),
   })
+  const witness = await openWitnessLog(join(dirname(options.path), 'witness.log'), (event) =>
+    log.warn(String((event as { event?: string }).event ?? 'witness-log'), event as Record<string, unknown>),
+  )
   const started = Date.now()
   let replayed = 0
   let skipped = 0
@@ -375,6 +382,8 @@ export async function openStore(options: {
       .then(() => {
         for (const b of fresh) holdBlock(b)
         if (fresh.length > 0) retryUnresolved()
+        const kind = v.record.kind
+        if (kind === 'vote' || kind === 'proposal' || kind === 'attestation') witness.note(v.key, clock())
         hold(v)
         return { verdict: 'accept' as const, record: v, report: fold.report(v.key)! }
       })
@@ -397,6 +406,7 @@ export async function openStore(options: {
       return blocks.get(key) ?? fold.get(cid)?.bytes
     },
     ids,
+    witnessedAt: (key) => witness.at(key),
     ingestBlocks,
     logBytes: () => recordLog.size(),
     async close() {
@@ -404,6 +414,7 @@ export async function openStore(options: {
       await Promise.allSettled([...inflight.values()])
       await pool?.close()
       await recordLog.close()
+      await witness.close()
     },
   }
 }

@@ -169,10 +169,13 @@ export interface Fold {
   state(): FederationState
   /** By CID, or by its map key. */
   report(cid: CID | string): RecordReport | undefined
-  /** Per voter the latest valid vote, sorted by CID: what an honest steward seals. */
-  countedVotes(proposal: CID): CID[]
+  /**
+   * Per voter the latest valid vote, sorted by CID: what an honest steward seals. With
+   * `admit`, only the votes it admits take part (a steward's "received before the cut-off").
+   */
+  countedVotes(proposal: CID, admit?: (vote: AnyVerified) => boolean): CID[]
   /** Per auditor and kind the latest attestation with at ≤ closesAt (ratify proposals only), sorted by CID. */
-  countedAttestations(proposal: CID): CID[]
+  countedAttestations(proposal: CID, admit?: (attestation: AnyVerified) => boolean): CID[]
   /** The governance state a proposal's electorate and rules come from, if the proposal is valid. */
   electorate(proposal: CID): GovState | undefined
   /** The governance state at the head. */
@@ -1096,13 +1099,23 @@ class FoldImpl implements Fold {
     return ev.s === 'valid' ? ev.electorate : undefined
   }
 
-  countedVotes(proposal: CID): CID[] {
+  countedVotes(proposal: CID, admit?: (vote: AnyVerified) => boolean): CID[] {
     this.derive()
-    const l = this.live.get(cidKey(proposal))
-    return l ? [...l.latest.values()].map((v) => v.cid).sort(byCid) : []
+    const pKey = cidKey(proposal)
+    if (!admit) {
+      const l = this.live.get(pKey)
+      return l ? [...l.latest.values()].map((v) => v.cid).sort(byCid) : []
+    }
+    const latest = new Map<Did, Verified<'vote'>>()
+    for (const v of this.votesByProposal.get(pKey) ?? []) {
+      if (this.reports.get(v.key)?.status !== 'applied' || !admit(v)) continue
+      const prev = latest.get(v.record.author)
+      if (!prev || later(v, prev)) latest.set(v.record.author, v)
+    }
+    return [...latest.values()].map((v) => v.cid).sort(byCid)
   }
 
-  countedAttestations(proposal: CID): CID[] {
+  countedAttestations(proposal: CID, admit?: (attestation: AnyVerified) => boolean): CID[] {
     this.derive()
     const p = this.proposals.get(cidKey(proposal))
     if (p?.record.body.action.type !== 'ratify-model') return []
@@ -1112,6 +1125,7 @@ class FoldImpl implements Fold {
     for (const a of this.attestationsBySubject.get(cidKey(p.record.body.action.manifest)) ?? []) {
       if (a.record.at > p.record.body.closesAt || !hasRole(ev.electorate, a.record.author, 'auditor'))
         continue
+      if (admit && !admit(a)) continue
       const slot = `${a.record.author}|${a.record.body.kind}`
       const prev = latest.get(slot)
       if (!prev || later(a, prev)) latest.set(slot, a)

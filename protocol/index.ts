@@ -32,6 +32,7 @@ export {
 } from './record.js'
 export * from './result.js'
 export * from './schema.js'
+export * from './seal.js'
 export * from './signing.js'
 export * from './stateroot.js'
 export * from './tally.js'

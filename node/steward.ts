@@ -1,0 +1,184 @@
+/**
+ * A steward node's duty to seal (DESIGN.md §4): after `closesAt +
+ * sealGraceMs` it syncs with the peers it is connected to (bounded), then
+ * signs exactly one seal per proposal, persisted before it is published and
+ * never a second, counting only the votes and attestations it received
+ * before its clock passed `closesAt + sealGraceMs/2`. It never seals a
+ * proposal it first saw after `at + sealGraceMs` (a backdated proposal),
+ * seals proposals in `(closesAt, CID)` order (governance decisions on one
+ * basis), and never seals a second ratification of a `name@version` that is
+ * already ratified. A ratification whose tally passes is sealed
+ * `weightsVerified: true` once the weights check passes, or `false` at
+ * `closesAt + weightsDeadlineMs`; one whose tally fails is sealed `false`
+ * without looking at the weights.
+ *
+ * "Never a second" holds across restarts: the node's own seals are records
+ * in its log, so a restarted steward finds them and does not seal again.
+ */
+import {
+  type AnyVerified,
+  cidKey,
+  compareCids,
+  hasRole,
+  type ProposalView,
+  type Signer,
+  sealContent,
+  signRecord,
+  type Verified,
+} from '../protocol/index.js'
+import type { Logger } from './log.js'
+import type { RecordStore } from './store.js'
+
+export interface StewardOptions {
+  readonly store: RecordStore
+  readonly signer: Signer
+  readonly clock: () => number
+  readonly log: Logger
+  /** Best-effort gossip of a seal already made durable. */
+  readonly publish: (bytes: Uint8Array) => Promise<unknown>
+  /** One bounded sync round with every connected peer, before sealing. */
+  readonly syncPeers: () => Promise<unknown>
+  /**
+   * The weights check of a manifest: true when every file is held and verified, false when
+   * they can never pass (wrong bytes), undefined when not (yet) available.
+   */
+  readonly checkWeights?: (
+    manifest: Verified<'manifest'>,
+    maxModelBytes: number,
+  ) => Promise<boolean | undefined>
+  /** How often the duty runs (default 500 ms). */
+  readonly tickMs?: number
+}
+
+export interface Steward {
+  readonly did: string
+  /** Runs the duty once now (tests; the timer runs it too). */
+  tick(): Promise<void>
+  stop(): Promise<void>
+}
+
+/** Phases of a proposal that can be sealed: valid ones (final or not). */
+const UNSEALABLE = new Set(['void', 'pending'])
+
+export function createSteward(options: StewardOptions): Steward {
+  const { store, signer, clock, log } = options
+  const fold = store.fold
+  // Proposals this steward has sealed, or has decided never to seal.
+  const done = new Set<string>()
+  for (const r of fold.records())
+    if (r.record.kind === 'seal' && r.record.author === signer.did) done.add(cidKey(r.record.body.proposal))
+
+  const witnessedBy = (cutoff: number) => (r: AnyVerified) => (store.witnessedAt(r.key) ?? Infinity) <= cutoff
+
+  const sealOne = async (p: ProposalView, now: number): Promise<void> => {
+    const key = cidKey(p.cid)
+    const rules = p.rules!
+    const proposal = fold.get(p.cid) as Verified<'proposal'>
+    const electorate = fold.electorate(p.cid)
+    if (!electorate || !hasRole(electorate, signer.did, 'steward')) {
+      done.add(key)
+      return
+    }
+    const seen = store.witnessedAt(proposal.key)
+    if (seen === undefined || seen > p.at + rules.sealGraceMs) {
+      done.add(key)
+      log.warn('seal-refused', {
+        proposal: p.cid.toString(),
+        reason: seen === undefined ? 'never witnessed here' : 'first seen after at + sealGraceMs (backdated)',
+      })
+      return
+    }
+    const cutoff = p.closesAt + Math.floor(rules.sealGraceMs / 2)
+    const votes = fold.countedVotes(p.cid, witnessedBy(cutoff))
+    const attestations = fold.countedAttestations(p.cid, witnessedBy(cutoff))
+    let weightsVerified: boolean | undefined
+    const action = proposal.record.body.action
+    if (action.type === 'ratify-model') {
+      const manifest = fold.get(action.manifest) as Verified<'manifest'> | undefined
+      const version = manifest && `${manifest.record.body.name}@${manifest.record.body.version}`
+      const model = version ? fold.state().models.get(version) : undefined
+      if (model?.status === 'ratified' && !model.decision?.equals(p.cid)) {
+        done.add(key)
+        log.info('seal-refused', { proposal: p.cid.toString(), reason: `${version} is already ratified` })
+        return
+      }
+      const passes = sealContent(fold, p.cid, { votes, attestations, weightsVerified: true })
+      if (passes?.body.outcome !== 'passed') weightsVerified = false
+      else if (manifest && (await options.checkWeights?.(manifest, rules.maxModelBytes)) === true)
+        weightsVerified = true
+      else if (now >= p.closesAt + rules.weightsDeadlineMs) weightsVerified = false
+      else return // wait for the weights, until the deadline
+    }
+    const content = sealContent(fold, p.cid, {
+      votes,
+      attestations,
+      ...(weightsVerified !== undefined ? { weightsVerified } : {}),
+    })
+    if (!content) return
+    const seal = signRecord(
+      { kind: 'seal', federation: fold.federation, at: now, body: content.body },
+      signer,
+      { lists: content.lists },
+    )
+    // Durable first: a seal is never published (nor signed again) unless it is in our log.
+    const res = await store.ingest(
+      seal.bytes,
+      content.blocks.map((b) => b.bytes),
+    )
+    if (res.verdict !== 'accept') {
+      log.error('seal-not-taken', { proposal: p.cid.toString(), code: res.code, message: res.message })
+      return
+    }
+    done.add(key)
+    log.info('sealed', {
+      proposal: p.cid.toString(),
+      outcome: content.body.outcome,
+      votes: votes.length,
+      ...(weightsVerified !== undefined ? { weightsVerified } : {}),
+    })
+    await options.publish(seal.bytes).catch(() => {})
+  }
+
+  let running: Promise<void> | undefined
+  let stopped = false
+  const tick = (): Promise<void> => {
+    running ??= (async () => {
+      try {
+        const now = clock()
+        const due = [...fold.state().proposals.values()]
+          .filter(
+            (p) =>
+              !done.has(cidKey(p.cid)) &&
+              !UNSEALABLE.has(p.phase) &&
+              p.rules !== undefined &&
+              now >= p.closesAt + p.rules.sealGraceMs &&
+              now <= p.closesAt + p.rules.sealDeadlineMs,
+          )
+          .sort((a, b) => a.closesAt - b.closesAt || compareCids(a.cid, b.cid))
+        if (due.length === 0) return
+        await options.syncPeers()
+        for (const p of due) {
+          if (stopped) return
+          await sealOne(p, clock())
+        }
+      } catch (e) {
+        log.error('steward-failed', { error: e as Error })
+      } finally {
+        running = undefined
+      }
+    })()
+    return running
+  }
+
+  const timer = setInterval(() => void tick(), options.tickMs ?? 500)
+  timer.unref()
+  return {
+    did: signer.did,
+    tick,
+    async stop() {
+      stopped = true
+      clearInterval(timer)
+      await running
+    },
+  }
+}
