@@ -6,7 +6,8 @@
  * start), 2 usage, 3 node unreachable. Errors are one line on stderr (JSON
  * with --json), never a stack trace for a user mistake.
  *
- * This first cut runs a node; the contributor and deployer commands follow.
+ * The commands live in cli/commands/ (one module per group); `node init` and `node start`
+ * are here.
  */
 import '../node/polyfill.js'
 import { existsSync } from 'node:fs'
@@ -20,6 +21,14 @@ import { isNodeError } from '../node/errors.js'
 import { fetchGenesis } from '../node/join.js'
 import { startNode } from '../node/node.js'
 import type { Verified } from '../protocol/index.js'
+import { registerFederation } from './commands/federation.js'
+import { registerInit } from './commands/init.js'
+import { registerModel } from './commands/model.js'
+import { registerNodeQueries } from './commands/node.js'
+import { registerProposals } from './commands/proposals.js'
+import { registerPropose } from './commands/propose.js'
+import { registerVote } from './commands/vote.js'
+import { printError } from './context.js'
 
 const VERSION = '0.1.0'
 
@@ -38,7 +47,13 @@ export function program(): Command {
     .version(VERSION)
     .option('--json', 'machine-readable output and errors')
     .exitOverride()
-    .configureOutput({ outputError: (s, write) => write(s) })
+    .configureOutput({
+      // With --json a usage error is JSON too; commander's own text otherwise.
+      outputError: (s, write) =>
+        process.argv.includes('--json') ? printError(true, 'usage', s.replace(/^error: /, '')) : write(s),
+    })
+  registerInit(cli)
+  registerFederation(cli)
 
   const node = cli.command('node').description('run a federation node')
   node
@@ -140,6 +155,11 @@ export function program(): Command {
         fail((e as Error).message, isNodeError(e) ? e.code : 'internal', 1, json)
       }
     })
+  registerNodeQueries(node)
+  registerPropose(cli)
+  registerVote(cli)
+  registerProposals(cli)
+  registerModel(cli)
   return cli
 }
 

@@ -1,0 +1,99 @@
+/**
+ * The HTTP client the CLI talks to a node with (node/api.ts). A node that cannot be reached
+ * (refused, reset, unknown host, timeout) is exit 3 with one line naming the URL; an answer
+ * with a 4xx/5xx status is exit 1 with the node's own `{error: {code, message}}`.
+ */
+import type { Command } from 'commander'
+import type { RecordReport } from '../protocol/index.js'
+import { CliError, EXIT, usage } from './context.js'
+
+export const DEFAULT_NODE = 'http://127.0.0.1:7070'
+
+export function defaultNode(env: Record<string, string | undefined> = process.env): string {
+  return env.ALLMENDE_NODE && env.ALLMENDE_NODE.length > 0 ? env.ALLMENDE_NODE : DEFAULT_NODE
+}
+
+/** Adds `--node URL` to a command that talks to a node. */
+export function withNode(cmd: Command): Command {
+  return cmd.option(
+    '--node <url>',
+    'the node API to talk to (default: $ALLMENDE_NODE or http://127.0.0.1:7070)',
+  )
+}
+
+export interface RecordAnswer {
+  readonly id: string
+  readonly duplicate: boolean
+  readonly report?: RecordReport
+}
+
+export class NodeClient {
+  readonly base: string
+  readonly timeoutMs: number
+
+  constructor(url: string | undefined, timeoutMs = 15_000) {
+    const raw = url ?? defaultNode()
+    let parsed: URL
+    try {
+      parsed = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`)
+    } catch {
+      throw usage(`--node: not a URL: ${raw}`)
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+      throw usage(`--node: only http:// and https:// URLs are supported, not ${parsed.protocol}`)
+    this.base = parsed.toString().replace(/\/+$/, '')
+    this.timeoutMs = timeoutMs
+  }
+
+  private async request(path: string, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await fetch(`${this.base}${path}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) })
+    } catch (e) {
+      const err = e as Error & { cause?: { code?: string; message?: string } }
+      const why =
+        err.name === 'TimeoutError' || err.name === 'AbortError'
+          ? `no answer within ${this.timeoutMs / 1000} s`
+          : (err.cause?.code ?? err.cause?.message ?? err.message)
+      throw new CliError(
+        'node-unreachable',
+        `cannot reach the node at ${this.base} (${why}); is it running? (set --node or $ALLMENDE_NODE)`,
+        EXIT.unreachable,
+      )
+    }
+  }
+
+  private async answer<T>(res: Response): Promise<T> {
+    const text = await res.text()
+    let body: unknown
+    try {
+      body = text.length > 0 ? JSON.parse(text) : undefined
+    } catch {
+      body = undefined
+    }
+    if (!res.ok) {
+      const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error
+      const code = typeof error?.code === 'string' ? error.code : `http-${res.status}`
+      const message =
+        typeof error?.message === 'string'
+          ? error.message
+          : `the node answered ${res.status} ${res.statusText}`
+      throw new CliError(code, message, EXIT.failed)
+    }
+    if (body === undefined) throw new CliError('bad-answer', `the node at ${this.base} did not answer JSON`)
+    return body as T
+  }
+
+  async get<T>(path: string): Promise<T> {
+    return this.answer<T>(await this.request(path, { headers: { accept: 'application/json' } }))
+  }
+
+  /** Submits one signed record (application/cbor). Rejections come back as CliErrors with the node's code. */
+  async postRecord(bytes: Uint8Array): Promise<RecordAnswer> {
+    const res = await this.request('/records', {
+      method: 'POST',
+      headers: { 'content-type': 'application/cbor', accept: 'application/json' },
+      body: Buffer.from(bytes),
+    })
+    return this.answer<RecordAnswer>(res)
+  }
+}

@@ -1,0 +1,36 @@
+/** `allmende init`: a personal identity, or a node's steward key (DESIGN.md §7). */
+import { mkdir } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import type { Command } from 'commander'
+import { action, examples, usage } from '../context.js'
+import { allmendeHome, createKeyFile, identityPath } from '../identity.js'
+import { passphrase } from '../keys.js'
+
+export function registerInit(cli: Command): void {
+  const cmd = cli
+    .command('init')
+    .description('create your identity ($ALLMENDE_HOME/identity.json) or a steward key, and print its did')
+    .option('--steward-key <file>', "create a node's steward key in FILE instead of your personal identity")
+    .option(
+      '--passphrase-file <file>',
+      'encrypt the key with the passphrase in this file (or set $ALLMENDE_PASSPHRASE); none = a plain 0600 file',
+    )
+  examples(cmd, [
+    'allmende init',
+    'ALLMENDE_PASSPHRASE=… allmende init',
+    'allmende init --steward-key /srv/allmende/steward.key --passphrase-file /run/secrets/steward-pass',
+  ])
+  cmd.action(
+    action<{ stewardKey?: string; passphraseFile?: string }>(async (ctx, opts) => {
+      const path = resolve(opts.stewardKey ?? identityPath())
+      if (opts.stewardKey === '') throw usage('--steward-key needs a file name')
+      await mkdir(opts.stewardKey ? dirname(path) : allmendeHome(), { recursive: true, mode: 0o700 })
+      const pass = await passphrase(opts)
+      const { did } = await createKeyFile(path, pass === undefined ? {} : { passphrase: pass })
+      ctx.out({ did, file: path, encrypted: pass !== undefined }, [
+        `${opts.stewardKey ? 'steward key' : 'identity'} ${did}`,
+        `written to ${path}${pass === undefined ? ' (not encrypted)' : ' (encrypted)'}`,
+      ])
+    }),
+  )
+}

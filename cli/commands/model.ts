@@ -1,0 +1,86 @@
+/**
+ * `allmende model list | show N@V` (DESIGN.md §7). `model publish` lives with the weights code
+ * and is added to the command returned here.
+ */
+import type { Command } from 'commander'
+import { NodeClient, withNode } from '../client.js'
+import { action, CliError, examples } from '../context.js'
+import { getModel } from '../records.js'
+import { table } from './proposals.js'
+
+interface ModelListEntry {
+  key: string
+  status: string
+  manifests: string[]
+  manifest?: string
+  decision?: string
+}
+
+export function registerModel(cli: Command): Command {
+  const model = cli.command('model').description('model versions: list, show (and publish)')
+
+  const list = withNode(
+    model.command('list').description('every model version the node knows, with its status'),
+  )
+  examples(list, ['allmende model list', 'allmende --json model list'])
+  list.action(
+    action<{ node?: string }>(async (ctx, opts) => {
+      const { models } = await new NodeClient(opts.node).get<{ models: ModelListEntry[] }>('/models')
+      const sorted = [...models].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      const out = sorted.map((m) => {
+        const at = m.key.lastIndexOf('@')
+        return {
+          name: m.key.slice(0, at),
+          version: m.key.slice(at + 1),
+          status: m.status,
+          manifest: m.manifest ?? null,
+          proposal: m.decision ?? null,
+          manifests: m.manifests,
+        }
+      })
+      ctx.out(
+        { models: out },
+        out.length === 0
+          ? 'no models'
+          : table(
+              ['MODEL', 'STATUS', 'MANIFEST'],
+              out.map((m) => [`${m.name}@${m.version}`, m.status, m.manifest ?? m.manifests.join(',')]),
+            ),
+      )
+    }),
+  )
+
+  const show = withNode(
+    model
+      .command('show')
+      .description('the status of a model version: ratified, conflicted, revoked or proposed')
+      .argument('<name@version>')
+      .option('--ratified', 'exit 1 unless the version is ratified (for scripts)'),
+  )
+  examples(show, [
+    'allmende model show mistral-7b-de@1.2.0',
+    'allmende --json model show org/model@2.0.0 --ratified',
+  ])
+  show.action(
+    action<{ node?: string; ratified?: boolean }>(async (ctx, opts, [ref]) => {
+      const m = await getModel(new NodeClient(opts.node), ref!)
+      const out = {
+        name: m.name,
+        version: m.version,
+        status: m.status,
+        manifest: m.manifest,
+        proposal: m.proposal,
+        manifests: m.manifests,
+      }
+      ctx.out(out, [
+        `${m.name}@${m.version}  ${m.status}`,
+        ...(m.manifest ? [`manifest  ${m.manifest}`] : []),
+        ...(m.proposal ? [`${m.status === 'revoked' ? 'revoked by' : 'ratified by'}  ${m.proposal}`] : []),
+        ...(m.manifest ? [] : m.manifests.map((x) => `manifest  ${x.id} (${x.status})`)),
+      ])
+      if (opts.ratified && m.status !== 'ratified')
+        throw new CliError('not-ratified', `${m.name}@${m.version} is ${m.status}, not ratified`)
+    }),
+  )
+  return model
+}
