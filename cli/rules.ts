@@ -46,7 +46,8 @@ export function parseMemberSpec(spec: string): Member {
   const parts = spec.split(':')
   let weight = 1
   if (parts.length > 1 && /^\d+$/.test(parts[parts.length - 1]!)) weight = parseWeight(parts.pop()!, where)
-  if (parts.length < 2)
+  // A did:key has three parts of its own: with fewer than four, the roles are missing.
+  if (parts.length < 4 || !spec.startsWith('did:'))
     throw usage(`${where}: expected DID:ROLES[:WEIGHT], e.g. did:key:z6Mk…:steward,voter:1`)
   const roles = parseRoles(parts.pop()!, where)
   return { id: checkDid(parts.join(':'), where), roles, weight }
