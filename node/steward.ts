@@ -142,7 +142,8 @@ export function createSteward(options: StewardOptions): Steward {
   let running: Promise<void> | undefined
   let stopped = false
   const tick = (): Promise<void> => {
-    running ??= (async () => {
+    if (running) return running
+    const work = (async () => {
       try {
         const now = clock()
         const due = [...fold.state().proposals.values()]
@@ -163,10 +164,12 @@ export function createSteward(options: StewardOptions): Steward {
         }
       } catch (e) {
         log.error('steward-failed', { error: e as Error })
-      } finally {
-        running = undefined
       }
     })()
+    // Cleared only once the run is over (a run with nothing due finishes synchronously).
+    running = work.finally(() => {
+      running = undefined
+    })
     return running
   }
 

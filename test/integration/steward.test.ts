@@ -1,0 +1,222 @@
+/**
+ * Steward nodes seal on their own (DESIGN.md §4): four steward nodes at seal
+ * threshold 3 on 127.0.0.1, real time with short timing rules.
+ */
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { initHome } from '../../node/config.js'
+import { createLogger, silentLogger } from '../../node/log.js'
+import { type AllmendeNode, startNode } from '../../node/node.js'
+import { type CID, cidKey, type ProposalView, proposalStatus } from '../../protocol/index.js'
+import { submit } from '../support/cluster.js'
+import { rulesWith, Simulator } from '../support/simulator.js'
+import { until } from '../support/until.js'
+
+const KEY_PREFIX = 'allmende-steward-test:'
+const stewards = ['s1', 's2', 's3', 's4']
+const rules = rulesWith({
+  sealThreshold: 3,
+  votingPeriodMs: 2_500,
+  sealGraceMs: 1_000,
+  weightsDeadlineMs: 1_500,
+  sealDeadlineMs: 5_000,
+})
+/** A fresh federation per test: each starts "now", so its proposals are open while it runs. */
+function federation(name: string): Simulator {
+  return new Simulator({
+    members: [
+      ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
+      { name: 'v1', roles: ['voter'] as const, weight: 1 },
+    ].map((m) => ({ ...m, roles: [...m.roles] })),
+    rules,
+    keyPrefix: KEY_PREFIX,
+    base: Date.now(),
+    name,
+  })
+}
+
+let root: string
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'allmende-steward-'))
+})
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true })
+})
+
+/** Four steward nodes, each with its steward key file, in a star around the first. */
+async function startStewards(sim: Simulator, tag: string): Promise<AllmendeNode[]> {
+  const nodes: AllmendeNode[] = []
+  for (const [i, name] of stewards.entries()) {
+    const home = join(root, `${tag}-${name}`)
+    const keyFile = join(root, `${tag}-${name}.key`)
+    const secretKey = createHash('sha256')
+      .update(KEY_PREFIX + name)
+      .digest()
+    await writeFile(
+      keyFile,
+      JSON.stringify({ version: 1, did: sim.did(name), secretKey: secretKey.toString('base64') }),
+      { mode: 0o600 },
+    )
+    const config = await initHome(home, {
+      genesis: sim.genesis,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: i === 0 ? [] : [nodes[0]!.p2p.addresses()[0]!],
+      api: '127.0.0.1:0',
+      stewardKeyFile: keyFile,
+      logLevel: 'warn',
+    })
+    nodes.push(
+      await startNode({
+        home,
+        config,
+        genesis: sim.genesis,
+        log: process.env.STEWARD_LOG ? createLogger({ level: 'info' }) : silentLogger,
+        helia: false,
+        stewardTickMs: 100,
+        sync: { intervalMs: 1_000 },
+      }),
+    )
+  }
+  await until(() => nodes.every((n) => n.p2p.subscribers().length >= 1), 'subscriptions')
+  return nodes
+}
+
+const view = (n: AllmendeNode, p: CID): ProposalView | undefined =>
+  n.store.fold.state().proposals.get(cidKey(p))
+
+describe('four steward nodes at threshold 3', () => {
+  it('take a proposal from open to final on their own, and the fourth agrees', async () => {
+    const sim = federation('seal-final')
+    const nodes = await startStewards(sim, 'final')
+    try {
+      const p = sim.proposal('s1', 0, {
+        closesAt: 2_600,
+        action: { type: 'admit-member', member: { id: sim.did('new'), roles: ['voter'], weight: 1 } },
+        basis: sim.federation,
+      })
+      expect((await submit(nodes[0]!, p)).status).toBe(201)
+      for (const [i, v] of ['s1', 's2', 's3', 'v1'].entries()) {
+        const vote = sim.vote(v, 10 + i, { proposal: p.cid, choice: v === 'v1' ? 'no' : 'yes' })
+        expect((await submit(nodes[i % 4]!, vote)).status).toBe(201)
+      }
+      expect(view(nodes[0]!, p.cid)?.reason).toBeUndefined()
+      expect(proposalStatus(view(nodes[0]!, p.cid)!, Date.now())).toBe('open')
+      await until(
+        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        'final-passed on every node',
+        15_000,
+      )
+      // Every steward sealed, once, the same tally; the fourth's seal agrees with the others.
+      await until(
+        () =>
+          nodes.every(
+            (n) => [...n.store.fold.records()].filter((r) => r.record.kind === 'seal').length === 4,
+          ),
+        'all four seals everywhere',
+        10_000,
+      )
+      const seals = [...nodes[3]!.store.fold.records()].filter((r) => r.record.kind === 'seal')
+      const authors = new Set(seals.map((s) => s.record.author))
+      expect(authors.size).toBe(4)
+      for (const s of seals) {
+        if (s.record.kind !== 'seal') continue
+        expect(s.record.body.outcome).toBe('passed')
+        expect(s.record.body.tally).toEqual({ yes: 3, no: 1, abstain: 0 })
+        expect(nodes[3]!.store.fold.report(s.cid)?.status).toBe('applied')
+      }
+      expect(view(nodes[3]!, p.cid)?.equivocators).toEqual([])
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.stop()))
+    }
+  }, 60_000)
+
+  it('leave a proposal expired when only 2 of 4 are up', async () => {
+    const sim = federation('seal-expired')
+    const nodes = await startStewards(sim, 'expired')
+    try {
+      await Promise.all([nodes[2]!.stop(), nodes[3]!.stop()])
+      const p = sim.proposal('s1', 0, {
+        closesAt: 2_600,
+        action: { type: 'remove-member', id: sim.did('v1') },
+        basis: sim.federation,
+      })
+      expect((await submit(nodes[0]!, p)).status).toBe(201)
+      for (const v of ['s1', 's2', 's3'])
+        expect((await submit(nodes[0]!, sim.vote(v, 20, { proposal: p.cid, choice: 'yes' }))).status).toBe(
+          201,
+        )
+      // The two up seal; two seals never reach the threshold.
+      await until(
+        () => [...nodes[0]!.store.fold.records()].filter((r) => r.record.kind === 'seal').length === 2,
+        'two seals',
+        10_000,
+      )
+      const deadline = p.record.body.closesAt + rules.sealDeadlineMs
+      await until(() => Date.now() > deadline, 'the seal deadline', 15_000, 100)
+      for (const n of nodes.slice(0, 2)) {
+        expect(view(n, p.cid)?.phase).toBe('undecided')
+        expect(proposalStatus(view(n, p.cid)!, Date.now())).toBe('expired')
+      }
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.stop()))
+    }
+  }, 60_000)
+
+  it('never count a backdated vote, and never seal a backdated proposal', async () => {
+    const sim = federation('seal-backdated')
+    const nodes = await startStewards(sim, 'backdated')
+    try {
+      const p = sim.proposal('s1', 0, {
+        closesAt: 2_600,
+        action: { type: 'admit-member', member: { id: sim.did('late'), roles: ['voter'], weight: 1 } },
+        basis: sim.federation,
+      })
+      expect((await submit(nodes[0]!, p)).status).toBe(201)
+      for (const v of ['s1', 's2', 's3']) {
+        const vote = sim.vote(v, 10, { proposal: p.cid, choice: 'yes' })
+        expect((await submit(nodes[0]!, vote)).status).toBe(201)
+      }
+      // A proposal signed as if made 10 s ago and closing as the other does, first seen now.
+      const old = sim.proposal('s2', -10_000, {
+        closesAt: 2_600,
+        action: { type: 'admit-member', member: { id: sim.did('old'), roles: ['voter'], weight: 1 } },
+        basis: sim.federation,
+      })
+      expect((await submit(nodes[1]!, old)).status).toBe(201)
+      expect((await submit(nodes[1]!, sim.vote('s2', 20, { proposal: old.cid, choice: 'yes' }))).status).toBe(
+        201,
+      )
+      // After close + grace: votes signed before close, sent now.
+      await until(() => Date.now() > p.record.body.closesAt + rules.sealGraceMs, 'close + grace', 10_000, 50)
+      for (const v of ['s4', 'v1'])
+        expect((await submit(nodes[2]!, sim.vote(v, 1_000, { proposal: p.cid, choice: 'no' }))).status).toBe(
+          201,
+        )
+      await until(
+        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        'final on every node',
+        15_000,
+      )
+      // Only the votes received in time count: the backdated noes are in no seal.
+      for (const n of nodes) expect(view(n, p.cid)?.tally).toEqual({ yes: 3, no: 0, abstain: 0 })
+      // The backdated proposal: no steward seals it.
+      await until(
+        () => Date.now() > old.record.body.closesAt + rules.sealGraceMs + 1_000,
+        'a few ticks',
+        10_000,
+        50,
+      )
+      for (const n of nodes) {
+        const seals = [...n.store.fold.records()].filter(
+          (r) => r.record.kind === 'seal' && r.record.body.proposal.equals(old.cid),
+        )
+        expect(seals).toHaveLength(0)
+      }
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.stop()))
+    }
+  }, 60_000)
+})
