@@ -43,6 +43,11 @@ export function registerFederation(cli: Command): void {
   const federation = cli
     .command('federation')
     .description('found a federation: create, co-sign and inspect a genesis')
+  examples(federation, [
+    'allmende federation create --name N --member DID:steward,voter ... --out genesis.car',
+    'allmende federation cosign genesis.car',
+    'allmende federation show genesis.car',
+  ])
 
   const create = federation
     .command('create')

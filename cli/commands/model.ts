@@ -18,6 +18,7 @@ interface ModelListEntry {
 
 export function registerModel(cli: Command): Command {
   const model = cli.command('model').description('model versions: list, show (and publish)')
+  examples(model, ['allmende model list', 'allmende model show mistral-7b-de@1.2.0'])
 
   const list = withNode(
     model.command('list').description('every model version the node knows, with its status'),

@@ -96,6 +96,7 @@ export function registerProposals(cli: Command): void {
   )
 
   const proposal = cli.command('proposal').description('look at one proposal')
+  examples(proposal, ['allmende proposal show bafyrei…'])
   const show = withNode(
     proposal
       .command('show')

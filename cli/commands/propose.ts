@@ -117,6 +117,11 @@ export function registerPropose(cli: Command): void {
   const p = cli
     .command('propose')
     .description('propose a decision: ratify or revoke a model version, or change the membership or rules')
+  examples(p, [
+    'allmende propose ratify mistral-7b-de@1.2.0',
+    'allmende propose admit did:key:z6Mk… --roles voter --weight 1 --closes 14d',
+    'allmende propose rules --voting-period 14d',
+  ])
 
   proposeCommand<ProposeOptions & { manifest?: string }>(
     p,
