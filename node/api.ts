@@ -14,10 +14,12 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { CID } from 'multiformats/cid'
 import { cidKey, isInvalidCode, LIMITS, type RejectionCode, stateRoot } from '../protocol/index.js'
 import { isNodeError, NodeError } from './errors.js'
+import { type GatewayBlockstore, registerGateway } from './gateway.js'
 import { proposalJson, stateJson, toJson } from './json.js'
 import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { RecordStore } from './store.js'
+import { registerWeightsRoutes, type Weights, type WeightsRoutesOptions } from './uploads.js'
 
 export interface NodeStatus {
   peerId: string
@@ -39,6 +41,17 @@ export interface ApiContext {
   /** Best-effort gossip of bytes already made durable. */
   publish(bytes: Uint8Array): Promise<void>
   dial(multiaddr: string): Promise<void>
+  /**
+   * Weights, when the node runs Helia: its own blockstore (an FsBlockstore, never Helia's
+   * networked one) served by the trustless gateway at /ipfs/, and the upload service behind
+   * POST /weights. Without them neither is served.
+   */
+  readonly weights?: {
+    readonly blockstore: GatewayBlockstore & WeightsRoutesOptions['blockstore']
+    readonly service: Weights
+    /** The largest upload (CAR bytes); default the head state's maxModelBytes plus CAR overhead. */
+    readonly maxUploadBytes?: number
+  }
 }
 
 /** Request bodies: one record (≤ 256 KiB) or a CAR with a record and its list blocks. */
@@ -79,7 +92,15 @@ function unpack(body: Buffer, type: string | undefined): { record: Uint8Array; b
 }
 
 export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: MAX_BODY_BYTES, return503OnClosing: true })
+  const app = Fastify({
+    logger: false,
+    bodyLimit: MAX_BODY_BYTES,
+    return503OnClosing: true,
+    // CIDs in paths (/ipfs/:cid, /weights/:cid/check) run past the default 100 characters.
+    maxParamLength: 256,
+    // A client that stops reading a CAR stream (or stops sending one) must not hold up `close`.
+    forceCloseConnections: true,
+  })
   for (const type of [
     'application/cbor',
     'application/octet-stream',
@@ -237,9 +258,11 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
       // Durable now: gossip is best effort, sync repairs what it misses.
       ctx.publish(record).catch((e) => ctx.log.warn('publish-failed', { error: e as Error }))
     }
-    return reply
-      .code(result.duplicate ? 200 : 201)
-      .send({ id: result.record!.cid.toString(), duplicate: result.duplicate === true, report: result.report })
+    return reply.code(result.duplicate ? 200 : 201).send({
+      id: result.record!.cid.toString(),
+      duplicate: result.duplicate === true,
+      report: result.report,
+    })
   })
 
   app.post('/admin/dial', async (req) => {
@@ -250,6 +273,18 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     await ctx.dial(body.multiaddr)
     return { ok: true }
   })
+
+  if (ctx.weights) {
+    registerGateway(app, { blockstore: ctx.weights.blockstore, log: ctx.log })
+    await registerWeightsRoutes(app, {
+      weights: ctx.weights.service,
+      blockstore: ctx.weights.blockstore,
+      fold: ctx.store.fold,
+      clock: ctx.clock,
+      requireAdmin,
+      ...(ctx.weights.maxUploadBytes !== undefined ? { maxUploadBytes: ctx.weights.maxUploadBytes } : {}),
+    })
+  }
 
   app.get('/metrics', async (_req, reply) => {
     ctx.metrics.update()

@@ -32,6 +32,7 @@ import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes,
 import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
+import { createWeights, type Weights } from './uploads.js'
 import { verifyDag } from './weights/verify.js'
 
 export interface NodeOptions {
@@ -46,6 +47,8 @@ export interface NodeOptions {
   readonly stewardTickMs?: number
   /** Sync settings (intervals and timeouts); `false` turns sync off (tests of gossip alone). */
   readonly sync?: Omit<SyncOptions, 'p2p' | 'store' | 'log'> | false
+  /** The largest weights upload (CAR bytes); default the head state's maxModelBytes plus CAR overhead. */
+  readonly maxUploadBytes?: number
 }
 
 export interface AllmendeNode {
@@ -59,6 +62,8 @@ export interface AllmendeNode {
   readonly metrics: Metrics
   /** Absent when started with `sync: false`. */
   readonly sync?: SyncService
+  /** Weights uploads and pins; absent without Helia. */
+  readonly weights?: Weights
   status(): NodeStatus
   stop(): Promise<void>
 }
@@ -203,6 +208,12 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     }
   }
 
+  // Weights live in the node's own FsBlockstore (the gateway never reads through Helia's
+  // networked blockstore, which may wait on bitswap); pins go through Helia's pins API, whose
+  // records are kept in the LevelDatastore. The node runs no GC (see uploads.ts).
+  const helia = p2p.helia
+  const weights = blockstore && helia ? createWeights({ blockstore, pins: helia.pins, log }) : undefined
+
   const api = await createApi({
     store,
     clock,
@@ -210,6 +221,15 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     metrics,
     adminToken: token,
     status,
+    ...(weights && blockstore
+      ? {
+          weights: {
+            blockstore,
+            service: weights,
+            ...(options.maxUploadBytes !== undefined ? { maxUploadBytes: options.maxUploadBytes } : {}),
+          },
+        }
+      : {}),
     peers: () => p2p!.peers(),
     publish: async (bytes) => {
       await p2p!.publish(bytes)
@@ -272,5 +292,17 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     return stopping
   }
   void cidKey
-  return { home, config, store, p2p, api, apiUrl, metrics, ...(sync ? { sync } : {}), status, stop }
+  return {
+    home,
+    config,
+    store,
+    p2p,
+    api,
+    apiUrl,
+    metrics,
+    ...(sync ? { sync } : {}),
+    ...(weights ? { weights } : {}),
+    status,
+    stop,
+  }
 }

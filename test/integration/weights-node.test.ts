@@ -1,0 +1,308 @@
+/**
+ * Weights on a real node: uploads (POST /weights) with the admin token and with publisher upload
+ * statements, refusals with their codes, a tampered CAR that leaves nothing reachable, the
+ * gateway serving what was uploaded (verified block by block and reassembled by
+ * ipfs-unixfs-exporter), the DAG check against a manifest, and weights that stay served and
+ * pinned across a restart.
+ */
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CarBlockIterator } from '@ipld/car/iterator'
+import { CarWriter } from '@ipld/car/writer'
+import { exporter, recursive as exportRecursive } from 'ipfs-unixfs-exporter'
+import type { CID } from 'multiformats/cid'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateModel } from '../../fixtures/models.js'
+import { adminToken } from '../../node/config.js'
+import { silentLogger } from '../../node/log.js'
+import { type AllmendeNode, startNode } from '../../node/node.js'
+import { importDirectory } from '../../node/weights/directory.js'
+import { signRecord, uploadStatementBytes } from '../../protocol/index.js'
+import { type Cluster, startCluster, submit } from '../support/cluster.js'
+import { Simulator } from '../support/simulator.js'
+
+const CAR = 'application/vnd.ipld.car'
+
+interface Block {
+  cid: CID
+  bytes: Uint8Array
+}
+
+interface Model {
+  dir: string
+  root: CID
+  size: number
+  files: { path: string; size: number; sha256: Uint8Array }[]
+  /** Root first, then the rest in import order. */
+  blocks: Block[]
+}
+
+async function makeModel(base: string, seed: number): Promise<Model> {
+  const dir = join(base, `model-${seed}`)
+  await generateModel(dir, { seed, layers: 1 })
+  const held = new Map<string, Block>()
+  const imp = await importDirectory(dir, {
+    blockstore: {
+      put: async (cid: CID, bytes: Uint8Array) => {
+        held.set(cid.toString(), { cid, bytes })
+        return cid
+      },
+    },
+  })
+  const root = held.get(imp.root.toString())!
+  const rest = [...held.values()].filter((b) => !b.cid.equals(imp.root))
+  return { dir, root: imp.root, size: imp.size, files: [...imp.files], blocks: [root, ...rest] }
+}
+
+async function carOf(root: CID, blocks: Block[]): Promise<Uint8Array> {
+  const { writer, out } = CarWriter.create([root])
+  const collected = (async () => {
+    const parts: Uint8Array[] = []
+    for await (const c of out) parts.push(c)
+    return new Uint8Array(Buffer.concat(parts))
+  })()
+  for (const b of blocks) await writer.put(b)
+  await writer.close()
+  return collected
+}
+
+describe('weights on a node', () => {
+  const sim = new Simulator({
+    members: [
+      { name: 'p', roles: ['publisher', 'voter'], weight: 1 },
+      { name: 's', roles: ['steward', 'voter'], weight: 1 },
+      { name: 'v', roles: ['voter'], weight: 1 },
+    ],
+    base: Date.now(),
+    name: 'weights',
+  })
+  let cluster: Cluster
+  let node: AllmendeNode
+  let token: string
+  let scratch: string
+  let a!: Model
+  let b!: Model
+  let c!: Model
+  let d!: Model
+
+  const upload = (body: Uint8Array, headers: Record<string, string>) =>
+    fetch(`${node.apiUrl}/weights`, {
+      method: 'POST',
+      headers: { 'content-type': CAR, ...headers },
+      body: Buffer.from(body),
+    })
+  const admin = () => ({ authorization: `Bearer ${token}` })
+  const statement = (signer: string, root: CID, size: number, at = Date.now()) => ({
+    'allmende-upload-author': sim.did(signer),
+    'allmende-upload-at': String(at),
+    'allmende-upload-signature': Buffer.from(
+      sim.signer(signer).sign(uploadStatementBytes(root, at, size)),
+    ).toString('base64'),
+  })
+  const rawStatus = async (cid: CID) =>
+    (await fetch(`${node.apiUrl}/ipfs/${cid}?format=raw`, { method: 'HEAD' })).status
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'allmende-weights-'))
+    ;[a, b, c, d] = (await Promise.all([1, 2, 3, 4].map((seed) => makeModel(scratch, seed)))) as [
+      Model,
+      Model,
+      Model,
+      Model,
+    ]
+    cluster = await startCluster(sim.genesis, 1, { helia: true })
+    node = cluster.nodes[0]!
+    token = await adminToken(node.home)
+  }, 60_000)
+  afterAll(async () => {
+    await cluster?.stop()
+    if (scratch) await rm(scratch, { recursive: true, force: true })
+  })
+
+  it('takes a CAR with the admin token, stores it and pins its root', async () => {
+    expect(a.blocks.length).toBeGreaterThan(4)
+    const res = await upload(await carOf(a.root, a.blocks), admin())
+    expect(res.status).toBe(201)
+    const body = (await res.json()) as Record<string, unknown>
+    expect(body).toMatchObject({
+      root: a.root.toString(),
+      blocks: a.blocks.length,
+      bytes: a.size,
+      pinned: true,
+    })
+    expect(await node.p2p.helia!.pins.isPinned(a.root)).toBe(true)
+  })
+
+  it('takes a CAR signed by a publisher (with and without the size header)', async () => {
+    const res = await upload(await carOf(b.root, b.blocks), statement('p', b.root, b.size))
+    expect(res.status, await res.clone().text()).toBe(201)
+    expect(await res.json()).toMatchObject({ root: b.root.toString(), bytes: b.size })
+    expect(await rawStatus(b.root)).toBe(200)
+    // Again with the size named up front: a duplicate upload is fine.
+    const again = await upload(await carOf(b.root, b.blocks), {
+      ...statement('p', b.root, b.size),
+      'allmende-upload-size': String(b.size),
+    })
+    expect(again.status).toBe(201)
+  })
+
+  it('refuses bad signatures, non-publishers, stale statements and missing credentials', async () => {
+    const car = await carOf(c.root, c.blocks)
+    const cases: [Record<string, string>, number, string][] = [
+      [statement('p', c.root, c.size + 1), 401, 'upload-signature-invalid'],
+      [
+        { ...statement('p', c.root, c.size), 'allmende-upload-size': String(c.size + 1) },
+        401,
+        'upload-signature-invalid',
+      ],
+      [statement('v', c.root, c.size), 403, 'not-a-publisher'],
+      [statement('p', c.root, c.size, Date.now() - 11 * 60_000), 401, 'upload-stale'],
+      [
+        { ...statement('p', c.root, c.size), 'allmende-upload-signature': 'abc' },
+        401,
+        'upload-statement-invalid',
+      ],
+      [{ authorization: 'Bearer wrong' }, 401, 'unauthorized'],
+      [{}, 401, 'unauthorized'],
+    ]
+    for (const [headers, status, code] of cases) {
+      const res = await upload(car, headers)
+      expect(res.status, JSON.stringify(headers)).toBe(status)
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code)
+    }
+    // Nothing of it is reachable; the signature checked after the walk cleaned up its blocks.
+    expect(await rawStatus(c.root)).toBe(404)
+    for (const blk of c.blocks.slice(1, 4)) expect(await rawStatus(blk.cid)).toBe(404)
+  })
+
+  it('refuses a CAR whose block does not match its CID, leaving no root and deleting nothing held before', async () => {
+    const heldBefore = a.blocks[1]!
+    const fresh = d.blocks.filter((x) => !a.blocks.some((y) => y.cid.equals(x.cid)))
+    const early = fresh[1]!
+    const victim = fresh[fresh.length - 1]!
+    const tampered = {
+      cid: victim.cid,
+      bytes: Uint8Array.from(victim.bytes, (x, i) => (i === 0 ? x ^ 1 : x)),
+    }
+    const blocks = [
+      d.blocks[0]!,
+      heldBefore,
+      ...d.blocks.slice(1).filter((x) => !x.cid.equals(victim.cid)),
+      tampered,
+    ]
+    const res = await upload(await carOf(d.root, blocks), admin())
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('block-hash-mismatch')
+    expect(await rawStatus(d.root)).toBe(404)
+    expect(await rawStatus(early.cid)).toBe(404)
+    expect(await rawStatus(heldBefore.cid)).toBe(200)
+    expect(await node.p2p.helia!.pins.isPinned(d.root)).toBe(false)
+  })
+
+  it('refuses a CAR without the blocks under its root, and one that is not a CAR', async () => {
+    const partial = await upload(await carOf(d.root, d.blocks.slice(0, 2)), admin())
+    expect(partial.status).toBe(400)
+    expect(((await partial.json()) as { error: { code: string } }).error.code).toBe('dag-incomplete')
+    expect(await rawStatus(d.root)).toBe(404)
+    const junk = await upload(new TextEncoder().encode('not a car at all'), admin())
+    expect(junk.status).toBe(400)
+    const wrongType = await fetch(`${node.apiUrl}/weights`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/cbor', ...admin() },
+      body: Buffer.from([1, 2, 3]),
+    })
+    expect(wrongType.status).toBe(415)
+  })
+
+  async function fetchAndCheck(model: Model): Promise<void> {
+    const res = await fetch(`${node.apiUrl}/ipfs/${model.root}?format=car`)
+    expect(res.status).toBe(200)
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    const got = new Map<string, Uint8Array>()
+    const car = await CarBlockIterator.fromBytes(bytes)
+    expect((await car.getRoots()).map(String)).toEqual([model.root.toString()])
+    for await (const blk of car) {
+      const digest = createHash('sha256').update(blk.bytes).digest()
+      expect(Buffer.from(blk.cid.multihash.digest).equals(digest)).toBe(true)
+      got.set(blk.cid.toString(), blk.bytes)
+    }
+    const store = {
+      async *get(cid: CID) {
+        const x = got.get(cid.toString())
+        if (!x) throw new Error(`block ${cid} is not in the CAR`)
+        yield x
+      },
+    }
+    const seen: string[] = []
+    for await (const listed of exportRecursive(model.root, store)) {
+      const entry = await exporter(listed.cid, store)
+      if (entry.type !== 'file' && entry.type !== 'raw') continue
+      const path = listed.path.split('/').slice(1).join('/')
+      const chunks: Uint8Array[] = []
+      for await (const part of entry.content()) chunks.push(part)
+      expect(Buffer.concat(chunks).equals(await readFile(join(model.dir, path))), path).toBe(true)
+      seen.push(path)
+    }
+    expect(seen.sort()).toEqual(model.files.map((f) => f.path).sort())
+  }
+
+  it('serves the uploaded weights through the gateway, verifiable block by block', async () => {
+    await fetchAndCheck(a)
+    await fetchAndCheck(b)
+  })
+
+  it('answers 404 at once for a block it does not hold', async () => {
+    const started = Date.now()
+    const res = await fetch(`${node.apiUrl}/ipfs/${c.root}?format=car`)
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('block-not-found')
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+
+  it('checks held weights against a manifest', async () => {
+    const manifest = signRecord(
+      {
+        kind: 'manifest',
+        federation: sim.federation,
+        at: Date.now(),
+        body: {
+          name: 'fixture',
+          version: '1.0.0',
+          weights: a.root,
+          cidProfile: 'unixfs-v1-2025',
+          files: a.files,
+          size: a.size,
+          format: 'safetensors',
+          license: 'Apache-2.0',
+          languages: ['de'],
+        },
+      },
+      sim.signer('p'),
+    )
+    expect((await submit(node, manifest)).status).toBe(201)
+    const check = (root: CID) =>
+      fetch(`${node.apiUrl}/weights/${root}/check?manifest=${manifest.cid}`, { headers: admin() })
+    const ok = await check(a.root)
+    expect(ok.status).toBe(200)
+    expect(await ok.json()).toEqual({ ok: true, problems: [] })
+    const other = (await (await check(b.root)).json()) as { ok: boolean; problems: { code: string }[] }
+    expect(other.ok).toBe(false)
+    expect(other.problems[0]?.code).toBe('root-mismatch')
+    expect((await fetch(`${node.apiUrl}/weights/${a.root}/check?manifest=${manifest.cid}`)).status).toBe(401)
+  })
+
+  it('still serves and pins the weights after a restart', async () => {
+    const home = node.home
+    await node.stop()
+    node = await startNode({ home, genesis: sim.genesis, log: silentLogger, helia: true })
+    cluster.nodes[0] = node
+    expect(await node.p2p.helia!.pins.isPinned(a.root)).toBe(true)
+    expect(await node.p2p.helia!.pins.isPinned(b.root)).toBe(true)
+    const pinned = []
+    for await (const pin of node.p2p.helia!.pins.ls()) pinned.push(pin.cid.toString())
+    expect(pinned.sort()).toEqual([a.root.toString(), b.root.toString()].sort())
+    await fetchAndCheck(a)
+  }, 30_000)
+})
