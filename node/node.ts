@@ -281,6 +281,8 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     stopping ??= (async () => {
       log.info('node-stopping', {})
       await api.close()
+      // Uploads cut off by the close finish their cleanup before the blockstore closes.
+      await weights?.drain()
       await stewardDuty?.stop()
       await sync?.stop()
       await p2p!.stop()

@@ -27,7 +27,6 @@
  * of blocks can touch them.
  */
 import { createHash } from 'node:crypto'
-import type { Readable } from 'node:stream'
 import * as dagCbor from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -617,12 +616,15 @@ export async function registerWeightsRoutes(
         )
       }
 
+      const source = req.body as AsyncIterable<Uint8Array> | undefined
+      if (source === undefined || source === null || typeof source[Symbol.asyncIterator] !== 'function')
+        throw new NodeError('bad-car', 'the body is empty: send a CARv1 file', { status: 400 })
       const controller = new AbortController()
       reply.raw.once('close', () => {
         if (!reply.raw.writableFinished) controller.abort()
       })
       const s = statement
-      const result = await weights.receive(req.body as Readable, {
+      const result = await weights.receive(source, {
         maxBytes,
         maxBlocks: budget.maxBlocks,
         signal: controller.signal,

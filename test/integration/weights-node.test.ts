@@ -208,6 +208,9 @@ describe('weights on a node', () => {
     expect(await rawStatus(d.root)).toBe(404)
     const junk = await upload(new TextEncoder().encode('not a car at all'), admin())
     expect(junk.status).toBe(400)
+    const empty = await upload(new Uint8Array(), admin())
+    expect(empty.status).toBe(400)
+    expect(((await empty.json()) as { error: { code: string } }).error.code).toBe('bad-car')
     const wrongType = await fetch(`${node.apiUrl}/weights`, {
       method: 'POST',
       headers: { 'content-type': 'application/cbor', ...admin() },
