@@ -17,6 +17,7 @@
  */
 import {
   type AnyVerified,
+  checkpointFor,
   cidKey,
   compareCids,
   hasRole,
@@ -67,6 +68,50 @@ export function createSteward(options: StewardOptions): Steward {
   const done = new Set<string>()
   for (const r of fold.records())
     if (r.record.kind === 'seal' && r.record.author === signer.did) done.add(cidKey(r.record.body.proposal))
+
+  // The newest epoch this steward signed a checkpoint for (its own checkpoints are in the log).
+  let signedEpoch = -1
+  for (const r of fold.records())
+    if (r.record.kind === 'checkpoint' && r.record.author === signer.did)
+      signedEpoch = Math.max(signedEpoch, r.record.body.epoch)
+
+  /**
+   * SPEC.md §11.2: for the newest epoch boundary E (a multiple of checkpointIntervalMs) with
+   * E + sealDeadlineMs passed, sign checkpointFor(state, E) once. Only the newest: a steward
+   * that was down does not sign the epochs it missed.
+   */
+  const checkpoint = async (now: number): Promise<void> => {
+    const head = fold.headState()
+    if (!hasRole(head, signer.did, 'steward')) return
+    const { checkpointIntervalMs: interval, sealDeadlineMs } = head.rules
+    const epoch = Math.floor((now - sealDeadlineMs) / interval) * interval
+    // Nothing to vouch for before the federation existed.
+    if (epoch < fold.state().genesis.record.at || epoch <= signedEpoch) return
+    const content = checkpointFor(fold.state(), epoch)
+    const record = signRecord(
+      { kind: 'checkpoint', federation: fold.federation, at: now, body: content.body },
+      signer,
+      {
+        finalized: content.finalized,
+      },
+    )
+    const res = await store.ingest(
+      record.bytes,
+      content.blocks.map((b) => b.bytes),
+    )
+    if (res.verdict !== 'accept') {
+      log.error('checkpoint-not-taken', { epoch, code: res.code, message: res.message })
+      return
+    }
+    signedEpoch = epoch
+    log.info('checkpoint-signed', {
+      epoch,
+      height: content.body.height,
+      stateRoot: content.body.stateRoot.toString(),
+      finalized: content.finalized.length,
+    })
+    await options.publish(record.bytes).catch(() => {})
+  }
 
   const witnessedBy = (cutoff: number) => (r: AnyVerified) => (store.witnessedAt(r.key) ?? Infinity) <= cutoff
 
@@ -156,12 +201,14 @@ export function createSteward(options: StewardOptions): Steward {
               now <= p.closesAt + p.rules.sealDeadlineMs,
           )
           .sort((a, b) => a.closesAt - b.closesAt || compareCids(a.cid, b.cid))
-        if (due.length === 0) return
-        await options.syncPeers()
-        for (const p of due) {
-          if (stopped) return
-          await sealOne(p, clock())
+        if (due.length > 0) {
+          await options.syncPeers()
+          for (const p of due) {
+            if (stopped) return
+            await sealOne(p, clock())
+          }
         }
+        if (!stopped) await checkpoint(clock())
       } catch (e) {
         log.error('steward-failed', { error: e as Error })
       }

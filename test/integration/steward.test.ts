@@ -6,11 +6,22 @@ import { createHash } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { FsBlockstore } from 'blockstore-fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateModel } from '../../fixtures/models.js'
 import { initHome } from '../../node/config.js'
 import { createLogger, silentLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
-import { type CID, cidKey, type ProposalView, proposalStatus } from '../../protocol/index.js'
+import { importDirectory } from '../../node/weights/directory.js'
+import {
+  buildCertificate,
+  type CID,
+  cidKey,
+  type ProposalView,
+  proposalStatus,
+  type Rules,
+  verifyCertificate,
+} from '../../protocol/index.js'
 import { submit } from '../support/cluster.js'
 import { rulesWith, Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
@@ -25,13 +36,13 @@ const rules = rulesWith({
   sealDeadlineMs: 5_000,
 })
 /** A fresh federation per test: each starts "now", so its proposals are open while it runs. */
-function federation(name: string): Simulator {
+function federation(name: string, changes: Partial<Rules> = {}): Simulator {
   return new Simulator({
     members: [
       ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
       { name: 'v1', roles: ['voter'] as const, weight: 1 },
     ].map((m) => ({ ...m, roles: [...m.roles] })),
-    rules,
+    rules: { ...rules, ...changes },
     keyPrefix: KEY_PREFIX,
     base: Date.now(),
     name,
@@ -47,7 +58,7 @@ afterAll(async () => {
 })
 
 /** Four steward nodes, each with its steward key file, in a star around the first. */
-async function startStewards(sim: Simulator, tag: string): Promise<AllmendeNode[]> {
+async function startStewards(sim: Simulator, tag: string, helia = false): Promise<AllmendeNode[]> {
   const nodes: AllmendeNode[] = []
   for (const [i, name] of stewards.entries()) {
     const home = join(root, `${tag}-${name}`)
@@ -74,7 +85,7 @@ async function startStewards(sim: Simulator, tag: string): Promise<AllmendeNode[
         config,
         genesis: sim.genesis,
         log: process.env.STEWARD_LOG ? createLogger({ level: 'info' }) : silentLogger,
-        helia: false,
+        helia,
         stewardTickMs: 100,
         sync: { intervalMs: 1_000 },
       }),
@@ -219,4 +230,77 @@ describe('four steward nodes at threshold 3', () => {
       await Promise.allSettled(nodes.map((n) => n.stop()))
     }
   }, 60_000)
+})
+
+describe('stewards with the weights', () => {
+  it('verify them, seal the ratification, sign agreeing checkpoints, and a certificate verifies offline', async () => {
+    const sim = federation('checkpoints', { checkpointIntervalMs: 2_000 })
+    const modelDir = join(root, 'model')
+    await generateModel(modelDir, { seed: 7 })
+    const nodes = await startStewards(sim, 'cp', true)
+    try {
+      // Every steward holds the weights (as after an upload or a fetch).
+      let weights: Awaited<ReturnType<typeof importDirectory>> | undefined
+      for (const n of nodes) {
+        const blockstore = new FsBlockstore(join(n.home, 'blocks'))
+        await blockstore.open()
+        weights = await importDirectory(modelDir, { blockstore })
+        await blockstore.close()
+      }
+      // Simulation time now (setup took a while; a proposal signed at base + 0 would be backdated).
+      const t = Date.now() - sim.base
+      const m = sim.manifest('s1', t, {
+        id: 'cp',
+        name: 'tiny',
+        version: '1.0.0',
+        weights: { root: weights!.root, files: weights!.files, size: weights!.size },
+      })
+      const p = sim.proposal('s1', t + 1, {
+        closesAt: t + 2_600,
+        action: { type: 'ratify-model', manifest: m.cid },
+        basis: sim.federation,
+      })
+      for (const r of [
+        m,
+        p,
+        ...['s1', 's2', 's3'].map((v) => sim.vote(v, t + 10, { proposal: p.cid, choice: 'yes' })),
+      ])
+        expect((await submit(nodes[0]!, r)).status).toBe(201)
+      await until(
+        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        'ratified everywhere',
+        15_000,
+      )
+      expect(view(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
+      // A counted checkpoint covering the decision, on every node.
+      await until(
+        () => nodes.every((n) => (n.store.fold.state().checkpoint?.epoch ?? 0) >= p.record.body.closesAt),
+        'a counted checkpoint after the close',
+        20_000,
+        100,
+      )
+      const cp = nodes[0]!.store.fold.state().checkpoint!
+      const signed = [...nodes[0]!.store.fold.records()].filter(
+        (r) => r.record.kind === 'checkpoint' && r.record.body.epoch === cp.epoch,
+      )
+      expect(new Set(signed.map((r) => r.record.author)).size).toBeGreaterThanOrEqual(3)
+      for (const r of signed)
+        if (r.record.kind === 'checkpoint') expect(r.record.body.stateRoot.equals(cp.stateRoot)).toBe(true)
+      // Exported afterwards, verified with nothing but the federation id.
+      const car = buildCertificate(nodes[1]!.store.fold, 'tiny@1.0.0')
+      const verdict = verifyCertificate(sim.federation, car, {
+        now: Date.now(),
+        maxAgeMs: 60_000,
+        model: 'tiny@1.0.0',
+      })
+      expect(verdict.ok).toBe(true)
+      expect(verdict.status).toBe('ratified')
+      expect(verdict.manifest?.equals(m.cid)).toBe(true)
+      // Too old for a stricter verifier.
+      const stale = verifyCertificate(sim.federation, car, { now: Date.now() + 120_000, maxAgeMs: 60_000 })
+      expect(stale.ok).toBe(false)
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.stop()))
+    }
+  }, 90_000)
 })

@@ -20,6 +20,7 @@ import {
   eligibleWeight,
   type Fold,
   federationIdOf,
+  type ManifestFile,
   type Member,
   nobleSigner,
   outcomeOf,
@@ -142,7 +143,15 @@ export class Simulator {
   manifest(
     by: string,
     at: number,
-    m: { id: string; name: string; version: string; base?: CID; description?: string },
+    m: {
+      id: string
+      name: string
+      version: string
+      base?: CID
+      description?: string
+      /** Real weights (an imported directory); a made-up one-file model otherwise. */
+      weights?: { root: CID; files: readonly ManifestFile[]; size: number }
+    },
   ): Verified<'manifest'> {
     const digest = sha256(utf8.encode(m.id))
     return signRecord(
@@ -151,10 +160,10 @@ export class Simulator {
         body: {
           name: m.name,
           version: m.version,
-          weights: rawCidOfDigest(digest),
+          weights: m.weights?.root ?? rawCidOfDigest(digest),
           cidProfile: 'unixfs-v1-2025',
-          files: [{ path: 'model.safetensors', size: 1, sha256: digest }],
-          size: 1,
+          files: m.weights ? [...m.weights.files] : [{ path: 'model.safetensors', size: 1, sha256: digest }],
+          size: m.weights?.size ?? 1,
           format: 'safetensors',
           license: 'Apache-2.0',
           languages: ['de'],
