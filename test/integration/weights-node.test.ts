@@ -22,6 +22,7 @@ import { importDirectory } from '../../node/weights/directory.js'
 import { signRecord, uploadStatementBytes } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
 import { Simulator } from '../support/simulator.js'
+import { until } from '../support/until.js'
 
 const CAR = 'application/vnd.ipld.car'
 
@@ -296,9 +297,27 @@ describe('weights on a node', () => {
     expect((await fetch(`${node.apiUrl}/weights/${a.root}/check?manifest=${manifest.cid}`)).status).toBe(401)
   })
 
-  it('still serves and pins the weights after a restart', async () => {
+  it('still serves and pins the weights after a restart, and a stalled upload does not hold up stop', async () => {
     const home = node.home
+    // An upload that sends part of a CAR and then stalls: its blocks are written, its root is not.
+    const car = await carOf(c.root, c.blocks)
+    const written = c.blocks[1]!
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(car.subarray(0, Math.floor(car.byteLength / 2)))
+      },
+    })
+    const stalled = fetch(`${node.apiUrl}/weights`, {
+      method: 'POST',
+      headers: { 'content-type': CAR, ...admin() },
+      body,
+      duplex: 'half',
+    } as RequestInit).catch((e: Error) => e)
+    await until(async () => (await rawStatus(written.cid)) === 200, 'the stalled upload writing blocks')
+    const started = Date.now()
     await node.stop()
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(await stalled).toBeInstanceOf(Error)
     node = await startNode({ home, genesis: sim.genesis, log: silentLogger, helia: true })
     cluster.nodes[0] = node
     expect(await node.p2p.helia!.pins.isPinned(a.root)).toBe(true)
@@ -307,5 +326,8 @@ describe('weights on a node', () => {
     for await (const pin of node.p2p.helia!.pins.ls()) pinned.push(pin.cid.toString())
     expect(pinned.sort()).toEqual([a.root.toString(), b.root.toString()].sort())
     await fetchAndCheck(a)
+    // The stalled upload was cleaned up when it was cut off.
+    expect(await rawStatus(written.cid)).toBe(404)
+    expect(await rawStatus(c.root)).toBe(404)
   }, 30_000)
 })
