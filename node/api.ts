@@ -97,7 +97,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     bodyLimit: MAX_BODY_BYTES,
     return503OnClosing: true,
     // CIDs in paths (/ipfs/:cid, /weights/:cid/check) run past the default 100 characters.
-    maxParamLength: 256,
+    routerOptions: { maxParamLength: 256 },
     // A client that stops reading a CAR stream (or stops sending one) must not hold up `close`.
     forceCloseConnections: true,
   })
