@@ -45,14 +45,14 @@ export class NodeClient {
     this.timeoutMs = timeoutMs
   }
 
-  private async request(path: string, init: RequestInit = {}): Promise<Response> {
+  private async request(path: string, init: RequestInit = {}, timeoutMs = this.timeoutMs): Promise<Response> {
     try {
-      return await fetch(`${this.base}${path}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) })
+      return await fetch(`${this.base}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) })
     } catch (e) {
       const err = e as Error & { cause?: { code?: string; message?: string } }
       const why =
         err.name === 'TimeoutError' || err.name === 'AbortError'
-          ? `no answer within ${this.timeoutMs / 1000} s`
+          ? `no answer within ${timeoutMs / 1000} s`
           : (err.cause?.code ?? err.cause?.message ?? err.message)
       throw new CliError(
         'node-unreachable',
@@ -85,6 +85,28 @@ export class NodeClient {
 
   async get<T>(path: string): Promise<T> {
     return this.answer<T>(await this.request(path, { headers: { accept: 'application/json' } }))
+  }
+
+  /** POSTs raw bytes (e.g. a CAR of weights) and reads the JSON answer; `timeoutMs` for large bodies. */
+  async postBytes<T>(
+    path: string,
+    body: Uint8Array,
+    headers: Record<string, string>,
+    timeoutMs = 10 * 60_000,
+  ): Promise<T> {
+    const res = await this.request(
+      path,
+      { method: 'POST', headers: { accept: 'application/json', ...headers }, body: Buffer.from(body) },
+      timeoutMs,
+    )
+    return this.answer<T>(res)
+  }
+
+  /** GETs raw bytes (a certificate CAR); a 4xx/5xx is a CliError with the node's code. */
+  async getBytes(path: string, accept: string): Promise<Uint8Array> {
+    const res = await this.request(path, { headers: { accept } })
+    if (!res.ok) return this.answer<never>(res)
+    return new Uint8Array(await res.arrayBuffer())
   }
 
   /** Submits one signed record (application/cbor). Rejections come back as CliErrors with the node's code. */

@@ -12,7 +12,14 @@ import { timingSafeEqual } from 'node:crypto'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
-import { cidKey, isInvalidCode, LIMITS, type RejectionCode, stateRoot } from '../protocol/index.js'
+import {
+  buildCertificate,
+  cidKey,
+  isInvalidCode,
+  LIMITS,
+  type RejectionCode,
+  stateRoot,
+} from '../protocol/index.js'
 import { isNodeError, NodeError } from './errors.js'
 import { type GatewayBlockstore, registerGateway } from './gateway.js'
 import { proposalJson, stateJson, toJson } from './json.js'
@@ -202,6 +209,21 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
       }),
       stateRoot: stateRoot(state).toString(),
     }
+  })
+
+  // A certificate (DESIGN.md §5) for name@version (which may hold a "/"): a CARv1 to verify offline.
+  app.get('/certificates/*', async (req, reply) => {
+    const key = decodeURIComponent((req.params as { '*': string })['*'])
+    const fold = ctx.store.fold
+    if (!fold.state().models.has(key))
+      throw new NodeError('no-certificate', `no manifest of ${key} is known to this node`, { status: 404 })
+    let car: Uint8Array
+    try {
+      car = buildCertificate(fold, key)
+    } catch (e) {
+      throw new NodeError('no-certificate', (e as Error).message, { status: 404 })
+    }
+    return reply.type('application/vnd.ipld.car').send(Buffer.from(car))
   })
 
   app.get('/records/:id', async (req, reply) => {

@@ -7,6 +7,7 @@ import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { getModel } from '../records.js'
 import { table } from './proposals.js'
+import { registerPublish } from './publish.js'
 
 interface ModelListEntry {
   key: string
@@ -83,5 +84,6 @@ export function registerModel(cli: Command): Command {
         throw new CliError('not-ratified', `${m.name}@${m.version} is ${m.status}, not ratified`)
     }),
   )
+  registerPublish(model)
   return model
 }

@@ -1,0 +1,184 @@
+/**
+ * `allmende model publish DIR --name N --version V --license SPDX --language L,...` (DESIGN.md §7):
+ * reads the directory once (sha256 per file and the `unixfs-v1-2025` root), uploads the DAG as a
+ * CARv1 to the node's POST /weights under a signed upload statement, then signs the manifest and
+ * submits it. Prints `{manifest, weights, files, size}`.
+ */
+import { readFile } from 'node:fs/promises'
+import { CarWriter } from '@ipld/car/writer'
+import { SingleBar } from 'cli-progress'
+import type { Command } from 'commander'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { CID_PROFILE, importDirectory } from '../../node/weights/directory.js'
+import { describeModel } from '../../node/weights/headers.js'
+import { type ManifestBody, signRecord, uploadStatementBytes } from '../../protocol/index.js'
+import { NodeClient, withNode } from '../client.js'
+import { action, CliError, type Ctx, examples, usage } from '../context.js'
+import { type KeyOptions, signerOf, withKey } from '../keys.js'
+import { parseCidArg, resolveManifest, type StateView, submit } from '../records.js'
+
+interface PublishOptions extends KeyOptions {
+  node?: string
+  name: string
+  version: string
+  license: string
+  language: string
+  base?: string
+  card?: string
+  description?: string
+}
+
+/** Blocks kept in memory, in the order the importer wrote them. */
+class MapBlockstore {
+  readonly blocks = new Map<string, { cid: CID; bytes: Uint8Array }>()
+  async put(cid: CID, bytes: Uint8Array): Promise<CID> {
+    this.blocks.set(cid.toString(), { cid, bytes })
+    return cid
+  }
+}
+
+/** A CARv1 with one root and every block given. */
+export async function writeCar(
+  root: CID,
+  blocks: Iterable<{ cid: CID; bytes: Uint8Array }>,
+): Promise<Uint8Array> {
+  const { writer, out } = CarWriter.create([root])
+  const chunks: Uint8Array[] = []
+  const collected = (async () => {
+    for await (const c of out) chunks.push(c)
+  })()
+  for (const b of blocks) await writer.put(b)
+  await writer.close()
+  await collected
+  return new Uint8Array(Buffer.concat(chunks))
+}
+
+function progress(ctx: Ctx): { update(done: number, total: number): void; stop(): void } {
+  if (ctx.json || !process.stdout.isTTY) return { update() {}, stop() {} }
+  const bar = new SingleBar({
+    format: 'reading {bar} {percentage}% | {value}/{total} bytes',
+    hideCursor: true,
+    clearOnComplete: true,
+  })
+  let started = false
+  return {
+    update(done, total) {
+      if (!started) {
+        bar.start(total, 0)
+        started = true
+      }
+      bar.update(done)
+    },
+    stop() {
+      if (started) bar.stop()
+    },
+  }
+}
+
+async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<void> {
+  const languages = opts.language
+    .split(',')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0)
+  if (languages.length === 0) throw usage('--language: give at least one language, e.g. de,en')
+  const client = new NodeClient(opts.node)
+  const state = await client.get<StateView>('/state')
+  const signer = await signerOf(opts)
+  const base = opts.base === undefined ? undefined : await resolveManifest(client, opts.base)
+  let card: CID | undefined
+  if (opts.card !== undefined) {
+    let bytes: Uint8Array
+    try {
+      bytes = await readFile(opts.card)
+    } catch (e) {
+      throw usage(`--card: cannot read ${opts.card}: ${(e as Error).message}`)
+    }
+    card = CID.createV1(raw.code, await sha256.digest(bytes))
+  }
+
+  const store = new MapBlockstore()
+  const bar = progress(ctx)
+  let imported: Awaited<ReturnType<typeof importDirectory>>
+  try {
+    imported = await importDirectory(dir, { blockstore: store, onProgress: (d, t) => bar.update(d, t) })
+  } finally {
+    bar.stop()
+  }
+  const described = await describeModel(dir, imported.files)
+  const car = await writeCar(imported.root, store.blocks.values())
+  store.blocks.clear()
+
+  const at = Date.now()
+  const sig = signer.sign(uploadStatementBytes(imported.root, at, imported.size))
+  ctx.note(`uploading ${car.length} bytes of weights ${imported.root}`)
+  const uploaded = await client.postBytes<{ root: string }>('/weights', car, {
+    'content-type': 'application/vnd.ipld.car',
+    'allmende-upload-author': signer.did,
+    'allmende-upload-at': String(at),
+    'allmende-upload-signature': Buffer.from(sig).toString('base64'),
+    'allmende-upload-size': String(imported.size),
+  })
+  if (uploaded.root !== imported.root.toString())
+    throw new CliError('root-mismatch', `the node stored ${uploaded.root}, not ${imported.root}`)
+
+  const body: ManifestBody = {
+    name: opts.name,
+    version: opts.version,
+    weights: imported.root,
+    cidProfile: CID_PROFILE,
+    files: imported.files,
+    size: imported.size,
+    format: described.format,
+    ...(described.parameters !== undefined ? { parameters: described.parameters } : {}),
+    license: opts.license,
+    languages,
+    ...(base ? { base } : {}),
+    ...(card ? { card } : {}),
+    ...(opts.description !== undefined ? { description: opts.description } : {}),
+  }
+  let record: ReturnType<typeof signRecord<'manifest'>>
+  try {
+    record = signRecord(
+      { kind: 'manifest', federation: parseCidArg(state.federation, 'federation'), at: Date.now(), body },
+      signer,
+    )
+  } catch (e) {
+    throw usage(`not a valid manifest: ${(e as Error).message}`)
+  }
+  const answer = await submit(ctx, client, record)
+  const out = {
+    manifest: answer.id,
+    weights: imported.root.toString(),
+    files: imported.files.length,
+    size: imported.size,
+  }
+  ctx.out(out, [
+    `manifest ${out.manifest}`,
+    `weights  ${out.weights} (${out.files} files, ${out.size} bytes)`,
+    `propose it with: allmende propose ratify ${opts.name}@${opts.version}`,
+  ])
+}
+
+export function registerPublish(model: Command): Command {
+  const cmd = model
+    .command('publish')
+    .description('upload a model directory to the node and publish its signed manifest')
+    .argument('<dir>')
+    .requiredOption('--name <name>', 'the model name (may hold one "/")')
+    .requiredOption('--version <version>', 'the version')
+    .requiredOption('--license <spdx>', 'an SPDX license expression')
+    .requiredOption('--language <list>', 'languages, comma-separated (e.g. de,en)')
+    .option('--base <name@version>', 'the model version this one derives from')
+    .option('--card <file>', 'the model card (its content CID goes in the manifest)')
+    .option('--description <text>', 'a short description')
+  withKey(cmd)
+  withNode(cmd)
+  examples(cmd, [
+    'allmende model publish ./mistral-7b-de --name mistral-7b-de --version 1.2.0 --license Apache-2.0 --language de,en',
+    'allmende --json model publish ./m --name org/m --version 2.0.0 --license MIT --language en --base org/m@1.0.0',
+  ])
+  cmd.action(action<PublishOptions>(async (ctx, opts, [dir]) => publish(ctx, opts, dir!)))
+  return cmd
+}
