@@ -1,0 +1,208 @@
+/**
+ * Fetching a model's weights DAG into the node's own blockstore (DESIGN.md §4, steward duties:
+ * "fetch …, pin and check the weights … with timeouts").
+ *
+ * `fetchWeights` walks the DAG under `root` — dag-pb nodes (their links) and raw leaves, both
+ * sha2-256 — and makes sure every block is held locally: a block already in the blockstore is
+ * read from it; a missing one is asked of Helia's networked blockstore (bitswap with connected
+ * peers), which stores it in the same blockstore once its hash checks. Every block is hashed
+ * against its CID here as well, whatever its source. Then the root is pinned.
+ *
+ * Bounded: a total byte and block budget, a per-block size cap, a few reads in flight, and the
+ * caller's `signal` (a timeout) ends everything. Never throws anything but `NodeError`:
+ * `fetch-timeout` (the signal timed out), `aborted` (it was aborted otherwise), `block-missing`
+ * (not held and no network to ask), `block-unavailable` (the network read failed),
+ * `block-corrupt` (bytes that do not hash to their CID), `not-unixfs` (a codec or hash outside
+ * the profile, or an undecodable node), `oversize` (over the byte or block budget).
+ *
+ * It checks the DAG's blocks, not the model: `verifyDag` against the manifest is still the check.
+ */
+import { createHash } from 'node:crypto'
+import * as dagPb from '@ipld/dag-pb'
+import type { CID } from 'multiformats/cid'
+import { equalBytes } from '../../protocol/bytes.js'
+import { isNodeError, NodeError } from '../errors.js'
+
+const CODEC_RAW = 0x55
+const CODEC_DAG_PB = 0x70
+const HASH_SHA2_256 = 0x12
+const HASH_IDENTITY = 0x00
+/** The largest block the profile makes is a 1 MiB leaf; interior nodes are smaller. */
+const MAX_BLOCK_BYTES = 2 * 1024 * 1024
+/** Reads in flight at once (bitswap round trips dominate; a few overlap them). */
+const CONCURRENCY = 8
+
+/** The local blockstore: what is held, and where fetched blocks end up. */
+export interface FetchBlockstore {
+  has(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean> | boolean
+  get(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array> | Iterable<Uint8Array>
+}
+
+/** The slice of Helia used: its networked blockstore (bitswap) and, failing a `pin`, its pins. */
+export interface FetchHelia {
+  readonly blockstore: {
+    get(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array> | Iterable<Uint8Array>
+  }
+  readonly pins?: {
+    add(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<unknown>
+  }
+}
+
+export interface FetchOptions {
+  readonly root: CID
+  readonly blockstore: FetchBlockstore
+  /** Without it only the local blockstore is read (a missing block is `block-missing`). */
+  readonly helia?: FetchHelia | undefined
+  /** Ends the fetch; a timeout signal gives `fetch-timeout`. */
+  readonly signal: AbortSignal
+  /** The most block bytes in total. */
+  readonly maxBytes: number
+  /** The most distinct blocks (default: enough for `maxBytes` in 1 MiB leaves and their nodes). */
+  readonly maxBlocks?: number
+  /** Pins the root once the DAG is held (e.g. `node.weights.pin`); default Helia's pins, offline. */
+  readonly pin?: (root: CID, signal?: AbortSignal) => Promise<boolean>
+}
+
+export interface FetchResult {
+  readonly root: CID
+  /** Distinct blocks in the DAG. */
+  readonly blocks: number
+  /** Their bytes. */
+  readonly bytes: number
+  /** How many of them came from the network. */
+  readonly fetched: number
+  readonly pinned: boolean
+}
+
+/** Brings every block of the DAG under `root` into `blockstore`, then pins the root. */
+export async function fetchWeights(options: FetchOptions): Promise<FetchResult> {
+  const { root, blockstore, helia, signal, maxBytes } = options
+  const maxBlocks = options.maxBlocks ?? 2 * Math.ceil(maxBytes / (1024 * 1024)) + 65_536
+  const seen = new Set<string>([root.toString()])
+  let frontier: CID[] = [root]
+  let blocks = 0
+  let bytes = 0
+  let fetched = 0
+
+  const one = async (cid: CID): Promise<CID[]> => {
+    checkSignal(signal)
+    if (cid.multihash.code === HASH_IDENTITY) return links(cid, cid.multihash.digest)
+    if (cid.multihash.code !== HASH_SHA2_256)
+      throw new NodeError('not-unixfs', `block ${cid} is not sha2-256 hashed`, { status: 422 })
+    if (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB)
+      throw new NodeError('not-unixfs', `block ${cid} is neither dag-pb nor raw`, { status: 422 })
+    let held: boolean
+    try {
+      held = await blockstore.has(cid, { signal })
+    } catch (e) {
+      throw wrap(e, signal, 'block-unavailable', `cannot read block ${cid} locally`)
+    }
+    if (!held && !helia) throw new NodeError('block-missing', `block ${cid} is not in the blockstore`)
+    const source = held ? blockstore : helia!.blockstore
+    let block: Uint8Array
+    try {
+      block = await readBlock(source.get(cid, { signal }), cid)
+    } catch (e) {
+      throw wrap(e, signal, 'block-unavailable', `cannot get block ${cid}`)
+    }
+    if (!held) fetched++
+    const digest = createHash('sha256').update(block).digest()
+    if (!equalBytes(digest, cid.multihash.digest))
+      throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
+    bytes += block.length
+    if (bytes > maxBytes)
+      throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
+    return links(cid, block)
+  }
+
+  while (frontier.length > 0) {
+    blocks += frontier.length
+    if (blocks > maxBlocks)
+      throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
+    const next: CID[] = []
+    for (let i = 0; i < frontier.length; i += CONCURRENCY) {
+      const children = await settleAll(frontier.slice(i, i + CONCURRENCY).map(one))
+      for (const list of children) {
+        for (const child of list) {
+          const key = child.toString()
+          if (seen.has(key)) continue
+          seen.add(key)
+          next.push(child)
+        }
+      }
+    }
+    frontier = next
+  }
+
+  checkSignal(signal)
+  let pinned = false
+  try {
+    if (options.pin) pinned = await options.pin(root, signal)
+    else if (helia?.pins) {
+      for await (const _ of helia.pins.add(root, { offline: true, signal } as { signal: AbortSignal })) {
+        // each block walked is counted by the pins API; nothing to do here
+      }
+      pinned = true
+    }
+  } catch (e) {
+    if ((e as Error)?.name === 'AlreadyPinnedError') pinned = true
+    else throw wrap(e, signal, 'pin-failed', `cannot pin ${root}`)
+  }
+  return { root, blocks: seen.size, bytes, fetched, pinned }
+}
+
+/** Waits for all, so no read is left running unobserved; the first failure is thrown. */
+async function settleAll<T>(promises: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises)
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+  if (failed) throw failed.reason
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
+}
+
+async function readBlock(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, cid: CID) {
+  const parts: Uint8Array[] = []
+  let size = 0
+  for await (const part of source) {
+    size += part.length
+    if (size > MAX_BLOCK_BYTES)
+      throw new NodeError('oversize', `block ${cid} is over ${MAX_BLOCK_BYTES} bytes`, { status: 413 })
+    parts.push(part)
+  }
+  if (parts.length === 1) return parts[0]!
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+function links(cid: CID, block: Uint8Array): CID[] {
+  if (cid.code !== CODEC_DAG_PB) return []
+  try {
+    return dagPb.decode(block).Links.map((l) => l.Hash)
+  } catch (e) {
+    throw new NodeError('not-unixfs', `block ${cid} is not a dag-pb node: ${(e as Error).message}`, {
+      status: 422,
+      cause: e,
+    })
+  }
+}
+
+function checkSignal(signal: AbortSignal) {
+  if (signal.aborted) throw abortError(signal)
+}
+
+function abortError(signal: AbortSignal): NodeError {
+  const reason = signal.reason as Error | undefined
+  return reason?.name === 'TimeoutError'
+    ? new NodeError('fetch-timeout', 'the weights fetch timed out', { status: 504, cause: reason })
+    : new NodeError('aborted', 'the weights fetch was aborted', { status: 499, cause: reason })
+}
+
+function wrap(e: unknown, signal: AbortSignal, code: string, message: string): NodeError {
+  if (signal.aborted) return abortError(signal)
+  if (isNodeError(e)) return e
+  return new NodeError(code, `${message}: ${(e as Error)?.message ?? String(e)}`, { status: 502, cause: e })
+}
