@@ -65,6 +65,8 @@ export interface SyncOptions {
   readonly banMs?: number
   /** Sync with each peer as it connects (default true). */
   readonly onConnect?: boolean
+  /** Reconciliation rounds per session as initiator (default MAX_ROUNDS); the next session goes on. */
+  readonly maxRounds?: number
   /** Called with every finished session (metrics). */
   readonly onReport?: (report: SyncReport) => void
 }
@@ -83,6 +85,8 @@ export interface SyncReport {
   readonly fetched: number
   readonly pushed: number
   readonly taken: number
+  /** False when the round cap ended reconciliation early (the next session continues). */
+  readonly complete: boolean
   readonly ms: number
 }
 
@@ -155,6 +159,7 @@ export function createSync(options: SyncOptions): SyncService {
   const frameTimeoutMs = options.frameTimeoutMs ?? 10_000
   const sessionTimeoutMs = options.sessionTimeoutMs ?? 120_000
   const banMs = options.banMs ?? 10 * 60_000
+  const maxRounds = Math.min(options.maxRounds ?? MAX_ROUNDS, MAX_ROUNDS)
   const stopping = new AbortController()
   const running = new Map<string, Promise<SyncReport>>()
   const inbound = new Set<Promise<unknown>>()
@@ -264,12 +269,14 @@ export function createSync(options: SyncOptions): SyncService {
     let fetched = 0
     let pushed = 0
     let taken = 0
+    let complete = true
     let ch: Channel | undefined
     let stream: Stream | undefined
     const report = (ok: boolean, code?: string): SyncReport => ({
       peer,
       role: 'initiator',
       ok,
+      complete,
       ...(code ? { code } : {}),
       rounds,
       bytesSent: ch?.sent ?? 0,
@@ -288,8 +295,14 @@ export function createSync(options: SyncOptions): SyncService {
       const have: Uint8Array[] = []
       let message: Uint8Array | null = rec.initiate()
       while (message) {
-        if (++rounds > MAX_ROUNDS)
-          throw new SyncError('sync-malformed', `no agreement after ${MAX_ROUNDS} rounds`)
+        // At the round cap, stop reconciling but keep what was found: every id reported so far
+        // is right, so it is fetched and pushed now and the next session finds the rest. (An
+        // honest peer can need many rounds for a large difference; it is not punished.)
+        if (rounds === maxRounds) {
+          complete = false
+          break
+        }
+        rounds++
         reconcileBytes += await ch.send({ type: 'reconcile', payload: message })
         const answer = await ch.read()
         reconcileBytes += answer.bytes
@@ -383,6 +396,7 @@ export function createSync(options: SyncOptions): SyncService {
       peer,
       role: 'responder',
       ok,
+      complete: true,
       ...(code ? { code } : {}),
       rounds,
       bytesSent: ch.sent,
@@ -444,6 +458,12 @@ export function createSync(options: SyncOptions): SyncService {
     if (busy) return busy
     const work = initiate(peer).finally(() => running.delete(peer))
     running.set(peer, work)
+    // Cut short by the round cap: go on at once while sessions make progress (the periodic
+    // round picks up otherwise).
+    void work.then((r) => {
+      if (r.ok && !r.complete && (r.taken > 0 || r.pushed > 0) && !stopped)
+        setTimeout(() => void syncWith(peer), 0).unref()
+    })
     return work
   }
 
