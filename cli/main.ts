@@ -27,6 +27,7 @@ import { registerModel } from './commands/model.js'
 import { registerNodeQueries } from './commands/node.js'
 import { registerProposals } from './commands/proposals.js'
 import { registerPropose } from './commands/propose.js'
+import { registerVerify } from './commands/verify.js'
 import { registerVote } from './commands/vote.js'
 import { printError } from './context.js'
 
@@ -160,6 +161,7 @@ export function program(): Command {
   registerVote(cli)
   registerProposals(cli)
   registerModel(cli)
+  registerVerify(cli)
   return cli
 }
 
