@@ -148,12 +148,27 @@ describe('a partition 3 | 2 healed before the proposals close', () => {
     // Through the API, acknowledged (201) once durable, and gossiped on each side.
     for (const [i, rec] of l.entries()) if ((await submit(left[i % 3]!, rec)).status === 201) acked.push(rec)
     for (const [i, rec] of r.entries()) if ((await submit(right[i % 2]!, rec)).status === 201) acked.push(rec)
-    expect(acked.length).toBe(120)
+    // Votes across: a voter on the left votes on the right's proposals, which the left does not
+    // hold yet (kept as pending there, counted once the sides meet).
+    const across = r
+      .filter((rec) => rec.record.kind === 'proposal')
+      .map((p) => sim.vote('v7', 250, { proposal: p.cid, choice: 'no' }))
+    for (const v of across) {
+      const res = await submit(left[0]!, v)
+      expect(res.status).toBe(201)
+      expect((res.body as { report: { status: string } }).report.status).toBe('pending')
+      acked.push(v)
+    }
+    expect(acked.length).toBe(120 + across.length)
     await until(
-      () => left.every((x) => l.every((rec) => x.store.fold.has(rec.cid))),
+      () => left.every((x) => [...l, ...across].every((rec) => x.store.fold.has(rec.cid))),
       'the left side to agree',
     )
-    expect(right.some((y) => y.store.fold.has(l[0]!.cid))).toBe(false)
+    expect(right.some((y) => y.store.fold.has(l[0]!.cid) || y.store.fold.has(across[0]!.cid))).toBe(false)
+    // The partition refuses new connections across, both ways.
+    await expect(left[0]!.p2p.dial(right[0]!.p2p.addresses()[0]!)).rejects.toThrow()
+    await expect(right[1]!.p2p.dial(left[2]!.p2p.addresses()[0]!)).rejects.toThrow()
+    expect(left[0]!.p2p.peers().some((p) => right.some((y) => y.p2p.peerId === p.id))).toBe(false)
     // Heal, and let the nodes find each other again.
     for (const x of left) for (const y of right) x.p2p.unblock(y.p2p.peerId)
     for (const y of right) for (const x of left) y.p2p.unblock(x.p2p.peerId)
@@ -163,6 +178,8 @@ describe('a partition 3 | 2 healed before the proposals close', () => {
       'every acknowledged record on every node',
       30_000,
     )
+    // The votes made across are counted on every node now.
+    for (const n of nodes) for (const v of across) expect(n.store.fold.report(v.cid)?.status).toBe('applied')
     const roots = new Set(nodes.map(rootOf))
     expect(roots.size).toBe(1)
     // The proposals are still open: nothing was decided while the sides were apart.
