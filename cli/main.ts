@@ -167,6 +167,14 @@ export function program(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const cli = program()
+  // Commander takes a program option anywhere on the line, so `--version` after a subcommand
+  // (`model publish --version 1.2.0`) would print the program's version: it is the program's
+  // only before the first subcommand (the program's own options take no values).
+  const sub = argv.slice(2).findIndex((a) => !a.startsWith('-'))
+  if (sub >= 0) {
+    const own = cli as unknown as { options: { long?: string }[] }
+    own.options = own.options.filter((o) => o.long !== '--version')
+  }
   try {
     await cli.parseAsync(argv)
   } catch (e) {

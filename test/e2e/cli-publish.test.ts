@@ -1,0 +1,177 @@
+/**
+ * `model publish`, `verify` (online) and `certificate export` through the real binary
+ * (`npm run build` first): a publisher uploads a generated model to a node and publishes its
+ * manifest; the node holds the manifest and serves the weights; verify reports what it finds.
+ */
+import { spawn } from 'node:child_process'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateModel } from '../../fixtures/models.js'
+import { type Daemon, startDaemon } from '../support/daemon.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+const bin = join(root, 'bin/allmende.js')
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+  json: () => Record<string, unknown>
+}
+
+let dir: string
+let daemon: Daemon | undefined
+
+function run(args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        ALLMENDE_HOME: join(dir, 'alice'),
+        ALLMENDE_NODE: daemon?.api ?? 'http://127.0.0.1:9',
+        ALLMENDE_PASSPHRASE: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.once('error', reject)
+    child.once('close', (code) =>
+      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
+    )
+  })
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'allmende-cli-publish-'))
+})
+afterAll(async () => {
+  await daemon?.kill()
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('allmende model publish and verify', () => {
+  let manifest: string
+  let weights: string
+
+  it('publish: uploads the weights and submits the manifest', async () => {
+    const init = await run(['--json', 'init'])
+    expect(init.code, init.stderr).toBe(0)
+    const did = init.json().did as string
+    const created = await run([
+      '--json',
+      'federation',
+      'create',
+      '--name',
+      'publish test',
+      '--member',
+      `${did}:steward,publisher,voter`,
+      '--out',
+      'genesis.car',
+    ])
+    expect(created.code, created.stderr).toBe(0)
+    const node = await run([
+      '--json',
+      'node',
+      'init',
+      '--federation',
+      'genesis.car',
+      '--home',
+      join(dir, 'node'),
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--api',
+      '127.0.0.1:0',
+    ])
+    expect(node.code, node.stderr).toBe(0)
+    daemon = await startDaemon(join(dir, 'node'))
+
+    const model = await generateModel(join(dir, 'model'), { seed: 7, layers: 2, hidden: 64, vocab: 256 })
+    const published = await run([
+      '--json',
+      'model',
+      'publish',
+      'model',
+      '--name',
+      'test-model',
+      '--version',
+      '1.0.0',
+      '--license',
+      'Apache-2.0',
+      '--language',
+      'de,en',
+      '--description',
+      'a generated model',
+    ])
+    expect(published.code, published.stderr).toBe(0)
+    const out = published.json()
+    expect(out).toMatchObject({ files: model.files.length, size: model.bytes })
+    manifest = out.manifest as string
+    weights = out.weights as string
+
+    const held = await fetch(`${daemon.api}/manifests/${manifest}`)
+    expect(held.status).toBe(200)
+    const body = (await held.json()) as Record<string, unknown>
+    expect(body).toMatchObject({
+      name: 'test-model',
+      version: '1.0.0',
+      weights,
+      format: 'safetensors',
+      parameters: model.parameters,
+      license: 'Apache-2.0',
+      languages: ['de', 'en'],
+      size: model.bytes,
+    })
+    const served = await fetch(`${daemon.api}/ipfs/${weights}`, {
+      headers: { accept: 'application/vnd.ipld.raw' },
+    })
+    expect(served.status).toBe(200)
+    await served.arrayBuffer()
+  })
+
+  it('verify online: a proposed model exits 1 with status proposed; bad files are named', async () => {
+    const intact = await run(['--json', 'verify', 'model', '--model', 'test-model@1.0.0'])
+    expect(intact.code, intact.stderr).toBe(1)
+    expect(intact.json()).toEqual({
+      ok: false,
+      status: 'proposed',
+      problems: [{ code: 'not-ratified', message: 'test-model@1.0.0 is proposed, not ratified' }],
+    })
+
+    await cp(join(dir, 'model'), join(dir, 'bad'), { recursive: true })
+    const victim = 'config.json'
+    const bytes = await readFile(join(dir, 'bad', victim))
+    bytes[0] = bytes[0]! ^ 0xff
+    await writeFile(join(dir, 'bad', victim), bytes)
+    await writeFile(join(dir, 'bad', 'extra.bin'), 'not in the manifest')
+    const bad = await run(['--json', 'verify', 'bad', '--model', 'test-model@1.0.0', '--cid'])
+    expect(bad.code).toBe(1)
+    const report = bad.json() as { ok: boolean; status: string; problems: { code: string; path?: string }[] }
+    expect(report.ok).toBe(false)
+    expect(report.status).toBe('proposed')
+    expect(report.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: 'sha256-mismatch', path: victim }),
+        expect.objectContaining({ code: 'file-extra', path: 'extra.bin' }),
+      ]),
+    )
+    const text = await run(['verify', 'bad', '--model', 'test-model@1.0.0'])
+    expect(text.code).toBe(1)
+    expect(text.stdout).toMatch(/sha256-mismatch config\.json/)
+  })
+
+  it('certificate export: no checkpoint yet is exit 1 no-certificate; an unknown model too', async () => {
+    const none = await run(['--json', 'certificate', 'export', 'test-model@1.0.0', '-o', 'c.car'])
+    expect(none.code).toBe(1)
+    expect(JSON.parse(none.stderr.trim()).error.code).toBe('no-certificate')
+    const unknown = await run(['--json', 'certificate', 'export', 'nope@1.0.0', '-o', 'c.car'])
+    expect(unknown.code).toBe(1)
+    expect(JSON.parse(unknown.stderr.trim()).error.code).toBe('no-certificate')
+  })
+})
