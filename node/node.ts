@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
+import type { CID } from 'multiformats/cid'
 import { loadSigner } from '../cli/identity.js'
 import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/index.js'
 import { createApi, type NodeStatus } from './api.js'
@@ -25,14 +26,15 @@ import {
   type NodeConfig,
   writePrivate,
 } from './config.js'
-import { NodeError } from './errors.js'
+import { isNodeError, NodeError } from './errors.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes, topicFor } from './p2p.js'
 import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
-import { createWeights, type Weights } from './uploads.js'
+import { carBudget, createWeights, type Weights } from './uploads.js'
+import { fetchWeights } from './weights/fetch.js'
 import { verifyDag } from './weights/verify.js'
 
 export interface NodeOptions {
@@ -92,15 +94,60 @@ async function stewardSigner(home: string, config: NodeConfig): Promise<Signer |
   return loadSigner(inHome(home, config.stewardKeyFile), passphrase ? { passphrase } : {})
 }
 
-/** The weights check a steward runs before sealing a ratification (only what is held here). */
-function weightsChecker(blockstore: FsBlockstore) {
-  return async (manifest: Verified<'manifest'>): Promise<boolean | undefined> => {
+/** How long one background fetch of a model's weights may take. */
+const WEIGHTS_FETCH_MS = 60_000
+/** After a failed fetch, the pause before the next check starts another. */
+const WEIGHTS_FETCH_RETRY_MS = 10_000
+/** Fetch failures that a retry would only repeat. */
+const FETCH_FINAL: ReadonlySet<string> = new Set(['oversize', 'not-unixfs'])
+
+/**
+ * The weights check a steward runs before sealing a ratification. What is held here is verified;
+ * when blocks are only missing, a bounded background fetch (bitswap via Helia, one per root at a
+ * time) brings them into the blockstore and pins the root, and the check says "not yet"; the next
+ * tick checks again.
+ */
+function weightsChecker(
+  blockstore: FsBlockstore,
+  options: { helia?: P2P['helia']; log: Logger; stopped: AbortSignal; fetchMs?: number },
+) {
+  const { helia, log, stopped } = options
+  const fetches = new Map<string, { running: boolean; endedAt: number; final: boolean }>()
+  const startFetch = (root: CID, maxModelBytes: number) => {
+    const key = root.toString()
+    const entry = { running: true, endedAt: 0, final: false }
+    fetches.set(key, entry)
+    const signal = AbortSignal.any([stopped, AbortSignal.timeout(options.fetchMs ?? WEIGHTS_FETCH_MS)])
+    const { maxBytes, maxBlocks } = carBudget(maxModelBytes)
+    log.info('weights-fetch-started', { root: key })
+    fetchWeights({ root, blockstore, helia, signal, maxBytes, maxBlocks })
+      .then((r) => {
+        fetches.delete(key)
+        log.info('weights-fetched', { root: key, blocks: r.blocks, fetched: r.fetched, bytes: r.bytes })
+      })
+      .catch((e) => {
+        entry.running = false
+        entry.endedAt = Date.now()
+        entry.final = isNodeError(e) && FETCH_FINAL.has(e.code)
+        if (!stopped.aborted) log.warn('weights-fetch-failed', { root: key, error: e as Error })
+      })
+  }
+  return async (manifest: Verified<'manifest'>, maxModelBytes: number): Promise<boolean | undefined> => {
+    // While a fetch of this root runs, the blocks are not all here: no need to read them each tick.
+    if (fetches.get(manifest.record.body.weights.toString())?.running) return undefined
     const result = await verifyDag(blockstore, manifest.record.body, {
       maxModelBytes: Number.MAX_SAFE_INTEGER,
     })
     if (result.ok) return true
     // Blocks not here (yet) may still come; anything else never will pass.
-    return result.problems.every((p) => p.code === 'block-missing') ? undefined : false
+    if (!result.problems.every((p) => p.code === 'block-missing')) return false
+    const root = manifest.record.body.weights
+    const entry = fetches.get(root.toString())
+    const idle =
+      entry === undefined ||
+      (!entry.running && !entry.final && Date.now() - entry.endedAt >= WEIGHTS_FETCH_RETRY_MS)
+    if (helia && !stopped.aborted && idle) startFetch(root, maxModelBytes)
+    return undefined
   }
 }
 
@@ -178,6 +225,8 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
           ...options.sync,
         })
 
+  // Background weights fetches of the steward duty; aborted on stop.
+  const fetching = new AbortController()
   const stewardDuty =
     stewardKey &&
     createSteward({
@@ -192,7 +241,9 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
           Promise.allSettled(p2p!.peers().map(({ id }) => sync?.syncWith(id))),
           new Promise((r) => setTimeout(r, 5_000).unref()),
         ]),
-      ...(blockstore ? { checkWeights: weightsChecker(blockstore) } : {}),
+      ...(blockstore
+        ? { checkWeights: weightsChecker(blockstore, { helia: p2p.helia, log, stopped: fetching.signal }) }
+        : {}),
       ...(options.stewardTickMs ? { tickMs: options.stewardTickMs } : {}),
     })
 
@@ -283,6 +334,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
       await api.close()
       // Uploads cut off by the close finish their cleanup before the blockstore closes.
       await weights?.drain()
+      fetching.abort()
       await stewardDuty?.stop()
       await sync?.stop()
       await p2p!.stop()
