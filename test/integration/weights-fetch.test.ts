@@ -117,6 +117,20 @@ describe('fetchWeights', () => {
     expect(await storeB.has(nobody)).toBe(false)
   }, 20_000)
 
+  it('refuses a held block whose bytes do not hash to its CID', async () => {
+    const cid = CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('the real bytes')))
+    const store = new FsBlockstore(join(scratch, 'corrupt'))
+    await store.open()
+    try {
+      await store.put(cid, new TextEncoder().encode('other bytes'))
+      await expect(
+        fetchWeights({ root: cid, blockstore: store, signal: AbortSignal.timeout(1_000), maxBytes: 1024 }),
+      ).rejects.toMatchObject({ name: 'NodeError', code: 'block-corrupt' })
+    } finally {
+      await store.close()
+    }
+  })
+
   it('without a network, a missing block is block-missing', async () => {
     const nobody = CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('also nobody')))
     await expect(
