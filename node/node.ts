@@ -135,9 +135,7 @@ function weightsChecker(
   return async (manifest: Verified<'manifest'>, maxModelBytes: number): Promise<boolean | undefined> => {
     // While a fetch of this root runs, the blocks are not all here: no need to read them each tick.
     if (fetches.get(manifest.record.body.weights.toString())?.running) return undefined
-    const result = await verifyDag(blockstore, manifest.record.body, {
-      maxModelBytes: Number.MAX_SAFE_INTEGER,
-    })
+    const result = await verifyDag(blockstore, manifest.record.body, { maxModelBytes })
     if (result.ok) return true
     // Blocks not here (yet) may still come; anything else never will pass.
     if (!result.problems.every((p) => p.code === 'block-missing')) return false

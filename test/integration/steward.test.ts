@@ -102,15 +102,18 @@ describe('four steward nodes at threshold 3', () => {
   it('take a proposal from open to final on their own, and the fourth agrees', async () => {
     const sim = federation('seal-final')
     const nodes = await startStewards(sim, 'final')
+    // Simulation time now: node start-up takes a while, and a proposal signed at base + 0
+    // would be first seen after at + sealGraceMs, i.e. backdated.
+    const t = Date.now() - sim.base
     try {
-      const p = sim.proposal('s1', 0, {
-        closesAt: 2_600,
+      const p = sim.proposal('s1', t, {
+        closesAt: t + 2_600,
         action: { type: 'admit-member', member: { id: sim.did('new'), roles: ['voter'], weight: 1 } },
         basis: sim.federation,
       })
       expect((await submit(nodes[0]!, p)).status).toBe(201)
       for (const [i, v] of ['s1', 's2', 's3', 'v1'].entries()) {
-        const vote = sim.vote(v, 10 + i, { proposal: p.cid, choice: v === 'v1' ? 'no' : 'yes' })
+        const vote = sim.vote(v, t + 10 + i, { proposal: p.cid, choice: v === 'v1' ? 'no' : 'yes' })
         expect((await submit(nodes[i % 4]!, vote)).status).toBe(201)
       }
       expect(view(nodes[0]!, p.cid)?.reason).toBeUndefined()
@@ -147,18 +150,21 @@ describe('four steward nodes at threshold 3', () => {
   it('leave a proposal expired when only 2 of 4 are up', async () => {
     const sim = federation('seal-expired')
     const nodes = await startStewards(sim, 'expired')
+    // Simulation time now: node start-up takes a while, and a proposal signed at base + 0
+    // would be first seen after at + sealGraceMs, i.e. backdated.
     try {
       await Promise.all([nodes[2]!.stop(), nodes[3]!.stop()])
-      const p = sim.proposal('s1', 0, {
-        closesAt: 2_600,
+      const t = Date.now() - sim.base
+      const p = sim.proposal('s1', t, {
+        closesAt: t + 2_600,
         action: { type: 'remove-member', id: sim.did('v1') },
         basis: sim.federation,
       })
       expect((await submit(nodes[0]!, p)).status).toBe(201)
       for (const v of ['s1', 's2', 's3'])
-        expect((await submit(nodes[0]!, sim.vote(v, 20, { proposal: p.cid, choice: 'yes' }))).status).toBe(
-          201,
-        )
+        expect(
+          (await submit(nodes[0]!, sim.vote(v, t + 20, { proposal: p.cid, choice: 'yes' }))).status,
+        ).toBe(201)
       // The two up seal; two seals never reach the threshold.
       await until(
         () => [...nodes[0]!.store.fold.records()].filter((r) => r.record.kind === 'seal').length === 2,
@@ -179,33 +185,36 @@ describe('four steward nodes at threshold 3', () => {
   it('never count a backdated vote, and never seal a backdated proposal', async () => {
     const sim = federation('seal-backdated')
     const nodes = await startStewards(sim, 'backdated')
+    // Simulation time now: node start-up takes a while, and a proposal signed at base + 0
+    // would be first seen after at + sealGraceMs, i.e. backdated.
+    const t = Date.now() - sim.base
     try {
-      const p = sim.proposal('s1', 0, {
-        closesAt: 2_600,
+      const p = sim.proposal('s1', t, {
+        closesAt: t + 2_600,
         action: { type: 'admit-member', member: { id: sim.did('late'), roles: ['voter'], weight: 1 } },
         basis: sim.federation,
       })
       expect((await submit(nodes[0]!, p)).status).toBe(201)
       for (const v of ['s1', 's2', 's3']) {
-        const vote = sim.vote(v, 10, { proposal: p.cid, choice: 'yes' })
+        const vote = sim.vote(v, t + 10, { proposal: p.cid, choice: 'yes' })
         expect((await submit(nodes[0]!, vote)).status).toBe(201)
       }
       // A proposal signed as if made 10 s ago and closing as the other does, first seen now.
-      const old = sim.proposal('s2', -10_000, {
-        closesAt: 2_600,
+      const old = sim.proposal('s2', t - 10_000, {
+        closesAt: t + 2_600,
         action: { type: 'admit-member', member: { id: sim.did('old'), roles: ['voter'], weight: 1 } },
         basis: sim.federation,
       })
       expect((await submit(nodes[1]!, old)).status).toBe(201)
-      expect((await submit(nodes[1]!, sim.vote('s2', 20, { proposal: old.cid, choice: 'yes' }))).status).toBe(
-        201,
-      )
+      expect(
+        (await submit(nodes[1]!, sim.vote('s2', t + 20, { proposal: old.cid, choice: 'yes' }))).status,
+      ).toBe(201)
       // After close + grace: votes signed before close, sent now.
       await until(() => Date.now() > p.record.body.closesAt + rules.sealGraceMs, 'close + grace', 10_000, 50)
       for (const v of ['s4', 'v1'])
-        expect((await submit(nodes[2]!, sim.vote(v, 1_000, { proposal: p.cid, choice: 'no' }))).status).toBe(
-          201,
-        )
+        expect(
+          (await submit(nodes[2]!, sim.vote(v, t + 1_000, { proposal: p.cid, choice: 'no' }))).status,
+        ).toBe(201)
       await until(
         () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
         'final on every node',
