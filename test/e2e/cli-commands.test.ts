@@ -155,8 +155,9 @@ describe('allmende contributor and institution commands', () => {
       'ratify-model:quorum=1/2,threshold=2/3',
       '--require',
       'ratify-model:eval=1',
+      // Long enough for the CLI runs below to finish before it closes, on a loaded machine too.
       '--voting-period',
-      '8s',
+      '15s',
       '--seal-grace',
       '1s',
       '--weights-deadline',
@@ -196,7 +197,7 @@ describe('allmende contributor and institution commands', () => {
     expect(shown).toMatchObject({ federation, name: 'CLI test federation', complete: true, missing: [] })
     expect(shown.members.find((m) => m.id === dids.bob)?.weight).toBe(2)
     expect(shown.rules).toMatchObject({
-      votingPeriodMs: 8000,
+      votingPeriodMs: 15_000,
       sealThreshold: 2,
       actions: {
         'ratify-model': {
@@ -248,7 +249,7 @@ describe('allmende contributor and institution commands', () => {
       carolEnv,
     )
     expect(short.code).toBe(2)
-    expect(oneLine(short)).toMatch(/shorter than the federation's voting period \(8s\)/)
+    expect(oneLine(short)).toMatch(/shorter than the federation's voting period \(15s\)/)
 
     const proposed = await run(
       'carol',
@@ -305,7 +306,7 @@ describe('allmende contributor and institution commands', () => {
     expect(closed.stdout).toMatch(/status +closed-awaiting-seals/)
     expect(closed.stdout).toMatch(/seals +awaited from the stewards until/)
     expect((await run('dave', ['--json', 'proposals', '--open'])).json()).toEqual({ proposals: [] })
-  }, 40_000)
+  }, 60_000)
 
   it('a vote on a proposal the node does not know is taken as pending', async () => {
     const unknown = cidOfBlock(new Uint8Array(randomBytes(8))).toString()
