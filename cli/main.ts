@@ -21,7 +21,9 @@ import { isNodeError } from '../node/errors.js'
 import { fetchGenesis } from '../node/join.js'
 import { startNode } from '../node/node.js'
 import type { Verified } from '../protocol/index.js'
+import { registerExec } from './commands/exec.js'
 import { registerFederation } from './commands/federation.js'
+import { registerFetch } from './commands/fetch.js'
 import { registerInit } from './commands/init.js'
 import { registerModel } from './commands/model.js'
 import { registerNodeQueries } from './commands/node.js'
@@ -162,6 +164,8 @@ export function program(): Command {
   registerProposals(cli)
   registerModel(cli)
   registerVerify(cli)
+  registerFetch(cli)
+  registerExec(cli)
   return cli
 }
 

@@ -96,6 +96,21 @@ export async function verifyModel(dir: string, options: VerifyModelOptions): Pro
   }
 }
 
+/** The manifest record `manifestId` from the node, its signature and CID checked. */
+export async function fetchManifest(
+  client: NodeClient,
+  manifestId: string,
+  federation?: CID,
+): Promise<ManifestBody> {
+  const bytes = await client.getBytes(`/records/${encodeURIComponent(manifestId)}`, 'application/cbor')
+  const decoded = decodeRecord(bytes, federation ? { federation } : {})
+  if (!decoded.ok) throw new CliError('bad-answer', `the node's manifest ${manifestId}: ${decoded.message}`)
+  const record: AnyVerified = decoded.value
+  if (record.cid.toString() !== manifestId || record.record.kind !== 'manifest')
+    throw new CliError('bad-answer', `the node answered another record for manifest ${manifestId}`)
+  return record.record.body as ManifestBody
+}
+
 /** Online: the node's status for the version, and the manifest record it holds (signature checked). */
 export async function verifyModelOnline(
   dir: string,
@@ -115,13 +130,8 @@ export async function verifyModelOnline(
     })
     return { ok: false, status: m.status, problems }
   }
-  const bytes = await client.getBytes(`/records/${encodeURIComponent(manifestId)}`, 'application/cbor')
-  const decoded = decodeRecord(bytes, options.federation ? { federation: options.federation } : {})
-  if (!decoded.ok) throw new CliError('bad-answer', `the node's manifest ${manifestId}: ${decoded.message}`)
-  const record: AnyVerified = decoded.value
-  if (record.cid.toString() !== manifestId || record.record.kind !== 'manifest')
-    throw new CliError('bad-answer', `the node answered another record for manifest ${manifestId}`)
-  problems.push(...(await checkFiles(dir, record.record.body as ManifestBody, options.cid === true)))
+  const body = await fetchManifest(client, manifestId, options.federation)
+  problems.push(...(await checkFiles(dir, body, options.cid === true)))
   return {
     ok: m.status === 'ratified' && problems.length === 0,
     status: m.status,

@@ -1,0 +1,184 @@
+/**
+ * The deployer commands through the real binary (`npm run build` first): `fetch` downloads a
+ * published model from a node's trustless gateway, every block verified, and resumes after an
+ * interruption keeping the files already complete; `exec` refuses to run a command for a model
+ * that is not ratified.
+ */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type GeneratedModel, generateModel } from '../../fixtures/models.js'
+import { type Daemon, startDaemon } from '../support/daemon.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+const bin = join(root, 'bin/allmende.js')
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+  json: () => Record<string, unknown>
+}
+
+let dir: string
+let daemon: Daemon | undefined
+let model: GeneratedModel
+
+function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        ALLMENDE_HOME: join(dir, 'alice'),
+        ALLMENDE_NODE: daemon?.api ?? 'http://127.0.0.1:9',
+        ALLMENDE_PASSPHRASE: '',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.once('error', reject)
+    child.once('close', (code) =>
+      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
+    )
+  })
+}
+
+async function sameFiles(a: string, b: string): Promise<void> {
+  for (const f of model.files) {
+    expect(Buffer.compare(await readFile(join(a, f)), await readFile(join(b, f))), f).toBe(0)
+  }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'allmende-cli-deploy-'))
+  const init = await run(['--json', 'init'])
+  expect(init.code, init.stderr).toBe(0)
+  const did = init.json().did as string
+  const created = await run([
+    '--json',
+    'federation',
+    'create',
+    '--name',
+    'deploy test',
+    '--member',
+    `${did}:steward,publisher,voter`,
+    '--out',
+    'genesis.car',
+  ])
+  expect(created.code, created.stderr).toBe(0)
+  const node = await run([
+    '--json',
+    'node',
+    'init',
+    '--federation',
+    'genesis.car',
+    '--home',
+    join(dir, 'node'),
+    '--listen',
+    '/ip4/127.0.0.1/tcp/0',
+    '--api',
+    '127.0.0.1:0',
+  ])
+  expect(node.code, node.stderr).toBe(0)
+  daemon = await startDaemon(join(dir, 'node'))
+  // Small shards, so the model has several weight files.
+  model = await generateModel(join(dir, 'model'), {
+    seed: 11,
+    layers: 2,
+    hidden: 64,
+    vocab: 256,
+    maxShardBytes: 64 * 1024,
+  })
+  const published = await run([
+    '--json',
+    'model',
+    'publish',
+    'model',
+    '--name',
+    'deploy-model',
+    '--version',
+    '1.0.0',
+    '--license',
+    'Apache-2.0',
+    '--language',
+    'en',
+  ])
+  expect(published.code, published.stderr).toBe(0)
+}, 120_000)
+
+afterAll(async () => {
+  await daemon?.kill()
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('allmende fetch', () => {
+  it('fetches a published model into a fresh directory: files identical to the originals', async () => {
+    const r = await run(['--json', 'fetch', 'deploy-model@1.0.0', '--out', 'fresh'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json()).toMatchObject({
+      model: 'deploy-model@1.0.0',
+      dir: join(dir, 'fresh'),
+      files: model.files.length,
+      bytes: model.bytes,
+    })
+    await sameFiles(join(dir, 'model'), join(dir, 'fresh'))
+  })
+
+  it('resumes: a complete file is kept untouched, a truncated one is fetched again', async () => {
+    expect(model.files.length).toBeGreaterThan(2)
+    const [kept, cut] = [model.files[0]!, model.files[model.files.length - 1]!]
+    await mkdir(join(dir, 'resume'), { recursive: true })
+    await writeFile(join(dir, 'resume', kept), await readFile(join(dir, 'model', kept)))
+    const full = await readFile(join(dir, 'model', cut))
+    await writeFile(join(dir, 'resume', cut), full.subarray(0, Math.floor(full.length / 2)))
+    const past = new Date(Date.now() - 3600_000)
+    const { utimes } = await import('node:fs/promises')
+    await utimes(join(dir, 'resume', kept), past, past)
+    const before = (await stat(join(dir, 'resume', kept))).mtimeMs
+
+    const r = await run(['--json', 'fetch', 'deploy-model@1.0.0', '--out', 'resume'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json()).toMatchObject({ files: model.files.length, fetched: model.files.length - 1 })
+    await sameFiles(join(dir, 'model'), join(dir, 'resume'))
+    expect((await stat(join(dir, 'resume', kept))).mtimeMs).toBe(before)
+  })
+
+  it('an unknown model is exit 1; a node that is down is exit 3', async () => {
+    const unknown = await run(['--json', 'fetch', 'nope@1.0.0', '--out', 'x'])
+    expect(unknown.code).toBe(1)
+    const down = await run(['--json', 'fetch', 'deploy-model@1.0.0', '--out', 'x'], {
+      ALLMENDE_NODE: 'http://127.0.0.1:9',
+    })
+    expect(down.code).toBe(3)
+    expect(JSON.parse(down.stderr.trim()).error.code).toBe('node-unreachable')
+  })
+})
+
+describe('allmende exec', () => {
+  it('refuses a model that is not ratified: exit 1 naming the reason, the command not run', async () => {
+    const marker = join(dir, 'ran.txt')
+    const r = await run([
+      'exec',
+      '--model',
+      'deploy-model@1.0.0',
+      '--dir',
+      'fresh',
+      '--',
+      process.execPath,
+      '-e',
+      `require('node:fs').writeFileSync(${JSON.stringify(marker)}, process.env.ALLMENDE_MODEL_DIR)`,
+    ])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/not-ratified.*deploy-model@1\.0\.0 is proposed, not ratified/)
+    expect(existsSync(marker)).toBe(false)
+  })
+})
