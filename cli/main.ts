@@ -21,6 +21,7 @@ import { isNodeError } from '../node/errors.js'
 import { fetchGenesis } from '../node/join.js'
 import { startNode } from '../node/node.js'
 import type { Verified } from '../protocol/index.js'
+import { registerDemo } from './commands/demo.js'
 import { registerExec } from './commands/exec.js'
 import { registerFederation } from './commands/federation.js'
 import { registerFetch } from './commands/fetch.js'
@@ -164,6 +165,7 @@ export function program(): Command {
   registerProposals(cli)
   registerModel(cli)
   registerVerify(cli)
+  registerDemo(cli)
   registerFetch(cli)
   registerExec(cli)
   return cli
