@@ -182,3 +182,182 @@ describe('allmende exec', () => {
     expect(existsSync(marker)).toBe(false)
   })
 })
+
+describe('allmende exec on a ratified model', () => {
+  let second: Daemon | undefined
+  afterAll(async () => {
+    await second?.kill()
+  })
+
+  it('a one-steward federation ratifies and checkpoints; exec runs the command with ALLMENDE_MODEL_DIR, online and with a certificate', async () => {
+    const env = { ALLMENDE_HOME: join(dir, 'carol') }
+    const me = await run(['--json', 'init'], env)
+    expect(me.code, me.stderr).toBe(0)
+    const did = me.json().did as string
+    const sk = await run(['--json', 'init', '--steward-key', join(dir, 'steward.key')], env)
+    expect(sk.code, sk.stderr).toBe(0)
+    const steward = sk.json().did as string
+    const created = await run(
+      [
+        '--json',
+        'federation',
+        'create',
+        '--name',
+        'ratify test',
+        '--member',
+        `${did}:publisher,voter`,
+        '--member',
+        `${steward}:steward`,
+        '--voting-period',
+        '3s',
+        '--seal-threshold',
+        '1',
+        '--seal-grace',
+        '1s',
+        '--weights-deadline',
+        '3s',
+        '--seal-deadline',
+        '6s',
+        '--checkpoint-interval',
+        '2s',
+        '--out',
+        'genesis2.car',
+      ],
+      env,
+    )
+    expect(created.code, created.stderr).toBe(0)
+    const federation = created.json().federation as string
+    const cosigned = await run(
+      ['--json', 'federation', 'cosign', 'genesis2.car', '--key', 'steward.key'],
+      env,
+    )
+    expect(cosigned.code, cosigned.stderr).toBe(0)
+    const node = await run(
+      [
+        '--json',
+        'node',
+        'init',
+        '--federation',
+        'genesis2.car',
+        '--home',
+        join(dir, 'node2'),
+        '--listen',
+        '/ip4/127.0.0.1/tcp/0',
+        '--api',
+        '127.0.0.1:0',
+        '--steward-key',
+        join(dir, 'steward.key'),
+      ],
+      env,
+    )
+    expect(node.code, node.stderr).toBe(0)
+    second = await startDaemon(join(dir, 'node2'))
+    const on = { ...env, ALLMENDE_NODE: second.api }
+    const published = await run(
+      [
+        '--json',
+        'model',
+        'publish',
+        'model',
+        '--name',
+        'ratified-model',
+        '--version',
+        '1.0.0',
+        '--license',
+        'Apache-2.0',
+        '--language',
+        'en',
+      ],
+      on,
+    )
+    expect(published.code, published.stderr).toBe(0)
+    const proposed = await run(['--json', 'propose', 'ratify', 'ratified-model@1.0.0', '--closes', '3s'], on)
+    expect(proposed.code, proposed.stderr).toBe(0)
+    const vote = await run(['--json', 'vote', proposed.json().proposal as string, 'yes'], on)
+    expect(vote.code, vote.stderr).toBe(0)
+
+    for (let i = 0; i < 60; i++) {
+      const shown = await run(['--json', 'model', 'show', 'ratified-model@1.0.0'], on)
+      if (shown.json().status === 'ratified') break
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    const fetched = await run(['--json', 'fetch', 'ratified-model@1.0.0', '--out', 'deployed'], on)
+    expect(fetched.code, fetched.stderr).toBe(0)
+    // A certificate whose checkpoint covers the decision (checkpoints come every 2 s).
+    let checked: Run | undefined
+    for (let i = 0; i < 60; i++) {
+      const exported = await run(
+        ['--json', 'certificate', 'export', 'ratified-model@1.0.0', '-o', join(dir, 'cert.car')],
+        on,
+      )
+      if (exported.code === 0) {
+        checked = await run(
+          [
+            '--json',
+            'verify',
+            'deployed',
+            '--model',
+            'ratified-model@1.0.0',
+            '--certificate',
+            join(dir, 'cert.car'),
+            '--federation',
+            federation,
+            '--max-age',
+            '1h',
+          ],
+          on,
+        )
+        if (checked.code === 0) break
+      }
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    expect(checked?.code, `${checked?.stdout}\n${second.stderr()}`).toBe(0)
+
+    const marker = join(dir, 'seen.txt')
+    const script = `require('node:fs').writeFileSync(${JSON.stringify(marker)}, process.env.ALLMENDE_MODEL_DIR); process.exit(7)`
+    const online = await run(
+      ['exec', '--model', 'ratified-model@1.0.0', '--dir', 'deployed', '--', process.execPath, '-e', script],
+      on,
+    )
+    expect(online.code, online.stderr).toBe(7)
+    expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
+    await rm(marker)
+
+    const offline = await run(
+      [
+        'exec',
+        '--model',
+        'ratified-model@1.0.0',
+        '--dir',
+        'deployed',
+        '--certificate',
+        join(dir, 'cert.car'),
+        '--federation',
+        federation,
+        '--max-age',
+        '1h',
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      ],
+      { ...env, ALLMENDE_NODE: 'http://127.0.0.1:9' },
+    )
+    expect(offline.code, offline.stderr).toBe(7)
+    expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
+    await rm(marker)
+
+    // One flipped byte: exec refuses, naming the file, and the command does not run.
+    const victim = model.files[model.files.length - 1]!
+    const bytes = await readFile(join(dir, 'deployed', victim))
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff
+    await writeFile(join(dir, 'deployed', victim), bytes)
+    const tampered = await run(
+      ['exec', '--model', 'ratified-model@1.0.0', '--dir', 'deployed', '--', process.execPath, '-e', script],
+      on,
+    )
+    expect(tampered.code).toBe(1)
+    expect(tampered.stderr).toContain(`sha256-mismatch ${victim}`)
+    expect(existsSync(marker)).toBe(false)
+  }, 120_000)
+})
