@@ -12,7 +12,7 @@
  * 3 when the node cannot be reached.
  */
 import { createHash } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve, sep } from 'node:path'
@@ -53,7 +53,6 @@ async function complete(target: string, file: ManifestFile): Promise<boolean> {
   const st = await stat(target).catch(() => undefined)
   if (!st?.isFile() || st.size !== file.size) return false
   const hash = createHash('sha256')
-  const { createReadStream } = await import('node:fs')
   for await (const chunk of createReadStream(target)) hash.update(chunk as Buffer)
   return equalBytes(new Uint8Array(hash.digest()), file.sha256)
 }

@@ -152,6 +152,16 @@ describe('allmende fetch', () => {
     expect((await stat(join(dir, 'resume', kept))).mtimeMs).toBe(before)
   })
 
+  it('a file in DIR that is not in the manifest is exit 1, named', async () => {
+    await mkdir(join(dir, 'extra'), { recursive: true })
+    await writeFile(join(dir, 'extra', 'notes.txt'), 'not in the manifest')
+    const r = await run(['--json', 'fetch', 'deploy-model@1.0.0', '--out', 'extra'])
+    expect(r.code).toBe(1)
+    const error = JSON.parse(r.stderr.trim()).error as { code: string; message: string }
+    expect(error.code).toBe('file-extra')
+    expect(error.message).toMatch(/^notes\.txt: /)
+  })
+
   it('an unknown model is exit 1; a node that is down is exit 3', async () => {
     const unknown = await run(['--json', 'fetch', 'nope@1.0.0', '--out', 'x'])
     expect(unknown.code).toBe(1)
