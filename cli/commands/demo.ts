@@ -53,10 +53,14 @@ const RULES: Rules = {
 
 class DemoFailure extends Error {}
 
+/** Set on Ctrl-C: every wait gives up at once. */
+let interrupted = false
+
 async function until(check: () => boolean, what: string, timeoutMs: number, onTick?: () => void) {
   const deadline = Date.now() + timeoutMs
   let last = 0
   while (!check()) {
+    if (interrupted) throw new DemoFailure('interrupted')
     if (Date.now() > deadline)
       throw new DemoFailure(`timed out after ${timeoutMs / 1000} s waiting for ${what}`)
     if (onTick && Date.now() - last >= 1_000) {
@@ -85,7 +89,7 @@ class MapBlockstore {
   }
 }
 
-async function demo(ctx: Ctx): Promise<boolean> {
+async function demo(ctx: Ctx): Promise<'ok' | 'failed' | 'interrupted'> {
   const started = Date.now()
   let n = 0
   const step = (name: string, lines: readonly string[], data: Record<string, unknown> = {}) => {
@@ -111,7 +115,9 @@ async function demo(ctx: Ctx): Promise<boolean> {
     await rm(root, { recursive: true, force: true })
   }
   const onSignal = () => {
-    void cleanup().finally(() => process.exit(130))
+    interrupted = true
+    ctx.note('interrupted: stopping the nodes and removing the temporary directory')
+    void cleanup()
   }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
@@ -151,7 +157,12 @@ async function demo(ctx: Ctx): Promise<boolean> {
         `All four founding stewards co-signed it; its hash is the federation id ${federation}.`,
         'That id is all a deployer needs to trust later: everything else chains back to it.',
       ],
-      { federation: federation.toString(), members: members.length, sealThreshold: RULES.sealThreshold },
+      {
+        federation: federation.toString(),
+        members: members.length,
+        sealThreshold: RULES.sealThreshold,
+        dir: root,
+      },
     )
 
     // 2. Four steward nodes.
@@ -401,7 +412,7 @@ async function demo(ctx: Ctx): Promise<boolean> {
         : [`Offline verification FAILED unexpectedly: ${good.problems.map((p) => p.message).join('; ')}`],
       { ok: good.ok, status: good.status, problems: good.problems },
     )
-    if (!good.ok) return false
+    if (!good.ok) return 'failed'
 
     // 12. Tamper.
     const weightFile = generated.files.find((f) => f.endsWith('.safetensors'))!
@@ -424,10 +435,10 @@ async function demo(ctx: Ctx): Promise<boolean> {
             `Flipped one bit in ${weightFile}: verification fails and names the file (${named.code}).`,
             'An inference server that verifies first would refuse to load it.',
           ]
-        : ['Flipped one bit in a weight file, but verification did NOT catch it.'],
+        : ['Changed one byte of a weight file, but verification did NOT catch it.'],
       { ok: bad.ok, file: weightFile, problems: bad.problems },
     )
-    if (!caught) return false
+    if (!caught) return 'failed'
 
     await cleanup()
     step('cleanup', ['Stopped the four nodes and removed the temporary directory.'], { removed: root })
@@ -435,13 +446,16 @@ async function demo(ctx: Ctx): Promise<boolean> {
       { done: true, ok: true, seconds: Math.round((Date.now() - started) / 100) / 10 },
       `Done in ${Math.round((Date.now() - started) / 100) / 10} s: every step behaved as expected.`,
     )
-    return true
+    return 'ok'
   } catch (e) {
     const message = (e as Error)?.message ?? String(e)
+    if (interrupted) return 'interrupted'
     ctx.out({ error: message, ok: false }, `demo failed: ${message}`)
-    return false
+    return 'failed'
   } finally {
     await cleanup()
+    // Again: work in flight when Ctrl-C came may have written into the directory since.
+    await rm(root, { recursive: true, force: true })
     process.removeListener('SIGINT', onSignal)
     process.removeListener('SIGTERM', onSignal)
   }
@@ -454,8 +468,8 @@ export function registerDemo(cli: Command): Command {
   examples(cmd, ['allmende demo', 'allmende --json demo'])
   cmd.action(
     action<Record<string, never>>(async (ctx) => {
-      const ok = await demo(ctx)
-      process.exit(ok ? 0 : 1)
+      const result = await demo(ctx)
+      process.exit(result === 'ok' ? 0 : result === 'interrupted' ? 130 : 1)
     }),
   )
   return cmd
