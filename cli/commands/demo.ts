@@ -6,6 +6,7 @@
  * flipped byte that verification names. Every step is narrated (one JSON object a step with
  * --json); the temporary directory is removed at the end, on errors and on Ctrl-C.
  */
+import { randomBytes } from 'node:crypto'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -140,8 +141,7 @@ async function demo(ctx: Ctx): Promise<'ok' | 'failed' | 'interrupted'> {
     ].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     const problem = wellFormedProblem(members, RULES)
     if (problem) throw new DemoFailure(`the demo federation is not well-formed: ${problem}`)
-    const body = { name: 'allmende demo', members, rules: RULES, nonce: new Uint8Array(16).map(() => 0) }
-    crypto.getRandomValues(body.nonce)
+    const body = { name: 'allmende demo', members, rules: RULES, nonce: new Uint8Array(randomBytes(16)) }
     const at = Date.now()
     const founder = s(STEWARDS[0])
     const unsigned = { v: 1 as const, kind: 'genesis' as const, author: founder.did, at, body }
@@ -357,7 +357,7 @@ async function demo(ctx: Ctx): Promise<'ok' | 'failed' | 'interrupted'> {
         `After the close (and a short grace period) the stewards each checked the weights and sealed the tally: ${seals()} seals.`,
         `With ${RULES.sealThreshold} agreeing seals the proposal passed on every node: nobody had to press a button.`,
       ],
-      { seals: seals(), phase: 'final-passed' },
+      { seals: seals(), phase: 'final-passed', weightsVerified: view(nodes[0]!)?.weightsVerified },
     )
 
     // 9. A counted checkpoint.
