@@ -172,7 +172,18 @@ describe('a partition 3 | 2 healed before the proposals close', () => {
     // Heal, and let the nodes find each other again.
     for (const x of left) for (const y of right) x.p2p.unblock(y.p2p.peerId)
     for (const y of right) for (const x of left) y.p2p.unblock(x.p2p.peerId)
-    for (const x of left) for (const y of right) await x.p2p.dial(y.p2p.addresses()[0]!)
+    // A dial right after the heal can meet a connection the other side is still tearing down:
+    // retry each until it holds (bounded).
+    for (const x of left)
+      for (const y of right)
+        await until(
+          () =>
+            x.p2p.dial(y.p2p.addresses()[0]!).then(
+              () => true,
+              () => false,
+            ),
+          'a dial across the healed partition',
+        )
     await until(
       () => nodes.every((n) => acked.every((rec) => n.store.fold.has(rec.cid))),
       'every acknowledged record on every node',
