@@ -16,7 +16,6 @@
  *   limits; *accept* otherwise (inapplicable and pending records are kept).
  */
 
-import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import {
@@ -39,13 +38,12 @@ import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import type { Logger } from './log.js'
 import { openRecordLog, type RecordLog } from './record-log.js'
+import { nativeSha256 } from './sha256.js'
 import { createIdSet, type IdSet } from './sync/id-set.js'
 import { createVerifyPool, type VerifyPool } from './verify-pool.js'
 import { openWitnessLog } from './witness.js'
 
 export type Verdict = 'accept' | 'reject' | 'ignore'
-
-const nativeSha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest()
 
 export interface Checked {
   readonly verdict: Verdict
@@ -189,8 +187,7 @@ export async function openStore(options: {
   }
 
   /** A new list block may complete seals or checkpoints that waited for it. */
-  const holdBlock = (bytes: Uint8Array) => {
-    const key = blockKey(bytes, nativeSha256)
+  const holdBlock = (bytes: Uint8Array, key = blockKey(bytes, nativeSha256)) => {
     blocks.set(key, bytes)
     addId(key)
   }
@@ -302,8 +299,8 @@ export async function openStore(options: {
   }
 
   /** List blocks sent along or fetched: only well-formed ones that are new. */
-  const freshBlocks = (candidates: readonly Uint8Array[]): Uint8Array[] => {
-    const fresh: Uint8Array[] = []
+  const freshBlocks = (candidates: readonly Uint8Array[]): { bytes: Uint8Array; key: string }[] => {
+    const fresh: { bytes: Uint8Array; key: string }[] = []
     const seen = new Set<string>()
     for (const b of candidates) {
       const value = decodeStrict(b, {
@@ -317,7 +314,7 @@ export async function openStore(options: {
       const key = blockKey(b, nativeSha256)
       if (blocks.has(key) || seen.has(key)) continue
       seen.add(key)
-      fresh.push(Uint8Array.prototype.slice.call(b))
+      fresh.push({ bytes: Uint8Array.prototype.slice.call(b), key })
     }
     return fresh
   }
@@ -347,8 +344,8 @@ export async function openStore(options: {
     if (closed) throw new NodeError('store-closed', 'the node is shutting down', { status: 503 })
     const fresh = freshBlocks(candidates)
     if (fresh.length === 0) return 0
-    await recordLog.appendMany(fresh)
-    for (const b of fresh) holdBlock(b)
+    await recordLog.appendMany(fresh.map((b) => b.bytes))
+    for (const b of fresh) holdBlock(b.bytes, b.key)
     retryUnresolved()
     return fresh.length
   }
@@ -378,9 +375,9 @@ export async function openStore(options: {
     if (running) return running.then((r) => ({ ...r, duplicate: true }))
     const fresh = freshBlocks(extra)
     const work = recordLog
-      .appendMany([...fresh, v.bytes])
+      .appendMany([...fresh.map((b) => b.bytes), v.bytes])
       .then(() => {
-        for (const b of fresh) holdBlock(b)
+        for (const b of fresh) holdBlock(b.bytes, b.key)
         if (fresh.length > 0) retryUnresolved()
         const kind = v.record.kind
         if (kind === 'vote' || kind === 'proposal' || kind === 'attestation') witness.note(v.key, clock())

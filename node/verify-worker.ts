@@ -4,11 +4,11 @@
  * verdict per record (null for valid, else the rejection's code and
  * message). See verify-pool.ts for why.
  */
-import { createHash } from 'node:crypto'
 import { parentPort, workerData } from 'node:worker_threads'
 import { CID } from 'multiformats/cid'
 import { decodeRecord } from '../protocol/record.js'
 import { fastEd25519 } from './ed25519-native.js'
+import { nativeSha256 as sha256 } from './sha256.js'
 
 export interface VerifyRequest {
   readonly id: number
@@ -22,7 +22,6 @@ export interface VerifyAnswer {
   readonly verdicts: readonly VerifyVerdict[]
 }
 
-const sha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest()
 const federation = CID.parse((workerData as { federation: string }).federation)
 
 parentPort!.on('message', (request: VerifyRequest) => {

@@ -23,7 +23,6 @@
  * fetched again until the governance head moves.
  */
 
-import { createHash } from 'node:crypto'
 import type { Connection, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
@@ -31,6 +30,7 @@ import type { CID } from 'multiformats/cid'
 import { blockKey, cidFromKey, cidKey } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import type { P2P } from '../p2p.js'
+import { nativeSha256 as sha256 } from '../sha256.js'
 import type { RecordStore } from '../store.js'
 import { isSyncError, SyncError } from './errors.js'
 import { MAX_FRAME_BYTES } from './frames.js'
@@ -39,8 +39,6 @@ import { decodeMessage, encodeMessage, MAX_GET_CIDS, type SyncMessage } from './
 import { createReconciler, MAX_ROUNDS } from './reconcile.js'
 
 export const SYNC_PROTOCOL = '/allmende/sync/1.0.0'
-
-const sha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest()
 
 /** Reconciliation messages stay well inside a frame (the rest of a frame is message overhead). */
 const RECONCILE_FRAME_LIMIT = 1024 * 1024 - 4096

@@ -17,11 +17,12 @@
  *
  * It checks the DAG's blocks, not the model: `verifyDag` against the manifest is still the check.
  */
-import { createHash } from 'node:crypto'
+
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
-import { equalBytes } from '../../protocol/bytes.js'
+import { concatBytes, equalBytes } from '../../protocol/bytes.js'
 import { isNodeError, NodeError } from '../errors.js'
+import { nativeSha256 } from '../sha256.js'
 
 const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
@@ -106,7 +107,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       throw wrap(e, signal, 'block-unavailable', `cannot get block ${cid}`)
     }
     if (!held) fetched++
-    const digest = createHash('sha256').update(block).digest()
+    const digest = nativeSha256(block)
     if (!equalBytes(digest, cid.multihash.digest))
       throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
     bytes += block.length
@@ -168,14 +169,7 @@ async function readBlock(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array
       throw new NodeError('oversize', `block ${cid} is over ${MAX_BLOCK_BYTES} bytes`, { status: 413 })
     parts.push(part)
   }
-  if (parts.length === 1) return parts[0]!
-  const out = new Uint8Array(size)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts)
 }
 
 function links(cid: CID, block: Uint8Array): CID[] {
