@@ -6,15 +6,12 @@
  * naming the reason (not ratified, revoked, conflicted, stale, a changed, missing or extra file).
  */
 import { spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { NodeClient, withNode } from '../client.js'
+import { withNode } from '../client.js'
 import { action, CliError, EXIT, examples, usage } from '../context.js'
-import { parseDuration } from '../durations.js'
-import { parseCidArg, parseModelRef } from '../records.js'
-import { keepTrust, type ModelVerdict, readTrust, verifyModel, verifyModelOnline } from '../verify-model.js'
+import { checkModel } from './verify.js'
 
 interface ExecOptions {
   node?: string
@@ -43,38 +40,8 @@ export function registerExec(cli: Command): void {
   ])
   cmd.action(
     action<ExecOptions>(async (ctx, opts, argv) => {
-      parseModelRef(opts.model)
       if (argv.length === 0) throw usage('exec: no command given (put it after --)')
-      let maxAgeMs: number | undefined
-      if (opts.maxAge !== undefined) {
-        maxAgeMs = parseDuration(opts.maxAge)
-        if (maxAgeMs === undefined) throw usage(`--max-age: not a duration: "${opts.maxAge}" (use e.g. 6h)`)
-      }
-      let v: ModelVerdict
-      if (opts.certificate !== undefined) {
-        if (opts.federation === undefined) throw usage('--certificate needs --federation ID')
-        const federation = parseCidArg(opts.federation, '--federation').toString()
-        let certificate: Uint8Array
-        try {
-          certificate = new Uint8Array(await readFile(opts.certificate))
-        } catch (e) {
-          throw usage(`--certificate: cannot read ${opts.certificate}: ${(e as Error).message}`)
-        }
-        const trusted = await readTrust(federation)
-        v = await verifyModel(opts.dir, {
-          model: opts.model,
-          certificate,
-          federation,
-          ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
-          ...(trusted ? { trusted } : {}),
-        })
-        if (v.trusted && v.status !== 'unknown' && !v.problems.some((p) => p.code.startsWith('cert-')))
-          await keepTrust(federation, v.trusted)
-      } else {
-        if (opts.federation !== undefined || maxAgeMs !== undefined)
-          throw usage('--federation and --max-age go with --certificate')
-        v = await verifyModelOnline(opts.dir, new NodeClient(opts.node), opts.model)
-      }
+      const v = await checkModel(opts.dir, opts)
       if (!v.ok || v.status !== 'ratified') {
         const first = v.problems[0]
         const reasons = v.problems

@@ -1,16 +1,11 @@
 /** `allmende node status | peers` (DESIGN.md §7): what a running node reports about itself. */
 import type { Command } from 'commander'
+import type { NodeStatus } from '../../node/api.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, examples } from '../context.js'
 
-interface Status {
-  peerId: string
-  addresses: string[]
-  federation: string
-  steward: string | null
-  records: number
-  head: string
-}
+/** The JSON shape of GET /status (DESIGN.md §7): the node's own type. */
+type Status = NodeStatus
 
 export function registerNodeQueries(node: Command): void {
   const status = withNode(

@@ -13,7 +13,7 @@ import { parseDuration } from '../durations.js'
 import { parseCidArg, parseModelRef } from '../records.js'
 import { keepTrust, type ModelVerdict, readTrust, verifyModel, verifyModelOnline } from '../verify-model.js'
 
-interface VerifyOptions {
+export interface VerifyOptions {
   node?: string
   model: string
   certificate?: string
@@ -29,6 +29,46 @@ function report(v: ModelVerdict, model: string): string[] {
     `FAILED: ${model} (${v.status})`,
     ...v.problems.map((p) => `  ${p.code}${p.path !== undefined ? ` ${p.path}` : ''}: ${p.message}`),
   ]
+}
+
+/**
+ * The check `verify` and `exec` share: offline against a certificate (moving the kept trust
+ * mark only when the certificate verified), or online against the node. Usage errors for the
+ * options; the verdict for everything else.
+ */
+export async function checkModel(dir: string, opts: VerifyOptions): Promise<ModelVerdict> {
+  parseModelRef(opts.model)
+  let maxAgeMs: number | undefined
+  if (opts.maxAge !== undefined) {
+    maxAgeMs = parseDuration(opts.maxAge)
+    if (maxAgeMs === undefined) throw usage(`--max-age: not a duration: "${opts.maxAge}" (use e.g. 6h)`)
+  }
+  if (opts.certificate === undefined) {
+    if (opts.federation !== undefined || maxAgeMs !== undefined)
+      throw usage('--federation and --max-age go with --certificate')
+    return verifyModelOnline(dir, new NodeClient(opts.node), opts.model, { cid: opts.cid === true })
+  }
+  if (opts.federation === undefined) throw usage('--certificate needs --federation ID')
+  const federation = parseCidArg(opts.federation, '--federation').toString()
+  let certificate: Uint8Array
+  try {
+    certificate = new Uint8Array(await readFile(opts.certificate))
+  } catch (e) {
+    throw usage(`--certificate: cannot read ${opts.certificate}: ${(e as Error).message}`)
+  }
+  const trusted = await readTrust(federation)
+  const v = await verifyModel(dir, {
+    model: opts.model,
+    certificate,
+    federation,
+    ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+    ...(trusted ? { trusted } : {}),
+    cid: opts.cid === true,
+  })
+  // Only a certificate that verified moves the mark.
+  if (v.trusted && v.status !== 'unknown' && !v.problems.some((p) => p.code.startsWith('cert-')))
+    await keepTrust(federation, v.trusted)
+  return v
 }
 
 export function registerVerify(cli: Command): void {
@@ -49,39 +89,7 @@ export function registerVerify(cli: Command): void {
   ])
   verify.action(
     action<VerifyOptions>(async (ctx, opts, [dir]) => {
-      parseModelRef(opts.model)
-      let maxAgeMs: number | undefined
-      if (opts.maxAge !== undefined) {
-        maxAgeMs = parseDuration(opts.maxAge)
-        if (maxAgeMs === undefined) throw usage(`--max-age: not a duration: "${opts.maxAge}" (use e.g. 6h)`)
-      }
-      let v: ModelVerdict
-      if (opts.certificate !== undefined) {
-        if (opts.federation === undefined) throw usage('--certificate needs --federation ID')
-        const federation = parseCidArg(opts.federation, '--federation').toString()
-        let certificate: Uint8Array
-        try {
-          certificate = new Uint8Array(await readFile(opts.certificate))
-        } catch (e) {
-          throw usage(`--certificate: cannot read ${opts.certificate}: ${(e as Error).message}`)
-        }
-        const trusted = await readTrust(federation)
-        v = await verifyModel(dir!, {
-          model: opts.model,
-          certificate,
-          federation,
-          ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
-          ...(trusted ? { trusted } : {}),
-          cid: opts.cid === true,
-        })
-        // Only a certificate that verified moves the mark.
-        if (v.trusted && v.status !== 'unknown' && !v.problems.some((p) => p.code.startsWith('cert-')))
-          await keepTrust(federation, v.trusted)
-      } else {
-        if (opts.federation !== undefined || maxAgeMs !== undefined)
-          throw usage('--federation and --max-age go with --certificate')
-        v = await verifyModelOnline(dir!, new NodeClient(opts.node), opts.model, { cid: opts.cid === true })
-      }
+      const v = await checkModel(dir!, opts)
       ctx.out({ ok: v.ok, status: v.status, problems: v.problems }, report(v, opts.model))
       if (!v.ok) process.exitCode = EXIT.failed
     }),
