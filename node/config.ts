@@ -1,7 +1,8 @@
 /**
  * A node's home directory and its config file (DESIGN.md §6, §7).
  *
- *     HOME/config.json   {version, federation, listen, bootstrap, api, stewardKeyFile?, logLevel}
+ *     HOME/config.json   {version, federation, listen, bootstrap, api, stewardKeyFile?, logLevel,
+ *                         gateways?, unpinRevokedAfterMs?}
  *     HOME/genesis.cbor  the genesis record (its unsigned CID is the federation id)
  *     HOME/peer.key      the libp2p peer key (0600)
  *     HOME/api.token     the admin bearer token (0600)
@@ -30,7 +31,17 @@ export interface NodeConfig {
   readonly api: string
   readonly stewardKeyFile?: string
   readonly logLevel: Level
+  /**
+   * Other stewards' trustless gateways (`http://host:port`), tried before bitswap when this node
+   * fetches weights it must check: one verified CAR stream is much faster than bitswap.
+   */
+  readonly gateways?: readonly string[]
+  /** How long after a revocation is final its weights stay pinned (default 7 days). */
+  readonly unpinRevokedAfterMs?: number
 }
+
+/** Revoked weights stay pinned a week by default: long enough for deployers to notice and move. */
+export const DEFAULT_UNPIN_REVOKED_AFTER_MS = 7 * 24 * 60 * 60 * 1000
 
 export const FILES = {
   config: 'config.json',
@@ -60,7 +71,17 @@ export function parseConfig(text: string, where: string): NodeConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw invalid(`${where} must hold a JSON object`)
   const c = raw as Record<string, unknown>
-  const known = new Set(['version', 'federation', 'listen', 'bootstrap', 'api', 'stewardKeyFile', 'logLevel'])
+  const known = new Set([
+    'version',
+    'federation',
+    'listen',
+    'bootstrap',
+    'api',
+    'stewardKeyFile',
+    'logLevel',
+    'gateways',
+    'unpinRevokedAfterMs',
+  ])
   for (const k of Object.keys(c)) if (!known.has(k)) throw invalid(`${where}: unknown setting "${k}"`)
   if (c.version !== 1) throw invalid(`${where}: "version" must be 1`)
   if (typeof c.federation !== 'string') throw invalid(`${where}: "federation" must be a federation id`)
@@ -83,6 +104,15 @@ export function parseConfig(text: string, where: string): NodeConfig {
   if (c.stewardKeyFile !== undefined && typeof c.stewardKeyFile !== 'string') {
     throw invalid(`${where}: "stewardKeyFile" must be a path`)
   }
+  const gateways = c.gateways ?? []
+  if (
+    !Array.isArray(gateways) ||
+    gateways.some((g) => typeof g !== 'string' || !/^https?:\/\/[^\s/]+\/?$/.test(g))
+  )
+    throw invalid(`${where}: "gateways" must be a list of http(s)://host:port URLs`)
+  const unpin = c.unpinRevokedAfterMs
+  if (unpin !== undefined && !(Number.isSafeInteger(unpin) && (unpin as number) >= 0))
+    throw invalid(`${where}: "unpinRevokedAfterMs" must be a whole number of milliseconds, 0 or more`)
   return {
     version: 1,
     federation: c.federation,
@@ -91,6 +121,8 @@ export function parseConfig(text: string, where: string): NodeConfig {
     api,
     ...(c.stewardKeyFile ? { stewardKeyFile: c.stewardKeyFile as string } : {}),
     logLevel,
+    ...(gateways.length > 0 ? { gateways: gateways as string[] } : {}),
+    ...(unpin !== undefined ? { unpinRevokedAfterMs: unpin as number } : {}),
   }
 }
 
@@ -175,6 +207,8 @@ export interface InitOptions {
   readonly api?: string
   readonly stewardKeyFile?: string
   readonly logLevel?: Level
+  readonly gateways?: readonly string[]
+  readonly unpinRevokedAfterMs?: number
 }
 
 /** Creates a node home: config, genesis, admin token. Refuses to overwrite an existing node. */
@@ -197,6 +231,10 @@ export async function initHome(home: string, options: InitOptions): Promise<Node
     api: options.api ?? '127.0.0.1:7070',
     ...(options.stewardKeyFile ? { stewardKeyFile: options.stewardKeyFile } : {}),
     logLevel: options.logLevel ?? 'info',
+    ...(options.gateways?.length ? { gateways: options.gateways } : {}),
+    ...(options.unpinRevokedAfterMs !== undefined
+      ? { unpinRevokedAfterMs: options.unpinRevokedAfterMs }
+      : {}),
   }
   await writeFile(join(home, FILES.genesis), options.genesis.bytes)
   await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`)

@@ -19,6 +19,7 @@ import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/
 import { createApi, type NodeStatus } from './api.js'
 import {
   adminToken,
+  DEFAULT_UNPIN_REVOKED_AFTER_MS,
   FILES,
   inHome,
   loadConfig,
@@ -35,6 +36,7 @@ import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
 import { carBudget, createWeights, type Weights } from './uploads.js'
 import { fetchWeights } from './weights/fetch.js'
+import { createRetention } from './weights/retention.js'
 import { verifyDag } from './weights/verify.js'
 
 export interface NodeOptions {
@@ -49,6 +51,8 @@ export interface NodeOptions {
   readonly stewardTickMs?: number
   /** Sync settings (intervals and timeouts); `false` turns sync off (tests of gossip alone). */
   readonly sync?: Omit<SyncOptions, 'p2p' | 'store' | 'log'> | false
+  /** How often revoked weights are looked at for unpinning (default 60 s). */
+  readonly retentionTickMs?: number
   /** The largest weights upload (CAR bytes); default the head state's maxModelBytes plus CAR overhead. */
   readonly maxUploadBytes?: number
 }
@@ -96,6 +100,7 @@ async function stewardSigner(home: string, config: NodeConfig): Promise<Signer |
 
 /** How long one background fetch of a model's weights may take. */
 const WEIGHTS_FETCH_MS = 60_000
+const RETENTION_TICK_MS = 60_000
 /** After a failed fetch, the pause before the next check starts another. */
 const WEIGHTS_FETCH_RETRY_MS = 10_000
 /** Fetch failures that a retry would only repeat. */
@@ -109,9 +114,15 @@ const FETCH_FINAL: ReadonlySet<string> = new Set(['oversize', 'not-unixfs'])
  */
 function weightsChecker(
   blockstore: FsBlockstore,
-  options: { helia?: P2P['helia']; log: Logger; stopped: AbortSignal; fetchMs?: number },
+  options: {
+    helia?: P2P['helia']
+    log: Logger
+    stopped: AbortSignal
+    fetchMs?: number
+    gateways?: readonly string[] | undefined
+  },
 ) {
-  const { helia, log, stopped } = options
+  const { helia, log, stopped, gateways } = options
   const fetches = new Map<string, { running: boolean; endedAt: number; final: boolean }>()
   const startFetch = (root: CID, maxModelBytes: number) => {
     const key = root.toString()
@@ -120,10 +131,26 @@ function weightsChecker(
     const signal = AbortSignal.any([stopped, AbortSignal.timeout(options.fetchMs ?? WEIGHTS_FETCH_MS)])
     const { maxBytes, maxBlocks } = carBudget(maxModelBytes)
     log.info('weights-fetch-started', { root: key })
-    fetchWeights({ root, blockstore, helia, signal, maxBytes, maxBlocks })
+    fetchWeights({
+      root,
+      blockstore,
+      helia,
+      signal,
+      maxBytes,
+      maxBlocks,
+      gateways,
+      gatewayBlockstore: blockstore,
+      onGatewayError: (gateway, error) => log.warn('weights-gateway-failed', { root: key, gateway, error }),
+    })
       .then((r) => {
         fetches.delete(key)
-        log.info('weights-fetched', { root: key, blocks: r.blocks, fetched: r.fetched, bytes: r.bytes })
+        log.info('weights-fetched', {
+          root: key,
+          blocks: r.blocks,
+          fetched: r.fetched,
+          viaGateway: r.viaGateway,
+          bytes: r.bytes,
+        })
       })
       .catch((e) => {
         entry.running = false
@@ -144,7 +171,7 @@ function weightsChecker(
     const idle =
       entry === undefined ||
       (!entry.running && !entry.final && Date.now() - entry.endedAt >= WEIGHTS_FETCH_RETRY_MS)
-    if (helia && !stopped.aborted && idle) startFetch(root, maxModelBytes)
+    if ((helia || gateways?.length) && !stopped.aborted && idle) startFetch(root, maxModelBytes)
     return undefined
   }
 }
@@ -240,7 +267,14 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
           new Promise((r) => setTimeout(r, 5_000).unref()),
         ]),
       ...(blockstore
-        ? { checkWeights: weightsChecker(blockstore, { helia: p2p.helia, log, stopped: fetching.signal }) }
+        ? {
+            checkWeights: weightsChecker(blockstore, {
+              helia: p2p.helia,
+              log,
+              stopped: fetching.signal,
+              gateways: config.gateways,
+            }),
+          }
         : {}),
       ...(options.stewardTickMs ? { tickMs: options.stewardTickMs } : {}),
     })
@@ -262,6 +296,31 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   // records are kept in the LevelDatastore. The node runs no GC (see uploads.ts).
   const helia = p2p.helia
   const weights = blockstore && helia ? createWeights({ blockstore, pins: helia.pins, log }) : undefined
+
+  // Revoked weights are let go after the configured delay (weights/retention.ts).
+  const retention =
+    blockstore && helia
+      ? createRetention({
+          state: () => store.fold.state(),
+          weightsOf: (manifest) => {
+            const r = store.fold.get(manifest)
+            return r?.record.kind === 'manifest' ? r.record.body.weights : undefined
+          },
+          pins: helia.pins,
+          blockstore,
+          clock,
+          delayMs: config.unpinRevokedAfterMs ?? DEFAULT_UNPIN_REVOKED_AFTER_MS,
+          log,
+        })
+      : undefined
+  const retentionTimer = retention
+    ? setInterval(() => {
+        retention
+          .tick(fetching.signal)
+          .catch((e) => log.warn('weights-retention-failed', { error: e as Error }))
+      }, options.retentionTickMs ?? RETENTION_TICK_MS)
+    : undefined
+  retentionTimer?.unref()
 
   const api = await createApi({
     store,
@@ -332,6 +391,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
       await api.close()
       // Uploads cut off by the close finish their cleanup before the blockstore closes.
       await weights?.drain()
+      clearInterval(retentionTimer)
       fetching.abort()
       await stewardDuty?.stop()
       await sync?.stop()

@@ -15,6 +15,12 @@
  * `block-corrupt` (bytes that do not hash to their CID), `not-unixfs` (a codec or hash outside
  * the profile, or an undecodable node), `oversize` (over the byte or block budget).
  *
+ * With `gateways` (other stewards' trustless gateways), the DAG is first streamed from them as one
+ * CAR each (`fetchFromGateway`, every block checked the same way) until one gives it whole; the
+ * walk then only confirms what is held, without hashing those blocks again, and bitswap is asked
+ * for whatever is still missing. A gateway that fails is reported to `onGatewayError` and the next
+ * one (or bitswap) is tried.
+ *
  * It checks the DAG's blocks, not the model: `verifyDag` against the manifest is still the check.
  */
 
@@ -23,6 +29,7 @@ import type { CID } from 'multiformats/cid'
 import { concatBytes, equalBytes } from '../../protocol/bytes.js'
 import { isNodeError, NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
+import { fetchFromGateway, type GatewayBlockstore } from './gateway-fetch.js'
 
 const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
@@ -60,6 +67,12 @@ export interface FetchOptions {
   readonly maxBytes: number
   /** The most distinct blocks (default: enough for `maxBytes` in 1 MiB leaves and their nodes). */
   readonly maxBlocks?: number
+  /** Trustless gateways (base URLs) to stream the DAG from before bitswap is asked. */
+  readonly gateways?: readonly string[] | undefined
+  /** Where gateway fetches go; needs `put` (the node's FsBlockstore). */
+  readonly gatewayBlockstore?: GatewayBlockstore | undefined
+  /** Told about each gateway that failed (then the next one, or bitswap, is tried). */
+  readonly onGatewayError?: ((gateway: string, error: NodeError) => void) | undefined
   /** Pins the root once the DAG is held (e.g. `node.weights.pin`); default Helia's pins, offline. */
   readonly pin?: (root: CID, signal?: AbortSignal) => Promise<boolean>
 }
@@ -70,8 +83,10 @@ export interface FetchResult {
   readonly blocks: number
   /** Their bytes. */
   readonly bytes: number
-  /** How many of them came from the network. */
+  /** How many of them came from the network (a gateway or bitswap). */
   readonly fetched: number
+  /** How many of them came from a gateway. */
+  readonly viaGateway: number
   readonly pinned: boolean
 }
 
@@ -85,9 +100,45 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
   let bytes = 0
   let fetched = 0
 
+  // Gateways first: one stream each, until one gives the whole DAG.
+  const verified = new Map<string, number>()
+  const gatewayStore = options.gatewayBlockstore
+  for (const gateway of gatewayStore ? (options.gateways ?? []) : []) {
+    checkSignal(signal)
+    try {
+      const r = await fetchFromGateway({
+        gateway,
+        root,
+        blockstore: gatewayStore!,
+        signal,
+        maxBytes,
+        maxBlocks,
+      })
+      for (const [k, n] of r.verified) if (!verified.has(k)) verified.set(k, n)
+      if (r.missing === 0) break
+    } catch (e) {
+      if (signal.aborted) throw abortError(signal)
+      const err = isNodeError(e) ? e : wrap(e, signal, 'gateway-failed', `the gateway ${gateway} failed`)
+      // A DAG over budget or outside the profile will not be different elsewhere.
+      if (err.code === 'oversize' || err.code === 'not-unixfs') throw err
+      options.onGatewayError?.(gateway, err)
+    }
+  }
+  const viaGateway = verified.size
+
   const one = async (cid: CID): Promise<CID[]> => {
     checkSignal(signal)
     if (cid.multihash.code === HASH_IDENTITY) return links(cid, cid.multihash.digest)
+    const size = verified.get(cid.toString())
+    if (size !== undefined) {
+      // Hashed on its way in from a gateway: a raw leaf needs nothing more; a node, its links.
+      fetched++
+      bytes += size
+      if (bytes > maxBytes)
+        throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
+      if (cid.code === CODEC_RAW) return []
+      return links(cid, await readBlock(blockstore.get(cid, { signal }), cid))
+    }
     if (cid.multihash.code !== HASH_SHA2_256)
       throw new NodeError('not-unixfs', `block ${cid} is not sha2-256 hashed`, { status: 422 })
     if (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB)
@@ -149,7 +200,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     if ((e as Error)?.name === 'AlreadyPinnedError') pinned = true
     else throw wrap(e, signal, 'pin-failed', `cannot pin ${root}`)
   }
-  return { root, blocks: seen.size, bytes, fetched, pinned }
+  return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned }
 }
 
 /** Waits for all, so no read is left running unobserved; the first failure is thrown. */

@@ -1,0 +1,118 @@
+/**
+ * Unpinning revoked weights (DESIGN.md §4: "Revoked versions are unpinned after a configurable
+ * delay").
+ *
+ * A manifest is revoked once a revoke proposal for it is final-passed. Its weights stay pinned
+ * for `delayMs` after that proposal's `closesAt` — deployers still running the version can fetch
+ * it to compare, and an operator can change their mind — then the root is unpinned and the
+ * blocks no other pin holds are deleted from the node's blockstore (the node runs no general
+ * garbage collection, see uploads.ts, so this is where the space comes back).
+ *
+ * Weights shared with a manifest that is not revoked (the same bytes republished under another
+ * version) are kept. The decision uses the fold's state and the node's clock only; it is not part
+ * of the protocol, so nodes may differ in when they let go.
+ */
+import type { CID } from 'multiformats/cid'
+import { cidKey, type FederationState } from '../../protocol/index.js'
+import type { Logger } from '../log.js'
+
+export interface RetentionPins {
+  isPinned(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean>
+  rm(cid: CID, options?: { signal?: AbortSignal; offline?: boolean }): AsyncIterable<CID>
+}
+
+export interface RetentionBlockstore {
+  delete(cid: CID): Promise<void>
+}
+
+export interface RetentionOptions {
+  readonly state: () => FederationState
+  /** The weights root a manifest names. */
+  readonly weightsOf: (manifest: CID) => CID | undefined
+  readonly pins: RetentionPins
+  readonly blockstore: RetentionBlockstore
+  readonly clock: () => number
+  readonly delayMs: number
+  readonly log: Logger
+}
+
+export interface Retention {
+  /** Unpins what is due; returns the roots unpinned this time. */
+  tick(signal?: AbortSignal): Promise<CID[]>
+}
+
+export function createRetention(options: RetentionOptions): Retention {
+  const { state, weightsOf, pins, blockstore, clock, delayMs, log } = options
+  // Roots already let go (or found unpinned): not looked at again until restart.
+  const done = new Set<string>()
+  let running: Promise<CID[]> | undefined
+
+  const due = (s: FederationState): CID[] => {
+    const now = clock()
+    const keep = new Set<string>()
+    const revoked = new Map<string, CID>()
+    for (const m of s.manifests.values()) {
+      const root = weightsOf(m.cid)
+      if (root === undefined) continue
+      const rootKey = root.toString()
+      if (m.status !== 'revoked') {
+        keep.add(rootKey)
+        continue
+      }
+      // The earliest final revocation decides when the delay started.
+      let since = Number.POSITIVE_INFINITY
+      for (const p of m.revokedBy) {
+        const view = s.proposals.get(cidKey(p))
+        if (view) since = Math.min(since, view.closesAt)
+      }
+      if (since + delayMs <= now) revoked.set(rootKey, root)
+    }
+    return [...revoked.entries()].filter(([k]) => !keep.has(k) && !done.has(k)).map(([, root]) => root)
+  }
+
+  const run = async (signal?: AbortSignal): Promise<CID[]> => {
+    const unpinned: CID[] = []
+    for (const root of due(state())) {
+      if (signal?.aborted) break
+      done.add(root.toString())
+      if (!(await pins.isPinned(root))) continue
+      const walked: CID[] = []
+      try {
+        // offline: every block is here (it was pinned); never wait on the network to unpin.
+        for await (const cid of pins.rm(root, { offline: true, ...(signal ? { signal } : {}) }))
+          walked.push(cid)
+      } catch (e) {
+        done.delete(root.toString())
+        log.warn('weights-unpin-failed', { root: root.toString(), error: e as Error })
+        continue
+      }
+      let deleted = 0
+      for (const cid of walked) {
+        if (await pins.isPinned(cid)) continue // still held by another pin
+        try {
+          await blockstore.delete(cid)
+          deleted++
+        } catch {
+          // Already gone, or held open: it is garbage either way; nothing more to do.
+        }
+      }
+      unpinned.push(root)
+      log.info('weights-unpinned', {
+        root: root.toString(),
+        reason: 'revoked',
+        blocks: walked.length,
+        deleted,
+      })
+    }
+    return unpinned
+  }
+
+  return {
+    tick(signal) {
+      running ??= run(signal).finally(() => {
+        running = undefined
+      })
+      return running
+    },
+  }
+}
