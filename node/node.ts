@@ -165,7 +165,16 @@ function weightsChecker(
     const result = await verifyDag(blockstore, manifest.record.body, { maxModelBytes })
     if (result.ok) return true
     // Blocks not here (yet) may still come; anything else never will pass.
-    if (!result.problems.every((p) => p.code === 'block-missing')) return false
+    if (!result.problems.every((p) => p.code === 'block-missing')) {
+      log.warn('weights-mismatch', {
+        manifest: manifest.cid.toString(),
+        root: manifest.record.body.weights.toString(),
+        problems: result.problems
+          .slice(0, 10)
+          .map((p) => `${p.code}${p.path !== undefined ? ` ${p.path}` : ''}`),
+      })
+      return false
+    }
     const root = manifest.record.body.weights
     const entry = fetches.get(root.toString())
     const idle =

@@ -1,17 +1,20 @@
 /**
  * Stewards fetch the weights they do not hold (DESIGN.md §4): four steward nodes at seal
- * threshold 3, only the first holding the model; the others find blocks missing, fetch them over
- * bitswap in the background, check them on a later tick and seal `weightsVerified: true`.
+ * threshold 3, only the first holding the model; the others find blocks missing, fetch them in
+ * the background (from the first steward's trustless gateway when configured, else bitswap),
+ * check them on a later tick and seal `weightsVerified: true`. Weights that never appear, or do
+ * not match their manifest, are sealed `false` and the ratification is final-rejected. Once a
+ * ratified version is revoked, its weights are unpinned after the configured delay.
  */
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { appendFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { initHome } from '../../node/config.js'
-import { createLogger, silentLogger } from '../../node/log.js'
+import { createLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import { verifyDag } from '../../node/weights/verify.js'
@@ -31,8 +34,18 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true })
 })
 
-/** Four Helia steward nodes, each with its steward key file, in a star around the first. */
-async function startStewards(sim: Simulator, tag: string): Promise<AllmendeNode[]> {
+/** Log lines of every node, for asserting which path a fetch took. */
+const logLines: string[] = []
+
+/**
+ * Four Helia steward nodes, each with its steward key file, in a star around the first. With
+ * `gateways`, the other three fetch from the first one's trustless gateway before bitswap.
+ */
+async function startStewards(
+  sim: Simulator,
+  tag: string,
+  options: { gateways?: boolean; unpinRevokedAfterMs?: number } = {},
+): Promise<AllmendeNode[]> {
   const nodes: AllmendeNode[] = []
   for (const [i, name] of stewards.entries()) {
     const home = join(root, `${tag}-${name}`)
@@ -52,15 +65,27 @@ async function startStewards(sim: Simulator, tag: string): Promise<AllmendeNode[
       api: '127.0.0.1:0',
       stewardKeyFile: keyFile,
       logLevel: 'warn',
+      ...(options.gateways && i > 0 ? { gateways: [nodes[0]!.apiUrl] } : {}),
+      ...(options.unpinRevokedAfterMs !== undefined
+        ? { unpinRevokedAfterMs: options.unpinRevokedAfterMs }
+        : {}),
     })
     nodes.push(
       await startNode({
         home,
         config,
         genesis: sim.genesis,
-        log: process.env.STEWARD_LOG ? createLogger({ level: 'info' }) : silentLogger,
+        log: createLogger({
+          level: 'info',
+          name,
+          write: (line) => {
+            logLines.push(line)
+            if (process.env.STEWARD_LOG) process.stderr.write(line)
+          },
+        }),
         helia: true,
         stewardTickMs: 100,
+        retentionTickMs: 200,
         sync: { intervalMs: 1_000 },
       }),
     )
@@ -73,7 +98,7 @@ const view = (n: AllmendeNode, p: CID): ProposalView | undefined =>
   n.store.fold.state().proposals.get(cidKey(p))
 
 describe('stewards without the weights', () => {
-  it('fetch them from the steward that holds them and seal weightsVerified: true', async () => {
+  it('fetch them from the gateway of the steward that holds them, seal weightsVerified: true, and unpin them once revoked', async () => {
     const sim = new Simulator({
       members: [
         ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
@@ -92,7 +117,7 @@ describe('stewards without the weights', () => {
     })
     const modelDir = join(root, 'model')
     await generateModel(modelDir, { seed: 5 })
-    const nodes = await startStewards(sim, 'fetch')
+    const nodes = await startStewards(sim, 'fetch', { gateways: true, unpinRevokedAfterMs: 0 })
     try {
       // Only s1 holds the weights.
       const held = new FsBlockstore(join(nodes[0]!.home, 'blocks'))
@@ -147,6 +172,162 @@ describe('stewards without the weights', () => {
         }
         if (i > 0) expect(await n.p2p.helia!.pins.isPinned(weights.root)).toBe(true)
       }
+      // The path they took: the first steward's gateway, every block of the DAG.
+      const fetchedLines = logLines
+        .map((l) => JSON.parse(l) as { event: string; root?: string; viaGateway?: number; blocks?: number })
+        .filter((l) => l.event === 'weights-fetched' && l.root === weights.root.toString())
+      expect(fetchedLines.length).toBeGreaterThanOrEqual(2)
+      for (const l of fetchedLines) expect(l.viaGateway).toBe(l.blocks)
+
+      // Revoked: with a delay of 0 the pins go at the next retention tick, and the blocks with them.
+      const t2 = Date.now() - sim.base
+      const revoke = sim.proposal('s2', t2, {
+        closesAt: t2 + 2_600,
+        action: { type: 'revoke-model', manifest: m.cid, reason: 'withdrawn by its publisher' },
+        basis: sim.federation,
+      })
+      expect((await submit(nodes[1]!, revoke)).status).toBe(201)
+      for (const v of ['s1', 's2', 's3'])
+        expect(
+          (await submit(nodes[1]!, sim.vote(v, t2 + 10, { proposal: revoke.cid, choice: 'yes' }))).status,
+        ).toBe(201)
+      await until(
+        () => nodes.every((n) => n.store.fold.state().models.get('tiny@1.0.0')?.status === 'revoked'),
+        'revoked everywhere',
+        25_000,
+      )
+      const pinned = nodes.slice(1).filter((_, i) => trueBy.has(sim.did(stewards[i + 1]!)))
+      for (const n of pinned) {
+        const name = stewards[nodes.indexOf(n)]!
+        // The log line comes once the pin is gone and the blocks are deleted.
+        await until(
+          () =>
+            logLines.some(
+              (l) =>
+                l.includes('"weights-unpinned"') &&
+                l.includes(`"node":"${name}"`) &&
+                l.includes(weights.root.toString()),
+            ),
+          `${name} unpinned`,
+          10_000,
+        )
+        expect(await n.p2p.helia!.pins.isPinned(weights.root)).toBe(false)
+        const store = new FsBlockstore(join(n.home, 'blocks'))
+        await store.open()
+        try {
+          expect(await store.has(weights.root)).toBe(false)
+          const check = await verifyDag(store, manifest, { maxModelBytes: weights.size })
+          expect(check.problems[0]?.code).toBe('block-missing')
+        } finally {
+          await store.close()
+        }
+      }
+      expect(
+        logLines.some((l) => l.includes('"weights-unpinned"') && l.includes(weights.root.toString())),
+      ).toBe(true)
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.stop()))
+    }
+  }, 90_000)
+})
+
+describe('weights that never appear or do not match their manifest', () => {
+  it('are sealed weightsVerified: false and the ratification is final-rejected', async () => {
+    const sim = new Simulator({
+      members: [
+        ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
+        { name: 'v1', roles: ['voter'] as const, weight: 1 },
+      ],
+      rules: rulesWith({
+        sealThreshold: 3,
+        votingPeriodMs: 2_500,
+        sealGraceMs: 1_000,
+        weightsDeadlineMs: 4_000,
+        sealDeadlineMs: 12_000,
+      }),
+      keyPrefix: KEY_PREFIX,
+      base: Date.now(),
+      name: 'steward-mismatch',
+    })
+    // The honest model, then a copy with one byte flipped and a copy with an extra file.
+    const good = join(root, 'mismatch-good')
+    await generateModel(good, { seed: 9 })
+    const flippedDir = join(root, 'mismatch-flipped')
+    await cp(good, flippedDir, { recursive: true })
+    const target = (await readdir(flippedDir)).find((f) => f.endsWith('.safetensors'))!
+    const original = await readFile(join(flippedDir, target))
+    original[original.length - 7] = original[original.length - 7]! ^ 0x01
+    await writeFile(join(flippedDir, target), original)
+    const extraDir = join(root, 'mismatch-extra')
+    await cp(good, extraDir, { recursive: true })
+    await appendFile(join(extraDir, 'notes.txt'), 'not in the manifest\n')
+
+    const nodes = await startStewards(sim, 'mismatch', { gateways: true })
+    try {
+      const held = new FsBlockstore(join(nodes[0]!.home, 'blocks'))
+      await held.open()
+      const honest = await importDirectory(good, { blockstore: held })
+      const flipped = await importDirectory(flippedDir, { blockstore: held })
+      const extra = await importDirectory(extraDir, { blockstore: held })
+      await held.close()
+      // Weights nobody holds: imported into a store no node reads.
+      const nowhere = new FsBlockstore(join(root, 'mismatch-nowhere'))
+      await nowhere.open()
+      const absentDir = join(root, 'mismatch-absent')
+      await generateModel(absentDir, { seed: 10 })
+      const absent = await importDirectory(absentDir, { blockstore: nowhere })
+      await nowhere.close()
+
+      const t = Date.now() - sim.base
+      // Each manifest states the honest files (names, sizes, sha256) but names other weights.
+      const cases = [
+        { id: 'absent', weights: absent, files: absent.files, size: absent.size },
+        { id: 'flipped', weights: flipped, files: honest.files, size: honest.size },
+        { id: 'extra', weights: extra, files: honest.files, size: honest.size },
+      ]
+      const proposals: CID[] = []
+      for (const [i, c] of cases.entries()) {
+        const m = sim.manifest('s1', t + i, {
+          id: c.id,
+          name: `bad-${c.id}`,
+          version: '1.0.0',
+          weights: { root: c.weights.root, files: c.files, size: c.size },
+        })
+        const p = sim.proposal('s1', t + 10 + i, {
+          closesAt: t + 2_600,
+          action: { type: 'ratify-model', manifest: m.cid },
+          basis: sim.federation,
+        })
+        proposals.push(p.cid)
+        for (const r of [
+          m,
+          p,
+          ...['s1', 's2', 's3', 'v1'].map((v) => sim.vote(v, t + 20, { proposal: p.cid, choice: 'yes' })),
+        ])
+          expect((await submit(nodes[0]!, r)).status).toBe(201)
+      }
+      await until(
+        () => nodes.every((n) => proposals.every((p) => view(n, p)?.phase === 'final-rejected')),
+        'final-rejected everywhere',
+        30_000,
+      )
+      for (const p of proposals) {
+        const v = view(nodes[3]!, p)!
+        expect(v.outcome).toBe('passed') // the members said yes; the weights said no
+        expect(v.weightsVerified).toBe(false)
+      }
+      // No steward sealed any of them true.
+      const sealsTrue = [...nodes[0]!.store.fold.records()].filter(
+        (r) =>
+          r.record.kind === 'seal' &&
+          proposals.some((p) => r.record.kind === 'seal' && r.record.body.proposal.equals(p)) &&
+          r.record.body.weightsVerified === true,
+      )
+      expect(sealsTrue).toEqual([])
+      // The mismatches were found in the weights themselves, each named.
+      const text = logLines.join('')
+      expect(text).toContain('sha256-mismatch')
+      expect(text).toContain('file-extra')
     } finally {
       await Promise.allSettled(nodes.map((n) => n.stop()))
     }
