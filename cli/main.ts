@@ -76,6 +76,11 @@ export function program(): Command {
     )
     .option('--bootstrap <multiaddr...>', 'peers to connect to, each ending in /p2p/<peer id>', [])
     .option('--steward-key <file>', "this node's steward key file (stewards only)")
+    .option(
+      '--gateway <url...>',
+      "other stewards' trustless gateways (http://host:port), tried before bitswap when fetching weights",
+      [],
+    )
     .addHelpText(
       'after',
       [
@@ -83,6 +88,7 @@ export function program(): Command {
         'Examples:',
         '  allmende node init --federation genesis.car --listen /ip4/0.0.0.0/tcp/4747',
         '  allmende node init --federation bafyrei… --bootstrap /dns4/node.example.org/tcp/4747/p2p/12D3KooW…',
+        '  allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
         '',
       ].join('\n'),
     )
@@ -94,6 +100,7 @@ export function program(): Command {
         api: string
         bootstrap: string[]
         stewardKey?: string
+        gateway: string[]
       }) => {
         const json = cli.opts().json === true
         try {
@@ -118,6 +125,7 @@ export function program(): Command {
             bootstrap: opts.bootstrap,
             api: opts.api,
             ...(opts.stewardKey ? { stewardKeyFile: resolve(opts.stewardKey) } : {}),
+            ...(opts.gateway.length > 0 ? { gateways: opts.gateway } : {}),
           })
           const out = {
             home: resolve(opts.home),

@@ -213,16 +213,6 @@ export interface InitOptions {
 
 /** Creates a node home: config, genesis, admin token. Refuses to overwrite an existing node. */
 export async function initHome(home: string, options: InitOptions): Promise<NodeConfig> {
-  await mkdir(home, { recursive: true, mode: 0o700 })
-  const configPath = join(home, FILES.config)
-  try {
-    await stat(configPath)
-    throw new NodeError('node-exists', `${configPath} already exists: this directory already holds a node`, {
-      status: 400,
-    })
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
-  }
   const config: NodeConfig = {
     version: 1,
     federation: federationIdOf(options.genesis.record).toString(),
@@ -235,6 +225,18 @@ export async function initHome(home: string, options: InitOptions): Promise<Node
     ...(options.unpinRevokedAfterMs !== undefined
       ? { unpinRevokedAfterMs: options.unpinRevokedAfterMs }
       : {}),
+  }
+  // The same checks as on start, so a bad --gateway is refused now (and no home is left behind).
+  parseConfig(JSON.stringify(config), 'the new config')
+  await mkdir(home, { recursive: true, mode: 0o700 })
+  const configPath = join(home, FILES.config)
+  try {
+    await stat(configPath)
+    throw new NodeError('node-exists', `${configPath} already exists: this directory already holds a node`, {
+      status: 400,
+    })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }
   await writeFile(join(home, FILES.genesis), options.genesis.bytes)
   await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`)
