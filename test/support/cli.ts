@@ -1,0 +1,101 @@
+/**
+ * Runs the real `allmende` binary (bin/allmende.js, the bundle `npm run build` makes) the way a
+ * user does, for the end-to-end tests: one process per command, its own `$ALLMENDE_HOME`, the
+ * node it talks to in `$ALLMENDE_NODE`, and the exit code, stdout and stderr collected.
+ */
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+export const bin = join(root, 'bin/allmende.js')
+
+/** No node listens there: the default node of a command that should not need one. */
+export const NO_NODE = 'http://127.0.0.1:9'
+
+export interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+  /** stdout parsed as one JSON value (throws, naming the output, if it is not). */
+  json<T = Record<string, unknown>>(): T
+}
+
+export interface RunOptions {
+  /** The working directory (relative paths in `args` are resolved against it). */
+  readonly cwd: string
+  /** `$ALLMENDE_HOME`: whose identity, trust marks and default node home. */
+  readonly home: string
+  /** `$ALLMENDE_NODE`; default NO_NODE. */
+  readonly node?: string
+  /** More environment, applied last (e.g. `ALLMENDE_PASSPHRASE`). */
+  readonly env?: Readonly<Record<string, string>>
+}
+
+/** `allmende ...args` as a separate process; resolves when it has exited. */
+export function runCli(args: readonly string[], options: RunOptions): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: options.cwd,
+      env: {
+        ...process.env,
+        ALLMENDE_HOME: options.home,
+        ALLMENDE_NODE: options.node ?? NO_NODE,
+        ALLMENDE_PASSPHRASE: '',
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+    })
+    child.once('error', reject)
+    child.once('close', (code) =>
+      resolve({
+        code,
+        stdout,
+        stderr,
+        json<T>() {
+          try {
+            return JSON.parse(stdout) as T
+          } catch {
+            throw new Error(
+              `allmende ${args.join(' ')} did not print JSON (exit ${code}):\n${stdout}\n${stderr}`,
+            )
+          }
+        },
+      }),
+    )
+  })
+}
+
+/**
+ * The error a command printed: exactly one line on stderr and no stack trace, as every failure
+ * must be (`allmende: MESSAGE`, or `{"error": {code, message}}` with --json). Throws otherwise.
+ */
+export function errorLine(r: Run): string {
+  const lines = r.stderr.trim().split('\n')
+  if (r.stderr.trim().length === 0 || lines.length !== 1 || /\n\s+at /.test(r.stderr))
+    throw new Error(`expected one error line on stderr (exit ${r.code}), got:\n${r.stderr}`)
+  return lines[0]!
+}
+
+/** The `{code, message}` of a --json command's one-line error. */
+export function jsonError(r: Run): { code: string; message: string } {
+  return (JSON.parse(errorLine(r)) as { error: { code: string; message: string } }).error
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
+export async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
