@@ -65,9 +65,10 @@ export async function checkModel(dir: string, opts: VerifyOptions): Promise<Mode
     ...(trusted ? { trusted } : {}),
     cid: opts.cid === true,
   })
-  // Only a certificate that verified moves the mark.
-  if (v.trusted && v.status !== 'unknown' && !v.problems.some((p) => p.code.startsWith('cert-')))
-    await keepTrust(federation, v.trusted)
+  // verifyCertificate moves the mark only to an authentic, newer checkpoint — including one that
+  // says "revoked" (cert-revoked is a verdict, not a defect), so an older certificate still saying
+  // "ratified" is refused from then on. keepTrust never moves it backwards.
+  if (v.trusted) await keepTrust(federation, v.trusted)
   return v
 }
 

@@ -571,13 +571,9 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
     expect(errorLine(offlineExec)).toMatch(/cert-revoked: .* is revoked under the checkpoint$/)
   }, 120_000)
 
-  // A known bug, pinned: cli/commands/verify.ts (checkModel) keeps the trust mark only when no
-  // problem code starts with "cert-", so the certificate proving the revocation (cert-revoked)
-  // never moves it, and the older certificate that still says "ratified" is accepted afterwards
-  // (within --max-age): the mix-and-match DESIGN.md §5 rules out. verifyCertificate already
-  // returns the mark to keep (it moves for status-only problems like cert-revoked). Once that is
-  // fixed this test fails as "expected to fail": make it a plain `it`.
-  it.fails('once the revocation was seen offline, the older certificate saying ratified is refused', async () => {
+  // DESIGN.md §5: the highest checkpoint seen is kept, so after the certificate proving the
+  // revocation, an older one still saying "ratified" is refused (no mix-and-match).
+  it('once the revocation was seen offline, the older certificate saying ratified is refused', async () => {
     const old = await run('deployer', verifyArgs(MODEL, 'deployed', 'ratified.car'))
     expect(old.code, old.stdout).toBe(1)
     expect(old.json<Verdict>().problems).toContainEqual(expect.objectContaining({ code: 'cert-rollback' }))
