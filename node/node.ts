@@ -124,6 +124,8 @@ function weightsChecker(
 ) {
   const { helia, log, stopped, gateways } = options
   const fetches = new Map<string, { running: boolean; endedAt: number; final: boolean }>()
+  // Blocks a finished fetch hashed, by root: the check that follows need not hash them again.
+  const hashed = new Map<string, ReadonlySet<string>>()
   const startFetch = (root: CID, maxModelBytes: number) => {
     const key = root.toString()
     const entry = { running: true, endedAt: 0, final: false }
@@ -144,6 +146,7 @@ function weightsChecker(
     })
       .then((r) => {
         fetches.delete(key)
+        hashed.set(key, r.hashed)
         log.info('weights-fetched', {
           root: key,
           blocks: r.blocks,
@@ -162,7 +165,13 @@ function weightsChecker(
   return async (manifest: Verified<'manifest'>, maxModelBytes: number): Promise<boolean | undefined> => {
     // While a fetch of this root runs, the blocks are not all here: no need to read them each tick.
     if (fetches.get(manifest.record.body.weights.toString())?.running) return undefined
-    const result = await verifyDag(blockstore, manifest.record.body, { maxModelBytes })
+    const rootKey = manifest.record.body.weights.toString()
+    const trusted = hashed.get(rootKey)
+    hashed.delete(rootKey)
+    const result = await verifyDag(blockstore, manifest.record.body, {
+      maxModelBytes,
+      ...(trusted ? { trusted } : {}),
+    })
     if (result.ok) return true
     // Blocks not here (yet) may still come; anything else never will pass.
     if (!result.problems.every((p) => p.code === 'block-missing')) {

@@ -73,8 +73,11 @@ export interface FetchOptions {
   readonly gatewayBlockstore?: GatewayBlockstore | undefined
   /** Told about each gateway that failed (then the next one, or bitswap, is tried). */
   readonly onGatewayError?: ((gateway: string, error: NodeError) => void) | undefined
-  /** Pins the root once the DAG is held (e.g. `node.weights.pin`); default Helia's pins, offline. */
-  readonly pin?: (root: CID, signal?: AbortSignal) => Promise<boolean>
+  /**
+   * Pins the root once the DAG is held (e.g. `node.weights.pin`), given every block of it (root
+   * first) so it need not walk the DAG again; default Helia's pins, offline.
+   */
+  readonly pin?: (root: CID, signal?: AbortSignal, blocks?: readonly CID[]) => Promise<boolean>
 }
 
 export interface FetchResult {
@@ -88,6 +91,8 @@ export interface FetchResult {
   /** How many of them came from a gateway. */
   readonly viaGateway: number
   readonly pinned: boolean
+  /** Keys of every block hashed against its CID by this fetch (for `verifyDag`'s `trusted`). */
+  readonly hashed: ReadonlySet<string>
 }
 
 /** Brings every block of the DAG under `root` into `blockstore`, then pins the root. */
@@ -95,6 +100,8 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
   const { root, blockstore, helia, signal, maxBytes } = options
   const maxBlocks = options.maxBlocks ?? 2 * Math.ceil(maxBytes / (1024 * 1024)) + 65_536
   const seen = new Set<string>([root.toString()])
+  // Every block of the DAG in walk order, the root first (what the pin is given).
+  const order: CID[] = [root]
   let frontier: CID[] = [root]
   let blocks = 0
   let bytes = 0
@@ -180,6 +187,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
           if (seen.has(key)) continue
           seen.add(key)
           next.push(child)
+          order.push(child)
         }
       }
     }
@@ -189,7 +197,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
   checkSignal(signal)
   let pinned = false
   try {
-    if (options.pin) pinned = await options.pin(root, signal)
+    if (options.pin) pinned = await options.pin(root, signal, order)
     else if (helia?.pins) {
       for await (const _ of helia.pins.add(root, { offline: true, signal } as { signal: AbortSignal })) {
         // each block walked is counted by the pins API; nothing to do here
@@ -200,7 +208,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     if ((e as Error)?.name === 'AlreadyPinnedError') pinned = true
     else throw wrap(e, signal, 'pin-failed', `cannot pin ${root}`)
   }
-  return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned }
+  return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned, hashed: seen }
 }
 
 /** Waits for all, so no read is left running unobserved; the first failure is thrown. */

@@ -31,6 +31,7 @@ const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
 const HASH_SHA2_256 = 0x12
 const MAX_BLOCK_BYTES = 2 * 1024 * 1024
+const WRITES_IN_FLIGHT = 8
 
 export interface GatewayBlockstore {
   has(cid: CID): Promise<boolean> | boolean
@@ -75,6 +76,8 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
   }
 
   const wanted = new Set<string>([root.toString()])
+  const writes = new Set<Promise<unknown>>()
+  let writeFailed: { error: unknown } | undefined
   const verified = new Map<string, number>()
   let bytes = 0
   try {
@@ -118,9 +121,27 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
           if (!verified.has(k)) wanted.add(k)
         }
       }
-      if (!(await blockstore.has(cid))) await blockstore.put(cid, block)
+      // Writes overlap the stream (a few in flight), so reading and hashing never wait on disk.
+      const write = Promise.resolve(blockstore.has(cid)).then((held) =>
+        held ? undefined : blockstore.put(cid, block),
+      )
+      const task: Promise<unknown> = write.then(
+        () => void writes.delete(task),
+        (e: unknown) => {
+          writes.delete(task)
+          writeFailed ??= { error: e }
+        },
+      )
+      writes.add(task)
+      if (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes)
+      if (writeFailed) throw writeFailed.error
     }
+    await Promise.all(writes)
+    if (writeFailed) throw writeFailed.error
   } catch (e) {
+    await Promise.allSettled(writes)
+    if (writeFailed && !isNodeError(e))
+      throw failure(writeFailed.error, signal, 'store-failed', 'cannot store a block')
     // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
     if (isNodeError(e) && !signal.aborted) throw e
     if (signal.aborted) throw failure(e, signal, 'aborted', 'the gateway fetch was aborted')
