@@ -175,6 +175,14 @@ describe('verifyDag', () => {
     await faulty.put(leaf.cid, corrupt)
     const bad = await verifyDag(faulty, manifest, { maxModelBytes: MAX })
     expect(bad.problems.map((p) => p.code)).toEqual(['block-corrupt'])
+    // A block the caller says it hashed is not hashed again, yet its bytes still feed the file's
+    // sha256 and the re-import: the corruption is caught all the same.
+    const trustedBad = await verifyDag(faulty, manifest, {
+      maxModelBytes: MAX,
+      trusted: new Set([leaf.cid.toString()]),
+    })
+    expect(trustedBad.ok).toBe(false)
+    expect(trustedBad.problems.map((p) => p.code).sort()).toEqual(['root-mismatch', 'sha256-mismatch'])
 
     await faulty.delete(manifest.weights)
     const noRoot = await verifyDag(faulty, manifest, { maxModelBytes: MAX })
