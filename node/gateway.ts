@@ -309,6 +309,9 @@ function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
   return []
 }
 
+/** Blocks read ahead of the one being sent (1 MiB leaves: a few MiB of memory per stream). */
+const READ_AHEAD = 8
+
 function carHeader(roots: CID[]): Uint8Array {
   const body = encodeCbor({ version: 1, roots })
   const out = new Uint8Array(varint.encodingLength(body.length) + body.length)
@@ -362,19 +365,41 @@ async function* carBody(
 
   const stack: Step[] = [{ cid: plan.terminal.cid, scope: plan.scope }]
   let first: Uint8Array | null = plan.terminal.bytes
+  // Read-ahead: the next blocks on the stack are read while this one is being sent, so the
+  // socket never waits on the disk (at most READ_AHEAD blocks in memory).
+  const reads = new Map<string, Promise<Uint8Array | null>>()
+  const readAhead = () => {
+    for (let i = stack.length - 1, n = 0; i >= 0 && n < READ_AHEAD; i--, n++) {
+      const cid = stack[i]!.cid
+      const k = cid.toString()
+      if (reads.has(k) || (plan.dups === 'n' && sent.has(k))) continue
+      const read = readBlock(store, cid, signal)
+      read.catch(() => {}) // observed when it is its turn; never unhandled if the walk ends first
+      reads.set(k, read)
+    }
+  }
   while (stack.length > 0) {
     const step = stack.pop()!
     const key = `${step.scope}:${step.cid}`
     const already = plan.dups === 'n' && sent.has(step.cid.toString())
     // With dups=n a block is sent once and its subtree walked once per scope.
     if (already && expanded.has(key)) continue
-    const bytes = first ?? (await readBlock(store, step.cid, signal))
+    let bytes: Uint8Array | null
+    if (first !== null) bytes = first
+    else {
+      const k = step.cid.toString()
+      const pending = reads.get(k)
+      reads.delete(k)
+      readAhead()
+      bytes = await (pending ?? readBlock(store, step.cid, signal))
+    }
     first = null
     if (bytes === null) throw new WalkError('block-not-found', step.cid, `block ${step.cid} is not held here`)
     yield* send(step.cid, bytes)
     if (plan.dups === 'n') expanded.add(key)
     const next = children(step.cid, bytes, step.scope)
     for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!)
+    if (next.length > 0) readAhead()
   }
 }
 

@@ -13,7 +13,6 @@ import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
-import type { CID } from 'multiformats/cid'
 import { loadSigner } from '../cli/identity.js'
 import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/index.js'
 import { createApi, type NodeStatus } from './api.js'
@@ -27,7 +26,7 @@ import {
   type NodeConfig,
   writePrivate,
 } from './config.js'
-import { isNodeError, NodeError } from './errors.js'
+import { NodeError } from './errors.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes, topicFor } from './p2p.js'
@@ -35,9 +34,9 @@ import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
 import { carBudget, createWeights, type Weights } from './uploads.js'
-import { fetchWeights } from './weights/fetch.js'
+import { fetchAndVerify } from './weights/fetch-verify.js'
 import { createRetention } from './weights/retention.js'
-import { verifyDag } from './weights/verify.js'
+import { type Problem, verifyDag } from './weights/verify.js'
 
 export interface NodeOptions {
   readonly home: string
@@ -107,11 +106,19 @@ const WEIGHTS_FETCH_RETRY_MS = 10_000
 const FETCH_FINAL: ReadonlySet<string> = new Set(['oversize', 'not-unixfs'])
 
 /**
- * The weights check a steward runs before sealing a ratification. What is held here is verified;
- * when blocks are only missing, a bounded background fetch (bitswap via Helia, one per root at a
- * time) brings them into the blockstore and pins the root, and the check says "not yet"; the next
- * tick checks again.
+ * The weights check a steward runs before sealing a ratification. One background run per
+ * manifest at a time (`fetchAndVerify`): whatever is not held is fetched (other stewards'
+ * gateways, then bitswap) while the held and arriving blocks are checked against the manifest,
+ * and the root is pinned. Until a run has ended the check says "not yet" (undefined); then its
+ * verdict: true, false for weights that will never pass (a defect other than a missing block, or
+ * a fetch refused for good), or another run after WEIGHTS_FETCH_RETRY_MS when blocks were only
+ * missing. The steward seals false at `closesAt + weightsDeadlineMs` if it is still "not yet".
  */
+/** The first few problems of a weights check, one short string each, for the log. */
+function problemList(problems: readonly Problem[]): string[] {
+  return problems.slice(0, 10).map((p) => `${p.code}${p.path !== undefined ? ` ${p.path}` : ''}`)
+}
+
 function weightsChecker(
   blockstore: FsBlockstore,
   options: {
@@ -123,73 +130,83 @@ function weightsChecker(
   },
 ) {
   const { helia, log, stopped, gateways } = options
-  const fetches = new Map<string, { running: boolean; endedAt: number; final: boolean }>()
-  // Blocks a finished fetch hashed, by root: the check that follows need not hash them again.
-  const hashed = new Map<string, ReadonlySet<string>>()
-  const startFetch = (root: CID, maxModelBytes: number) => {
-    const key = root.toString()
-    const entry = { running: true, endedAt: 0, final: false }
-    fetches.set(key, entry)
+  const runs = new Map<string, { running: boolean; endedAt: number; verdict?: boolean }>()
+  const start = (manifest: Verified<'manifest'>, maxModelBytes: number) => {
+    const key = manifest.cid.toString()
+    const root = manifest.record.body.weights
+    const run: { running: boolean; endedAt: number; verdict?: boolean } = { running: true, endedAt: 0 }
+    runs.set(key, run)
     const signal = AbortSignal.any([stopped, AbortSignal.timeout(options.fetchMs ?? WEIGHTS_FETCH_MS)])
     const { maxBytes, maxBlocks } = carBudget(maxModelBytes)
-    log.info('weights-fetch-started', { root: key })
-    fetchWeights({
+    log.info('weights-check-started', { manifest: key, root: root.toString() })
+    fetchAndVerify({
       root,
+      manifest: manifest.record.body,
+      maxModelBytes,
       blockstore,
       helia,
       signal,
       maxBytes,
       maxBlocks,
       gateways,
-      gatewayBlockstore: blockstore,
-      onGatewayError: (gateway, error) => log.warn('weights-gateway-failed', { root: key, gateway, error }),
+      onGatewayError: (gateway, error) =>
+        log.warn('weights-gateway-failed', { root: root.toString(), gateway, error }),
     })
-      .then((r) => {
-        fetches.delete(key)
-        hashed.set(key, r.hashed)
-        log.info('weights-fetched', {
-          root: key,
-          blocks: r.blocks,
-          fetched: r.fetched,
-          viaGateway: r.viaGateway,
-          bytes: r.bytes,
+      .then(({ verdict, fetch, fetchError }) => {
+        if (fetch && fetch.fetched > 0)
+          log.info('weights-fetched', {
+            root: root.toString(),
+            blocks: fetch.blocks,
+            fetched: fetch.fetched,
+            viaGateway: fetch.viaGateway,
+            bytes: fetch.bytes,
+          })
+        log.info('weights-checked', {
+          manifest: key,
+          ok: verdict.ok,
+          ...(fetchError ? { fetchError: fetchError.code } : {}),
         })
+        if (verdict.ok) run.verdict = true
+        else if (!verdict.problems.every((p) => p.code === 'block-missing')) {
+          log.warn('weights-mismatch', {
+            manifest: key,
+            root: root.toString(),
+            problems: problemList(verdict.problems),
+          })
+          run.verdict = false
+        } else if (fetchError && FETCH_FINAL.has(fetchError.code)) {
+          log.warn('weights-fetch-refused', { manifest: key, root: root.toString(), error: fetchError })
+          run.verdict = false
+        } else if (fetchError && !stopped.aborted) {
+          log.warn('weights-fetch-failed', { manifest: key, root: root.toString(), error: fetchError })
+        }
       })
       .catch((e) => {
-        entry.running = false
-        entry.endedAt = Date.now()
-        entry.final = isNodeError(e) && FETCH_FINAL.has(e.code)
-        if (!stopped.aborted) log.warn('weights-fetch-failed', { root: key, error: e as Error })
+        if (!stopped.aborted) log.warn('weights-check-failed', { manifest: key, error: e as Error })
+      })
+      .finally(() => {
+        run.running = false
+        run.endedAt = Date.now()
       })
   }
   return async (manifest: Verified<'manifest'>, maxModelBytes: number): Promise<boolean | undefined> => {
-    // While a fetch of this root runs, the blocks are not all here: no need to read them each tick.
-    if (fetches.get(manifest.record.body.weights.toString())?.running) return undefined
-    const rootKey = manifest.record.body.weights.toString()
-    const trusted = hashed.get(rootKey)
-    hashed.delete(rootKey)
-    const result = await verifyDag(blockstore, manifest.record.body, {
-      maxModelBytes,
-      ...(trusted ? { trusted } : {}),
-    })
-    if (result.ok) return true
-    // Blocks not here (yet) may still come; anything else never will pass.
-    if (!result.problems.every((p) => p.code === 'block-missing')) {
-      log.warn('weights-mismatch', {
-        manifest: manifest.cid.toString(),
-        root: manifest.record.body.weights.toString(),
-        problems: result.problems
-          .slice(0, 10)
-          .map((p) => `${p.code}${p.path !== undefined ? ` ${p.path}` : ''}`),
-      })
-      return false
+    const key = manifest.cid.toString()
+    const run = runs.get(key)
+    if (run?.verdict !== undefined) return run.verdict
+    if (run?.running || stopped.aborted) return undefined
+    if (run === undefined) {
+      // Weights already held (uploaded here, or fetched before) are checked at once, in this tick:
+      // the deadline may be close, and nothing needs to wait on the network.
+      const local = await verifyDag(blockstore, manifest.record.body, { maxModelBytes })
+      const missing = local.problems.every((p) => p.code === 'block-missing')
+      if (local.ok || !missing) {
+        if (!local.ok) log.warn('weights-mismatch', { manifest: key, problems: problemList(local.problems) })
+        runs.set(key, { running: false, endedAt: Date.now(), verdict: local.ok })
+        return local.ok
+      }
     }
-    const root = manifest.record.body.weights
-    const entry = fetches.get(root.toString())
-    const idle =
-      entry === undefined ||
-      (!entry.running && !entry.final && Date.now() - entry.endedAt >= WEIGHTS_FETCH_RETRY_MS)
-    if ((helia || gateways?.length) && !stopped.aborted && idle) startFetch(root, maxModelBytes)
+    if (run === undefined || Date.now() - run.endedAt >= WEIGHTS_FETCH_RETRY_MS)
+      start(manifest, maxModelBytes)
     return undefined
   }
 }

@@ -71,6 +71,10 @@ export interface FetchOptions {
   readonly gateways?: readonly string[] | undefined
   /** Where gateway fetches go; needs `put` (the node's FsBlockstore). */
   readonly gatewayBlockstore?: GatewayBlockstore | undefined
+  /** Filled, as the fetch goes, with the keys of blocks hashed against their CIDs. */
+  readonly hashed?: Set<string> | undefined
+  /** Told of each block once it is known to be held (read here, or fetched by bitswap). */
+  readonly onBlock?: ((cid: CID) => void) | undefined
   /** Told about each gateway that failed (then the next one, or bitswap, is tried). */
   readonly onGatewayError?: ((gateway: string, error: NodeError) => void) | undefined
   /**
@@ -120,6 +124,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
         signal,
         maxBytes,
         maxBlocks,
+        onVerified: (key) => options.hashed?.add(key),
       })
       for (const [k, n] of r.verified) if (!verified.has(k)) verified.set(k, n)
       if (r.missing === 0) break
@@ -143,6 +148,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       bytes += size
       if (bytes > maxBytes)
         throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
+      options.onBlock?.(cid)
       if (cid.code === CODEC_RAW) return []
       return links(cid, await readBlock(blockstore.get(cid, { signal }), cid))
     }
@@ -168,6 +174,8 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     const digest = nativeSha256(block)
     if (!equalBytes(digest, cid.multihash.digest))
       throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
+    options.hashed?.add(cid.toString())
+    options.onBlock?.(cid)
     bytes += block.length
     if (bytes > maxBytes)
       throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })

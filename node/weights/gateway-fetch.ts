@@ -46,6 +46,8 @@ export interface GatewayFetchOptions {
   readonly signal: AbortSignal
   readonly maxBytes: number
   readonly maxBlocks: number
+  /** Told of each block's key once it is hashed and before it is stored. */
+  readonly onVerified?: ((key: string) => void) | undefined
 }
 
 export interface GatewayFetchResult {
@@ -107,6 +109,7 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
       if (verified.size + wanted.size >= maxBlocks)
         throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
       verified.set(key, block.length)
+      options.onVerified?.(key)
       if (cid.code === CODEC_DAG_PB) {
         let links: CID[]
         try {

@@ -1,0 +1,56 @@
+/**
+ * A steward's weights check (DESIGN.md §4: "fetch …, pin and check the weights … with
+ * timeouts"): `fetchWeights` brings the DAG into the blockstore (other stewards' gateways, then
+ * bitswap) and pins it, then `verifyDag` checks it against the manifest — every file's sha256,
+ * the file set, the profile root. Blocks the fetch hashed are passed to `verifyDag` as `trusted`,
+ * so no block is hashed twice; the re-import still covers their bytes.
+ *
+ * Why one after the other, not overlapped: running the check on blocks as they arrive was
+ * measured (bench/fetch.ts) and was slower: both halves are CPU work on the one main thread
+ * (hashing, CAR parsing, the re-import), and interleaving them only added garbage-collector time.
+ */
+import type { ReadableStorage } from 'ipfs-unixfs-exporter'
+import type { CID } from 'multiformats/cid'
+import { isNodeError, NodeError } from '../errors.js'
+import { type FetchOptions, type FetchResult, fetchWeights } from './fetch.js'
+import { type VerifyResult, verifyDag, type WeightsManifest } from './verify.js'
+
+/** The node's own blockstore: read by the check, written by gateway fetches. */
+export type LocalBlockstore = ReadableStorage & {
+  has(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean>
+  put(cid: CID, bytes: Uint8Array): Promise<unknown>
+}
+
+export interface FetchVerifyOptions
+  extends Omit<FetchOptions, 'blockstore' | 'gatewayBlockstore' | 'hashed' | 'onBlock'> {
+  readonly blockstore: LocalBlockstore
+  readonly manifest: WeightsManifest
+  readonly maxModelBytes: number
+}
+
+export interface FetchVerifyResult {
+  /** The check of the weights against the manifest. */
+  readonly verdict: VerifyResult
+  /** The fetch, when it completed. */
+  readonly fetch?: FetchResult
+  /** Why the fetch did not complete (then `verdict` names the blocks it did not get). */
+  readonly fetchError?: NodeError
+}
+
+/** Fetches the weights under `manifest.weights`, then checks them against it. */
+export async function fetchAndVerify(options: FetchVerifyOptions): Promise<FetchVerifyResult> {
+  const { blockstore, manifest, maxModelBytes, signal } = options
+  const hashed = new Set<string>()
+  let fetch: FetchResult | undefined
+  let fetchError: NodeError | undefined
+  try {
+    fetch = await fetchWeights({ ...options, blockstore, gatewayBlockstore: blockstore, hashed })
+  } catch (e) {
+    fetchError = isNodeError(e)
+      ? e
+      : new NodeError('fetch-failed', `the weights fetch failed: ${(e as Error)?.message ?? e}`, { cause: e })
+  }
+  // Checked even when the fetch failed: a defect in what did arrive is final, a missing block not.
+  const verdict = await verifyDag(blockstore, manifest, { maxModelBytes, trusted: hashed, signal })
+  return { verdict, ...(fetch ? { fetch } : {}), ...(fetchError ? { fetchError } : {}) }
+}
