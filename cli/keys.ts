@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { CliError, usage } from './context.js'
 import { identityPath, loadSigner, readKeyFile, type Signer } from './identity.js'
+import { askHidden, canPrompt } from './prompt.js'
 
 export interface KeyOptions {
   key?: string
@@ -44,7 +45,10 @@ export function keyPath(opts: KeyOptions): string {
 export async function signerOf(opts: KeyOptions): Promise<Signer> {
   const path = keyPath(opts)
   const file = await readKeyFile(path)
-  const pass = 'ciphertext' in file ? await passphrase(opts) : undefined
+  let pass = 'ciphertext' in file ? await passphrase(opts) : undefined
+  // A person at a terminal is asked; a script without a passphrase gets one clear error.
+  if ('ciphertext' in file && pass === undefined && canPrompt())
+    pass = await askHidden(`passphrase for ${path}: `)
   if ('ciphertext' in file && pass === undefined) {
     throw new CliError(
       'key-passphrase-required',
