@@ -3,6 +3,8 @@
  * (refused, reset, unknown host, timeout) is exit 3 with one line naming the URL; an answer
  * with a 4xx/5xx status is exit 1 with the node's own `{error: {code, message}}`.
  */
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import type { Command } from 'commander'
 import type { RecordReport } from '../protocol/index.js'
 import { CliError, EXIT, usage } from './context.js'
@@ -49,17 +51,21 @@ export class NodeClient {
     try {
       return await fetch(`${this.base}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) })
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } }
-      const why =
-        err.name === 'TimeoutError' || err.name === 'AbortError'
-          ? `no answer within ${timeoutMs / 1000} s`
-          : (err.cause?.code ?? err.cause?.message ?? err.message)
-      throw new CliError(
-        'node-unreachable',
-        `cannot reach the node at ${this.base} (${why}); is it running? (set --node or $ALLMENDE_NODE)`,
-        EXIT.unreachable,
-      )
+      throw this.unreachable(e, timeoutMs)
     }
+  }
+
+  private unreachable(e: unknown, timeoutMs: number): CliError {
+    const err = e as Error & { code?: string; cause?: { code?: string; message?: string } }
+    const why =
+      err.name === 'TimeoutError' || err.name === 'AbortError'
+        ? `no answer within ${timeoutMs / 1000} s`
+        : (err.cause?.code ?? err.cause?.message ?? err.code ?? err.message)
+    return new CliError(
+      'node-unreachable',
+      `cannot reach the node at ${this.base} (${why}); is it running? (set --node or $ALLMENDE_NODE)`,
+      EXIT.unreachable,
+    )
   }
 
   private async answer<T>(res: Response): Promise<T> {
@@ -99,6 +105,81 @@ export class NodeClient {
       { method: 'POST', headers: { accept: 'application/json', ...headers }, body: Buffer.from(body) },
       timeoutMs,
     )
+    return this.answer<T>(res)
+  }
+
+  /**
+   * POSTs a stream (a model's CAR) as it is produced and reads the JSON answer. Through node:http
+   * rather than fetch: fetch pulls an async iterable body as fast as it yields, so a CAR of many
+   * GiB would pile up in memory; here one chunk is written while the next is pulled, and the one
+   * after only once the first was handed to the socket (so a producer may reuse a buffer from two
+   * chunks back). An error the stream throws (a file that
+   * changed) is thrown as it is; an answer the node gives before the whole body was sent (a
+   * refusal) ends the upload and is the result.
+   */
+  async postStream<T>(
+    path: string,
+    body: AsyncIterable<Uint8Array>,
+    headers: Record<string, string>,
+    timeoutMs = 10 * 60_000,
+  ): Promise<T> {
+    const url = new URL(`${this.base}${path}`)
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
+      method: 'POST',
+      headers: { accept: 'application/json', ...headers },
+      signal: AbortSignal.timeout(timeoutMs),
+    })
+    const answered = new Promise<Response>((resolve, reject) => {
+      req.once('response', (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.once('error', reject)
+        res.once('end', () =>
+          resolve(
+            new Response(Buffer.concat(chunks), {
+              status: res.statusCode ?? 502,
+              statusText: res.statusMessage ?? '',
+            }),
+          ),
+        )
+      })
+      req.once('error', reject)
+    })
+    // Observed below, after the body: a refusal can come while it is still being sent.
+    answered.catch(() => {})
+    let closed = false
+    req.once('close', () => {
+      closed = true
+    })
+    // Resolves once `chunk` was written out, or the request is closed.
+    const write = (chunk: Uint8Array) =>
+      new Promise<void>((resolve) => {
+        const go = () => {
+          req.off('close', go)
+          resolve()
+        }
+        req.on('close', go)
+        req.write(chunk, go)
+      })
+    try {
+      let writing: Promise<void> | undefined
+      for await (const chunk of body) {
+        await writing
+        if (closed) break
+        writing = write(chunk)
+      }
+      await writing
+      req.end()
+    } catch (e) {
+      req.destroy()
+      throw e
+    }
+    let res: Response
+    try {
+      res = await answered
+    } catch (e) {
+      throw this.unreachable(e, timeoutMs)
+    }
     return this.answer<T>(res)
   }
 

@@ -4,13 +4,15 @@
  *
  * How an upload goes:
  * - The body is read as a stream through a small CARv1 reader (header, then `varint ‖ CID ‖
- *   bytes` sections). At most one block is in memory at a time (plus the root block, held back),
- *   and the total is bounded by `maxBytes`; a section longer than a block can be is refused
- *   before its bytes are read.
+ *   bytes` sections). At most `WRITES_IN_FLIGHT` blocks are in memory at a time, being hashed
+ *   and written while the next sections are read (plus the root block, held back), and the total
+ *   is bounded by `maxBytes`; a section longer than a block can be is refused before its bytes
+ *   are read.
  * - The header must name exactly one root. `onRoot` runs before any block is stored, so an
  *   uploader who is not allowed can be refused after a few bytes.
  * - Every block: CIDv0/v1, codec raw or dag-pb (what UnixFS weights are made of), hash sha2-256,
- *   recomputed and compared. A mismatch ends the upload with 400 `block-hash-mismatch`.
+ *   recomputed and compared before the block is written. A mismatch ends the upload with 400
+ *   `block-hash-mismatch`.
  * - The root block is written last, after the DAG under it was found complete in the blockstore
  *   (directory and file nodes read, leaves checked with `has`) and its file bytes counted. So the
  *   root is reachable (served by the gateway, pinnable) only when everything under it is held.
@@ -20,13 +22,14 @@
  *   node); a crash mid-upload leaves valid but unreferenced blocks, which are harmless.
  *
  * Pins and garbage collection: a completed upload's root is pinned with Helia's pins API
- * (recursive; its pin records live in the node's LevelDatastore, so they survive restarts). The
+ * (recursive; its pin records live in the node's LevelDatastore, so they survive restarts; the
+ * blocks the completeness walk found are handed to it, so it does not read them all again). The
  * node runs no garbage collection of its own: nothing ever calls `helia.gc()`, and blocks are only
  * deleted by the failed-upload cleanup above. If an operator ever runs GC, pinned weights survive
  * it. Records never live in the blockstore: they are in the record log (record-log.ts), so no GC
  * of blocks can touch them.
  */
-import { createHash } from 'node:crypto'
+import { webcrypto } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -56,7 +59,19 @@ export interface UploadBlockstore {
 
 /** The slice of Helia's pins API used here. */
 export interface UploadPins {
-  add(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<CID>
+  add(
+    cid: CID,
+    options?: { signal?: AbortSignal; offline?: boolean; walker?: KnownWalker },
+  ): AsyncIterable<CID>
+}
+
+/**
+ * A Helia graph walker factory that yields given CIDs instead of reading blocks (the slice of
+ * `GraphWalkerFactory` Helia's pins use: each node's `block.cid`; the components it is given,
+ * a blockstore to read from, are not needed).
+ */
+export type KnownWalker = (components: never) => {
+  walk(root: CID): AsyncGenerator<{ block: { cid: CID }; depth: number; path: CID[] }>
 }
 
 export interface UploadResult {
@@ -85,8 +100,11 @@ export interface ReceiveOptions {
 
 export interface Weights {
   receive(source: AsyncIterable<Uint8Array>, options: ReceiveOptions): Promise<UploadResult>
-  /** Pins a complete DAG held locally (never fetches). Idempotent; false when no pins API is available. */
-  pin(root: CID, signal?: AbortSignal): Promise<boolean>
+  /**
+   * Pins a complete DAG held locally (never fetches). Idempotent; false when no pins API is
+   * available. Given `blocks` (every block of the DAG, the root first), the DAG is not walked again.
+   */
+  pin(root: CID, signal?: AbortSignal, blocks?: readonly CID[]): Promise<boolean>
   /** Waits for uploads in flight to finish (or fail and clean up). */
   drain(): Promise<void>
 }
@@ -96,6 +114,13 @@ export const MAX_UPLOAD_BLOCK_BYTES = 2 * CHUNK_BYTES
 const MAX_HEADER_BYTES = 64 * 1024
 /** A CID is at most a few bytes of varints and a 32-byte sha2-256 digest; be generous. */
 const MAX_CID_BYTES = 128
+
+/**
+ * Blocks written at once. Why more than one: a put is a temp file and a rename on the thread
+ * pool; waiting for each before reading the next section left the CPU idle for most of an
+ * upload. Bounded, so at most this many blocks (of at most 2 MiB) wait in memory.
+ */
+const WRITES_IN_FLIGHT = 16
 
 const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
@@ -173,9 +198,11 @@ class ByteReader {
     throw bad('bad-car', 'a section length in the CAR is too long')
   }
 
-  async take(n: number): Promise<Uint8Array> {
+  /** The next `n` bytes, copied into `into` (at least `n` long) or a fresh buffer. */
+  async take(n: number, into?: Uint8Array): Promise<Uint8Array> {
     if (!(await this.ensure(n))) throw bad('bad-car', 'the CAR ends inside a section')
-    const out = new Uint8Array(n)
+    // Every byte is overwritten below: no need to zero it first.
+    const out = into ? into.subarray(0, n) : Buffer.allocUnsafe(n)
     let off = 0
     while (off < n) {
       const c = this.chunks[0]!
@@ -205,6 +232,24 @@ class ByteReader {
   }
 }
 
+/**
+ * Buffers for sections, reused once their block is stored. Why: a fresh buffer per 1 MiB block
+ * made a GiB of short-lived allocations per GiB uploaded, and the garbage collector's work on
+ * them cost more than hashing the blocks.
+ */
+class SectionBuffers {
+  private readonly free: Uint8Array[] = []
+  static readonly BYTES = MAX_UPLOAD_BLOCK_BYTES + MAX_CID_BYTES
+
+  get(): Uint8Array {
+    return this.free.pop() ?? Buffer.allocUnsafe(SectionBuffers.BYTES)
+  }
+
+  release(buffer: Uint8Array): void {
+    if (this.free.length < WRITES_IN_FLIGHT + 1) this.free.push(buffer)
+  }
+}
+
 async function readHeader(reader: ByteReader): Promise<CID> {
   const length = await reader.varint()
   if (length === null) throw bad('bad-car', 'the body is empty: send a CARv1 file')
@@ -224,12 +269,14 @@ async function readHeader(reader: ByteReader): Promise<CID> {
   return CID.asCID(h.roots[0])!
 }
 
-/** The block of a section, checked against its CID. */
+/** The block of a section, its CID's form checked; a sha2-256 hash is checked by `checkHash`. */
 function checkSection(section: Uint8Array): { cid: CID; bytes: Uint8Array } {
   let cid: CID
   let bytes: Uint8Array
   try {
     ;[cid, bytes] = CID.decodeFirst(section)
+    // The CID is kept (claims, the walk, the pin) after the section's buffer is reused: its own bytes.
+    cid = CID.decode(cid.bytes.slice())
   } catch (e) {
     throw bad('bad-car', `a CAR section does not start with a CID: ${(e as Error).message}`)
   }
@@ -246,10 +293,19 @@ function checkSection(section: Uint8Array): { cid: CID; bytes: Uint8Array } {
     throw bad('unsupported-hash', `block ${cid} is not hashed with sha2-256`)
   if (bytes.byteLength > MAX_UPLOAD_BLOCK_BYTES)
     throw bad('block-too-large', `block ${cid} is over ${MAX_UPLOAD_BLOCK_BYTES} bytes`)
-  const digest = createHash('sha256').update(bytes).digest()
+  return { cid, bytes }
+}
+
+/**
+ * Throws `block-hash-mismatch` unless `bytes` hash to the sha2-256 `cid`. Web Crypto's digest
+ * runs on the libuv thread pool, so blocks are hashed on other cores while this thread reads the
+ * next sections; hashing on this thread made it the slowest part of an upload.
+ */
+async function checkHash(cid: CID, bytes: Uint8Array): Promise<void> {
+  if (cid.multihash.code !== HASH_SHA2_256) return
+  const digest = new Uint8Array(await webcrypto.subtle.digest('SHA-256', bytes))
   if (!equal(digest, cid.multihash.digest))
     throw bad('block-hash-mismatch', `the bytes sent for block ${cid} do not hash to its CID`)
-  return { cid, bytes }
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
@@ -286,6 +342,7 @@ async function walkDag(
   rootBytes: Uint8Array,
   budget: number,
   signal?: AbortSignal,
+  found: CID[] = [],
 ): Promise<number> {
   const seen = new Set<string>()
   const stack: { cid: CID; entry: boolean }[] = [{ cid: root, entry: true }]
@@ -297,6 +354,7 @@ async function walkDag(
     const { cid, entry } = stack.pop()!
     const key = cid.toString()
     if (!entry && seen.has(key)) continue
+    if (!seen.has(key)) found.push(cid)
     seen.add(key)
     if (cid.multihash.code === HASH_IDENTITY) {
       if (entry) size += cid.multihash.digest.byteLength
@@ -338,6 +396,17 @@ async function walkDag(
   return size
 }
 
+/** Yields `blocks` (the root first) as the nodes of a walk, reading none of them. */
+function knownWalker(blocks: readonly CID[]): KnownWalker {
+  return () => ({
+    async *walk(root: CID) {
+      if (blocks[0] === undefined || !blocks[0].equals(root))
+        throw new Error(`the walk does not start at ${root}`)
+      for (const cid of blocks) yield { block: { cid }, depth: 0, path: [] }
+    },
+  })
+}
+
 export function createWeights(options: {
   blockstore: UploadBlockstore
   pins?: UploadPins | undefined
@@ -353,8 +422,28 @@ export function createWeights(options: {
   const claims = new Map<string, { cid: CID; holders: number }>()
   const inFlight = new Set<Promise<unknown>>()
 
+  /** Stores a block this upload brought unless it is held or being written by another upload. */
+  const write = async (key: string, cid: CID, bytes: Uint8Array, mine: Map<string, CID>): Promise<void> => {
+    const claimed = claims.get(key)
+    if (claimed) {
+      claimed.holders++
+      mine.set(key, cid)
+      return
+    }
+    if (await blockstore.has(cid)) return
+    // Another upload may have claimed it while `has` was asked.
+    const claim = claims.get(key)
+    if (claim) claim.holders++
+    else claims.set(key, { cid, holders: 1 })
+    mine.set(key, cid)
+    if (!claim) await blockstore.put(cid, bytes)
+  }
+
   const receive = async (source: AsyncIterable<Uint8Array>, opts: ReceiveOptions): Promise<UploadResult> => {
     const mine = new Map<string, CID>()
+    const writes = new Set<Promise<void>>()
+    const buffers = new SectionBuffers()
+    let writeFailed: { error: unknown } | undefined
     let ok = false
     try {
       const reader = new ByteReader(source, opts.maxBytes)
@@ -368,42 +457,58 @@ export function createWeights(options: {
         if (length === null) break
         if (length === 0 || length > MAX_UPLOAD_BLOCK_BYTES + MAX_CID_BYTES)
           throw bad('block-too-large', `a CAR section of ${length} bytes`)
-        const { cid, bytes } = checkSection(await reader.take(length))
+        const buffer = buffers.get()
+        const { cid, bytes } = checkSection(await reader.take(length, buffer))
         const key = cid.toString()
-        if (distinct.has(key)) continue
+        if (distinct.has(key) || cid.multihash.code === HASH_IDENTITY || cid.equals(root)) {
+          buffers.release(buffer)
+          if (distinct.has(key)) continue
+        }
         if (distinct.size >= opts.maxBlocks)
           throw bad('too-many-blocks', `uploads hold at most ${opts.maxBlocks} blocks`, 413)
         distinct.add(key)
         if (cid.multihash.code === HASH_IDENTITY) continue
         if (cid.equals(root)) {
-          rootBytes = bytes
+          rootBytes = new Uint8Array(bytes)
+          await checkHash(cid, rootBytes)
           continue
         }
-        const claim = claims.get(key)
-        if (claim) {
-          claim.holders++
-          mine.set(key, cid)
-        } else if (!(await blockstore.has(cid))) {
-          claims.set(key, { cid, holders: 1 })
-          mine.set(key, cid)
-          await blockstore.put(cid, bytes)
-        }
+        // Checked, then stored: nothing is written before its hash matched.
+        const stored = checkHash(cid, bytes).then(() => write(key, cid, bytes, mine))
+        const task: Promise<void> = stored.then(
+          () => {
+            writes.delete(task)
+            buffers.release(buffer)
+          },
+          (error: unknown) => {
+            writes.delete(task)
+            writeFailed ??= { error }
+          },
+        )
+        writes.add(task)
+        if (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes)
+        if (writeFailed) throw writeFailed.error
       }
+      await Promise.all(writes)
+      if (writeFailed) throw writeFailed.error
       if (rootBytes === undefined) {
         rootBytes = (await readAll(blockstore, root, opts.signal)) ?? undefined
         if (rootBytes === undefined) throw bad('root-missing', `the CAR does not hold its root ${root}`)
       }
-      const bytes = await walkDag(blockstore, root, rootBytes, opts.maxBlocks + 65_536, opts.signal)
+      const found: CID[] = []
+      const bytes = await walkDag(blockstore, root, rootBytes, opts.maxBlocks + 65_536, opts.signal, found)
       await opts.onComplete?.(root, bytes)
       await blockstore.put(root, rootBytes)
       ok = true
-      const pinned = await pin(root, opts.signal).catch((e) => {
+      const pinned = await pin(root, opts.signal, found).catch((e) => {
         log.warn('weights-pin-failed', { root: root.toString(), error: e as Error })
         return false
       })
       log.info('weights-uploaded', { root: root.toString(), blocks: distinct.size, bytes, pinned })
       return { root, blocks: distinct.size, bytes, carBytes: reader.total, pinned }
     } finally {
+      // Writes still running finish first: a block they put is then deleted with the rest.
+      await Promise.allSettled([...writes])
       for (const [key, cid] of mine) {
         const claim = claims.get(key)
         if (!claim) continue
@@ -416,12 +521,20 @@ export function createWeights(options: {
     }
   }
 
-  const pin = async (root: CID, signal?: AbortSignal): Promise<boolean> => {
+  /**
+   * Pins `root`. With `blocks` (every block of the DAG, as the upload's walk found them), Helia
+   * records the pin of each by its CID without reading it again: its default walker reads every
+   * block, 1 MiB leaves included, which took longer than the upload itself.
+   */
+  const pin = async (root: CID, signal?: AbortSignal, blocks?: readonly CID[]): Promise<boolean> => {
     if (!pins) return false
+    const walker: KnownWalker | undefined = blocks && knownWalker(blocks)
     try {
       // `offline`: the DAG is complete here; a pin must never wait on bitswap.
-      for await (const _ of pins.add(root, { offline: true, ...(signal ? { signal } : {}) } as {
-        signal?: AbortSignal
+      for await (const _ of pins.add(root, {
+        offline: true,
+        ...(signal ? { signal } : {}),
+        ...(walker ? { walker } : {}),
       })) {
         // Each block walked gets its pin count; nothing to do with it here.
       }

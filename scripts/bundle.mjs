@@ -6,7 +6,8 @@
  * library exports (dist/index.js, dist/protocol/) stay unbundled.
  *
  * classic-level (LevelDB, a native addon) stays external: it is loaded from node_modules.
- * The record verification worker is bundled beside it (dist/verify-worker.js).
+ * The record verification and file hashing workers are bundled beside it (dist/verify-worker.js,
+ * dist/hash-worker.js).
  */
 import { build } from 'esbuild'
 
@@ -26,3 +27,9 @@ const common = {
 await build({ ...common, entryPoints: ['dist/cli/main.js'], outfile: 'dist/allmende.mjs' })
 // The record verification worker (node/verify-pool.ts): it is loaded from next to the bundle.
 await build({ ...common, entryPoints: ['dist/node/verify-worker.js'], outfile: 'dist/verify-worker.js' })
+// The file hashing worker (node/weights/hash-pool.ts), likewise.
+await build({
+  ...common,
+  entryPoints: ['dist/node/weights/hash-worker.js'],
+  outfile: 'dist/hash-worker.js',
+})

@@ -1,8 +1,8 @@
 /**
  * `allmende model publish DIR --name N --version V --license SPDX --language L,...` (DESIGN.md §7):
- * reads the directory once (sha256 per file and the `unixfs-v1-2025` root), uploads the DAG as a
- * CARv1 to the node's POST /weights under a signed upload statement, then signs the manifest and
- * submits it. Prints `{manifest, weights, files, size}`.
+ * hashes the directory on every core (sha256 per file and the `unixfs-v1-2025` root), streams the
+ * DAG as a CARv1 to the node's POST /weights under a signed upload statement (a second read of the
+ * files), then signs the manifest and submits it. Prints `{manifest, weights, files, size}`.
  */
 import { readFile } from 'node:fs/promises'
 import { CarWriter } from '@ipld/car/writer'
@@ -11,7 +11,13 @@ import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { CID_PROFILE, importDirectory } from '../../node/weights/directory.js'
+import { directoryCar } from '../../node/weights/car-stream.js'
+import {
+  CID_PROFILE,
+  type DirectoryPlan,
+  type FileDigest,
+  planDirectory,
+} from '../../node/weights/directory.js'
 import { describeModel } from '../../node/weights/headers.js'
 import { type ManifestBody, signRecord, uploadStatementBytes } from '../../protocol/index.js'
 import { NodeClient, withNode } from '../client.js'
@@ -30,15 +36,6 @@ interface PublishOptions extends KeyOptions {
   description?: string
 }
 
-/** Blocks kept in memory, in the order the importer wrote them. */
-class MapBlockstore {
-  readonly blocks = new Map<string, { cid: CID; bytes: Uint8Array }>()
-  async put(cid: CID, bytes: Uint8Array): Promise<CID> {
-    this.blocks.set(cid.toString(), { cid, bytes })
-    return cid
-  }
-}
-
 /** A CARv1 with one root and every block given. */
 export async function writeCar(
   root: CID,
@@ -55,10 +52,10 @@ export async function writeCar(
   return new Uint8Array(Buffer.concat(chunks))
 }
 
-function progress(ctx: Ctx): { update(done: number, total: number): void; stop(): void } {
+function progress(ctx: Ctx, what: string): { update(done: number, total: number): void; stop(): void } {
   if (ctx.json || !process.stdout.isTTY) return { update() {}, stop() {} }
   const bar = new SingleBar({
-    format: 'reading {bar} {percentage}% | {value}/{total} bytes',
+    format: `${what} {bar} {percentage}% | {value}/{total} bytes`,
     hideCursor: true,
     clearOnComplete: true,
   })
@@ -98,38 +95,62 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
     card = CID.createV1(raw.code, await sha256.digest(bytes))
   }
 
-  const store = new MapBlockstore()
-  const bar = progress(ctx)
-  let imported: Awaited<ReturnType<typeof importDirectory>>
+  // Two reads of the files: the first hashes every 1 MiB leaf (on every core) and gives the
+  // root, which the CAR's header and the signed upload statement name before any block is sent;
+  // the second streams the leaves to the node, which hashes each against its CID as it stores
+  // it, and computes each file's sha256 for the manifest on the way. Nothing is buffered whole,
+  // and the node's work overlaps the second read.
+  const hashing = progress(ctx, 'hashing')
+  let plan: DirectoryPlan
   try {
-    imported = await importDirectory(dir, { blockstore: store, onProgress: (d, t) => bar.update(d, t) })
+    plan = await planDirectory(dir, { onProgress: (d, t) => hashing.update(d, t) })
   } finally {
-    bar.stop()
+    hashing.stop()
   }
-  const described = await describeModel(dir, imported.files)
-  const car = await writeCar(imported.root, store.blocks.values())
-  store.blocks.clear()
+  const paths = plan.planned.map((p) => ({ path: p.file.path }))
+  const described = await describeModel(dir, paths)
 
   const at = Date.now()
-  const sig = signer.sign(uploadStatementBytes(imported.root, at, imported.size))
-  ctx.note(`uploading ${car.length} bytes of weights ${imported.root}`)
-  const uploaded = await client.postBytes<{ root: string }>('/weights', car, {
-    'content-type': 'application/vnd.ipld.car',
-    'allmende-upload-author': signer.did,
-    'allmende-upload-at': String(at),
-    'allmende-upload-signature': Buffer.from(sig).toString('base64'),
-    'allmende-upload-size': String(imported.size),
+  const sig = signer.sign(uploadStatementBytes(plan.root, at, plan.size))
+  ctx.note(`uploading ${plan.size} bytes of weights ${plan.root}`)
+  const sending = progress(ctx, 'uploading')
+  let sent = 0
+  const digests = new Map<string, FileDigest>()
+  let uploaded: { root: string }
+  try {
+    uploaded = await client.postStream<{ root: string }>(
+      '/weights',
+      directoryCar(plan, {
+        reuse: true,
+        onBytes: (n) => sending.update((sent += n), plan.size),
+        onFile: (path, digest) => digests.set(path, digest),
+      }),
+      {
+        'content-type': 'application/vnd.ipld.car',
+        'allmende-upload-author': signer.did,
+        'allmende-upload-at': String(at),
+        'allmende-upload-signature': Buffer.from(sig).toString('base64'),
+        'allmende-upload-size': String(plan.size),
+      },
+    )
+  } finally {
+    sending.stop()
+  }
+  if (uploaded.root !== plan.root.toString())
+    throw new CliError('root-mismatch', `the node stored ${uploaded.root}, not ${plan.root}`)
+  const files = plan.planned.map(({ file }) => {
+    const d = digests.get(file.path)
+    if (d === undefined) throw new CliError('import-failed', `${file.path} was not read`)
+    return { path: file.path, size: d.size, sha256: d.sha256 }
   })
-  if (uploaded.root !== imported.root.toString())
-    throw new CliError('root-mismatch', `the node stored ${uploaded.root}, not ${imported.root}`)
 
   const body: ManifestBody = {
     name: opts.name,
     version: opts.version,
-    weights: imported.root,
+    weights: plan.root,
     cidProfile: CID_PROFILE,
-    files: imported.files,
-    size: imported.size,
+    files,
+    size: plan.size,
     format: described.format,
     ...(described.parameters !== undefined ? { parameters: described.parameters } : {}),
     license: opts.license,
@@ -150,9 +171,9 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
   const answer = await submit(ctx, client, record)
   const out = {
     manifest: answer.id,
-    weights: imported.root.toString(),
-    files: imported.files.length,
-    size: imported.size,
+    weights: plan.root.toString(),
+    files: files.length,
+    size: plan.size,
   }
   ctx.out(out, [
     `manifest ${out.manifest}`,

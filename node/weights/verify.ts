@@ -6,7 +6,9 @@
  *
  * - `verifyDirectory`: a model directory on disk (a deployer before inference). The file set must
  *   equal the manifest's, each file must have its size and sha256; with `cid: true` the
- *   directory's `unixfs-v1-2025` root must also equal `weights` (same single read).
+ *   directory's `unixfs-v1-2025` root must also equal `weights` (same single read: the leaf
+ *   digests are taken on the way). Files are hashed on worker threads, several at once, so a
+ *   model of many shards is checked at the speed of every core (hash-pool.ts).
  * - `verifyDag`: the DAG under `weights` in a blockstore (a steward before sealing
  *   `weightsVerified`). Blocks are read with `offline: true`, so a missing block is the problem
  *   `block-missing`, never a network wait. Every block is hashed against its CID as it is read.
@@ -41,14 +43,15 @@ import {
   CHUNK_BYTES,
   comparePaths,
   type FileDigest,
-  hashFile,
   type ListOptions,
   type LocalFile,
+  leafCids,
   listDirectory,
   pathProblem,
-  readChunks,
+  rootOfHashed,
   unixfsRoot,
 } from './directory.js'
+import { type HashDone, hashFiles } from './hash-pool.js'
 
 export type ProblemCode =
   | 'file-missing'
@@ -136,35 +139,38 @@ export async function verifyDirectory(
   }
   const total = toRead.reduce((s, f) => s + f.size, 0)
   let read = 0
-  const onBytes = (n: number) => {
-    read += n
-    options.onProgress?.(read, total)
+  // With the root: only when the file set is the manifest's, so that the root can match.
+  const withRoot = options.cid === true && problems.length === 0
+  // Every file read once, on worker threads, several at a time (hash-pool.ts says why).
+  const outcomes = await hashFiles(toRead, {
+    leaves: withRoot,
+    chunkBytes: CHUNK_BYTES,
+    signal: options.signal,
+    onBytes: (n) => {
+      read += n
+      options.onProgress?.(read, total)
+    },
+  })
+  const digests = new Map<string, HashDone & FileDigest>()
+  let abortedAt: string | undefined
+  for (const [i, f] of toRead.entries()) {
+    const o = outcomes[i]!
+    if (o.ok) digests.set(f.path, { ...o.digest, sha256: o.digest.sha256! })
+    // One abort is one problem, named after the first file it cut short.
+    else if (o.error.code === 'aborted') abortedAt ??= f.path
+    else problems.push(asProblem(o.error, f.path))
   }
-  const digests = new Map<string, FileDigest>()
-  if (options.cid === true && problems.length === 0) {
-    // The file set is the manifest's: one pass gives every sha256 and the root.
-    const entries = toRead.map((f) => ({
-      path: f.path,
-      content: tagged(
-        f.path,
-        readChunks(f, (d) => digests.set(f.path, d), { signal: options.signal, onBytes }),
-      ),
-    }))
+  if (abortedAt !== undefined) problems.push(asProblem(aborted(), abortedAt))
+  if (withRoot && digests.size === toRead.length) {
+    const hashed = toRead.map((f) => {
+      const d = digests.get(f.path)!
+      return { path: f.path, size: d.size, leaves: leafCids(f.path, d.size, d.leaves!) }
+    })
     try {
-      const root = await unixfsRoot(entries)
+      const root = await rootOfHashed(hashed)
       if (!root.equals(manifest.weights)) problems.push(rootMismatch(root, manifest.weights))
     } catch (e) {
-      problems.push(asProblem(e, faultPaths.get(e as object)))
-    }
-  } else {
-    for (const f of toRead) {
-      try {
-        digests.set(f.path, await hashFile(f, { signal: options.signal, onBytes }))
-      } catch (e) {
-        const p = asProblem(e, f.path)
-        problems.push(p)
-        if (p.code === 'aborted') break
-      }
+      problems.push(asProblem(e, undefined))
     }
   }
   compareDigests(wanted, digests, problems)
@@ -325,19 +331,6 @@ function fault(code: ProblemCode, message: string, path?: string): NodeError {
   const e = new NodeError(code, message, { status: 422 })
   if (path !== undefined) faultPaths.set(e, path)
   return e
-}
-
-/** Passes `chunks` through, remembering `path` for whatever they raise. */
-async function* tagged(
-  path: string,
-  chunks: AsyncIterable<Uint8Array>,
-): AsyncGenerator<Uint8Array, void, undefined> {
-  try {
-    yield* chunks
-  } catch (e) {
-    if (typeof e === 'object' && e !== null && !faultPaths.has(e)) faultPaths.set(e, path)
-    throw e
-  }
 }
 
 /** Anything the exporter raises about a block's content means the DAG is not UnixFS as made. */

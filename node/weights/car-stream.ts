@@ -1,0 +1,156 @@
+/**
+ * A planned model directory as a CARv1 stream (DESIGN.md §6 "Weights", §7 `model publish`): the
+ * header naming the root, then every raw leaf read from its file, then the file and directory
+ * nodes, the root last. Nothing is held but the chunk being sent, so publishing a model of any
+ * size takes memory in proportion to its number of files, not its bytes. Each file's sha256 (for
+ * the manifest) is computed from the bytes as they are sent.
+ *
+ * Why the leaves are not hashed again: `planDirectory` hashed every chunk (the leaf CIDs) in its
+ * pass; this second pass only reads. A file must be the one that was hashed — same device, inode,
+ * size and mtime, checked before and after it is read, and exactly as long — or the stream ends
+ * with `file-changed`. What a stamp cannot see (a write within the same mtime tick) the receiver
+ * does: a node hashes every block against its CID before storing it, so an upload that succeeds
+ * sent the bytes the root names, and those are the bytes the sha256s were computed over.
+ */
+import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
+import { type FileHandle, open } from 'node:fs/promises'
+import * as dagCbor from '@ipld/dag-cbor'
+import { varint } from 'multiformats'
+import type { CID } from 'multiformats/cid'
+import { NodeError } from '../errors.js'
+import { aborted, CHUNK_BYTES, type DirectoryPlan, type FileDigest, type PlannedFile } from './directory.js'
+
+export interface CarStreamOptions {
+  readonly signal?: AbortSignal
+  /** Called after each leaf read, with its length. */
+  readonly onBytes?: (bytes: number) => void
+  /** Called once a file was read to its end, with its size and sha256 (manifest order). */
+  readonly onFile?: (path: string, digest: FileDigest) => void
+  /**
+   * Read the leaves into two buffers in turn: a chunk yielded is then only valid until the second
+   * one after it is pulled (the consumer must have written it out by then, as
+   * `NodeClient.postStream` does: it pulls the next chunk while the last one is being written).
+   * Why: a fresh MiB per leaf is a GiB of short-lived memory per GiB sent, which the process
+   * held on to (its peak RSS grew with the model) and paid page faults for.
+   */
+  readonly reuse?: boolean
+}
+
+function sectionHead(cid: CID, length: number): Uint8Array {
+  const head = new Uint8Array(headLength(cid, length))
+  writeHead(cid, length, head)
+  return head
+}
+
+/** Bytes of a section's head: the varint of the section's length, then the CID. */
+function headLength(cid: CID, length: number): number {
+  return varint.encodingLength(cid.bytes.length + length) + cid.bytes.length
+}
+
+function writeHead(cid: CID, length: number, into: Uint8Array): void {
+  const at = varint.encodingLength(cid.bytes.length + length)
+  varint.encodeTo(cid.bytes.length + length, into, 0)
+  into.set(cid.bytes, at)
+}
+
+/** The most a head takes: a varint of at most 9 bytes and a CIDv1 with a sha2-256 digest. */
+const MAX_HEAD_BYTES = 9 + 4 + 2 + 32
+
+function changed(path: string): NodeError {
+  return new NodeError('file-changed', `${path} changed since it was hashed`, { status: 409 })
+}
+
+async function stampOf(fh: FileHandle): Promise<string> {
+  const st = await fh.stat({ bigint: true })
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`
+}
+
+/** Two section buffers taken in turn (`CarStreamOptions.reuse`). */
+class Ring {
+  private readonly buffers = [
+    Buffer.allocUnsafe(MAX_HEAD_BYTES + CHUNK_BYTES),
+    Buffer.allocUnsafe(MAX_HEAD_BYTES + CHUNK_BYTES),
+  ]
+  private turn = 0
+
+  next(bytes: number): Buffer {
+    return this.buffers[this.turn++ % 2]!.subarray(0, bytes)
+  }
+}
+
+/** The CAR of `plan`: header, leaves (each distinct CID once), then the other nodes, root last. */
+export async function* directoryCar(
+  plan: DirectoryPlan,
+  options: CarStreamOptions = {},
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const header = dagCbor.encode({ version: 1, roots: [plan.root] })
+  const prefix = new Uint8Array(varint.encodingLength(header.length))
+  varint.encodeTo(header.length, prefix, 0)
+  yield prefix
+  yield header
+  const sent = new Set<string>()
+  const ring = options.reuse ? new Ring() : undefined
+  for (const p of plan.planned) yield* fileLeaves(p, sent, ring, options)
+  const rootKey = plan.root.toString()
+  for (const [key, node] of plan.nodes) {
+    if (key === rootKey || sent.has(key)) continue
+    sent.add(key)
+    yield sectionHead(node.cid, node.bytes.length)
+    yield node.bytes
+  }
+  const root = plan.nodes.get(rootKey)
+  if (root === undefined) throw new NodeError('import-failed', `the plan holds no root block ${rootKey}`)
+  yield sectionHead(root.cid, root.bytes.length)
+  yield root.bytes
+}
+
+async function* fileLeaves(
+  p: PlannedFile,
+  sent: Set<string>,
+  ring: Ring | undefined,
+  options: CarStreamOptions,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const { path, size } = p.file
+  let fh: FileHandle
+  try {
+    // As when it was hashed: never through a final symlink, never blocking on a FIFO.
+    fh = await open(p.file.location, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW)
+  } catch (e) {
+    throw new NodeError('unreadable', `${path}: cannot open: ${(e as NodeJS.ErrnoException)?.code ?? e}`, {
+      status: 400,
+      cause: e,
+    })
+  }
+  try {
+    if ((await stampOf(fh)) !== p.stamp) throw changed(path)
+    const hash = createHash('sha256')
+    let offset = 0
+    for (const [i, cid] of p.leaves.entries()) {
+      if (options.signal?.aborted) throw aborted()
+      const length = i < p.leaves.length - 1 ? CHUNK_BYTES : size - offset
+      const key = cid.toString()
+      // The whole section in one buffer: its head, then the leaf read from the file. A leaf sent
+      // before (a repeated chunk) is read all the same, for the file's sha256.
+      const head = headLength(cid, length)
+      const section = ring ? ring.next(head + length) : Buffer.allocUnsafe(head + length)
+      writeHead(cid, length, section)
+      let n = 0
+      while (n < length) {
+        const { bytesRead } = await fh.read(section, head + n, length - n, offset + n)
+        if (bytesRead === 0) throw changed(path)
+        n += bytesRead
+      }
+      hash.update(section.subarray(head))
+      offset += length
+      options.onBytes?.(length)
+      if (sent.has(key)) continue
+      sent.add(key)
+      yield section
+    }
+    if ((await stampOf(fh)) !== p.stamp) throw changed(path)
+    options.onFile?.(path, { size: offset, sha256: new Uint8Array(hash.digest()) })
+  } finally {
+    await fh.close()
+  }
+}
