@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
+import type { CID } from 'multiformats/cid'
 import { loadSigner } from '../cli/identity.js'
 import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/index.js'
 import { createApi, type NodeStatus } from './api.js'
@@ -127,6 +128,8 @@ function weightsChecker(
     stopped: AbortSignal
     fetchMs?: number
     gateways?: readonly string[] | undefined
+    /** The node's pin (uploads.ts), given the fetched DAG's blocks so it does not walk it again. */
+    pin?: (root: CID, signal?: AbortSignal, blocks?: readonly CID[]) => Promise<boolean>
   },
 ) {
   const { helia, log, stopped, gateways } = options
@@ -149,6 +152,7 @@ function weightsChecker(
       maxBytes,
       maxBlocks,
       gateways,
+      ...(options.pin ? { pin: options.pin } : {}),
       onGatewayError: (gateway, error) =>
         log.warn('weights-gateway-failed', { root: root.toString(), gateway, error }),
     })
@@ -308,6 +312,8 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
               log,
               stopped: fetching.signal,
               gateways: config.gateways,
+              // `weights` is made below (it needs Helia's pins); it exists before any tick runs.
+              pin: (root, signal, blocks) => weights?.pin(root, signal, blocks) ?? Promise.resolve(false),
             }),
           }
         : {}),

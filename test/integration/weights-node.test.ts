@@ -11,8 +11,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { CarWriter } from '@ipld/car/writer'
+import { FsBlockstore } from 'blockstore-fs'
 import { exporter, recursive as exportRecursive } from 'ipfs-unixfs-exporter'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { adminToken } from '../../node/config.js'
@@ -329,5 +332,18 @@ describe('weights on a node', () => {
     // The stalled upload was cleaned up when it was cut off.
     expect(await rawStatus(written.cid)).toBe(404)
     expect(await rawStatus(c.root)).toBe(404)
+
+    // An operator running Helia's garbage collection: pinned weights stay, a stray block goes.
+    const stray = new Uint8Array([7, 7, 7, 7])
+    const strayCid = CID.createV1(raw.code, await sha256.digest(stray))
+    const store = new FsBlockstore(join(home, 'blocks'))
+    await store.open()
+    await store.put(strayCid, stray)
+    await store.close()
+    expect(await rawStatus(strayCid)).toBe(200)
+    await node.p2p.helia!.gc()
+    expect(await rawStatus(strayCid)).toBe(404)
+    await fetchAndCheck(a)
+    await fetchAndCheck(b)
   }, 30_000)
 })
