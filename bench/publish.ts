@@ -110,7 +110,7 @@ try {
   )
   console.log('')
   console.log(
-    `all runs (s): ipfs-car ${refs.map((r) => seconds(r.ms)).join(' ')}; publish ${ours.map((r) => seconds(r.ms)).join(' ')}`,
+    `all runs: ipfs-car ${refs.map((r) => seconds(r.ms)).join(' ')} s; publish ${ours.map((r) => seconds(r.ms)).join(' ')} s, peak RSS ${ours.map((r) => ((r.maxRssKiB ?? Number.NaN) / 1024).toFixed(0)).join(' ')} MiB`,
   )
   console.log('target: publish ≤ 1.0× ipfs-car pack')
 } finally {

@@ -163,6 +163,13 @@ try {
     )
   }
   console.log('')
+  for (const m of [big, small]) {
+    const all = (key: string) => series[key]!.map((r) => seconds(r.ms)).join(' ')
+    console.log(
+      `all runs, ${m.name} (s): openssl ${all(`openssl ${m.name}`)}; verify ${all(`verify ${m.name}`)}; --cid ${all(`cid ${m.name}`)}`,
+    )
+  }
+  console.log('')
   console.log(
     'targets (the larger model): verify ≤ 1.0×, verify --cid ≤ 1.5×, peak RSS < 200 MB at both sizes',
   )
