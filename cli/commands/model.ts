@@ -6,8 +6,12 @@ import type { Command } from 'commander'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { getModel } from '../records.js'
+import { fetchManifest } from '../verify-model.js'
 import { table } from './proposals.js'
 import { registerPublish } from './publish.js'
+
+/** How far `model show` follows `base` links (a chain longer than this is cut, not an error). */
+const MAX_LINEAGE = 16
 
 interface ModelListEntry {
   key: string
@@ -65,7 +69,31 @@ export function registerModel(cli: Command): Command {
   ])
   show.action(
     action<{ node?: string; ratified?: boolean }>(async (ctx, opts, [ref]) => {
-      const m = await getModel(new NodeClient(opts.node), ref!)
+      const client = new NodeClient(opts.node)
+      const m = await getModel(client, ref!)
+      // The manifest's facts (signature checked) and its lineage: the chain of `base` versions.
+      const id = m.manifest ?? (m.manifests.length === 1 ? m.manifests[0]!.id : undefined)
+      const body = id === undefined ? undefined : await fetchManifest(client, id)
+      const lineage: string[] = []
+      for (let base = body?.base, seen = new Set<string>(); base && lineage.length < MAX_LINEAGE; ) {
+        const key = base.toString()
+        if (seen.has(key)) break
+        seen.add(key)
+        const parent = await fetchManifest(client, key).catch(() => undefined)
+        lineage.push(parent ? `${parent.name}@${parent.version}` : key)
+        base = parent?.base
+      }
+      const details = body && {
+        weights: body.weights.toString(),
+        files: body.files.length,
+        size: body.size,
+        format: body.format,
+        ...(body.parameters !== undefined ? { parameters: body.parameters } : {}),
+        license: body.license,
+        languages: body.languages,
+        ...(body.card ? { card: body.card.toString() } : {}),
+        ...(body.description !== undefined ? { description: body.description } : {}),
+      }
       const out = {
         name: m.name,
         version: m.version,
@@ -73,12 +101,23 @@ export function registerModel(cli: Command): Command {
         manifest: m.manifest,
         proposal: m.proposal,
         manifests: m.manifests,
+        ...(details ? { details } : {}),
+        lineage,
       }
       ctx.out(out, [
         `${m.name}@${m.version}  ${m.status}`,
         ...(m.manifest ? [`manifest  ${m.manifest}`] : []),
         ...(m.proposal ? [`${m.status === 'revoked' ? 'revoked by' : 'ratified by'}  ${m.proposal}`] : []),
         ...(m.manifest ? [] : m.manifests.map((x) => `manifest  ${x.id} (${x.status})`)),
+        ...(details
+          ? [
+              `weights   ${details.weights} (${details.files} files, ${details.size} bytes, ${details.format})`,
+              `license   ${details.license}; languages ${details.languages.join(', ')}`,
+              ...(details.parameters !== undefined ? [`params    ${details.parameters}`] : []),
+              ...(details.card ? [`card      ${details.card} (GET /ipfs/${details.card} on any node)`] : []),
+            ]
+          : []),
+        ...(lineage.length > 0 ? [`lineage   ${[`${m.name}@${m.version}`, ...lineage].join(' ← ')}`] : []),
       ])
       if (opts.ratified && m.status !== 'ratified')
         throw new CliError('not-ratified', `${m.name}@${m.version} is ${m.status}, not ratified`)

@@ -25,6 +25,9 @@ import { action, CliError, type Ctx, examples, usage } from '../context.js'
 import { type KeyOptions, signerOf, withKey } from '../keys.js'
 import { parseCidArg, resolveManifest, type StateView, submit } from '../records.js'
 
+/** A model card is one raw block; the profile's leaves are 1 MiB too. */
+const MAX_CARD_BYTES = 1024 * 1024
+
 interface PublishOptions extends KeyOptions {
   node?: string
   name: string
@@ -84,15 +87,19 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
   const state = await client.get<StateView>('/state')
   const signer = await signerOf(opts)
   const base = opts.base === undefined ? undefined : await resolveManifest(client, opts.base)
-  let card: CID | undefined
+  // The card is one raw block (so its CID is a plain sha256 anyone can check), uploaded beside
+  // the weights so every node's gateway can serve it.
+  let card: { cid: CID; bytes: Uint8Array } | undefined
   if (opts.card !== undefined) {
     let bytes: Uint8Array
     try {
-      bytes = await readFile(opts.card)
+      bytes = new Uint8Array(await readFile(opts.card))
     } catch (e) {
       throw usage(`--card: cannot read ${opts.card}: ${(e as Error).message}`)
     }
-    card = CID.createV1(raw.code, await sha256.digest(bytes))
+    if (bytes.length > MAX_CARD_BYTES)
+      throw usage(`--card: ${opts.card} is ${bytes.length} bytes; a model card may be at most 1 MiB`)
+    card = { cid: CID.createV1(raw.code, await sha256.digest(bytes)), bytes }
   }
 
   // Two reads of the files: the first hashes every 1 MiB leaf (on every core) and gives the
@@ -156,8 +163,21 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
     license: opts.license,
     languages,
     ...(base ? { base } : {}),
-    ...(card ? { card } : {}),
+    ...(card ? { card: card.cid } : {}),
     ...(opts.description !== undefined ? { description: opts.description } : {}),
+  }
+  if (card) {
+    const at = Date.now()
+    const sig = signer.sign(uploadStatementBytes(card.cid, at, card.bytes.length))
+    const stored = await client.postBytes<{ root: string }>('/weights', await writeCar(card.cid, [card]), {
+      'content-type': 'application/vnd.ipld.car',
+      'allmende-upload-author': signer.did,
+      'allmende-upload-at': String(at),
+      'allmende-upload-signature': Buffer.from(sig).toString('base64'),
+      'allmende-upload-size': String(card.bytes.length),
+    })
+    if (stored.root !== card.cid.toString())
+      throw new CliError('root-mismatch', `the node stored ${stored.root}, not the card ${card.cid}`)
   }
   let record: ReturnType<typeof signRecord<'manifest'>>
   try {
@@ -174,10 +194,12 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
     weights: plan.root.toString(),
     files: files.length,
     size: plan.size,
+    ...(card ? { card: card.cid.toString() } : {}),
   }
   ctx.out(out, [
     `manifest ${out.manifest}`,
     `weights  ${out.weights} (${out.files} files, ${out.size} bytes)`,
+    ...(card ? [`card     ${card.cid} (${card.bytes.length} bytes)`] : []),
     `propose it with: allmende propose ratify ${opts.name}@${opts.version}`,
   ])
 }
@@ -192,7 +214,7 @@ export function registerPublish(model: Command): Command {
     .requiredOption('--license <spdx>', 'an SPDX license expression')
     .requiredOption('--language <list>', 'languages, comma-separated (e.g. de,en)')
     .option('--base <name@version>', 'the model version this one derives from')
-    .option('--card <file>', 'the model card (its content CID goes in the manifest)')
+    .option('--card <file>', 'the model card, at most 1 MiB (uploaded; its CID goes in the manifest)')
     .option('--description <text>', 'a short description')
   withKey(cmd)
   withNode(cmd)

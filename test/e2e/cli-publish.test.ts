@@ -8,6 +8,9 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
@@ -93,6 +96,7 @@ describe('allmende model publish and verify', () => {
     daemon = await startDaemon(join(dir, 'node'))
 
     const model = await generateModel(join(dir, 'model'), { seed: 7, layers: 2, hidden: 64, vocab: 256 })
+    await writeFile(join(dir, 'MODEL_CARD.md'), '# test-model\n\nA generated model for the publish test.\n')
     const published = await run([
       '--json',
       'model',
@@ -108,10 +112,21 @@ describe('allmende model publish and verify', () => {
       'de,en',
       '--description',
       'a generated model',
+      '--card',
+      'MODEL_CARD.md',
     ])
     expect(published.code, published.stderr).toBe(0)
     const out = published.json()
     expect(out).toMatchObject({ files: model.files.length, size: model.bytes })
+    // The card: uploaded as one raw block, named in the manifest, served by the gateway.
+    const cardBytes = await readFile(join(dir, 'MODEL_CARD.md'))
+    const cardCid = CID.createV1(raw.code, await sha256.digest(cardBytes)).toString()
+    expect(out.card).toBe(cardCid)
+    const cardServed = await fetch(`${daemon.api}/ipfs/${cardCid}`, {
+      headers: { accept: 'application/vnd.ipld.raw' },
+    })
+    expect(cardServed.status).toBe(200)
+    expect(Buffer.from(await cardServed.arrayBuffer()).equals(cardBytes)).toBe(true)
     manifest = out.manifest as string
     weights = out.weights as string
 
@@ -127,12 +142,42 @@ describe('allmende model publish and verify', () => {
       license: 'Apache-2.0',
       languages: ['de', 'en'],
       size: model.bytes,
+      card: cardCid,
     })
     const served = await fetch(`${daemon.api}/ipfs/${weights}`, {
       headers: { accept: 'application/vnd.ipld.raw' },
     })
     expect(served.status).toBe(200)
     await served.arrayBuffer()
+
+    // model show: the manifest's facts, the card, and the lineage of a version built on it.
+    const next = await run([
+      '--json',
+      'model',
+      'publish',
+      'model',
+      '--name',
+      'test-model',
+      '--version',
+      '1.1.0',
+      '--license',
+      'Apache-2.0',
+      '--language',
+      'de',
+      '--base',
+      'test-model@1.0.0',
+    ])
+    expect(next.code, next.stderr).toBe(0)
+    const shown = await run(['--json', 'model', 'show', 'test-model@1.1.0', '--node', daemon.api])
+    expect(shown.code, shown.stderr).toBe(0)
+    expect(shown.json()).toMatchObject({
+      status: 'proposed',
+      details: { weights, license: 'Apache-2.0', languages: ['de'], format: 'safetensors' },
+      lineage: ['test-model@1.0.0'],
+    })
+    const first = await run(['model', 'show', 'test-model@1.0.0', '--node', daemon.api])
+    expect(first.stdout).toContain(`card      ${cardCid}`)
+    expect(first.stdout).toContain('license   Apache-2.0; languages de, en')
   })
 
   it('verify online: a proposed model exits 1 with status proposed; bad files are named', async () => {
