@@ -316,6 +316,13 @@ describe('weights that never appear or do not match their manifest', () => {
         expect(v.outcome).toBe('passed') // the members said yes; the weights said no
         expect(v.weightsVerified).toBe(false)
       }
+      // Weights that never appear are sealed false only once the weights deadline has passed.
+      const absentSeals = [...nodes[0]!.store.fold.records()].filter(
+        (r) => r.record.kind === 'seal' && r.record.body.proposal.equals(proposals[0]!),
+      )
+      expect(absentSeals.length).toBeGreaterThanOrEqual(3)
+      const absentCloses = view(nodes[0]!, proposals[0]!)!.closesAt
+      for (const r of absentSeals) expect(r.record.at).toBeGreaterThanOrEqual(absentCloses + 4_000)
       // No steward sealed any of them true.
       const sealsTrue = [...nodes[0]!.store.fold.records()].filter(
         (r) =>
