@@ -127,3 +127,46 @@ describe('the store validator', () => {
     expect(store.bytesOf(notPublisher.cid)).toEqual(notPublisher.bytes)
   })
 })
+
+describe('witness times', () => {
+  it('are kept across a restart: the first reception counts, not a later one or a re-ingest', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'allmende-witness-'))
+    let now = NOW
+    const opened = () =>
+      openStore({
+        path: join(home, 'records.log'),
+        genesis: sim.genesis,
+        clock: () => now,
+        log: silentLogger,
+      })
+    try {
+      const p = open(50, 'b')
+      const vote = sim.vote('v', 200, { proposal: p.cid, choice: 'yes' })
+      let s = await opened()
+      for (const r of [m, p, vote]) expect((await s.ingest(r.bytes)).verdict).toBe('accept')
+      expect(s.witnessedAt(p.key)).toBe(NOW)
+      expect(s.witnessedAt(vote.key)).toBe(NOW)
+      // A manifest is not a record whose reception time decides anything: none is kept.
+      expect(s.witnessedAt(m.key)).toBeUndefined()
+      await s.close()
+
+      now = NOW + 60_000
+      s = await opened()
+      try {
+        expect(s.witnessedAt(p.key)).toBe(NOW)
+        expect(s.witnessedAt(vote.key)).toBe(NOW)
+        // Received again (from another peer, or by sync): the first time stands.
+        expect((await s.ingest(vote.bytes)).duplicate).toBe(true)
+        expect(s.witnessedAt(vote.key)).toBe(NOW)
+        // A record first received after the restart gets the new clock.
+        const late = sim.vote('a', 300, { proposal: p.cid, choice: 'no' })
+        expect((await s.ingest(late.bytes)).verdict).toBe('accept')
+        expect(s.witnessedAt(late.key)).toBe(NOW + 60_000)
+      } finally {
+        await s.close()
+      }
+    } finally {
+      await rm(home, { recursive: true, force: true })
+    }
+  })
+})
