@@ -9,8 +9,10 @@
  * writes that are not self-authenticating need the admin bearer token.
  */
 import { timingSafeEqual } from 'node:crypto'
+import { isAbsolute } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { WritableStorage } from 'ipfs-unixfs-importer'
 import { CID } from 'multiformats/cid'
 import {
   buildCertificate,
@@ -27,6 +29,7 @@ import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { RecordStore } from './store.js'
 import { registerWeightsRoutes, type Weights, type WeightsRoutesOptions } from './uploads.js'
+import { importDirectory, listDirectory } from './weights/directory.js'
 
 export interface NodeStatus {
   peerId: string
@@ -54,7 +57,7 @@ export interface ApiContext {
    * POST /weights. Without them neither is served.
    */
   readonly weights?: {
-    readonly blockstore: GatewayBlockstore & WeightsRoutesOptions['blockstore']
+    readonly blockstore: GatewayBlockstore & WeightsRoutesOptions['blockstore'] & WritableStorage
     readonly service: Weights
     /** The largest upload (CAR bytes); default the head state's maxModelBytes plus CAR overhead. */
     readonly maxUploadBytes?: number
@@ -297,6 +300,37 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
   })
 
   if (ctx.weights) {
+    const weights = ctx.weights
+    // Weights from a directory on this node's own machine (an operator who copied them there):
+    // imported with the profile, every file hashed, and pinned, as an upload would be.
+    app.post('/weights/import', async (req, reply) => {
+      requireAdmin(req)
+      const path = (req.body as { path?: unknown } | null)?.path
+      if (typeof path !== 'string' || !isAbsolute(path))
+        throw new NodeError(
+          'bad-request',
+          'send {"path": "/absolute/path"}: a model directory on the node\'s own machine',
+          { status: 400 },
+        )
+      const listing = await listDirectory(path)
+      const issue = listing.issues[0]
+      if (issue) throw new NodeError(issue.code, issue.message, { status: 400 })
+      const max = ctx.store.fold.headState().rules.maxModelBytes
+      const total = listing.files.reduce((n, f) => n + f.size, 0)
+      if (total > max)
+        throw new NodeError('oversize', `${path} holds ${total} bytes; models are at most ${max}`, {
+          status: 413,
+        })
+      const imported = await importDirectory(path, { blockstore: weights.blockstore })
+      const pinned = await weights.service.pin(imported.root)
+      ctx.log.info('weights-imported', { root: imported.root.toString(), path, bytes: imported.size, pinned })
+      return reply.code(201).send({
+        root: imported.root.toString(),
+        files: imported.files.length,
+        size: imported.size,
+        pinned,
+      })
+    })
     registerGateway(app, { blockstore: ctx.weights.blockstore, log: ctx.log })
     await registerWeightsRoutes(app, {
       weights: ctx.weights.service,

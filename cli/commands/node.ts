@@ -1,8 +1,15 @@
-/** `allmende node status | peers` (DESIGN.md §7): what a running node reports about itself. */
+/**
+ * `allmende node status | peers` (DESIGN.md §7): what a running node reports about itself; and
+ * `node import DIR`: weights from a directory on the node's own machine, with its admin token.
+ */
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { NodeStatus } from '../../node/api.js'
+import { loadConfig } from '../../node/config.js'
 import { NodeClient, withNode } from '../client.js'
-import { action, examples } from '../context.js'
+import { action, CliError, examples } from '../context.js'
 
 /** The JSON shape of GET /status (DESIGN.md §7): the node's own type. */
 type Status = NodeStatus
@@ -38,6 +45,37 @@ export function registerNodeQueries(node: Command): void {
         p,
         p.peers.length === 0 ? 'no peers connected' : p.peers.map((x) => `${x.id}  ${x.addresses.join(' ')}`),
       )
+    }),
+  )
+
+  const imp = node
+    .command('import')
+    .description("import a model directory on this machine into the node's weights, pinned (admin)")
+    .argument('<dir>')
+    .option(
+      '--home <dir>',
+      'the node home (its API address and admin token)',
+      join(process.env.ALLMENDE_HOME ?? join(homedir(), '.allmende'), 'node'),
+    )
+  examples(imp, [
+    'allmende node import /srv/models/mistral-7b-de',
+    'allmende --json node import ./m --home /srv/allmende',
+  ])
+  imp.action(
+    action<{ home: string }>(async (ctx, opts, [dir]) => {
+      const home = resolve(opts.home)
+      const config = await loadConfig(home)
+      const token = (await readFile(join(home, 'api.token'), 'utf8').catch(() => '')).trim()
+      if (token.length === 0)
+        throw new CliError('no-token', `${join(home, 'api.token')} is missing: is this a node home?`)
+      const client = new NodeClient(`http://${config.api}`)
+      const body = new TextEncoder().encode(JSON.stringify({ path: resolve(dir!) }))
+      const r = await client.postBytes<{ root: string; files: number; size: number; pinned: boolean }>(
+        '/weights/import',
+        body,
+        { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      )
+      ctx.out(r, `weights ${r.root} (${r.files} files, ${r.size} bytes)${r.pinned ? ', pinned' : ''}`)
     }),
   )
 }

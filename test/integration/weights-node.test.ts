@@ -268,6 +268,39 @@ describe('weights on a node', () => {
     expect(Date.now() - started).toBeLessThan(1000)
   })
 
+  it('imports a directory on its own machine with the admin token, pinned; refuses anything else', async () => {
+    const e = await makeModel(scratch, 41)
+    const post = (body: unknown, headers: Record<string, string> = admin()) =>
+      fetch(`${node.apiUrl}/weights/import`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      })
+    const res = await post({ path: e.dir })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toEqual({
+      root: e.root.toString(),
+      files: e.files.length,
+      size: e.size,
+      pinned: true,
+    })
+    expect(await node.p2p.helia!.pins.isPinned(e.root)).toBe(true)
+    await fetchAndCheck(e)
+
+    const anonymous = await post({ path: e.dir }, {})
+    expect(anonymous.status).toBe(401)
+    const relative = await post({ path: 'model-41' })
+    expect(relative.status).toBe(400)
+    expect(((await relative.json()) as { error: { code: string } }).error.code).toBe('bad-request')
+    const missing = await post({ path: join(scratch, 'nowhere') })
+    expect(missing.status).toBe(400)
+    expect(((await missing.json()) as { error: { message: string } }).error.message).toContain('nowhere')
+    // Let go of it again: the restart test below counts the pins.
+    for await (const _ of node.p2p.helia!.pins.rm(e.root)) {
+      // each block's pin count goes down
+    }
+  })
+
   it('checks held weights against a manifest', async () => {
     const manifest = signRecord(
       {
