@@ -756,4 +756,41 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
     )
     expect(existsSync(marker)).toBe(false)
   })
+
+  it('a certificate older than the default --max-age (2 × the checkpoint interval): exit 1, cert-stale', async () => {
+    // alice has never verified offline (no trust mark): only the age can refuse it. Exported
+    // right after the ratification, it is long past 2 × 2 s by now.
+    const args = [
+      '--json',
+      'verify',
+      'deployed',
+      '--model',
+      MODEL,
+      '--certificate',
+      'ratified.car',
+      '--federation',
+      federation,
+    ]
+    const r = await run('alice', args)
+    expect(r.code).toBe(1)
+    const stale = r.json<Verdict>().problems.find((p) => p.code === 'cert-stale')
+    expect(stale?.message).toMatch(/^the checkpoint is \d+ s old; at most 4 s are accepted$/)
+    const marker = join(dir, 'never-stale.txt')
+    const e = await run('alice', [
+      'exec',
+      '--model',
+      MODEL,
+      '--dir',
+      'deployed',
+      '--certificate',
+      'ratified.car',
+      '--federation',
+      federation,
+      '--',
+      ...script(marker),
+    ])
+    expect(e.code).toBe(1)
+    expect(errorLine(e)).toMatch(/cert-stale: the checkpoint is \d+ s old; at most 4 s are accepted/)
+    expect(existsSync(marker)).toBe(false)
+  })
 })
