@@ -32,6 +32,8 @@
  * `too-many-files`, `file-changed`).
  */
 import { createHash } from 'node:crypto'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
 import { exporter, type ReadableStorage, type UnixFSEntry } from 'ipfs-unixfs-exporter'
 import type { CID } from 'multiformats/cid'
 import { equalBytes } from '../../protocol/bytes.js'
@@ -242,11 +244,26 @@ export async function verifyDag(
     options.onProgress?.(read, declared)
   }
   const digests = new Map<string, FileDigest>()
-  const entries = listed.map((f) => ({
-    path: f.path,
-    content: exportChunks(reader, f, (d) => digests.set(f.path, d), onBytes, options.signal),
-  }))
   try {
+    // The common case, a DAG in the profile's shape (raw leaves of 1 MiB): each leaf is read once
+    // for the file's sha256, and the root is rebuilt from the leaves' CIDs with the importer's own
+    // layout (rootOfHashed) instead of hashing every byte again in a re-import. Anything else
+    // (other chunking, inline data, dag-pb leaves) takes the general path below, which then finds
+    // the root mismatch.
+    const fast = await leafFiles(reader, listed, options.signal)
+    if (fast !== undefined && (await readLeaves(reader, fast, digests, onBytes, options.signal))) {
+      const root = await rootOfHashed(fast)
+      if (!root.equals(manifest.weights)) problems.push(rootMismatch(root, manifest.weights))
+      compareDigests(wanted, digests, problems)
+      return result(problems)
+    }
+    digests.clear()
+    read = 0
+    if (fast !== undefined) reader.budget += 2 * Math.ceil(declared / CHUNK_BYTES) + 4 * listed.length
+    const entries = listed.map((f) => ({
+      path: f.path,
+      content: exportChunks(reader, f, (d) => digests.set(f.path, d), onBytes, options.signal),
+    }))
     const root = await unixfsRoot(entries)
     if (!root.equals(manifest.weights)) problems.push(rootMismatch(root, manifest.weights))
   } catch (e) {
@@ -254,6 +271,95 @@ export async function verifyDag(
   }
   compareDigests(wanted, digests, problems)
   return result(problems)
+}
+
+/**
+ * Each file's raw leaves in order, reading only its dag-pb nodes; undefined unless every file is
+ * raw leaves under plain file nodes (no inline data) whose count fits 1 MiB chunks of its size.
+ */
+async function leafFiles(
+  reader: VerifiedReader,
+  files: readonly DagFile[],
+  signal: AbortSignal | undefined,
+): Promise<{ path: string; size: number; leaves: CID[] }[] | undefined> {
+  const out: { path: string; size: number; leaves: CID[] }[] = []
+  for (const f of files) {
+    const leaves: CID[] = []
+    const stack: CID[] = [f.cid]
+    while (stack.length > 0) {
+      if (signal?.aborted) throw aborted()
+      const cid = stack.pop()!
+      if (cid.code === RAW) {
+        leaves.push(cid)
+        continue
+      }
+      if (cid.code !== DAG_PB) return undefined
+      let node: dagPb.PBNode
+      let fs: UnixFS
+      try {
+        node = dagPb.decode(await readAll(reader, cid, f.path))
+        fs = UnixFS.unmarshal(node.Data ?? new Uint8Array())
+      } catch (e) {
+        if (isNodeError(e)) throw e
+        return undefined
+      }
+      if (fs.type !== 'file' || (fs.data !== undefined && fs.data.length > 0)) return undefined
+      for (let i = node.Links.length - 1; i >= 0; i--) stack.push(node.Links[i]!.Hash)
+    }
+    if (leaves.length !== Math.max(1, Math.ceil(f.size / CHUNK_BYTES))) return undefined
+    out.push({ path: f.path, size: f.size, leaves })
+  }
+  return out
+}
+
+/**
+ * Reads every leaf once (a few ahead), feeding each file's sha256; false as soon as a leaf is not
+ * the size its place in 1 MiB chunking needs (the DAG is then not in the profile's shape).
+ */
+async function readLeaves(
+  reader: VerifiedReader,
+  files: readonly { path: string; size: number; leaves: readonly CID[] }[],
+  digests: Map<string, FileDigest>,
+  onBytes: (n: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  for (const f of files) {
+    const hash = createHash('sha256')
+    const ahead: Promise<Uint8Array>[] = []
+    const start = (i: number) => {
+      const p = readAll(reader, f.leaves[i]!, f.path)
+      p.catch(() => {}) // awaited in order below
+      ahead.push(p)
+    }
+    for (let i = 0; i < Math.min(LEAVES_AHEAD, f.leaves.length); i++) start(i)
+    for (let i = 0; i < f.leaves.length; i++) {
+      if (signal?.aborted) throw aborted()
+      const bytes = await ahead.shift()!
+      if (i + LEAVES_AHEAD < f.leaves.length) start(i + LEAVES_AHEAD)
+      const expected = i < f.leaves.length - 1 ? CHUNK_BYTES : f.size - i * CHUNK_BYTES
+      if (bytes.length !== expected) {
+        await Promise.allSettled(ahead)
+        return false
+      }
+      hash.update(bytes)
+      onBytes(bytes.length)
+    }
+    digests.set(f.path, { size: f.size, sha256: new Uint8Array(hash.digest()) })
+  }
+  return true
+}
+
+/** Leaves read ahead of the one being hashed (1 MiB each). */
+const LEAVES_AHEAD = 4
+
+async function readAll(reader: VerifiedReader, cid: CID, path: string): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  try {
+    for await (const part of reader.get(cid)) parts.push(part)
+  } catch (e) {
+    throw asFault(e, path)
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
 }
 
 /** The manifest's files by path; unusable paths become problems (and are not looked up). */

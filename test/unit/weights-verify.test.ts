@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { importer } from 'ipfs-unixfs-importer'
+import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
@@ -16,6 +17,7 @@ import {
   type DirectoryImport,
   importDirectory,
   listDirectory,
+  profileOptions,
   readChunks,
 } from '../../node/weights/directory.js'
 import { type Problem, verifyDag, verifyDirectory, type WeightsManifest } from '../../node/weights/verify.js'
@@ -176,13 +178,14 @@ describe('verifyDag', () => {
     const bad = await verifyDag(faulty, manifest, { maxModelBytes: MAX })
     expect(bad.problems.map((p) => p.code)).toEqual(['block-corrupt'])
     // A block the caller says it hashed is not hashed again, yet its bytes still feed the file's
-    // sha256 and the re-import: the corruption is caught all the same.
+    // sha256: the corruption is caught all the same (the root is rebuilt from the leaves' CIDs).
     const trustedBad = await verifyDag(faulty, manifest, {
       maxModelBytes: MAX,
       trusted: new Set([leaf.cid.toString()]),
     })
     expect(trustedBad.ok).toBe(false)
-    expect(trustedBad.problems.map((p) => p.code).sort()).toEqual(['root-mismatch', 'sha256-mismatch'])
+    expect(trustedBad.problems.map((p) => p.code)).toEqual(['sha256-mismatch'])
+    expect(trustedBad.problems[0]!.path).toMatch(/\.safetensors$/)
 
     await faulty.delete(manifest.weights)
     const noRoot = await verifyDag(faulty, manifest, { maxModelBytes: MAX })
@@ -202,6 +205,33 @@ describe('verifyDag', () => {
     expect(root!.equals(manifest.weights)).toBe(false)
     const r = await verifyDag(other, { ...manifest, weights: root! }, { maxModelBytes: MAX })
     expect(codes(r.problems)).toEqual([['root-mismatch', undefined]])
+    await other.close()
+  })
+
+  it('reports root-mismatch for 1 MiB raw leaves in another layout (the leaves are right, the tree is not)', async () => {
+    const dir = join(tmp, 'five-mib')
+    await cp(model, dir, { recursive: true })
+    await writeFile(join(dir, 'big.bin'), Buffer.alloc(5 * 1024 * 1024 + 17, 7))
+    const honest = await importDirectory(dir, { blockstore: store })
+    const other = new FsBlockstore(join(tmp, 'store-narrow-tree'))
+    await other.open()
+    const listing = await listDirectory(dir)
+    const entries = listing.files.map((f) => ({ path: f.path, content: readChunks(f, () => {}) }))
+    let root: CID | undefined
+    // The profile's 1 MiB chunks and raw leaves, but at most 2 links per node instead of 1024.
+    for await (const e of importer(entries, other, {
+      ...profileOptions(),
+      layout: balanced({ maxChildrenPerNode: 2 }),
+    }))
+      if (e.path === '') root = e.cid
+    expect(root!.equals(honest.root)).toBe(false)
+    const claimed = { weights: root!, files: [...honest.files], size: honest.size }
+    const r = await verifyDag(other, claimed, { maxModelBytes: MAX })
+    expect(codes(r.problems)).toEqual([['root-mismatch', undefined]])
+    // The honest DAG of the same directory passes (the fast path, leaves and layout as published).
+    expect((await verifyDag(store, { ...claimed, weights: honest.root }, { maxModelBytes: MAX })).ok).toBe(
+      true,
+    )
     await other.close()
   })
 
