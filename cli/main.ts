@@ -32,7 +32,7 @@ import { registerProposals } from './commands/proposals.js'
 import { registerPropose } from './commands/propose.js'
 import { registerVerify } from './commands/verify.js'
 import { registerVote } from './commands/vote.js'
-import { printError } from './context.js'
+import { examples, printError } from './context.js'
 
 const VERSION = '0.1.0'
 
@@ -60,6 +60,12 @@ export function program(): Command {
   registerFederation(cli)
 
   const node = cli.command('node').description('run a federation node')
+  examples(node, [
+    'allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
+    'allmende node start',
+    'allmende node status',
+    'allmende node import /srv/models/mistral-7b-de',
+  ])
   node
     .command('init')
     .description('create a node home: config, genesis, peer key and admin token')

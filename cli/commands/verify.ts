@@ -99,6 +99,10 @@ export function registerVerify(cli: Command): void {
   const certificate = cli
     .command('certificate')
     .description('certificates: proof of a status, checked offline')
+  examples(certificate, [
+    'allmende certificate export mistral-7b-de@1.2.0 -o mistral-7b-de.car',
+    'allmende verify ./mistral-7b-de --model mistral-7b-de@1.2.0 --certificate mistral-7b-de.car --federation bafyrei…',
+  ])
   const exp = withNode(
     certificate
       .command('export')
