@@ -56,6 +56,14 @@ function run(cmd: string, args: string[], cwd?: string): void {
 
 const root = await mkdtemp(join(tmpdir(), 'allmende-bench-fetch-'))
 const cleanup: (() => Promise<unknown>)[] = []
+// Ctrl-C: stop the daemon and the file server, remove the model; nothing is left running.
+process.once('SIGINT', () => {
+  void (async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {})
+    await rm(root, { recursive: true, force: true })
+    process.exit(130)
+  })()
+})
 try {
   // The model: FILES random files (incompressible, no repeated blocks) and a config.
   const modelDir = join(root, 'model')
