@@ -29,7 +29,7 @@ import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { RecordStore } from './store.js'
 import { registerWeightsRoutes, type Weights, type WeightsRoutesOptions } from './uploads.js'
-import { importDirectory, listDirectory } from './weights/directory.js'
+import { importDirectory } from './weights/directory.js'
 
 export interface NodeStatus {
   peerId: string
@@ -312,16 +312,11 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
           'send {"path": "/absolute/path"}: a model directory on the node\'s own machine',
           { status: 400 },
         )
-      const listing = await listDirectory(path)
-      const issue = listing.issues[0]
-      if (issue) throw new NodeError(issue.code, issue.message, { status: 400 })
-      const max = ctx.store.fold.headState().rules.maxModelBytes
-      const total = listing.files.reduce((n, f) => n + f.size, 0)
-      if (total > max)
-        throw new NodeError('oversize', `${path} holds ${total} bytes; models are at most ${max}`, {
-          status: 413,
-        })
-      const imported = await importDirectory(path, { blockstore: weights.blockstore })
+      // Listed and bounded by maxModelBytes before a byte is read (oversize: 413).
+      const imported = await importDirectory(path, {
+        blockstore: weights.blockstore,
+        maxBytes: ctx.store.fold.headState().rules.maxModelBytes,
+      })
       const pinned = await weights.service.pin(imported.root)
       ctx.log.info('weights-imported', { root: imported.root.toString(), path, bytes: imported.size, pinned })
       return reply.code(201).send({

@@ -355,7 +355,31 @@ export async function unixfsRoot(
   return root
 }
 
+/**
+ * The files of a model directory and their total size, or a `NodeError` (400) with the first
+ * listing issue's code, `empty-directory` when it holds no file, `oversize` (413) when the files
+ * add up to more than `maxBytes` (checked before any byte is read).
+ */
+export async function listModel(
+  dir: string,
+  options: ListOptions & { readonly maxBytes?: number } = {},
+): Promise<{ files: readonly LocalFile[]; total: number }> {
+  const listing = await listDirectory(dir, options)
+  const first = listing.issues[0]
+  if (first !== undefined) throw new NodeError(first.code, first.message, { status: 400 })
+  if (listing.files.length === 0)
+    throw new NodeError('empty-directory', `${dir} holds no files`, { status: 400 })
+  const total = listing.files.reduce((s, f) => s + f.size, 0)
+  if (options.maxBytes !== undefined && total > options.maxBytes)
+    throw new NodeError('oversize', `${dir} holds ${total} bytes; models are at most ${options.maxBytes}`, {
+      status: 413,
+    })
+  return { files: listing.files, total }
+}
+
 export interface ImportOptions extends ListOptions {
+  /** Refuse (`oversize`) a directory whose files add up to more, before reading them. */
+  readonly maxBytes?: number
   /** Where the blocks go; by default nowhere (only the root is computed). */
   readonly blockstore?: WritableStorage
   /** Bytes read so far, and the total to read. */
@@ -379,24 +403,19 @@ export interface DirectoryImport {
  * while it is read, `aborted` when `signal` fires.
  */
 export async function importDirectory(dir: string, options: ImportOptions = {}): Promise<DirectoryImport> {
-  const listing = await listDirectory(dir, options)
-  const first = listing.issues[0]
-  if (first !== undefined) throw new NodeError(first.code, first.message, { status: 400 })
-  if (listing.files.length === 0)
-    throw new NodeError('empty-directory', `${dir} holds no files`, { status: 400 })
-  const total = listing.files.reduce((s, f) => s + f.size, 0)
+  const { files: listed, total } = await listModel(dir, options)
   let read = 0
   const onBytes = (n: number) => {
     read += n
     options.onProgress?.(read, total)
   }
   const digests = new Map<string, FileDigest>()
-  const entries = listing.files.map((f) => ({
+  const entries = listed.map((f) => ({
     path: f.path,
     content: readChunks(f, (d) => digests.set(f.path, d), { signal: options.signal, onBytes }),
   }))
   const root = await unixfsRoot(entries, options.blockstore ?? discardBlocks)
-  const files = listing.files.map((f) => {
+  const files = listed.map((f) => {
     const d = digests.get(f.path)
     if (d === undefined) throw new NodeError('import-failed', `${f.path} was not read`)
     return { path: f.path, size: d.size, sha256: d.sha256 }
@@ -520,14 +539,9 @@ export interface DirectoryPlan {
  * file and directory nodes. Throws as `importDirectory` does.
  */
 export async function planDirectory(dir: string, options: PlanOptions = {}): Promise<DirectoryPlan> {
-  const listing = await listDirectory(dir, options)
-  const first = listing.issues[0]
-  if (first !== undefined) throw new NodeError(first.code, first.message, { status: 400 })
-  if (listing.files.length === 0)
-    throw new NodeError('empty-directory', `${dir} holds no files`, { status: 400 })
-  const total = listing.files.reduce((s, f) => s + f.size, 0)
+  const { files, total } = await listModel(dir, options)
   let read = 0
-  const outcomes = await hashFiles(listing.files, {
+  const outcomes = await hashFiles(files, {
     whole: false,
     leaves: true,
     chunkBytes: CHUNK_BYTES,
@@ -541,7 +555,7 @@ export async function planDirectory(dir: string, options: PlanOptions = {}): Pro
     if (!o.ok) throw o.error
     return o.digest
   })
-  const planned = listing.files.map((file, i) => ({
+  const planned = files.map((file, i) => ({
     file,
     leaves: leafCids(file.path, done[i]!.size, done[i]!.leaves!),
     stamp: done[i]!.stamp,
