@@ -3,7 +3,7 @@
  * timeouts"): `fetchWeights` brings the DAG into the blockstore (other stewards' gateways, then
  * bitswap) and pins it, then `verifyDag` checks it against the manifest — every file's sha256,
  * the file set, the profile root. Blocks the fetch hashed are passed to `verifyDag` as `trusted`,
- * so no block is hashed twice; the re-import still covers their bytes.
+ * so no block is hashed twice; each file's sha256 still covers their bytes.
  *
  * Why one after the other, not overlapped: running the check on blocks as they arrive was
  * measured (bench/fetch.ts) and was slower: both halves are CPU work on the one main thread
@@ -21,8 +21,7 @@ export type LocalBlockstore = ReadableStorage & {
   put(cid: CID, bytes: Uint8Array): Promise<unknown>
 }
 
-export interface FetchVerifyOptions
-  extends Omit<FetchOptions, 'blockstore' | 'gatewayBlockstore' | 'hashed' | 'onBlock'> {
+export interface FetchVerifyOptions extends Omit<FetchOptions, 'blockstore' | 'gatewayBlockstore'> {
   readonly blockstore: LocalBlockstore
   readonly manifest: WeightsManifest
   readonly maxModelBytes: number
@@ -40,17 +39,20 @@ export interface FetchVerifyResult {
 /** Fetches the weights under `manifest.weights`, then checks them against it. */
 export async function fetchAndVerify(options: FetchVerifyOptions): Promise<FetchVerifyResult> {
   const { blockstore, manifest, maxModelBytes, signal } = options
-  const hashed = new Set<string>()
   let fetch: FetchResult | undefined
   let fetchError: NodeError | undefined
   try {
-    fetch = await fetchWeights({ ...options, blockstore, gatewayBlockstore: blockstore, hashed })
+    fetch = await fetchWeights({ ...options, blockstore, gatewayBlockstore: blockstore })
   } catch (e) {
     fetchError = isNodeError(e)
       ? e
       : new NodeError('fetch-failed', `the weights fetch failed: ${(e as Error)?.message ?? e}`, { cause: e })
   }
   // Checked even when the fetch failed: a defect in what did arrive is final, a missing block not.
-  const verdict = await verifyDag(blockstore, manifest, { maxModelBytes, trusted: hashed, signal })
+  const verdict = await verifyDag(blockstore, manifest, {
+    maxModelBytes,
+    ...(fetch ? { trusted: fetch.hashed } : {}),
+    signal,
+  })
   return { verdict, ...(fetch ? { fetch } : {}), ...(fetchError ? { fetchError } : {}) }
 }

@@ -27,9 +27,9 @@
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { concatBytes, equalBytes } from '../../protocol/bytes.js'
-import { isNodeError, NodeError } from '../errors.js'
+import { NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
-import { fetchFromGateway, type GatewayBlockstore } from './gateway-fetch.js'
+import { fetchAbortError, fetchFailure, fetchFromGateway, type GatewayBlockstore } from './gateway-fetch.js'
 
 const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
@@ -71,10 +71,6 @@ export interface FetchOptions {
   readonly gateways?: readonly string[] | undefined
   /** Where gateway fetches go; needs `put` (the node's FsBlockstore). */
   readonly gatewayBlockstore?: GatewayBlockstore | undefined
-  /** Filled, as the fetch goes, with the keys of blocks hashed against their CIDs. */
-  readonly hashed?: Set<string> | undefined
-  /** Told of each block once it is known to be held (read here, or fetched by bitswap). */
-  readonly onBlock?: ((cid: CID) => void) | undefined
   /** Told about each gateway that failed (then the next one, or bitswap, is tried). */
   readonly onGatewayError?: ((gateway: string, error: NodeError) => void) | undefined
   /**
@@ -124,13 +120,12 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
         signal,
         maxBytes,
         maxBlocks,
-        onVerified: (key) => options.hashed?.add(key),
       })
       for (const [k, n] of r.verified) if (!verified.has(k)) verified.set(k, n)
       if (r.missing === 0) break
     } catch (e) {
-      if (signal.aborted) throw abortError(signal)
-      const err = isNodeError(e) ? e : wrap(e, signal, 'gateway-failed', `the gateway ${gateway} failed`)
+      if (signal.aborted) throw fetchAbortError(signal)
+      const err = fetchFailure(e, signal, 'gateway-failed', `the gateway ${gateway} failed`)
       // A DAG over budget or outside the profile will not be different elsewhere.
       if (err.code === 'oversize' || err.code === 'not-unixfs') throw err
       options.onGatewayError?.(gateway, err)
@@ -148,7 +143,6 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       bytes += size
       if (bytes > maxBytes)
         throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
-      options.onBlock?.(cid)
       if (cid.code === CODEC_RAW) return []
       return links(cid, await readBlock(blockstore.get(cid, { signal }), cid))
     }
@@ -160,7 +154,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     try {
       held = await blockstore.has(cid, { signal })
     } catch (e) {
-      throw wrap(e, signal, 'block-unavailable', `cannot read block ${cid} locally`)
+      throw fetchFailure(e, signal, 'block-unavailable', `cannot read block ${cid} locally`)
     }
     if (!held && !helia) throw new NodeError('block-missing', `block ${cid} is not in the blockstore`)
     const source = held ? blockstore : helia!.blockstore
@@ -168,14 +162,12 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     try {
       block = await readBlock(source.get(cid, { signal }), cid)
     } catch (e) {
-      throw wrap(e, signal, 'block-unavailable', `cannot get block ${cid}`)
+      throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid}`)
     }
     if (!held) fetched++
     const digest = nativeSha256(block)
     if (!equalBytes(digest, cid.multihash.digest))
       throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
-    options.hashed?.add(cid.toString())
-    options.onBlock?.(cid)
     bytes += block.length
     if (bytes > maxBytes)
       throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
@@ -214,7 +206,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     }
   } catch (e) {
     if ((e as Error)?.name === 'AlreadyPinnedError') pinned = true
-    else throw wrap(e, signal, 'pin-failed', `cannot pin ${root}`)
+    else throw fetchFailure(e, signal, 'pin-failed', `cannot pin ${root}`)
   }
   return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned, hashed: seen }
 }
@@ -252,18 +244,5 @@ function links(cid: CID, block: Uint8Array): CID[] {
 }
 
 function checkSignal(signal: AbortSignal) {
-  if (signal.aborted) throw abortError(signal)
-}
-
-function abortError(signal: AbortSignal): NodeError {
-  const reason = signal.reason as Error | undefined
-  return reason?.name === 'TimeoutError'
-    ? new NodeError('fetch-timeout', 'the weights fetch timed out', { status: 504, cause: reason })
-    : new NodeError('aborted', 'the weights fetch was aborted', { status: 499, cause: reason })
-}
-
-function wrap(e: unknown, signal: AbortSignal, code: string, message: string): NodeError {
-  if (signal.aborted) return abortError(signal)
-  if (isNodeError(e)) return e
-  return new NodeError(code, `${message}: ${(e as Error)?.message ?? String(e)}`, { status: 502, cause: e })
+  if (signal.aborted) throw fetchAbortError(signal)
 }

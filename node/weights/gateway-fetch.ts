@@ -46,8 +46,6 @@ export interface GatewayFetchOptions {
   readonly signal: AbortSignal
   readonly maxBytes: number
   readonly maxBlocks: number
-  /** Told of each block's key once it is hashed and before it is stored. */
-  readonly onVerified?: ((key: string) => void) | undefined
 }
 
 export interface GatewayFetchResult {
@@ -68,7 +66,7 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
   try {
     res = await fetch(url, { headers: { accept: 'application/vnd.ipld.car' }, signal })
   } catch (e) {
-    throw failure(e, signal, 'gateway-unreachable', `cannot reach the gateway ${gateway}`)
+    throw fetchFailure(e, signal, 'gateway-unreachable', `cannot reach the gateway ${gateway}`)
   }
   if (!res.ok || !res.body) {
     await res.body?.cancel().catch(() => {})
@@ -109,7 +107,6 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
       if (verified.size + wanted.size >= maxBlocks)
         throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
       verified.set(key, block.length)
-      options.onVerified?.(key)
       if (cid.code === CODEC_DAG_PB) {
         let links: CID[]
         try {
@@ -144,23 +141,27 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
   } catch (e) {
     await Promise.allSettled(writes)
     if (writeFailed && !isNodeError(e))
-      throw failure(writeFailed.error, signal, 'store-failed', 'cannot store a block')
+      throw fetchFailure(writeFailed.error, signal, 'store-failed', 'cannot store a block')
     // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
     if (isNodeError(e) && !signal.aborted) throw e
-    if (signal.aborted) throw failure(e, signal, 'aborted', 'the gateway fetch was aborted')
+    if (signal.aborted) throw fetchAbortError(signal)
     // A stream cut short (the gateway stopped, the connection broke): keep what came.
     return { blocks: verified.size, bytes, missing: wanted.size, verified }
   }
   return { blocks: verified.size, bytes, missing: wanted.size, verified }
 }
 
-function failure(e: unknown, signal: AbortSignal, code: string, message: string): NodeError {
-  if (signal.aborted) {
-    const reason = signal.reason as Error | undefined
-    return reason?.name === 'TimeoutError'
-      ? new NodeError('fetch-timeout', 'the weights fetch timed out', { status: 504, cause: reason })
-      : new NodeError('aborted', 'the weights fetch was aborted', { status: 499, cause: reason })
-  }
+/** What an aborted fetch ends with: `fetch-timeout` when its signal timed out, else `aborted`. */
+export function fetchAbortError(signal: AbortSignal): NodeError {
+  const reason = signal.reason as Error | undefined
+  return reason?.name === 'TimeoutError'
+    ? new NodeError('fetch-timeout', 'the weights fetch timed out', { status: 504, cause: reason })
+    : new NodeError('aborted', 'the weights fetch was aborted', { status: 499, cause: reason })
+}
+
+/** Any failure of a fetch as a `NodeError`: the abort when aborted, else `code` (502) with `message`. */
+export function fetchFailure(e: unknown, signal: AbortSignal, code: string, message: string): NodeError {
+  if (signal.aborted) return fetchAbortError(signal)
   if (isNodeError(e)) return e
   return new NodeError(code, `${message}: ${(e as Error)?.message ?? String(e)}`, { status: 502, cause: e })
 }
