@@ -95,6 +95,11 @@ export function allmendeHome(env: Record<string, string | undefined> = process.e
   return home && home.length > 0 ? home : join(homedir(), '.allmende')
 }
 
+/** Where `node init` puts a node, and where node commands look for one: `$ALLMENDE_HOME/node`. */
+export function defaultNodeHome(env: Record<string, string | undefined> = process.env): string {
+  return join(allmendeHome(env), 'node')
+}
+
 /** Where the personal identity lives in a home directory. */
 export function identityPath(home: string = allmendeHome()): string {
   return join(home, IDENTITY_FILE)

@@ -12,8 +12,7 @@
 import '../node/polyfill.js'
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { Command, CommanderError } from 'commander'
 import { CID } from 'multiformats/cid'
 import { initHome, parseGenesisFile } from '../node/config.js'
@@ -33,12 +32,9 @@ import { registerPropose } from './commands/propose.js'
 import { registerVerify } from './commands/verify.js'
 import { registerVote } from './commands/vote.js'
 import { examples, printError } from './context.js'
+import { defaultNodeHome } from './identity.js'
 
 const VERSION = '0.1.0'
-
-function defaultNodeHome(): string {
-  return join(process.env.ALLMENDE_HOME ?? join(homedir(), '.allmende'), 'node')
-}
 
 function fail(message: string, code: string, exit: number, json: boolean): never {
   process.stderr.write(json ? `${JSON.stringify({ error: { code, message } })}\n` : `allmende: ${message}\n`)

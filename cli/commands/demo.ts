@@ -24,14 +24,13 @@ import {
   type Member,
   type Rules,
   signRecord,
-  uploadStatementBytes,
   wellFormedProblem,
 } from '../../protocol/index.js'
 import { action, type Ctx, examples } from '../context.js'
 import { generateModel } from '../demo-model.js'
 import { createKeyFile, loadSigner, type Signer } from '../identity.js'
 import { verifyModel } from '../verify-model.js'
-import { writeCar } from './publish.js'
+import { uploadHeaders, writeCar } from './publish.js'
 
 const STEWARDS = ['steward-1', 'steward-2', 'steward-3', 'steward-4'] as const
 const MODEL = { name: 'demo/tiny-llama', version: '1.0.0' }
@@ -215,17 +214,9 @@ async function demo(ctx: Ctx): Promise<'ok' | 'failed' | 'interrupted'> {
     const described = await describeModel(modelDir, imported.files)
     const car = await writeCar(imported.root, store.blocks.values())
     for (const node of nodes) {
-      const upAt = Date.now()
-      const sig = s('publisher').sign(uploadStatementBytes(imported.root, upAt, imported.size))
       const res = await fetch(`${node.apiUrl}/weights`, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/vnd.ipld.car',
-          'allmende-upload-author': s('publisher').did,
-          'allmende-upload-at': String(upAt),
-          'allmende-upload-signature': Buffer.from(sig).toString('base64'),
-          'allmende-upload-size': String(imported.size),
-        },
+        headers: uploadHeaders(s('publisher'), imported.root, imported.size),
         body: Buffer.from(car),
       })
       if (!res.ok) throw new DemoFailure(`weights upload refused: ${res.status} ${await res.text()}`)

@@ -3,13 +3,13 @@
  * `node import DIR`: weights from a directory on the node's own machine, with its admin token.
  */
 import { readFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { NodeStatus } from '../../node/api.js'
-import { loadConfig } from '../../node/config.js'
+import { FILES, loadConfig } from '../../node/config.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
+import { defaultNodeHome } from '../identity.js'
 
 /** The JSON shape of GET /status (DESIGN.md §7): the node's own type. */
 type Status = NodeStatus
@@ -52,11 +52,7 @@ export function registerNodeQueries(node: Command): void {
     .command('import')
     .description("import a model directory on this machine into the node's weights, pinned (admin)")
     .argument('<dir>')
-    .option(
-      '--home <dir>',
-      'the node home (its API address and admin token)',
-      join(process.env.ALLMENDE_HOME ?? join(homedir(), '.allmende'), 'node'),
-    )
+    .option('--home <dir>', 'the node home (its API address and admin token)', defaultNodeHome())
   examples(imp, [
     'allmende node import /srv/models/mistral-7b-de',
     'allmende --json node import ./m --home /srv/allmende',
@@ -65,9 +61,9 @@ export function registerNodeQueries(node: Command): void {
     action<{ home: string }>(async (ctx, opts, [dir]) => {
       const home = resolve(opts.home)
       const config = await loadConfig(home)
-      const token = (await readFile(join(home, 'api.token'), 'utf8').catch(() => '')).trim()
-      if (token.length === 0)
-        throw new CliError('no-token', `${join(home, 'api.token')} is missing: is this a node home?`)
+      const tokenFile = join(home, FILES.token)
+      const token = (await readFile(tokenFile, 'utf8').catch(() => '')).trim()
+      if (token.length === 0) throw new CliError('no-token', `${tokenFile} is missing: is this a node home?`)
       const client = new NodeClient(`http://${config.api}`)
       const body = new TextEncoder().encode(JSON.stringify({ path: resolve(dir!) }))
       const r = await client.postBytes<{ root: string; files: number; size: number; pinned: boolean }>(

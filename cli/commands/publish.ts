@@ -11,6 +11,7 @@ import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { UPLOAD_HEADERS } from '../../node/uploads.js'
 import { directoryCar } from '../../node/weights/car-stream.js'
 import {
   CID_PROFILE,
@@ -22,6 +23,7 @@ import { describeModel } from '../../node/weights/headers.js'
 import { type ManifestBody, signRecord, uploadStatementBytes } from '../../protocol/index.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, examples, usage } from '../context.js'
+import type { Signer } from '../identity.js'
 import { type KeyOptions, signerOf, withKey } from '../keys.js'
 import { parseCidArg, resolveManifest, type StateView, submit } from '../records.js'
 
@@ -37,6 +39,23 @@ interface PublishOptions extends KeyOptions {
   base?: string
   card?: string
   description?: string
+}
+
+/**
+ * The headers of a CAR upload under a publisher's signed upload statement (SPEC.md §7): the node
+ * takes it from anyone who is a publisher, without its admin token. Signed now: the node refuses
+ * stale statements.
+ */
+export function uploadHeaders(signer: Signer, root: CID, size: number): Record<string, string> {
+  const at = Date.now()
+  const sig = signer.sign(uploadStatementBytes(root, at, size))
+  return {
+    'content-type': 'application/vnd.ipld.car',
+    [UPLOAD_HEADERS.author]: signer.did,
+    [UPLOAD_HEADERS.at]: String(at),
+    [UPLOAD_HEADERS.signature]: Buffer.from(sig).toString('base64'),
+    [UPLOAD_HEADERS.size]: String(size),
+  }
 }
 
 /** A CARv1 with one root and every block given. */
@@ -117,8 +136,6 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
   const paths = plan.planned.map((p) => ({ path: p.file.path }))
   const described = await describeModel(dir, paths)
 
-  const at = Date.now()
-  const sig = signer.sign(uploadStatementBytes(plan.root, at, plan.size))
   ctx.note(`uploading ${plan.size} bytes of weights ${plan.root}`)
   const sending = progress(ctx, 'uploading')
   let sent = 0
@@ -132,13 +149,7 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
         onBytes: (n) => sending.update((sent += n), plan.size),
         onFile: (path, digest) => digests.set(path, digest),
       }),
-      {
-        'content-type': 'application/vnd.ipld.car',
-        'allmende-upload-author': signer.did,
-        'allmende-upload-at': String(at),
-        'allmende-upload-signature': Buffer.from(sig).toString('base64'),
-        'allmende-upload-size': String(plan.size),
-      },
+      uploadHeaders(signer, plan.root, plan.size),
     )
   } finally {
     sending.stop()
@@ -167,15 +178,11 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
     ...(opts.description !== undefined ? { description: opts.description } : {}),
   }
   if (card) {
-    const at = Date.now()
-    const sig = signer.sign(uploadStatementBytes(card.cid, at, card.bytes.length))
-    const stored = await client.postBytes<{ root: string }>('/weights', await writeCar(card.cid, [card]), {
-      'content-type': 'application/vnd.ipld.car',
-      'allmende-upload-author': signer.did,
-      'allmende-upload-at': String(at),
-      'allmende-upload-signature': Buffer.from(sig).toString('base64'),
-      'allmende-upload-size': String(card.bytes.length),
-    })
+    const stored = await client.postBytes<{ root: string }>(
+      '/weights',
+      await writeCar(card.cid, [card]),
+      uploadHeaders(signer, card.cid, card.bytes.length),
+    )
     if (stored.root !== card.cid.toString())
       throw new CliError('root-mismatch', `the node stored ${stored.root}, not the card ${card.cid}`)
   }
