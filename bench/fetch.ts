@@ -29,6 +29,7 @@ import { FsBlockstore } from 'blockstore-fs'
 import { initHome } from '../node/config.js'
 import { silentLogger } from '../node/log.js'
 import { type AllmendeNode, startNode } from '../node/node.js'
+import { BlockFiles } from '../node/weights/block-files.js'
 import { importDirectory } from '../node/weights/directory.js'
 import { fetchAndVerify } from '../node/weights/fetch-verify.js'
 import { startDaemon } from '../test/support/daemon.js'
@@ -47,6 +48,15 @@ async function timed(f: () => Promise<void>): Promise<number> {
   const t = performance.now()
   await f()
   return performance.now() - t
+}
+
+/**
+ * Writes of earlier runs reach the disk before the next run is timed. Every run writes 256 MiB,
+ * and without this the kernel's writeback of one run (after 30 s, or past the dirty limit)
+ * lands in a later one, whichever path that is.
+ */
+function settle(): void {
+  run('sync', [])
 }
 
 function run(cmd: string, args: string[], cwd?: string): void {
@@ -121,6 +131,7 @@ try {
     await rm(curlDir, { recursive: true, force: true })
     await mkdir(curlDir)
     const args = names.flatMap((n) => ['-o', n, `http://127.0.0.1:${port}/${n}`])
+    settle()
     const ms = await timed(async () => {
       run('curl', ['-sfS', ...args], curlDir)
       run('sha256sum', names, curlDir)
@@ -131,6 +142,7 @@ try {
   // For the record: the gateway's CAR alone, fetched by curl to /dev/null (transport, no checks).
   const carOnly: number[] = []
   for (let i = 0; i <= runs; i++) {
+    settle()
     const ms = await timed(async () =>
       run('curl', [
         '-sfS',
@@ -164,7 +176,8 @@ try {
       helia: true,
       sync: false,
     })
-    const store = new FsBlockstore(join(home, 'blocks'))
+    // The node's own kind of blockstore, on its blocks directory.
+    const store = new BlockFiles(join(home, 'blocks'))
     await store.open()
     try {
       if (path === 'bitswap') {
@@ -173,6 +186,7 @@ try {
           await new Promise((r) => setTimeout(r, 50))
       }
       let fetchMs = 0
+      settle()
       const ms = await timed(async () => {
         const t0 = performance.now()
         // What the steward's weights check runs: fetch and verify overlapped, then the verdict.

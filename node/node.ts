@@ -10,7 +10,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { FsBlockstore } from 'blockstore-fs'
+import type { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
 import type { CID } from 'multiformats/cid'
@@ -35,6 +35,7 @@ import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
 import { carBudget, createWeights, type Weights } from './uploads.js'
+import { BlockFiles } from './weights/block-files.js'
 import { fetchAndVerify } from './weights/fetch-verify.js'
 import { createRetention } from './weights/retention.js'
 import { type Problem, verifyDag } from './weights/verify.js'
@@ -235,7 +236,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   let datastore: LevelDatastore | undefined
   if (useHelia) {
     await mkdir(join(home, FILES.blocks), { recursive: true })
-    blockstore = new FsBlockstore(join(home, FILES.blocks))
+    blockstore = new BlockFiles(join(home, FILES.blocks))
     await blockstore.open()
     datastore = new LevelDatastore(join(home, FILES.datastore))
     await datastore.open()

@@ -14,9 +14,9 @@
  * `.ts` source through tsx when running from sources (tests).
  */
 import { availableParallelism } from 'node:os'
-import { Worker } from 'node:worker_threads'
 import type { CID } from 'multiformats/cid'
 import type { VerifyAnswer, VerifyVerdict } from './verify-worker.js'
+import { startWorker } from './worker-thread.js'
 
 export type { VerifyVerdict }
 
@@ -34,8 +34,6 @@ export function createVerifyPool(
   federation: CID,
   size = Math.max(1, Math.min(4, availableParallelism())),
 ): VerifyPool {
-  const fromSources = import.meta.url.endsWith('.ts')
-  const url = new URL(fromSources ? './verify-worker.ts' : './verify-worker.js', import.meta.url)
   const pending = new Map<
     number,
     { resolve: (v: readonly VerifyVerdict[]) => void; reject: (e: Error) => void }
@@ -44,15 +42,7 @@ export function createVerifyPool(
   let turn = 0
   let closed = false
   const workers = Array.from({ length: size }, () => {
-    const workerData = { federation: federation.toString() }
-    // From sources the worker is TypeScript: register tsx's loader in the worker first
-    // (`--import tsx` in execArgv does not reach workers on Node 20).
-    const w = fromSources
-      ? new Worker(
-          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}) })`,
-          { eval: true, workerData },
-        )
-      : new Worker(url, { workerData })
+    const w = startWorker(import.meta.url, 'verify-worker', { federation: federation.toString() })
     w.on('message', (answer: VerifyAnswer) => {
       const p = pending.get(answer.id)
       pending.delete(answer.id)

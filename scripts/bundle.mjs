@@ -6,8 +6,8 @@
  * library exports (dist/index.js, dist/protocol/) stay unbundled.
  *
  * classic-level (LevelDB, a native addon) stays external: it is loaded from node_modules.
- * The record verification and file hashing workers are bundled beside it (dist/verify-worker.js,
- * dist/hash-worker.js).
+ * The workers are bundled beside it: record verification (dist/verify-worker.js), file hashing
+ * (dist/hash-worker.js) and a gateway fetch's block hashing (dist/leaf-hash-worker.js).
  */
 import { build } from 'esbuild'
 
@@ -32,4 +32,10 @@ await build({
   ...common,
   entryPoints: ['dist/node/weights/hash-worker.js'],
   outfile: 'dist/hash-worker.js',
+})
+// The block hashing worker of a gateway fetch (node/weights/leaf-hasher.ts), likewise.
+await build({
+  ...common,
+  entryPoints: ['dist/node/weights/leaf-hash-worker.js'],
+  outfile: 'dist/leaf-hash-worker.js',
 })

@@ -51,7 +51,7 @@ export async function fetchAndVerify(options: FetchVerifyOptions): Promise<Fetch
   // Checked even when the fetch failed: a defect in what did arrive is final, a missing block not.
   const verdict = await verifyDag(blockstore, manifest, {
     maxModelBytes,
-    ...(fetch ? { trusted: fetch.hashed } : {}),
+    ...(fetch ? { trusted: fetch.hashed, fileDigests: fetch.files } : {}),
     signal,
   })
   return { verdict, ...(fetch ? { fetch } : {}), ...(fetchError ? { fetchError } : {}) }

@@ -29,6 +29,7 @@ import type { CID } from 'multiformats/cid'
 import { concatBytes, equalBytes } from '../../protocol/bytes.js'
 import { NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
+import type { FileDigest } from './directory.js'
 import { fetchAbortError, fetchFailure, fetchFromGateway, type GatewayBlockstore } from './gateway-fetch.js'
 
 const CODEC_RAW = 0x55
@@ -91,8 +92,10 @@ export interface FetchResult {
   /** How many of them came from a gateway. */
   readonly viaGateway: number
   readonly pinned: boolean
-  /** Keys of every block hashed against its CID by this fetch (for `verifyDag`'s `trusted`). */
-  readonly hashed: ReadonlySet<string>
+  /** Every block hashed against its CID by this fetch, key to size (for `verifyDag`'s `trusted`). */
+  readonly hashed: ReadonlyMap<string, number>
+  /** Files' sha256 taken as a gateway streamed them, by file node CID (`verifyDag`'s `fileDigests`). */
+  readonly files: ReadonlyMap<string, FileDigest>
 }
 
 /** Brings every block of the DAG under `root` into `blockstore`, then pins the root. */
@@ -100,6 +103,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
   const { root, blockstore, helia, signal, maxBytes } = options
   const maxBlocks = options.maxBlocks ?? 2 * Math.ceil(maxBytes / (1024 * 1024)) + 65_536
   const seen = new Set<string>([root.toString()])
+  const hashed = new Map<string, number>()
   // Every block of the DAG in walk order, the root first (what the pin is given).
   const order: CID[] = [root]
   let frontier: CID[] = [root]
@@ -109,6 +113,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
 
   // Gateways first: one stream each, until one gives the whole DAG.
   const verified = new Map<string, number>()
+  const files = new Map<string, FileDigest>()
   const gatewayStore = options.gatewayBlockstore
   for (const gateway of gatewayStore ? (options.gateways ?? []) : []) {
     checkSignal(signal)
@@ -122,6 +127,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
         maxBlocks,
       })
       for (const [k, n] of r.verified) if (!verified.has(k)) verified.set(k, n)
+      for (const [k, d] of r.files) files.set(k, d)
       if (r.missing === 0) break
     } catch (e) {
       if (signal.aborted) throw fetchAbortError(signal)
@@ -141,6 +147,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       // Hashed on its way in from a gateway: a raw leaf needs nothing more; a node, its links.
       fetched++
       bytes += size
+      hashed.set(cid.toString(), size)
       if (bytes > maxBytes)
         throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
       if (cid.code === CODEC_RAW) return []
@@ -169,6 +176,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     if (!equalBytes(digest, cid.multihash.digest))
       throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
     bytes += block.length
+    hashed.set(cid.toString(), block.length)
     if (bytes > maxBytes)
       throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
     return links(cid, block)
@@ -208,7 +216,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     if ((e as Error)?.name === 'AlreadyPinnedError') pinned = true
     else throw fetchFailure(e, signal, 'pin-failed', `cannot pin ${root}`)
   }
-  return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned, hashed: seen }
+  return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned, hashed, files }
 }
 
 /** Waits for all, so no read is left running unobserved; the first failure is thrown. */

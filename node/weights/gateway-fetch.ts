@@ -20,18 +20,25 @@
  * about 65 MiB/s on loopback; one CAR stream is bounded by hashing and disk instead.
  */
 
+import type { IncomingMessage } from 'node:http'
+import { get as httpGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { equalBytes } from '../../protocol/bytes.js'
 import { isNodeError, NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
+import { DfsFileDigests } from './dfs-files.js'
+import type { FileDigest } from './directory.js'
+import { LeafHasher } from './leaf-hasher.js'
 
 const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
 const HASH_SHA2_256 = 0x12
 const MAX_BLOCK_BYTES = 2 * 1024 * 1024
-const WRITES_IN_FLIGHT = 8
+/** Blocks between the stream and the disk (hashed or written), 1 MiB each at most. */
+const IN_FLIGHT = 8
 
 export interface GatewayBlockstore {
   has(cid: CID): Promise<boolean> | boolean
@@ -56,32 +63,57 @@ export interface GatewayFetchResult {
   readonly missing: number
   /** Keys (`cid.toString()`) of the blocks hashed here, with their sizes. */
   readonly verified: ReadonlyMap<string, number>
+  /** Each file's sha256 taken on the way, by file node CID, for files that came whole and in order. */
+  readonly files: ReadonlyMap<string, FileDigest>
 }
 
 /** Streams the DAG under `root` from `gateway` into `blockstore`, every block checked. */
 export async function fetchFromGateway(options: GatewayFetchOptions): Promise<GatewayFetchResult> {
-  const { gateway, root, blockstore, signal, maxBytes, maxBlocks } = options
+  const { gateway, root, signal } = options
   const url = `${gateway.replace(/\/+$/, '')}/ipfs/${root}?format=car&dag-scope=all&dups=n`
-  let res: Response
+  // Started first, so the worker boots while the request goes out.
+  const hasher = new LeafHasher(IN_FLIGHT)
   try {
-    res = await fetch(url, { headers: { accept: 'application/vnd.ipld.car' }, signal })
-  } catch (e) {
-    throw fetchFailure(e, signal, 'gateway-unreachable', `cannot reach the gateway ${gateway}`)
+    let res: IncomingMessage
+    try {
+      res = await request(url, signal)
+    } catch (e) {
+      throw fetchFailure(e, signal, 'gateway-unreachable', `cannot reach the gateway ${gateway}`)
+    }
+    try {
+      if (res.statusCode !== 200)
+        throw new NodeError(
+          'gateway-refused',
+          `the gateway ${gateway} answered ${res.statusCode} for ${root}`,
+          {
+            status: 502,
+          },
+        )
+      return await readCar(res, { ...options, hasher })
+    } finally {
+      res.destroy()
+    }
+  } finally {
+    await hasher.stop()
   }
-  if (!res.ok || !res.body) {
-    await res.body?.cancel().catch(() => {})
-    throw new NodeError('gateway-refused', `the gateway ${gateway} answered ${res.status} for ${root}`, {
-      status: 502,
-    })
-  }
+}
 
+/** The CAR's blocks: checked, hashed (leaves on the worker), stored; see `fetchFromGateway`. */
+async function readCar(
+  body: AsyncIterable<Uint8Array>,
+  options: GatewayFetchOptions & { readonly hasher: LeafHasher },
+): Promise<GatewayFetchResult> {
+  const { gateway, root, blockstore, signal, maxBytes, maxBlocks, hasher } = options
   const wanted = new Set<string>([root.toString()])
-  const writes = new Set<Promise<unknown>>()
-  let writeFailed: { error: unknown } | undefined
+  const tasks = new Set<Promise<unknown>>()
+  let failed: { error: unknown } | undefined
   const verified = new Map<string, number>()
+  const files = new DfsFileDigests(root, hasher, (key) => verified.has(key))
   let bytes = 0
+  const corrupt = (cid: CID) =>
+    new NodeError('block-corrupt', `the gateway ${gateway} sent ${cid} with other bytes`, { status: 502 })
   try {
-    const blocks = await CarBlockIterator.fromIterable(res.body as unknown as AsyncIterable<Uint8Array>)
+    const blocks = await CarBlockIterator.fromIterable(body)
     for await (const { cid, bytes: block } of blocks) {
       if (signal.aborted) throw signal.reason
       const key = cid.toString()
@@ -97,58 +129,82 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
         })
       if (block.length > MAX_BLOCK_BYTES)
         throw new NodeError('oversize', `block ${cid} is over ${MAX_BLOCK_BYTES} bytes`, { status: 413 })
-      if (!equalBytes(nativeSha256(block), cid.multihash.digest))
-        throw new NodeError('block-corrupt', `the gateway ${gateway} sent ${cid} with other bytes`, {
-          status: 502,
-        })
       bytes += block.length
       if (bytes > maxBytes)
         throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
       if (verified.size + wanted.size >= maxBlocks)
         throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
       verified.set(key, block.length)
+
+      let checked: Promise<void>
       if (cid.code === CODEC_DAG_PB) {
-        let links: CID[]
+        // A node's links decide what is wanted next, so it is hashed here, before it is decoded
+        // (nodes are small; leaves, nearly all the bytes, go to the worker).
+        if (!equalBytes(nativeSha256(block), cid.multihash.digest)) throw corrupt(cid)
+        let node: dagPb.PBNode
         try {
-          links = dagPb.decode(block).Links.map((l) => l.Hash)
+          node = dagPb.decode(block)
         } catch (e) {
           throw new NodeError('not-unixfs', `block ${cid} is not a dag-pb node: ${(e as Error).message}`, {
             status: 422,
           })
         }
-        for (const link of links) {
-          const k = link.toString()
+        for (const link of node.Links) {
+          const k = link.Hash.toString()
           if (!verified.has(k)) wanted.add(k)
         }
+        files.block(cid, block, node)
+        checked = Promise.resolve()
+      } else {
+        const file = files.block(cid, block, undefined)
+        checked = hasher.block(block, file).then(
+          (digest) => {
+            if (!equalBytes(digest, cid.multihash.digest)) throw corrupt(cid)
+          },
+          (e: unknown) => {
+            throw new NodeError('hash-failed', `cannot hash block ${cid}: ${(e as Error)?.message ?? e}`, {
+              status: 500,
+            })
+          },
+        )
       }
-      // Writes overlap the stream (a few in flight), so reading and hashing never wait on disk.
-      const write = Promise.resolve(blockstore.has(cid)).then((held) =>
-        held ? undefined : blockstore.put(cid, block),
-      )
-      const task: Promise<unknown> = write.then(
-        () => void writes.delete(task),
-        (e: unknown) => {
-          writes.delete(task)
-          writeFailed ??= { error: e }
-        },
-      )
-      writes.add(task)
-      if (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes)
-      if (writeFailed) throw writeFailed.error
+      // Stored once its hash checks; a few blocks in flight, so the stream never waits on the
+      // worker or the disk.
+      const task: Promise<unknown> = checked
+        .then(() => blockstore.has(cid))
+        .then((held) => (held ? undefined : blockstore.put(cid, block)))
+        .then(
+          () => void tasks.delete(task),
+          (e: unknown) => {
+            tasks.delete(task)
+            failed ??= { error: e }
+          },
+        )
+      tasks.add(task)
+      if (tasks.size >= IN_FLIGHT) await Promise.race(tasks)
+      if (failed) throw failed.error
     }
-    await Promise.all(writes)
-    if (writeFailed) throw writeFailed.error
+    await Promise.all(tasks)
+    if (failed) throw failed.error
   } catch (e) {
-    await Promise.allSettled(writes)
-    if (writeFailed && !isNodeError(e))
-      throw fetchFailure(writeFailed.error, signal, 'store-failed', 'cannot store a block')
-    // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
-    if (isNodeError(e) && !signal.aborted) throw e
+    await Promise.allSettled(tasks)
     if (signal.aborted) throw fetchAbortError(signal)
+    const error = failed?.error ?? e
+    if (isNodeError(error)) throw error
+    // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
+    if (failed) throw fetchFailure(error, signal, 'store-failed', 'cannot store a block')
     // A stream cut short (the gateway stopped, the connection broke): keep what came.
-    return { blocks: verified.size, bytes, missing: wanted.size, verified }
   }
-  return { blocks: verified.size, bytes, missing: wanted.size, verified }
+  return { blocks: verified.size, bytes, missing: wanted.size, verified, files: await files.finish() }
+}
+
+/** `GET url` for a CAR, with node:http(s): a plain byte stream, lighter than fetch's web streams. */
+function request(url: string, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet
+    const req = get(url, { headers: { accept: 'application/vnd.ipld.car' }, signal }, resolve)
+    req.once('error', reject)
+  })
 }
 
 /** What an aborted fetch ends with: `fetch-timeout` when its signal timed out, else `aborted`. */

@@ -17,8 +17,9 @@
  * signal fires are `aborted` too. Only a worker that dies is an exception.
  */
 import { availableParallelism } from 'node:os'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { NodeError } from '../errors.js'
+import { startWorker } from '../worker-thread.js'
 import type { HashAnswer, HashDone, HashRequest, HashWorkerData } from './hash-worker.js'
 
 export type { HashDone }
@@ -51,19 +52,6 @@ const STATUS: Record<string, number> = { aborted: 499, 'file-changed': 409 }
 
 function failure(code: string, message: string): HashOutcome {
   return { ok: false, error: new NodeError(code, message, { status: STATUS[code] ?? 400 }) }
-}
-
-function startWorker(data: HashWorkerData): Worker {
-  const fromSources = import.meta.url.endsWith('.ts')
-  const url = new URL(fromSources ? './hash-worker.ts' : './hash-worker.js', import.meta.url)
-  // From sources the worker is TypeScript: register tsx's loader in the worker first
-  // (`--import tsx` in execArgv does not reach workers on Node 20).
-  return fromSources
-    ? new Worker(
-        `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}) })`,
-        { eval: true, workerData: data },
-      )
-    : new Worker(url, { workerData: data })
 }
 
 /** Hashes `files`; the outcomes are in the order of `files`. */
@@ -110,7 +98,10 @@ export async function hashFiles(
         w.postMessage(request)
       }
       for (let t = 0; t < threads; t++) {
-        const w = startWorker({ abort, chunkBytes: options.chunkBytes })
+        const w = startWorker(import.meta.url, 'hash-worker', {
+          abort,
+          chunkBytes: options.chunkBytes,
+        } satisfies HashWorkerData)
         workers.push(w)
         running++
         w.on('message', (answer: HashAnswer) => {

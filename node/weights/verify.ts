@@ -185,10 +185,16 @@ export interface VerifyDagOptions {
   readonly signal?: AbortSignal
   readonly onProgress?: (bytesRead: number, totalBytes: number) => void
   /**
-   * Keys (`cid.toString()`) of blocks the caller has just hashed against their CIDs (a fetch
-   * that stored them): read but not hashed again. The re-import still covers their bytes.
+   * Blocks the caller has just hashed against their CIDs (a fetch that stored them), key
+   * (`cid.toString()`) to size: read but not hashed again. Each file's sha256 still covers them.
    */
-  readonly trusted?: ReadonlySet<string>
+  readonly trusted?: ReadonlyMap<string, number>
+  /**
+   * Files' sha256 the caller took from their leaves in order (a gateway stream, `DfsFileDigests`),
+   * by file node CID. Used, instead of reading the file, only for a file in the profile's shape
+   * whose every leaf is in `trusted` with the size its place needs.
+   */
+  readonly fileDigests?: ReadonlyMap<string, FileDigest>
 }
 
 /**
@@ -251,7 +257,8 @@ export async function verifyDag(
     // (other chunking, inline data, dag-pb leaves) takes the general path below, which then finds
     // the root mismatch.
     const fast = await leafFiles(reader, listed, options.signal)
-    if (fast !== undefined && (await readLeaves(reader, fast, digests, onBytes, options.signal))) {
+    const known = knownDigests(fast, options.trusted, options.fileDigests)
+    if (fast !== undefined && (await readLeaves(reader, fast, known, digests, onBytes, options.signal))) {
       const root = await rootOfHashed(fast)
       if (!root.equals(manifest.weights)) problems.push(rootMismatch(root, manifest.weights))
       compareDigests(wanted, digests, problems)
@@ -281,8 +288,8 @@ async function leafFiles(
   reader: VerifiedReader,
   files: readonly DagFile[],
   signal: AbortSignal | undefined,
-): Promise<{ path: string; size: number; leaves: CID[] }[] | undefined> {
-  const out: { path: string; size: number; leaves: CID[] }[] = []
+): Promise<LeafFile[] | undefined> {
+  const out: LeafFile[] = []
   for (const f of files) {
     const leaves: CID[] = []
     const stack: CID[] = [f.cid]
@@ -307,23 +314,61 @@ async function leafFiles(
       for (let i = node.Links.length - 1; i >= 0; i--) stack.push(node.Links[i]!.Hash)
     }
     if (leaves.length !== Math.max(1, Math.ceil(f.size / CHUNK_BYTES))) return undefined
-    out.push({ path: f.path, size: f.size, leaves })
+    out.push({ path: f.path, cid: f.cid, size: f.size, leaves })
   }
   return out
 }
 
+interface LeafFile {
+  readonly path: string
+  readonly cid: CID
+  readonly size: number
+  readonly leaves: readonly CID[]
+}
+
 /**
- * Reads every leaf once (a few ahead), feeding each file's sha256; false as soon as a leaf is not
- * the size its place in 1 MiB chunking needs (the DAG is then not in the profile's shape).
+ * The digests in `fileDigests` that can stand for reading a file: its size is the file's, and
+ * every leaf was hashed by the caller at the size its place in 1 MiB chunking needs.
+ */
+function knownDigests(
+  files: readonly LeafFile[] | undefined,
+  trusted: ReadonlyMap<string, number> | undefined,
+  fileDigests: ReadonlyMap<string, FileDigest> | undefined,
+): Map<string, FileDigest> {
+  const known = new Map<string, FileDigest>()
+  if (files === undefined || trusted === undefined || fileDigests === undefined) return known
+  for (const f of files) {
+    const d = fileDigests.get(f.cid.toString())
+    if (d === undefined || d.size !== f.size) continue
+    const fits = f.leaves.every(
+      (leaf, i) =>
+        trusted.get(leaf.toString()) === (i < f.leaves.length - 1 ? CHUNK_BYTES : f.size - i * CHUNK_BYTES),
+    )
+    if (fits) known.set(f.path, d)
+  }
+  return known
+}
+
+/**
+ * Reads every leaf once (a few ahead), feeding each file's sha256, except in the files whose
+ * digest is `known`; false as soon as a leaf is not the size its place in 1 MiB chunking needs
+ * (the DAG is then not in the profile's shape).
  */
 async function readLeaves(
   reader: VerifiedReader,
-  files: readonly { path: string; size: number; leaves: readonly CID[] }[],
+  files: readonly LeafFile[],
+  known: ReadonlyMap<string, FileDigest>,
   digests: Map<string, FileDigest>,
   onBytes: (n: number) => void,
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
   for (const f of files) {
+    const digest = known.get(f.path)
+    if (digest !== undefined) {
+      digests.set(f.path, digest)
+      onBytes(f.size)
+      continue
+    }
     const hash = createHash('sha256')
     const ahead: Promise<Uint8Array>[] = []
     const start = (i: number) => {
@@ -457,7 +502,7 @@ class VerifiedReader implements ReadableStorage {
   constructor(
     private readonly store: ReadableStorage,
     private readonly signal: AbortSignal | undefined,
-    private readonly trusted?: ReadonlySet<string>,
+    private readonly trusted?: ReadonlyMap<string, number>,
   ) {}
 
   get(cid: CID): AsyncGenerator<Uint8Array> {
@@ -489,7 +534,7 @@ class VerifiedReader implements ReadableStorage {
       throw fault('unreadable', `block ${cid}: ${(e as Error)?.message ?? String(e)}`)
     }
     const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-    if (!this.trusted?.has(cid.toString())) {
+    if (this.trusted?.get(cid.toString()) !== bytes.length) {
       const digest = createHash('sha256').update(bytes).digest()
       if (!equalBytes(digest, cid.multihash.digest))
         throw fault('block-corrupt', `block ${cid} does not match its CID`)

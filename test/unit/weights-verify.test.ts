@@ -181,7 +181,7 @@ describe('verifyDag', () => {
     // sha256: the corruption is caught all the same (the root is rebuilt from the leaves' CIDs).
     const trustedBad = await verifyDag(faulty, manifest, {
       maxModelBytes: MAX,
-      trusted: new Set([leaf.cid.toString()]),
+      trusted: new Map([[leaf.cid.toString(), corrupt.length]]),
     })
     expect(trustedBad.ok).toBe(false)
     expect(trustedBad.problems.map((p) => p.code)).toEqual(['sha256-mismatch'])
