@@ -32,8 +32,11 @@ export interface RecordAnswer {
 export class NodeClient {
   readonly base: string
   readonly timeoutMs: number
+  /** How the user chose this node, for the message when it cannot be reached. */
+  private readonly chosenBy: string
 
-  constructor(url: string | undefined, timeoutMs = 15_000) {
+  constructor(url: string | undefined, timeoutMs = 15_000, chosenBy = 'set --node or $ALLMENDE_NODE') {
+    this.chosenBy = chosenBy
     const raw = url ?? defaultNode()
     let parsed: URL
     try {
@@ -63,7 +66,7 @@ export class NodeClient {
         : (err.cause?.code ?? err.cause?.message ?? err.code ?? err.message)
     return new CliError(
       'node-unreachable',
-      `cannot reach the node at ${this.base} (${why}); is it running? (set --node or $ALLMENDE_NODE)`,
+      `cannot reach the node at ${this.base} (${why}); is it running? (${this.chosenBy})`,
       EXIT.unreachable,
     )
   }

@@ -64,7 +64,11 @@ export function registerNodeQueries(node: Command): void {
       const tokenFile = join(home, FILES.token)
       const token = (await readFile(tokenFile, 'utf8').catch(() => '')).trim()
       if (token.length === 0) throw new CliError('no-token', `${tokenFile} is missing: is this a node home?`)
-      const client = new NodeClient(`http://${config.api}`)
+      const client = new NodeClient(
+        `http://${config.api}`,
+        undefined,
+        `its address is "api" in ${join(home, FILES.config)}`,
+      )
       const body = new TextEncoder().encode(JSON.stringify({ path: resolve(dir!) }))
       const r = await client.postBytes<{ root: string; files: number; size: number; pinned: boolean }>(
         '/weights/import',

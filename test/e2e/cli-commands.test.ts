@@ -437,6 +437,28 @@ describe('allmende contributor and institution commands', () => {
     })
     expect(j.code).toBe(3)
     expect(JSON.parse(oneLine(j)).error.code).toBe('node-unreachable')
+
+    // `node import` takes the node's address from its home, so the message says where it is set.
+    const port = await closedPort()
+    const down = join(dir, 'down')
+    const init = await run('bob', [
+      'node',
+      'init',
+      '--federation',
+      'genesis.car',
+      '--home',
+      down,
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--api',
+      `127.0.0.1:${port}`,
+    ])
+    expect(init.code, init.stderr).toBe(0)
+    const imp = await run('bob', ['node', 'import', dir, '--home', down])
+    expect(imp.code).toBe(3)
+    expect(oneLine(imp)).toBe(
+      `allmende: cannot reach the node at http://127.0.0.1:${port} (ECONNREFUSED); is it running? (its address is "api" in ${join(down, 'config.json')})`,
+    )
   })
 })
 
