@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as CarBufferWriter from '@ipld/car/buffer-writer'
+import * as dagPb from '@ipld/dag-pb'
 import { FsBlockstore } from 'blockstore-fs'
 import type { CID } from 'multiformats/cid'
 import { CID as CIDClass } from 'multiformats/cid'
@@ -22,6 +23,7 @@ import { generateModel } from '../../fixtures/models.js'
 import type { NodeError } from '../../node/errors.js'
 import { type DirectoryImport, importDirectory } from '../../node/weights/directory.js'
 import { fetchWeights } from '../../node/weights/fetch.js'
+import { fetchAndVerify } from '../../node/weights/fetch-verify.js'
 import { fetchFromGateway } from '../../node/weights/gateway-fetch.js'
 import { verifyDag } from '../../node/weights/verify.js'
 import { type Cluster, startCluster } from '../support/cluster.js'
@@ -219,4 +221,181 @@ describe('fetching weights from a trustless gateway', () => {
       fetchFromGateway({ gateway, root: missing, blockstore: store, signal: signal(), ...budget }),
     ).rejects.toMatchObject({ code: 'gateway-refused', message: expect.stringContaining('404') })
   })
+
+  // ---- Files' sha256 taken as the CAR streams (DfsFileDigests), and the check that uses them.
+
+  /** Each file of the model by path: its file node CID (from the root's dag-pb links) and raw leaves. */
+  const modelFiles = () => {
+    const byCid = new Map(blocks.map((b) => [b.cid.toString(), b.bytes]))
+    const out = new Map<string, { cid: CID; leaves: CID[] }>()
+    for (const link of dagPb.decode(byCid.get(model.root.toString())!).Links) {
+      const leaves: CID[] = []
+      const stack: CID[] = [link.Hash]
+      while (stack.length > 0) {
+        const cid = stack.pop()!
+        if (cid.code === raw.code) leaves.push(cid)
+        else {
+          const links = dagPb.decode(byCid.get(cid.toString())!).Links
+          for (let i = links.length - 1; i >= 0; i--) stack.push(links[i]!.Hash)
+        }
+      }
+      out.set(link.Name!, { cid: link.Hash, leaves })
+    }
+    expect([...out.keys()].sort()).toEqual(model.files.map((f) => f.path).sort())
+    // Both shapes are there: files of several leaves under a file node, and files of one raw block.
+    expect([...out.values()].some((f) => f.leaves.length > 1)).toBe(true)
+    expect([...out.values()].some((f) => f.cid.code === raw.code)).toBe(true)
+    return out
+  }
+  const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+
+  it('gives every file’s sha256 from a whole fetch, by file node CID, equal to the manifest’s', async () => {
+    const r = await fetchFromGateway({
+      gateway,
+      root: model.root,
+      blockstore: store,
+      signal: signal(),
+      ...budget,
+    })
+    expect(r.missing).toBe(0)
+    const files = modelFiles()
+    expect(r.files.size).toBe(model.files.length)
+    const got: Record<string, { size: number; sha256: string } | undefined> = {}
+    const want: Record<string, { size: number; sha256: string }> = {}
+    for (const f of model.files) {
+      const d = r.files.get(files.get(f.path)!.cid.toString())
+      got[f.path] = d && { size: d.size, sha256: hex(d.sha256) }
+      want[f.path] = { size: f.size, sha256: hex(f.sha256) }
+    }
+    expect(got).toEqual(want)
+  })
+
+  it('fetchAndVerify through the gateway gives an ok verdict, the digests standing in for reading the leaves', async () => {
+    const files = modelFiles()
+    // Reads of the leaves of files of several leaves, by the fetch's walk or by the check.
+    const leafOf = new Set<string>()
+    for (const f of files.values())
+      if (f.leaves.length > 1) for (const l of f.leaves) leafOf.add(l.toString())
+    const leafReads: string[] = []
+    const local = {
+      get: (cid: CID, options?: { signal?: AbortSignal }) => {
+        if (leafOf.has(cid.toString())) leafReads.push(cid.toString())
+        return store.get(cid, options)
+      },
+      has: (cid: CID, options?: { signal?: AbortSignal }) => store.has(cid, options),
+      put: (cid: CID, bytes: Uint8Array) => store.put(cid, bytes),
+    }
+    const failures: string[] = []
+    const r = await fetchAndVerify({
+      root: model.root,
+      blockstore: local,
+      manifest: manifestOf(model),
+      maxModelBytes: model.size,
+      gateways: [gateway],
+      onGatewayError: (g, e) => failures.push(`${g} ${e.code}`),
+      signal: signal(),
+      ...budget,
+      pin: async () => true,
+    })
+    expect(failures).toEqual([])
+    expect(r.fetchError).toBeUndefined()
+    expect(r.verdict).toEqual({ ok: true, problems: [] })
+    expect(r.fetch!.viaGateway).toBe(blocks.length)
+    expect(r.fetch!.files.size).toBe(model.files.length)
+    expect(leafReads).toEqual([])
+    // The blocks are in the store all the same: a check without the digests reads and passes them.
+    expect((await verifyDag(store, manifestOf(model), { maxModelBytes: model.size })).ok).toBe(true)
+  })
+
+  /**
+   * A store that already holds a corrupt copy of a leaf of a file of several leaves (a disk fault,
+   * an earlier copy), then fetchAndVerify through the gateway. Whether the stored leaf is still the
+   * corrupt one afterwards, and the file's path.
+   */
+  const fetchOverACorruptLeaf = async () => {
+    const [path, file] = [...modelFiles()].find(([, f]) => f.leaves.length > 1)!
+    const leaf = blocks.find((b) => b.cid.equals(file.leaves[0]!))!
+    const rotten = leaf.bytes.slice()
+    rotten[0] = rotten[0]! ^ 1
+    await store.put(leaf.cid, rotten)
+    const r = await fetchAndVerify({
+      root: model.root,
+      blockstore: store,
+      manifest: manifestOf(model),
+      maxModelBytes: model.size,
+      gateways: [gateway],
+      signal: signal(),
+      ...budget,
+      pin: async () => true,
+    })
+    expect(r.fetchError).toBeUndefined()
+    const stored = Buffer.concat(await all(store.get(leaf.cid)))
+    return { r, path, leaf: leaf.cid, corrupt: !stored.equals(Buffer.from(leaf.bytes)) }
+  }
+
+  it('a corrupt leaf held before the fetch fails the check when the file is read (no file digests)', async () => {
+    const { r, path, corrupt } = await fetchOverACorruptLeaf()
+    expect(corrupt).toBe(true) // the fetch does not overwrite a block it already holds
+    // The check as it was before the digests: trusted leaves still read into the file's sha256.
+    const without = await verifyDag(store, manifestOf(model), {
+      maxModelBytes: model.size,
+      trusted: r.fetch!.hashed,
+    })
+    expect(without.problems.map((p) => [p.code, p.path])).toEqual([['sha256-mismatch', path]])
+  })
+
+  // KNOWN BUG (reported, not fixed here: node/ is not ours to change). node/weights/gateway-fetch.ts
+  // does not write a block it already holds (`blockstore.has` → skip), yet puts its key in
+  // `verified` (→ `trusted`) and takes the file's digest from the *streamed* bytes; verify.ts then
+  // uses that digest instead of reading the file, so the corrupt stored leaf is never read or
+  // hashed: the verdict is ok, and the node serves the bad block to peers. (The case above shows the
+  // check without the digests catching it.) `it.fails` keeps the suite green while the bug is there
+  // and turns red once it is fixed (a held block checked or overwritten); then make it a plain `it`.
+  it.fails('a corrupt leaf held before the fetch is not passed by fetchAndVerify', async () => {
+    const { r, path, leaf, corrupt } = await fetchOverACorruptLeaf()
+    // Either the fetch replaced the bad copy, or the check must not pass it.
+    if (corrupt) {
+      expect(r.verdict.ok, `${path}: the stored leaf ${leaf} is corrupt`).toBe(false)
+      expect(r.verdict.problems.map((p) => p.path)).toContain(path)
+    }
+  })
+
+  // KNOWN BUG (reported, not fixed here). node/weights/gateway-fetch.ts asks for `dups=n` as a
+  // plain query parameter, which the trustless gateway spec does not define (its query parameters
+  // are `car-dups` and `car-order`, or `dups`/`order` on the Accept media type), and never asks for
+  // `order=dfs`. This project's gateway ignores `dups=n` (and happens to default to dfs and n); a
+  // gateway defaulting to another order leaves DfsFileDigests nothing to follow, and the check
+  // reads every file again. `it.fails` turns red once the request says both in the spec's terms.
+  it.fails('asks the gateway for a depth-first CAR without duplicates in the spec’s terms', async () => {
+    let seen: { url: string; accept: string } | undefined
+    const spy = createServer((req, res) => {
+      seen = { url: req.url ?? '', accept: String(req.headers.accept ?? '') }
+      res.writeHead(404).end()
+    })
+    await new Promise<void>((r) => spy.listen(0, '127.0.0.1', r))
+    try {
+      const url = `http://127.0.0.1:${(spy.address() as AddressInfo).port}`
+      await expect(
+        fetchFromGateway({ gateway: url, root: model.root, blockstore: store, signal: signal(), ...budget }),
+      ).rejects.toMatchObject({ code: 'gateway-refused' })
+    } finally {
+      await new Promise((r) => spy.close(r))
+    }
+    const query = new URL(seen!.url, 'http://127.0.0.1').searchParams
+    const car = seen!.accept
+      .split(',')
+      .map((range) => range.split(';').map((x) => x.trim().toLowerCase()))
+      .find(([type]) => type === 'application/vnd.ipld.car')
+    const param = (key: string) =>
+      query.get(`car-${key}`) ?? car?.find((p) => p.startsWith(`${key}=`))?.slice(key.length + 1)
+    expect(query.get('format')).toBe('car')
+    expect(query.get('dag-scope')).toBe('all')
+    expect({ order: param('order'), dups: param('dups') }).toEqual({ order: 'dfs', dups: 'n' })
+  })
 })
+
+async function all(source: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = []
+  for await (const p of source) out.push(p)
+  return out
+}

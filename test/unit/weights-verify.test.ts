@@ -7,12 +7,14 @@
 import { cp, mkdtemp, open, rm, symlink, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import * as dagPb from '@ipld/dag-pb'
 import { FsBlockstore } from 'blockstore-fs'
 import { importer } from 'ipfs-unixfs-importer'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
+import type { FileDigest } from '../../node/weights/directory.js'
 import {
   type DirectoryImport,
   importDirectory,
@@ -276,3 +278,138 @@ async function readAll(s: FsBlockstore, cid: CID): Promise<Buffer> {
   for await (const p of s.get(cid)) parts.push(p)
   return Buffer.concat(parts)
 }
+
+describe('verifyDag with the fetch’s trusted leaves and file digests (trusted, fileDigests)', () => {
+  /** Each file's node CID, by path (a lone raw block for a small file). */
+  const fileCids = new Map<string, CID>()
+  /** Each file's raw leaves, in order. */
+  const fileLeaves = new Map<string, CID[]>()
+  /** Every block of the DAG, key to size: what a fetch that hashed them all passes as `trusted`. */
+  const blockSizes = new Map<string, number>()
+  let multiLeaf: string[]
+
+  beforeAll(async () => {
+    const blockOf = async (cid: CID) => {
+      const bytes = await readAll(store, cid)
+      blockSizes.set(cid.toString(), bytes.length)
+      return bytes
+    }
+    const rootNode = dagPb.decode(await blockOf(manifest.weights))
+    for (const link of rootNode.Links) {
+      const leaves: CID[] = []
+      const stack: CID[] = [link.Hash]
+      while (stack.length > 0) {
+        const cid = stack.pop()!
+        const bytes = await blockOf(cid)
+        if (cid.code === 0x55) leaves.push(cid)
+        else {
+          const links = dagPb.decode(bytes).Links
+          for (let i = links.length - 1; i >= 0; i--) stack.push(links[i]!.Hash)
+        }
+      }
+      fileCids.set(link.Name!, link.Hash)
+      fileLeaves.set(link.Name!, leaves)
+    }
+    expect([...fileCids.keys()].sort()).toEqual(manifest.files.map((f) => f.path).sort())
+    multiLeaf = [...fileLeaves].filter(([, l]) => l.length > 1).map(([p]) => p)
+    expect(multiLeaf).toContain(shard)
+  })
+
+  /** The manifest's digests by file node CID, with `change` applied to some paths. */
+  const fileDigests = (change: Record<string, (d: FileDigest) => FileDigest> = {}) =>
+    new Map(
+      manifest.files.map((f) => {
+        const d = { size: f.size, sha256: f.sha256 }
+        return [fileCids.get(f.path)!.toString(), change[f.path]?.(d) ?? d] as const
+      }),
+    )
+  const flipped = (d: FileDigest): FileDigest => ({
+    size: d.size,
+    sha256: Uint8Array.from(d.sha256, (x, i) => (i === 0 ? x ^ 1 : x)),
+  })
+  /** The blockstore, counting reads of each multi-leaf file's leaves (raw blocks only). */
+  const counting = () => {
+    const reads = new Map<string, number>()
+    const owner = new Map<string, string>()
+    for (const path of multiLeaf) for (const leaf of fileLeaves.get(path)!) owner.set(leaf.toString(), path)
+    const counted = {
+      get(cid: CID, options?: { offline?: boolean; signal?: AbortSignal }) {
+        const path = owner.get(cid.toString())
+        if (path !== undefined) reads.set(path, (reads.get(path) ?? 0) + 1)
+        return store.get(cid, options)
+      },
+    }
+    return { counted, reads }
+  }
+
+  it('passes with a right digest for every file, all leaves trusted, reading no leaf of those files', async () => {
+    const { counted, reads } = counting()
+    const r = await verifyDag(counted, manifest, {
+      maxModelBytes: MAX,
+      trusted: new Map(blockSizes),
+      fileDigests: fileDigests(),
+    })
+    expect(r).toEqual({ ok: true, problems: [] })
+    expect(Object.fromEntries(reads)).toEqual({})
+    // The counting store does see the leaves when there are no digests to stand in.
+    const plain = counting()
+    expect(
+      (await verifyDag(plain.counted, manifest, { maxModelBytes: MAX, trusted: new Map(blockSizes) })).ok,
+    ).toBe(true)
+    for (const path of multiLeaf) expect(plain.reads.get(path), path).toBe(fileLeaves.get(path)!.length)
+  })
+
+  it('takes a wrong digest, all leaves trusted at their sizes, as the file’s: exactly sha256-mismatch for that path', async () => {
+    const { counted, reads } = counting()
+    const r = await verifyDag(counted, manifest, {
+      maxModelBytes: MAX,
+      trusted: new Map(blockSizes),
+      fileDigests: fileDigests({ [shard]: flipped }),
+    })
+    expect(r.ok).toBe(false)
+    expect(codes(r.problems)).toEqual([['sha256-mismatch', shard]])
+    // The digest stood in for reading: the file's leaves were not read.
+    expect(reads.get(shard)).toBeUndefined()
+    // The same for a file of one raw block (its node is its only leaf).
+    const one = await verifyDag(store, manifest, {
+      maxModelBytes: MAX,
+      trusted: new Map(blockSizes),
+      fileDigests: fileDigests({ 'config.json': flipped }),
+    })
+    expect(fileLeaves.get('config.json')!.map(String)).toEqual([fileCids.get('config.json')!.toString()])
+    expect(codes(one.problems)).toEqual([['sha256-mismatch', 'config.json']])
+  })
+
+  it('ignores a wrong digest for a file whose leaves are not all trusted: the file is read, and passes', async () => {
+    const leaves = fileLeaves.get(shard)!
+    const wrong = fileDigests({ [shard]: flipped })
+    // One leaf not trusted at all.
+    const without = new Map(blockSizes)
+    without.delete(leaves[1]!.toString())
+    const { counted, reads } = counting()
+    const r = await verifyDag(counted, manifest, { maxModelBytes: MAX, trusted: without, fileDigests: wrong })
+    expect(r).toEqual({ ok: true, problems: [] })
+    expect(reads.get(shard)).toBe(leaves.length)
+    // One leaf trusted at a size other than its place needs.
+    const misSized = new Map(blockSizes)
+    misSized.set(leaves[0]!.toString(), blockSizes.get(leaves[0]!.toString())! - 1)
+    const m = await verifyDag(store, manifest, { maxModelBytes: MAX, trusted: misSized, fileDigests: wrong })
+    expect(m).toEqual({ ok: true, problems: [] })
+    // No `trusted` at all: digests alone never stand in.
+    const none = await verifyDag(store, manifest, { maxModelBytes: MAX, fileDigests: wrong })
+    expect(none).toEqual({ ok: true, problems: [] })
+  })
+
+  it('ignores a digest whose size is not the file’s', async () => {
+    for (const delta of [1, -1]) {
+      const { counted, reads } = counting()
+      const r = await verifyDag(counted, manifest, {
+        maxModelBytes: MAX,
+        trusted: new Map(blockSizes),
+        fileDigests: fileDigests({ [shard]: (d) => ({ ...flipped(d), size: d.size + delta }) }),
+      })
+      expect(r, `size ${delta}`).toEqual({ ok: true, problems: [] })
+      expect(reads.get(shard)).toBe(fileLeaves.get(shard)!.length)
+    }
+  })
+})
