@@ -141,8 +141,13 @@ export function createSteward(options: StewardOptions): Steward {
     if (action.type === 'ratify-model') {
       const manifest = fold.get(action.manifest) as Verified<'manifest'> | undefined
       const version = manifest && `${manifest.record.body.name}@${manifest.record.body.version}`
-      const model = version ? fold.state().models.get(version) : undefined
-      if (model?.status === 'ratified' && !model.decision?.equals(p.cid)) {
+      const state = fold.state()
+      const model = version ? state.models.get(version) : undefined
+      // Already ratified (or conflicted: more than one manifest ratified) by another decision: no
+      // further ratification is sealed. A steward still adds its seal to a decision that made it so.
+      const decidedHere =
+        manifest && state.manifests.get(cidKey(manifest.cid))?.ratifiedBy.some((c) => c.equals(p.cid))
+      if ((model?.status === 'ratified' || model?.status === 'conflicted') && !decidedHere) {
         done.add(key)
         log.info('seal-refused', { proposal: p.cid.toString(), reason: `${version} is already ratified` })
         return

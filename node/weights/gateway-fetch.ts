@@ -37,11 +37,11 @@ const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
 const HASH_SHA2_256 = 0x12
 const MAX_BLOCK_BYTES = 2 * 1024 * 1024
+const CAR_TYPE = 'application/vnd.ipld.car'
 /** Blocks between the stream and the disk (hashed or written), 1 MiB each at most. */
 const IN_FLIGHT = 8
 
 export interface GatewayBlockstore {
-  has(cid: CID): Promise<boolean> | boolean
   put(cid: CID, bytes: Uint8Array): Promise<unknown>
 }
 
@@ -70,7 +70,9 @@ export interface GatewayFetchResult {
 /** Streams the DAG under `root` from `gateway` into `blockstore`, every block checked. */
 export async function fetchFromGateway(options: GatewayFetchOptions): Promise<GatewayFetchResult> {
   const { gateway, root, signal } = options
-  const url = `${gateway.replace(/\/+$/, '')}/ipfs/${root}?format=car&dag-scope=all&dups=n`
+  // The trustless gateway spec's CAR parameters, in the query and in Accept: depth-first order
+  // (which DfsFileDigests follows) and no repeated blocks.
+  const url = `${gateway.replace(/\/+$/, '')}/ipfs/${root}?format=car&dag-scope=all&car-version=1&car-order=dfs&car-dups=n`
   // Started first, so the worker boots while the request goes out.
   const hasher = new LeafHasher(IN_FLIGHT)
   try {
@@ -88,6 +90,13 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
           {
             status: 502,
           },
+        )
+      const type = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+      if (type !== CAR_TYPE)
+        throw new NodeError(
+          'gateway-refused',
+          `the gateway ${gateway} answered ${JSON.stringify(type.slice(0, 80))} for ${root}, not a CAR`,
+          { status: 502 },
         )
       return await readCar(res, { ...options, hasher })
     } finally {
@@ -169,10 +178,10 @@ async function readCar(
         )
       }
       // Stored once its hash checks; a few blocks in flight, so the stream never waits on the
-      // worker or the disk.
+      // worker or the disk. Written even when a copy is held: that copy may be damaged, and the
+      // check trusts what this stream hashed (the write replaces the file atomically).
       const task: Promise<unknown> = checked
-        .then(() => blockstore.has(cid))
-        .then((held) => (held ? undefined : blockstore.put(cid, block)))
+        .then(() => blockstore.put(cid, block))
         .then(
           () => void tasks.delete(task),
           (e: unknown) => {
@@ -202,7 +211,8 @@ async function readCar(
 function request(url: string, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? httpsGet : httpGet
-    const req = get(url, { headers: { accept: 'application/vnd.ipld.car' }, signal }, resolve)
+    const accept = `${CAR_TYPE}; version=1; order=dfs; dups=n`
+    const req = get(url, { headers: { accept }, signal }, resolve)
     req.once('error', reject)
   })
 }

@@ -1,6 +1,6 @@
 /**
- * The worker of `LeafHasher` (leaf-hasher.ts): sha256 of each block it is sent, and of the files
- * whose leaves they are, in the order the messages come.
+ * A worker of `LeafHasher` (leaf-hasher.ts): the sha256 of each block it is sent, or the files
+ * whose parts they are, in the order the messages come.
  */
 import { createHash, type Hash } from 'node:crypto'
 import { parentPort, workerData } from 'node:worker_threads'
@@ -11,17 +11,19 @@ export interface LeafHashWorkerData {
   readonly slotBytes: number
 }
 
+/** Bytes to hash: in a slot of the shared buffer, or (larger than a slot) a copy of their own. */
+export type LeafBytes = { readonly slot: number; readonly length: number } | { readonly bytes: Uint8Array }
+
 /**
- * A block to hash — in a slot of the shared buffer, or (larger than a slot) its own bytes — and,
- * with `file` ≥ 0, the next part of that file; or a file to end.
+ * `digest`: answer the sha256 of `bytes`; `file` ≥ 0: they are also the next part of that file
+ * (answered with null unless `digest`). `close`: answer the sha256 of that file, which ends.
  */
 export type LeafHashRequest =
-  | { readonly slot: number; readonly length: number; readonly file: number }
-  | { readonly bytes: Uint8Array; readonly file: number }
+  | { readonly part: LeafBytes; readonly file: number; readonly digest: boolean }
   | { readonly close: number }
 
-/** One answer per request, in order: the block's or the file's sha256. */
-export type LeafHashAnswer = Uint8Array
+/** One answer per request, in order. */
+export type LeafHashAnswer = Uint8Array | null
 
 const { slots, slotBytes } = workerData as LeafHashWorkerData
 const files = new Map<number, Hash>()
@@ -34,11 +36,12 @@ port.on('message', (m: LeafHashRequest) => {
     port.postMessage(hash.digest() satisfies LeafHashAnswer)
     return
   }
-  const bytes = 'bytes' in m ? m.bytes : new Uint8Array(slots, m.slot * slotBytes, m.length)
+  const { part } = m
+  const bytes = 'bytes' in part ? part.bytes : new Uint8Array(slots, part.slot * slotBytes, part.length)
   if (m.file >= 0) {
     let hash = files.get(m.file)
     if (hash === undefined) files.set(m.file, (hash = createHash('sha256')))
     hash.update(bytes)
   }
-  port.postMessage(createHash('sha256').update(bytes).digest() satisfies LeafHashAnswer)
+  port.postMessage((m.digest ? createHash('sha256').update(bytes).digest() : null) satisfies LeafHashAnswer)
 })

@@ -2,8 +2,8 @@
  * "Never seal a second ratification of a `name@version` already ratified" (DESIGN.md §4,
  * SPEC.md steward duties) when the version is `conflicted`: two of its manifests are ratified
  * (two ratifications that closed together, each sealed before the other was final), and a third
- * ratification of the same version comes. node/steward.ts refuses only when the version's status
- * is exactly `ratified`, so it seals the third one (a bug, see the `it.fails` below).
+ * ratification of the same version comes. The steward refuses it, as it refuses a second
+ * ratification of a `ratified` version (node/steward.ts; it once sealed this one).
  *
  * One steward node (s1) of a four-steward federation at threshold 3, on a fake clock; the other
  * stewards' seals are signed by the Simulator and handed to the node's store.
@@ -38,10 +38,7 @@ afterAll(async () => {
 })
 
 describe('a ratification of a name@version that is conflicted', () => {
-  // KNOWN BUG (reported, not fixed here: node/ is not ours to change): the steward seals it.
-  // `it.fails` keeps the suite green while the bug is there and turns red once it is fixed;
-  // then make it a plain `it`.
-  it.fails('is not sealed: the version already has ratified manifests', async () => {
+  it('is not sealed: the version already has ratified manifests', async () => {
     const modelDir = join(root, 'model')
     await generateModel(modelDir, { seed: 61, layers: 1, vocab: 256 })
     const weights = await importDirectory(modelDir)

@@ -333,40 +333,20 @@ describe('fetching weights from a trustless gateway', () => {
     return { r, path, leaf: leaf.cid, corrupt: !stored.equals(Buffer.from(leaf.bytes)) }
   }
 
-  it('a corrupt leaf held before the fetch fails the check when the file is read (no file digests)', async () => {
-    const { r, path, corrupt } = await fetchOverACorruptLeaf()
-    expect(corrupt).toBe(true) // the fetch does not overwrite a block it already holds
-    // The check as it was before the digests: trusted leaves still read into the file's sha256.
-    const without = await verifyDag(store, manifestOf(model), {
-      maxModelBytes: model.size,
-      trusted: r.fetch!.hashed,
-    })
-    expect(without.problems.map((p) => [p.code, p.path])).toEqual([['sha256-mismatch', path]])
+  // A damaged copy held before the fetch is replaced by the streamed bytes, which were hashed
+  // against the CID; so the digests taken from the stream describe what is stored. (The fetch once
+  // kept the held copy while the check trusted the stream: the damaged leaf then passed.)
+  it('a corrupt leaf held before the fetch is replaced by the checked bytes, and the check passes', async () => {
+    const { r, corrupt } = await fetchOverACorruptLeaf()
+    expect(corrupt).toBe(false)
+    expect(r.verdict).toEqual({ ok: true, problems: [] })
+    const reread = await verifyDag(store, manifestOf(model), { maxModelBytes: model.size })
+    expect(reread).toEqual({ ok: true, problems: [] })
   })
 
-  // KNOWN BUG (reported, not fixed here: node/ is not ours to change). node/weights/gateway-fetch.ts
-  // does not write a block it already holds (`blockstore.has` → skip), yet puts its key in
-  // `verified` (→ `trusted`) and takes the file's digest from the *streamed* bytes; verify.ts then
-  // uses that digest instead of reading the file, so the corrupt stored leaf is never read or
-  // hashed: the verdict is ok, and the node serves the bad block to peers. (The case above shows the
-  // check without the digests catching it.) `it.fails` keeps the suite green while the bug is there
-  // and turns red once it is fixed (a held block checked or overwritten); then make it a plain `it`.
-  it.fails('a corrupt leaf held before the fetch is not passed by fetchAndVerify', async () => {
-    const { r, path, leaf, corrupt } = await fetchOverACorruptLeaf()
-    // Either the fetch replaced the bad copy, or the check must not pass it.
-    if (corrupt) {
-      expect(r.verdict.ok, `${path}: the stored leaf ${leaf} is corrupt`).toBe(false)
-      expect(r.verdict.problems.map((p) => p.path)).toContain(path)
-    }
-  })
-
-  // KNOWN BUG (reported, not fixed here). node/weights/gateway-fetch.ts asks for `dups=n` as a
-  // plain query parameter, which the trustless gateway spec does not define (its query parameters
-  // are `car-dups` and `car-order`, or `dups`/`order` on the Accept media type), and never asks for
-  // `order=dfs`. This project's gateway ignores `dups=n` (and happens to default to dfs and n); a
-  // gateway defaulting to another order leaves DfsFileDigests nothing to follow, and the check
-  // reads every file again. `it.fails` turns red once the request says both in the spec's terms.
-  it.fails('asks the gateway for a depth-first CAR without duplicates in the spec’s terms', async () => {
+  // The trustless gateway spec's terms (`car-order`/`car-dups`, or `order`/`dups` on the Accept
+  // media type): a gateway defaulting to another order would leave DfsFileDigests nothing to follow.
+  it('asks the gateway for a depth-first CAR without duplicates in the spec’s terms', async () => {
     let seen: { url: string; accept: string } | undefined
     const spy = createServer((req, res) => {
       seen = { url: req.url ?? '', accept: String(req.headers.accept ?? '') }
