@@ -23,15 +23,16 @@
 import type { IncomingMessage } from 'node:http'
 import { get as httpGet } from 'node:http'
 import { get as httpsGet } from 'node:https'
-import { CarBlockIterator } from '@ipld/car/iterator'
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { equalBytes } from '../../protocol/bytes.js'
 import { isNodeError, NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
+import { BlockFiles } from './block-files.js'
+import { carSections } from './car-sections.js'
 import { DfsFileDigests } from './dfs-files.js'
 import type { FileDigest } from './directory.js'
-import { LeafHasher } from './leaf-hasher.js'
+import { LeafHasher, type Placed } from './leaf-hasher.js'
 
 const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
@@ -121,34 +122,47 @@ async function readCar(
   let bytes = 0
   const corrupt = (cid: CID) =>
     new NodeError('block-corrupt', `the gateway ${gateway} sent ${cid} with other bytes`, { status: 502 })
+  // Where the section being read went: a hashing slot (raw leaves), or its own buffer.
+  let placed: Placed | undefined
+  let repeat = false
+  // Each block is checked for what it is (wanted, codec, budget) before its bytes are read.
+  const place = async (cid: CID, length: number): Promise<Uint8Array> => {
+    placed = undefined
+    const key = cid.toString()
+    repeat = !wanted.has(key) && verified.has(key)
+    if (repeat) return new Uint8Array(length) // a repeat despite dups=n: read past, harmless
+    if (!wanted.has(key))
+      throw new NodeError('block-unwanted', `the gateway ${gateway} sent ${cid}, which is not in ${root}`, {
+        status: 502,
+      })
+    if (cid.multihash.code !== HASH_SHA2_256 || (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB))
+      throw new NodeError('not-unixfs', `block ${cid} is not a sha2-256 dag-pb or raw block`, { status: 422 })
+    if (bytes + length > maxBytes)
+      throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
+    if (cid.code === CODEC_RAW) placed = await hasher.place(length)
+    return placed?.bytes ?? new Uint8Array(length)
+  }
+  // The node's store: a leaf's file is written by the worker that hashed it. Any other store gets
+  // the leaf through `put`, as a copy if it may keep what it is given (a slot is reused).
+  const blockFiles = blockstore instanceof BlockFiles ? blockstore : undefined
+  const storeCopies = blockFiles === undefined
   try {
-    const blocks = await CarBlockIterator.fromIterable(body)
-    for await (const { cid, bytes: block } of blocks) {
+    for await (const { cid, bytes: block } of carSections(body, { maxBlockBytes: MAX_BLOCK_BYTES, place })) {
       if (signal.aborted) throw signal.reason
+      if (repeat) continue
+      const slot = placed
       const key = cid.toString()
-      if (!wanted.delete(key)) {
-        if (verified.has(key)) continue // a repeat despite dups=n: harmless, already taken
-        throw new NodeError('block-unwanted', `the gateway ${gateway} sent ${cid}, which is not in ${root}`, {
-          status: 502,
-        })
-      }
-      if (cid.multihash.code !== HASH_SHA2_256 || (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB))
-        throw new NodeError('not-unixfs', `block ${cid} is not a sha2-256 dag-pb or raw block`, {
-          status: 422,
-        })
-      if (block.length > MAX_BLOCK_BYTES)
-        throw new NodeError('oversize', `block ${cid} is over ${MAX_BLOCK_BYTES} bytes`, { status: 413 })
+      wanted.delete(key)
       bytes += block.length
-      if (bytes > maxBytes)
-        throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
       if (verified.size + wanted.size >= maxBlocks)
         throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
       verified.set(key, block.length)
 
       let checked: Promise<void>
+      let written = false
       if (cid.code === CODEC_DAG_PB) {
         // A node's links decide what is wanted next, so it is hashed here, before it is decoded
-        // (nodes are small; leaves, nearly all the bytes, go to the worker).
+        // (nodes are small; leaves, nearly all the bytes, go to the workers).
         if (!equalBytes(nativeSha256(block), cid.multihash.digest)) throw corrupt(cid)
         let node: dagPb.PBNode
         try {
@@ -166,22 +180,32 @@ async function readCar(
         checked = Promise.resolve()
       } else {
         const file = files.block(cid, block, undefined)
-        checked = hasher.block(block, file).then(
-          (digest) => {
+        const hashFailed = (e: unknown) => {
+          throw new NodeError('hash-failed', `cannot hash block ${cid}: ${(e as Error)?.message ?? e}`, {
+            status: 500,
+          })
+        }
+        if (slot && blockFiles) {
+          // The worker that hashes the leaf also writes it, if it matches: the main thread never
+          // touches the bytes again, and its thread pool is spared four calls per block.
+          const store = { expected: cid.multihash.digest, ...blockFiles.locate(cid) }
+          checked = hasher.hashAndStore(slot, file, store).then((stored) => {
+            if (!equalBytes(stored.digest, cid.multihash.digest)) throw corrupt(cid)
+            if (!stored.written) throw new Error(stored.error ?? 'not written')
+            written = true
+          }, hashFailed)
+        } else {
+          checked = (slot ? hasher.hash(slot, file) : hasher.block(block, file)).then((digest) => {
             if (!equalBytes(digest, cid.multihash.digest)) throw corrupt(cid)
-          },
-          (e: unknown) => {
-            throw new NodeError('hash-failed', `cannot hash block ${cid}: ${(e as Error)?.message ?? e}`, {
-              status: 500,
-            })
-          },
-        )
+          }, hashFailed)
+        }
       }
       // Stored once its hash checks; a few blocks in flight, so the stream never waits on the
       // worker or the disk. Written even when a copy is held: that copy may be damaged, and the
       // check trusts what this stream hashed (the write replaces the file atomically).
       const task: Promise<unknown> = checked
-        .then(() => blockstore.put(cid, block))
+        .then(() => written || blockstore.put(cid, storeCopies && slot ? block.slice() : block))
+        .finally(() => slot && hasher.release(slot))
         .then(
           () => void tasks.delete(task),
           (e: unknown) => {
@@ -190,7 +214,8 @@ async function readCar(
           },
         )
       tasks.add(task)
-      if (tasks.size >= IN_FLIGHT) await Promise.race(tasks)
+      // Leaves wait for a slot (there are IN_FLIGHT); this bounds the nodes and large blocks.
+      if (tasks.size >= 4 * IN_FLIGHT) await Promise.race(tasks)
       if (failed) throw failed.error
     }
     await Promise.all(tasks)
@@ -199,7 +224,7 @@ async function readCar(
     await Promise.allSettled(tasks)
     if (signal.aborted) throw fetchAbortError(signal)
     const error = failed?.error ?? e
-    if (isNodeError(error)) throw error
+    if (isNodeError(error) && error.code !== 'car-truncated') throw error
     // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
     if (failed) throw fetchFailure(error, signal, 'store-failed', 'cannot store a block')
     // A stream cut short (the gateway stopped, the connection broke): keep what came.
