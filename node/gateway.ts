@@ -36,7 +36,7 @@
  * `path-unsupported`, `entity-bytes-unsupported`; 500 `internal`.
  */
 import { createHash } from 'node:crypto'
-import { Readable } from 'node:stream'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { decode as decodeCbor, encode as encodeCbor } from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -51,6 +51,11 @@ export interface GatewayBlockstore {
     cid: CID,
     options?: { signal?: AbortSignal },
   ): AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Uint8Array | Promise<Uint8Array>
+  /**
+   * Optional (BlockFiles): reads a block into `target`, giving its length, or undefined when it
+   * may not fit (then `get` reads it); throws as `get` does for a block not held.
+   */
+  readInto?(cid: CID, target: Uint8Array, options?: { signal?: AbortSignal }): Promise<number | undefined>
 }
 
 export interface GatewayOptions {
@@ -68,6 +73,7 @@ export const IMMUTABLE = 'public, max-age=29030400, immutable'
 export const MAX_BLOCK_BYTES = 4 * 1024 * 1024
 const MAX_CID_TEXT = 256
 
+const CODEC_RAW = 0x55
 const CODEC_DAG_PB = 0x70
 const CODEC_DAG_CBOR = 0x71
 const HASH_IDENTITY = 0x00
@@ -213,6 +219,68 @@ function isNotFound(e: unknown): boolean {
   return name === 'NotFoundError' || code === 'ERR_NOT_FOUND' || code === 'ENOENT'
 }
 
+/** A piece of a response; `release` gives its buffer back once the socket is done with it. */
+interface Part {
+  readonly bytes: Uint8Array
+  readonly release?: () => void
+}
+
+/**
+ * Buffers for the blocks of CAR responses, reused once written to the socket. Why: a buffer per
+ * block read makes 256 MiB of short-lived memory outside the heap for a 256 MiB model, and the
+ * full collections that sets off took more of the serving node's time than reading and sending
+ * (bench/fetch.ts). At most `count` exist, shared by every response; when all are in use a block
+ * is read into a buffer of its own, as before.
+ */
+class BlockBuffers {
+  private readonly free: Uint8Array[] = []
+  private made = 0
+
+  constructor(
+    private readonly capacity: number,
+    private readonly count: number,
+  ) {}
+
+  take(): Uint8Array | undefined {
+    const reused = this.free.pop()
+    if (reused) return reused
+    if (this.made >= this.count) return undefined
+    this.made++
+    return new Uint8Array(this.capacity)
+  }
+
+  give(buffer: Uint8Array): void {
+    this.free.push(buffer)
+  }
+}
+
+/** A block as a `Part`: into a reused buffer when the store can, else as `readBlock` reads it. */
+async function readPart(
+  store: GatewayBlockstore,
+  cid: CID,
+  signal: AbortSignal,
+  buffers: BlockBuffers,
+): Promise<Part | null> {
+  // Raw leaves only (nearly all the bytes): a decoded node's CIDs are views of its bytes, which
+  // must not be overwritten while its links wait on the walk's stack.
+  const buffer = store.readInto && cid.code === CODEC_RAW ? buffers.take() : undefined
+  if (buffer !== undefined) {
+    let length: number | undefined
+    try {
+      length = await store.readInto!(cid, buffer, { signal })
+    } catch (e) {
+      buffers.give(buffer)
+      if (isNotFound(e)) return null
+      throw e
+    }
+    if (length !== undefined)
+      return { bytes: buffer.subarray(0, length), release: () => buffers.give(buffer) }
+    buffers.give(buffer)
+  }
+  const bytes = await readBlock(store, cid, signal)
+  return bytes === null ? null : { bytes }
+}
+
 /** One block's bytes from the local store, or null if it is not held. Identity CIDs hold their bytes. */
 async function readBlock(
   store: GatewayBlockstore,
@@ -347,60 +415,106 @@ async function* carBody(
   store: GatewayBlockstore,
   plan: CarPlan,
   signal: AbortSignal,
-): AsyncGenerator<Uint8Array> {
-  yield carHeader([plan.root])
+  buffers: BlockBuffers,
+): AsyncGenerator<Part> {
+  yield { bytes: carHeader([plan.root]) }
   const sent = new Set<string>()
   const expanded = new Set<string>()
-  const send = function* (cid: CID, bytes: Uint8Array) {
-    if (cid.multihash.code === HASH_IDENTITY) return
-    if (plan.dups === 'n') {
-      const key = cid.toString()
-      if (sent.has(key)) return
-      sent.add(key)
+  const send = function* (cid: CID, part: Part) {
+    const skip = cid.multihash.code === HASH_IDENTITY || (plan.dups === 'n' && sent.has(cid.toString()))
+    if (skip) {
+      part.release?.()
+      return
     }
-    yield sectionPrefix(cid, bytes.byteLength)
-    if (bytes.byteLength > 0) yield bytes
+    if (plan.dups === 'n') sent.add(cid.toString())
+    yield { bytes: sectionPrefix(cid, part.bytes.byteLength) }
+    if (part.bytes.byteLength > 0) yield part
+    else part.release?.()
   }
-  for (const b of plan.pathBlocks) yield* send(b.cid, b.bytes)
+  for (const b of plan.pathBlocks) yield* send(b.cid, { bytes: b.bytes })
 
   const stack: Step[] = [{ cid: plan.terminal.cid, scope: plan.scope }]
-  let first: Uint8Array | null = plan.terminal.bytes
+  let first: Part | null = { bytes: plan.terminal.bytes }
   // Read-ahead: the next blocks on the stack are read while this one is being sent, so the
   // socket never waits on the disk (at most READ_AHEAD blocks in memory).
-  const reads = new Map<string, Promise<Uint8Array | null>>()
+  const reads = new Map<string, Promise<Part | null>>()
   const readAhead = () => {
     for (let i = stack.length - 1, n = 0; i >= 0 && n < READ_AHEAD; i--, n++) {
       const cid = stack[i]!.cid
       const k = cid.toString()
       if (reads.has(k) || (plan.dups === 'n' && sent.has(k))) continue
-      const read = readBlock(store, cid, signal)
+      const read = readPart(store, cid, signal, buffers)
       read.catch(() => {}) // observed when it is its turn; never unhandled if the walk ends first
       reads.set(k, read)
     }
   }
-  while (stack.length > 0) {
-    const step = stack.pop()!
-    const key = `${step.scope}:${step.cid}`
-    const already = plan.dups === 'n' && sent.has(step.cid.toString())
-    // With dups=n a block is sent once and its subtree walked once per scope.
-    if (already && expanded.has(key)) continue
-    let bytes: Uint8Array | null
-    if (first !== null) bytes = first
-    else {
-      const k = step.cid.toString()
-      const pending = reads.get(k)
-      reads.delete(k)
-      readAhead()
-      bytes = await (pending ?? readBlock(store, step.cid, signal))
+  try {
+    while (stack.length > 0) {
+      const step = stack.pop()!
+      const key = `${step.scope}:${step.cid}`
+      const already = plan.dups === 'n' && sent.has(step.cid.toString())
+      // With dups=n a block is sent once and its subtree walked once per scope.
+      if (already && expanded.has(key)) continue
+      let part: Part | null
+      if (first !== null) part = first
+      else {
+        const k = step.cid.toString()
+        const pending = reads.get(k)
+        reads.delete(k)
+        readAhead()
+        part = await (pending ?? readPart(store, step.cid, signal, buffers))
+      }
+      first = null
+      if (part === null)
+        throw new WalkError('block-not-found', step.cid, `block ${step.cid} is not held here`)
+      // Its links are taken before it is sent: once written, its buffer may be reused.
+      let next: Step[]
+      try {
+        next = children(step.cid, part.bytes, step.scope)
+      } catch (e) {
+        part.release?.()
+        throw e
+      }
+      yield* send(step.cid, part)
+      if (plan.dups === 'n') expanded.add(key)
+      for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!)
+      if (next.length > 0) readAhead()
     }
-    first = null
-    if (bytes === null) throw new WalkError('block-not-found', step.cid, `block ${step.cid} is not held here`)
-    yield* send(step.cid, bytes)
-    if (plan.dups === 'n') expanded.add(key)
-    const next = children(step.cid, bytes, step.scope)
-    for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!)
-    if (next.length > 0) readAhead()
+  } finally {
+    // Reads ahead that were never sent give their buffers back.
+    for (const read of reads.values())
+      void read.then(
+        (p) => p?.release?.(),
+        () => {},
+      )
   }
+}
+
+/**
+ * Writes a CAR body to the socket, each part's buffer given back once the socket has taken it;
+ * waits for the socket to drain when it is full. A failing walk cuts the response (the client
+ * sees a truncated CAR, as the spec asks) and is rethrown.
+ */
+async function pump(res: ServerResponse, parts: AsyncIterable<Part>): Promise<void> {
+  for await (const part of parts) {
+    if (res.destroyed) {
+      part.release?.()
+      break
+    }
+    const release = part.release
+    const room = res.write(part.bytes, release ? () => release() : undefined)
+    if (!room && !res.destroyed)
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done)
+          res.off('close', done)
+          resolve()
+        }
+        res.once('drain', done)
+        res.once('close', done)
+      })
+  }
+  if (!res.destroyed) res.end()
 }
 
 /** Query parameters, the first value of each repeated one. */
@@ -491,6 +605,8 @@ async function resolvePath(
 export function registerGateway(app: FastifyInstance, options: GatewayOptions): void {
   const { blockstore } = options
   const log = options.log ?? silentLogger
+  // A profile leaf (1 MiB) fits with room to spare; enough for a few responses' read-ahead.
+  const buffers = new BlockBuffers(1024 * 1024 + 64 * 1024, 4 * (READ_AHEAD + 4))
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const params = req.params as { cid: string; '*'?: string }
@@ -571,23 +687,25 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
       if (head) return reply.send()
 
       const plan: CarPlan = { root: cid, pathBlocks, terminal, scope, dups: negotiated.dups }
-      const body = carBody(blockstore, plan, controller.signal)
-      const guarded = async function* () {
-        try {
-          yield* body
-        } catch (e) {
-          // A client that left aborts the read in flight: that is not a missing block.
-          if (controller.signal.aborted) {
-            log.debug('gateway-car-aborted', { root: cid.toString() })
-          } else if (e instanceof WalkError) {
-            log.warn('gateway-car-truncated', { root: cid.toString(), cid: e.cid.toString(), reason: e.code })
-          } else {
-            log.error('gateway-car-failed', { root: cid.toString(), error: e as Error })
-          }
-          throw e
+      // Written to the socket here, not through reply.send: only so is it known when a block's
+      // buffer has been taken by the socket and may be reused (BlockBuffers).
+      reply.hijack()
+      const res = reply.raw
+      res.writeHead(200, reply.getHeaders() as OutgoingHttpHeaders)
+      try {
+        await pump(res, carBody(blockstore, plan, controller.signal, buffers))
+      } catch (e) {
+        // A client that left aborts the read in flight: that is not a missing block.
+        if (controller.signal.aborted) {
+          log.debug('gateway-car-aborted', { root: cid.toString() })
+        } else if (e instanceof WalkError) {
+          log.warn('gateway-car-truncated', { root: cid.toString(), cid: e.cid.toString(), reason: e.code })
+        } else {
+          log.error('gateway-car-failed', { root: cid.toString(), error: e as Error })
         }
+        res.destroy()
       }
-      return reply.send(Readable.from(guarded(), { objectMode: false, highWaterMark: 1024 * 1024 }))
+      return reply
     } catch (e) {
       if (e instanceof GatewayError) return fail(reply, e.status, e.code, e.message)
       if (e instanceof WalkError) return fail(reply, 500, e.code, e.message)

@@ -16,7 +16,7 @@
  * Helia and older homes see the same files (temporary files do not end in `.data`, so a listing
  * never takes one for a block).
  */
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { NextToLast, type ShardingStrategy } from 'blockstore-fs/sharding'
@@ -49,6 +49,32 @@ export class BlockFiles extends FsBlockstore {
       throw new NotFoundError(String(e))
     }
     yield bytes
+  }
+
+  /**
+   * Reads the block `key` into `target`: its length, or undefined when it fills `target` (it may
+   * be larger: read it with `get`). A regular file's read comes back short only at its end, so one
+   * read does when the block fits.
+   */
+  async readInto(
+    key: CID,
+    target: Uint8Array,
+    options?: { signal?: AbortSignal },
+  ): Promise<number | undefined> {
+    options?.signal?.throwIfAborted()
+    const { dir, file } = this.layout.encode(key)
+    let handle: FileHandle
+    try {
+      handle = await open(join(this.root, dir, file), 'r')
+    } catch (e) {
+      throw new NotFoundError(String(e))
+    }
+    try {
+      const { bytesRead } = await handle.read(target, 0, target.length, 0)
+      return bytesRead < target.length ? bytesRead : undefined
+    } finally {
+      await handle.close()
+    }
   }
 
   /** Where the block `key` lives: its directory and file name (for writers outside this class). */
