@@ -5,19 +5,21 @@
  *     npm run build && node --import tsx bench/fetch.ts [MiB=256] [runs=3]
  *
  * The serving steward is a real daemon (`allmende node start`) holding the model in its
- * blockstore. The fetching steward is a node started in this process, with an empty blockstore;
- * "fully verified" is what it does before sealing `weightsVerified: true`:
+ * blockstore. The fetching steward is a node started in this process from the compiled code
+ * (dist/), with an empty blockstore; "fully verified" is what it does before sealing
+ * `weightsVerified: true`, `fetchAndVerify`:
  *
- *   fetchAndVerify: fetchWeights (every block hashed against its CID, stored, the DAG walked, the
- *   root pinned) overlapped with verifyDag (every file's sha256 and size, the file set, the
- *   UnixFS root re-derived), as the steward's weights check runs them.
+ *   fetchWeights — every block hashed against its CID and stored, each file's sha256 taken as
+ *   the stream passes, the DAG walked, the root pinned — then verifyDag: every file's sha256 and
+ *   size against the manifest, the file set, the UnixFS root rebuilt from the leaves.
  *
  * Two paths are timed: the serving steward's trustless gateway (one CAR stream, the path a
- * steward with `gateways` configured takes) and bitswap alone. The reference serves the same
- * files from a plain Node HTTP static server in its own process, fetched by one `curl` and then
- * hashed by `sha256sum`. Each measure is the median of `runs`; every fetch starts from an empty
- * blockstore, and the files are in the page cache for all of them (each path reads them once
- * before timing starts).
+ * steward with `gateways` configured takes) and bitswap alone (`BENCH_BITSWAP=0` skips it). The
+ * reference serves the same files from a plain Node HTTP static server in its own process,
+ * fetched by one `curl` and then hashed by `sha256sum`. Each measure is the median of `runs`;
+ * every fetch starts from an empty blockstore, the files are in the page cache for all of them
+ * (each path reads them once before timing starts), and earlier runs' writes are synced first.
+ * Both ends share this machine's cores, as they would not in a federation.
  */
 import '../node/polyfill.js'
 import { spawn, spawnSync } from 'node:child_process'
@@ -28,12 +30,22 @@ import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { initHome } from '../node/config.js'
 import { silentLogger } from '../node/log.js'
-import { type AllmendeNode, startNode } from '../node/node.js'
-import { BlockFiles } from '../node/weights/block-files.js'
+import type { AllmendeNode } from '../node/node.js'
 import { importDirectory } from '../node/weights/directory.js'
-import { fetchAndVerify } from '../node/weights/fetch-verify.js'
 import { startDaemon } from '../test/support/daemon.js'
 import { rulesWith, Simulator } from '../test/support/simulator.js'
+
+// The fetching steward runs the compiled node (dist/, from `npm run build`), as a user's does:
+// from sources, its hashing workers would start through tsx's loader, several times slower.
+const compiled = async <T>(path: string): Promise<T> =>
+  (await import(new URL(`../dist/${path}`, import.meta.url).href)) as T
+const { startNode } = await compiled<typeof import('../node/node.js')>('node/node.js')
+const { BlockFiles } = await compiled<typeof import('../node/weights/block-files.js')>(
+  'node/weights/block-files.js',
+)
+const { fetchAndVerify } = await compiled<typeof import('../node/weights/fetch-verify.js')>(
+  'node/weights/fetch-verify.js',
+)
 
 const MiB = 1024 * 1024
 const sizeMiB = Number(process.argv[2] ?? 256)

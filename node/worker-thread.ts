@@ -17,5 +17,21 @@ export function startWorker(from: string, name: string, workerData: unknown): Wo
         `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}) })`,
         { eval: true, workerData },
       )
-    : new Worker(url, { workerData })
+    : new Worker(url, { workerData, execArgv: withoutLoaders(process.execArgv) })
+}
+
+/**
+ * The process's flags without module loaders (`--import`, `--loader`, `--require` and their
+ * values): a compiled worker is plain JavaScript, and a loader inherited from the process (tsx,
+ * when the CLI runs from a TypeScript script) tripled a worker's start-up time.
+ */
+export function withoutLoaders(execArgv: readonly string[]): string[] {
+  const loaders = ['--import', '--loader', '--experimental-loader', '--require', '-r']
+  const out: string[] = []
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!
+    if (loaders.includes(arg)) i++ // the value follows
+    else if (!loaders.some((l) => arg.startsWith(`${l}=`))) out.push(arg)
+  }
+  return out
 }
