@@ -30,8 +30,9 @@ export function withoutLoaders(execArgv: readonly string[]): string[] {
   const out: string[] = []
   for (let i = 0; i < execArgv.length; i++) {
     const arg = execArgv[i]!
-    if (loaders.includes(arg)) i++ // the value follows
-    else if (!loaders.some((l) => arg.startsWith(`${l}=`))) out.push(arg)
+    if (loaders.includes(arg)) {
+      i++ // its value follows
+    } else if (!loaders.some((l) => arg.startsWith(`${l}=`))) out.push(arg)
   }
   return out
 }
