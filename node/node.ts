@@ -135,9 +135,13 @@ function weightsChecker(
 ) {
   const { helia, log, stopped, gateways } = options
   const runs = new Map<string, { running: boolean; endedAt: number; verdict?: boolean }>()
+  // Roots being fetched: a second manifest naming the same weights waits for that fetch, then
+  // checks what it brought, instead of fetching the same bytes again beside it.
+  const fetching = new Set<string>()
   const start = (manifest: Verified<'manifest'>, maxModelBytes: number) => {
     const key = manifest.cid.toString()
     const root = manifest.record.body.weights
+    fetching.add(root.toString())
     const run: { running: boolean; endedAt: number; verdict?: boolean } = { running: true, endedAt: 0 }
     runs.set(key, run)
     const signal = AbortSignal.any([stopped, AbortSignal.timeout(options.fetchMs ?? WEIGHTS_FETCH_MS)])
@@ -190,6 +194,7 @@ function weightsChecker(
         if (!stopped.aborted) log.warn('weights-check-failed', { manifest: key, error: e as Error })
       })
       .finally(() => {
+        fetching.delete(root.toString())
         run.running = false
         run.endedAt = Date.now()
       })
@@ -199,6 +204,7 @@ function weightsChecker(
     const run = runs.get(key)
     if (run?.verdict !== undefined) return run.verdict
     if (run?.running || stopped.aborted) return undefined
+    if (fetching.has(manifest.record.body.weights.toString())) return undefined
     if (run === undefined) {
       // Weights already held (uploaded here, or fetched before) are checked at once, in this tick:
       // the deadline may be close, and nothing needs to wait on the network.
