@@ -21,6 +21,13 @@ import { until } from '../support/until.js'
 
 const manifestOf = (m: DirectoryImport) => ({ weights: m.root, files: [...m.files], size: m.size })
 
+/** Every CID held in `store`, sorted. */
+async function heldKeys(store: FsBlockstore): Promise<string[]> {
+  const keys: string[] = []
+  for await (const { cid } of store.getAll()) keys.push(cid.toString())
+  return keys.sort()
+}
+
 describe('fetchWeights', () => {
   const sim = new Simulator({
     members: [
@@ -100,21 +107,50 @@ describe('fetchWeights', () => {
     ).rejects.toMatchObject({ name: 'NodeError', code: 'oversize' })
   })
 
-  it('ends with fetch-timeout, on time, for a root nobody holds', async () => {
+  it('ends with fetch-timeout for a root nobody holds, asking for nothing more once the signal fired', async () => {
     const b = cluster.nodes[1]!
     const nobody = CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('held by nobody')))
-    const started = Date.now()
+    const heldBefore = await heldKeys(storeB)
+    // Helia as fetchWeights sees it, with every block it asks the network for recorded: the CID,
+    // the signal it was given, and whether the read is still running.
+    const asked: { cid: string; signal: AbortSignal | undefined; settled: boolean }[] = []
+    const helia = {
+      pins: b.p2p.helia!.pins,
+      blockstore: {
+        get(cid: CID, options?: { signal?: AbortSignal }) {
+          const read = { cid: cid.toString(), signal: options?.signal, settled: false }
+          asked.push(read)
+          const source = b.p2p.helia!.blockstore.get(cid, options)
+          return (async function* () {
+            try {
+              yield* source
+            } finally {
+              read.settled = true
+            }
+          })()
+        },
+      },
+    }
+    const signal = AbortSignal.timeout(1_500)
+    let askedWhenFired = -1
+    signal.addEventListener('abort', () => {
+      askedWhenFired = asked.length
+    })
     await expect(
-      fetchWeights({
-        root: nobody,
-        blockstore: storeB,
-        helia: b.p2p.helia,
-        signal: AbortSignal.timeout(1_500),
-        maxBytes: 1024 * 1024,
-      }),
+      fetchWeights({ root: nobody, blockstore: storeB, helia, signal, maxBytes: 1024 * 1024 }),
     ).rejects.toMatchObject({ name: 'NodeError', code: 'fetch-timeout' })
-    expect(Date.now() - started).toBeLessThan(5_000)
+    // It asked the network for the root (there is nothing else to ask for), and no more after the
+    // signal fired; every read it started was given that signal and had ended when it rejected.
+    expect(askedWhenFired).toBeGreaterThan(0)
+    expect(asked.length).toBe(askedWhenFired)
+    expect(new Set(asked.map((r) => r.cid))).toEqual(new Set([nobody.toString()]))
+    for (const r of asked) {
+      expect(r.signal?.aborted).toBe(true)
+      expect(r.settled).toBe(true)
+    }
+    // Nothing was stored.
     expect(await storeB.has(nobody)).toBe(false)
+    expect(await heldKeys(storeB)).toEqual(heldBefore)
   }, 20_000)
 
   it('refuses a held block whose bytes do not hash to its CID', async () => {
