@@ -99,28 +99,38 @@ async function stewardSigner(home: string, config: NodeConfig): Promise<Signer |
   return loadSigner(inHome(home, config.stewardKeyFile), passphrase ? { passphrase } : {})
 }
 
-/** How long one background fetch of a model's weights may take. */
-const WEIGHTS_FETCH_MS = 60_000
+/**
+ * How long one background fetch of a model's weights may take: a minute, and a second per 8 MiB
+ * (a 14 GiB model gets half an hour). Each run starts over, so a fixed minute would never let a
+ * model of many GiB arrive; a gateway that goes silent is left long before (gateway-fetch.ts).
+ */
+function fetchBudgetMs(bytes: number): number {
+  return 60_000 + Math.ceil(bytes / (8 * 1024 * 1024)) * 1000
+}
 const RETENTION_TICK_MS = 60_000
 /** After a failed fetch, the pause before the next check starts another. */
 const WEIGHTS_FETCH_RETRY_MS = 10_000
+/** Problems of held weights that a fetch can mend: blocks not held, or held but damaged. */
+const REFETCH: ReadonlySet<string> = new Set(['block-missing', 'block-corrupt', 'unreadable'])
 /** Fetch failures that a retry would only repeat. */
 const FETCH_FINAL: ReadonlySet<string> = new Set(['oversize', 'not-unixfs'])
 
-/**
- * The weights check a steward runs before sealing a ratification. One background run per
- * manifest at a time (`fetchAndVerify`): whatever is not held is fetched (other stewards'
- * gateways, then bitswap) while the held and arriving blocks are checked against the manifest,
- * and the root is pinned. Until a run has ended the check says "not yet" (undefined); then its
- * verdict: true, false for weights that will never pass (a defect other than a missing block, or
- * a fetch refused for good), or another run after WEIGHTS_FETCH_RETRY_MS when blocks were only
- * missing. The steward seals false at `closesAt + weightsDeadlineMs` if it is still "not yet".
- */
 /** The first few problems of a weights check, one short string each, for the log. */
 function problemList(problems: readonly Problem[]): string[] {
   return problems.slice(0, 10).map((p) => `${p.code}${p.path !== undefined ? ` ${p.path}` : ''}`)
 }
 
+/**
+ * The weights check a steward runs before sealing a ratification. One background run per
+ * manifest at a time: the weights held are checked first (`verifyDag`); if blocks are missing or
+ * damaged, `fetchAndVerify` fetches them (other stewards' gateways, then bitswap), checks them
+ * against the manifest and pins the root. One fetch per root at a time: a manifest naming
+ * weights being fetched waits for that fetch. Until a run has ended the check says "not yet"
+ * (undefined); then its verdict: true, false for weights that will never pass (a defect in the
+ * content, or a fetch refused for good), or another run after WEIGHTS_FETCH_RETRY_MS when blocks
+ * were only missing. The steward seals false at `closesAt + weightsDeadlineMs` if it is still
+ * "not yet".
+ */
 function weightsChecker(
   blockstore: FsBlockstore,
   options: {
@@ -138,30 +148,48 @@ function weightsChecker(
   // Roots being fetched: a second manifest naming the same weights waits for that fetch, then
   // checks what it brought, instead of fetching the same bytes again beside it.
   const fetching = new Set<string>()
-  const start = (manifest: Verified<'manifest'>, maxModelBytes: number) => {
+  const start = (manifest: Verified<'manifest'>, maxModelBytes: number, first: boolean) => {
     const key = manifest.cid.toString()
     const root = manifest.record.body.weights
     fetching.add(root.toString())
     const run: { running: boolean; endedAt: number; verdict?: boolean } = { running: true, endedAt: 0 }
     runs.set(key, run)
-    const signal = AbortSignal.any([stopped, AbortSignal.timeout(options.fetchMs ?? WEIGHTS_FETCH_MS)])
+    const fetchMs = options.fetchMs ?? fetchBudgetMs(manifest.record.body.size)
+    const signal = AbortSignal.any([stopped, AbortSignal.timeout(fetchMs)])
     const { maxBytes, maxBlocks } = carBudget(maxModelBytes)
-    log.info('weights-check-started', { manifest: key, root: root.toString() })
-    fetchAndVerify({
-      root,
-      manifest: manifest.record.body,
-      maxModelBytes,
-      blockstore,
-      helia,
-      signal,
-      maxBytes,
-      maxBlocks,
-      gateways,
-      ...(options.pin ? { pin: options.pin } : {}),
-      onGatewayError: (gateway, error) =>
-        log.warn('weights-gateway-failed', { root: root.toString(), gateway, error }),
-    })
-      .then(({ verdict, fetch, fetchError }) => {
+    const check = async () => {
+      if (first) {
+        // Weights already held (uploaded here, or fetched before) are checked without the network
+        // first, in the background too: reading a large model must not hold up the sealing tick.
+        const local = await verifyDag(blockstore, manifest.record.body, { maxModelBytes, signal })
+        if (signal.aborted) return
+        if (local.ok) {
+          run.verdict = true
+          return
+        }
+        // Blocks that are missing, or held but damaged, can be fetched (again); any other defect
+        // is in the content itself, which a fetch by the same CIDs would only bring back.
+        if (!local.problems.every((p) => REFETCH.has(p.code))) {
+          log.warn('weights-mismatch', { manifest: key, problems: problemList(local.problems) })
+          run.verdict = false
+          return
+        }
+      }
+      log.info('weights-check-started', { manifest: key, root: root.toString() })
+      await fetchAndVerify({
+        root,
+        manifest: manifest.record.body,
+        maxModelBytes,
+        blockstore,
+        helia,
+        signal,
+        maxBytes,
+        maxBlocks,
+        gateways,
+        ...(options.pin ? { pin: options.pin } : {}),
+        onGatewayError: (gateway, error) =>
+          log.warn('weights-gateway-failed', { root: root.toString(), gateway, error }),
+      }).then(({ verdict, fetch, fetchError }) => {
         if (fetch && fetch.fetched > 0)
           log.info('weights-fetched', {
             root: root.toString(),
@@ -190,6 +218,8 @@ function weightsChecker(
           log.warn('weights-fetch-failed', { manifest: key, root: root.toString(), error: fetchError })
         }
       })
+    }
+    check()
       .catch((e) => {
         if (!stopped.aborted) log.warn('weights-check-failed', { manifest: key, error: e as Error })
       })
@@ -205,19 +235,8 @@ function weightsChecker(
     if (run?.verdict !== undefined) return run.verdict
     if (run?.running || stopped.aborted) return undefined
     if (fetching.has(manifest.record.body.weights.toString())) return undefined
-    if (run === undefined) {
-      // Weights already held (uploaded here, or fetched before) are checked at once, in this tick:
-      // the deadline may be close, and nothing needs to wait on the network.
-      const local = await verifyDag(blockstore, manifest.record.body, { maxModelBytes })
-      const missing = local.problems.every((p) => p.code === 'block-missing')
-      if (local.ok || !missing) {
-        if (!local.ok) log.warn('weights-mismatch', { manifest: key, problems: problemList(local.problems) })
-        runs.set(key, { running: false, endedAt: Date.now(), verdict: local.ok })
-        return local.ok
-      }
-    }
     if (run === undefined || Date.now() - run.endedAt >= WEIGHTS_FETCH_RETRY_MS)
-      start(manifest, maxModelBytes)
+      start(manifest, maxModelBytes, run === undefined)
     return undefined
   }
 }

@@ -15,6 +15,8 @@
  * "Never a second" holds across restarts: the node's own seals are records
  * in its log, so a restarted steward finds them and does not seal again.
  */
+
+import type { CID } from 'multiformats/cid'
 import {
   type AnyVerified,
   checkpointFor,
@@ -68,6 +70,31 @@ export function createSteward(options: StewardOptions): Steward {
   const done = new Set<string>()
   for (const r of fold.records())
     if (r.record.kind === 'seal' && r.record.author === signer.did) done.add(cidKey(r.record.body.proposal))
+
+  // name@version → ratifications this steward sealed passed with its weights verified. Another
+  // ratification of the version waits while one of them may still become final: two sealed in
+  // one run (closing together) would otherwise both pass, and the version be conflicted.
+  const pledged = new Map<string, CID[]>()
+  const versionOf = (proposal: CID): string | undefined => {
+    const p = fold.get(proposal) as Verified<'proposal'> | undefined
+    const action = p?.record.body.action
+    if (action?.type !== 'ratify-model') return undefined
+    const m = fold.get(action.manifest) as Verified<'manifest'> | undefined
+    return m && `${m.record.body.name}@${m.record.body.version}`
+  }
+  const pledge = (proposal: CID) => {
+    const version = versionOf(proposal)
+    if (version !== undefined) pledged.set(version, [...(pledged.get(version) ?? []), proposal])
+  }
+  for (const r of fold.records())
+    if (
+      r.record.kind === 'seal' &&
+      r.record.author === signer.did &&
+      r.record.body.outcome === 'passed' &&
+      r.record.body.weightsVerified === true
+    )
+      pledge(r.record.body.proposal)
+  const deferred = new Set<string>()
 
   // The newest epoch this steward signed a checkpoint for (its own checkpoints are in the log).
   let signedEpoch = -1
@@ -153,6 +180,20 @@ export function createSteward(options: StewardOptions): Steward {
         return
       }
       const passes = sealContent(fold, p.cid, { votes, attestations, weightsVerified: true })
+      const rival = (version ? (pledged.get(version) ?? []) : []).find((c) => {
+        const view = state.proposals.get(cidKey(c))
+        return !c.equals(p.cid) && view?.phase === 'undecided' && now < view.closesAt + rules.sealDeadlineMs
+      })
+      if (passes?.body.outcome === 'passed' && rival) {
+        if (!deferred.has(key)) {
+          deferred.add(key)
+          log.info('seal-deferred', {
+            proposal: p.cid.toString(),
+            reason: `this steward sealed another ratification of ${version} (${rival}), which may still pass`,
+          })
+        }
+        return // until that one is decided (or can no longer be)
+      }
       if (passes?.body.outcome !== 'passed') weightsVerified = false
       else if (manifest && (await options.checkWeights?.(manifest, rules.maxModelBytes)) === true)
         weightsVerified = true
@@ -180,6 +221,7 @@ export function createSteward(options: StewardOptions): Steward {
       return
     }
     done.add(key)
+    if (content.body.outcome === 'passed' && weightsVerified === true) pledge(p.cid)
     log.info('sealed', {
       proposal: p.cid.toString(),
       outcome: content.body.outcome,

@@ -53,8 +53,8 @@ export class BlockFiles extends FsBlockstore {
 
   /**
    * Reads the block `key` into `target`: its length, or undefined when it fills `target` (it may
-   * be larger: read it with `get`). A regular file's read comes back short only at its end, so one
-   * read does when the block fits.
+   * be larger: read it with `get`). Reads until the end of the file: a read may come back short
+   * before it on some file systems (network, FUSE).
    */
   async readInto(
     key: CID,
@@ -70,8 +70,13 @@ export class BlockFiles extends FsBlockstore {
       throw new NotFoundError(String(e))
     }
     try {
-      const { bytesRead } = await handle.read(target, 0, target.length, 0)
-      return bytesRead < target.length ? bytesRead : undefined
+      let length = 0
+      for (;;) {
+        const { bytesRead } = await handle.read(target, length, target.length - length, length)
+        if (bytesRead === 0) return length
+        length += bytesRead
+        if (length === target.length) return undefined
+      }
     } finally {
       await handle.close()
     }

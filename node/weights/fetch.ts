@@ -45,6 +45,8 @@ const CONCURRENCY = 8
 export interface FetchBlockstore {
   has(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean> | boolean
   get(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array> | Iterable<Uint8Array>
+  /** With it, a held block that does not hash to its CID is removed and fetched again. */
+  delete?(cid: CID, options?: { signal?: AbortSignal }): Promise<unknown>
 }
 
 /** The slice of Helia used: its networked blockstore (bitswap) and, failing a `pin`, its pins. */
@@ -72,7 +74,9 @@ export interface FetchOptions {
   readonly gateways?: readonly string[] | undefined
   /** Where gateway fetches go; needs `put` (the node's FsBlockstore). */
   readonly gatewayBlockstore?: GatewayBlockstore | undefined
-  /** Told about each gateway that failed (then the next one, or bitswap, is tried). */
+  /** A gateway silent this long is left for the next one (fetchFromGateway's default otherwise). */
+  readonly gatewayStallMs?: number
+  /** Told about each gateway that failed or stopped short (then the next one, or bitswap, is tried). */
   readonly onGatewayError?: ((gateway: string, error: NodeError) => void) | undefined
   /**
    * Pins the root once the DAG is held (e.g. `node.weights.pin`), given every block of it (root
@@ -125,10 +129,21 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
         signal,
         maxBytes,
         maxBlocks,
+        ...(options.gatewayStallMs !== undefined ? { stallMs: options.gatewayStallMs } : {}),
       })
       for (const [k, n] of r.verified) if (!verified.has(k)) verified.set(k, n)
       for (const [k, d] of r.files) files.set(k, d)
       if (r.missing === 0) break
+      options.onGatewayError?.(
+        gateway,
+        new NodeError(
+          'gateway-incomplete',
+          `the gateway ${gateway} stopped with blocks of ${root} still wanted`,
+          {
+            status: 502,
+          },
+        ),
+      )
     } catch (e) {
       if (signal.aborted) throw fetchAbortError(signal)
       const err = fetchFailure(e, signal, 'gateway-failed', `the gateway ${gateway} failed`)
@@ -170,6 +185,17 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       block = await readBlock(source.get(cid, { signal }), cid)
     } catch (e) {
       throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid}`)
+    }
+    if (held && helia && blockstore.delete && !equalBytes(nativeSha256(block), cid.multihash.digest)) {
+      // A damaged copy held here (a disk fault, a write cut short): removed, and asked for again
+      // (Helia's blockstore would otherwise keep answering with it).
+      try {
+        await blockstore.delete(cid, { signal })
+        block = await readBlock(helia.blockstore.get(cid, { signal }), cid)
+      } catch (e) {
+        throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid} again`)
+      }
+      held = false
     }
     if (!held) fetched++
     const digest = nativeSha256(block)

@@ -39,6 +39,12 @@ const CODEC_DAG_PB = 0x70
 const HASH_SHA2_256 = 0x12
 const MAX_BLOCK_BYTES = 2 * 1024 * 1024
 const CAR_TYPE = 'application/vnd.ipld.car'
+/**
+ * How long a gateway may send nothing (no answer, no byte) before it is left for the next one or
+ * bitswap: the fetch's own deadline is long enough for GiBs, and one silent host must not use it up.
+ */
+const STALL_MS = 20_000
+
 /** Blocks between the stream and the disk (hashed or written), 1 MiB each at most. */
 const IN_FLIGHT = 8
 
@@ -54,6 +60,8 @@ export interface GatewayFetchOptions {
   readonly signal: AbortSignal
   readonly maxBytes: number
   readonly maxBlocks: number
+  /** A gateway that sends nothing for this long is left (default STALL_MS). */
+  readonly stallMs?: number
 }
 
 export interface GatewayFetchResult {
@@ -71,6 +79,18 @@ export interface GatewayFetchResult {
 /** Streams the DAG under `root` from `gateway` into `blockstore`, every block checked. */
 export async function fetchFromGateway(options: GatewayFetchOptions): Promise<GatewayFetchResult> {
   const { gateway, root, signal } = options
+  const stallMs = options.stallMs ?? STALL_MS
+  const stall = new AbortController()
+  const timer = setTimeout(
+    () =>
+      stall.abort(
+        new NodeError('gateway-stalled', `the gateway ${gateway} sent nothing for ${stallMs / 1000} s`, {
+          status: 504,
+        }),
+      ),
+    stallMs,
+  )
+  const live = AbortSignal.any([signal, stall.signal])
   // The trustless gateway spec's CAR parameters, in the query and in Accept: depth-first order
   // (which DfsFileDigests follows) and no repeated blocks.
   const url = `${gateway.replace(/\/+$/, '')}/ipfs/${root}?format=car&dag-scope=all&car-version=1&car-order=dfs&car-dups=n`
@@ -79,10 +99,12 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
   try {
     let res: IncomingMessage
     try {
-      res = await request(url, signal)
+      res = await request(url, live)
     } catch (e) {
+      if (stall.signal.aborted && !signal.aborted) throw stall.signal.reason
       throw fetchFailure(e, signal, 'gateway-unreachable', `cannot reach the gateway ${gateway}`)
     }
+    timer.refresh()
     try {
       if (res.statusCode !== 200)
         throw new NodeError(
@@ -99,11 +121,18 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
           `the gateway ${gateway} answered ${JSON.stringify(type.slice(0, 80))} for ${root}, not a CAR`,
           { status: 502 },
         )
-      return await readCar(res, { ...options, hasher })
+      const body = (async function* () {
+        for await (const chunk of res) {
+          timer.refresh()
+          yield chunk as Uint8Array
+        }
+      })()
+      return await readCar(body, { ...options, hasher, stalled: () => stall.signal.aborted })
     } finally {
       res.destroy()
     }
   } finally {
+    clearTimeout(timer)
     await hasher.stop()
   }
 }
@@ -111,7 +140,7 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
 /** The CAR's blocks: checked, hashed (leaves on the worker), stored; see `fetchFromGateway`. */
 async function readCar(
   body: AsyncIterable<Uint8Array>,
-  options: GatewayFetchOptions & { readonly hasher: LeafHasher },
+  options: GatewayFetchOptions & { readonly hasher: LeafHasher; readonly stalled: () => boolean },
 ): Promise<GatewayFetchResult> {
   const { gateway, root, blockstore, signal, maxBytes, maxBlocks, hasher } = options
   const wanted = new Set<string>([root.toString()])
@@ -125,12 +154,21 @@ async function readCar(
   // Where the section being read went: a hashing slot (raw leaves), or its own buffer.
   let placed: Placed | undefined
   let repeat = false
+  let repeated = 0
   // Each block is checked for what it is (wanted, codec, budget) before its bytes are read.
   const place = async (cid: CID, length: number): Promise<Uint8Array> => {
     placed = undefined
     const key = cid.toString()
     repeat = !wanted.has(key) && verified.has(key)
-    if (repeat) return new Uint8Array(length) // a repeat despite dups=n: read past, harmless
+    if (repeat) {
+      // A repeat despite dups=n: read past, harmless, but counted, so repeats cannot go on forever.
+      repeated += length
+      if (repeated > maxBytes)
+        throw new NodeError('oversize', `the gateway ${gateway} repeated over ${maxBytes} bytes of blocks`, {
+          status: 413,
+        })
+      return new Uint8Array(length)
+    }
     if (!wanted.has(key))
       throw new NodeError('block-unwanted', `the gateway ${gateway} sent ${cid}, which is not in ${root}`, {
         status: 502,
@@ -224,12 +262,34 @@ async function readCar(
     await Promise.allSettled(tasks)
     if (signal.aborted) throw fetchAbortError(signal)
     const error = failed?.error ?? e
-    if (isNodeError(error) && error.code !== 'car-truncated') throw error
     // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
     if (failed) throw fetchFailure(error, signal, 'store-failed', 'cannot store a block')
-    // A stream cut short (the gateway stopped, the connection broke): keep what came.
+    // A stream cut short (the gateway stopped or went silent, the connection broke): keep what
+    // came; the caller looks for the rest elsewhere. Anything else is a failure, not an end.
+    const cut =
+      options.stalled() || (isNodeError(error) ? error.code === 'car-truncated' : isConnectionError(error))
+    if (!cut)
+      throw isNodeError(error)
+        ? error
+        : new NodeError(
+            'gateway-failed',
+            `reading the CAR from ${gateway} failed: ${(error as Error)?.message}`,
+            {
+              status: 502,
+              cause: error,
+            },
+          )
   }
   return { blocks: verified.size, bytes, missing: wanted.size, verified, files: await files.finish() }
+}
+
+/** An error of the connection itself (reset, closed early), as node:http reports it. */
+function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code
+  return (
+    typeof code === 'string' &&
+    ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code)
+  )
 }
 
 /** `GET url` for a CAR, with node:http(s): a plain byte stream, lighter than fetch's web streams. */

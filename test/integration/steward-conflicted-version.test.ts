@@ -1,8 +1,9 @@
 /**
  * "Never seal a second ratification of a `name@version` already ratified" (DESIGN.md §4,
  * SPEC.md steward duties) when the version is `conflicted`: two of its manifests are ratified
- * (two ratifications that closed together, each sealed before the other was final), and a third
- * ratification of the same version comes. The steward refuses it, as it refuses a second
+ * (two ratifications that closed together; this steward seals only the first and defers the other
+ * while the first may pass, but other stewards make both final), and a third ratification of the
+ * same version comes. The steward refuses it, as it refuses a second
  * ratification of a `ratified` version (node/steward.ts; it once sealed this one).
  *
  * One steward node (s1) of a four-steward federation at threshold 3, on a fake clock; the other
@@ -80,18 +81,27 @@ describe('a ratification of a name@version that is conflicted', () => {
       sim.add(m1, m2, r1, r2, ...votes)
       await net.submitAll([m1, m2, r1, r2, ...votes])
       at(2_700 + sealGraceMs)
-      // s1 seals both in one run: neither is final when it seals the other.
+      // s1 seals the first in (closesAt, CID) order and defers the other while the first may pass:
+      // sealing both in one run would let honest stewards make the version conflicted.
+      const [first, second] = [r1, r2].sort((a, b) => Buffer.compare(a.cid.bytes, b.cid.bytes))
       await until(
-        () => sealsOf(node, r1.cid, s1).length === 1 && sealsOf(node, r2.cid, s1).length === 1,
-        's1 sealing both',
+        () =>
+          sealsOf(node, first!.cid, s1).length === 1 &&
+          net.events('seal-deferred', { proposal: second!.cid.toString() }).length === 1,
+        's1 sealing the first and deferring the second',
       )
-      // s2 and s3 seal both too: both final-passed, the version conflicted.
-      for (const p of [r1, r2])
-        for (const by of ['s2', 's3']) {
-          const seal = sim.seal(by, 2_700 + sealGraceMs + 10, { proposal: p.cid, weightsVerified: true })
-          const taken = await node.store.ingest(seal.bytes, [...sim.blocks.values()])
-          expect(taken.verdict).toBe('accept')
-        }
+      expect(sealsOf(node, second!.cid, s1)).toEqual([])
+      // Other stewards make both final-passed all the same (s2, s3 the first; s2, s3, s4 the
+      // second): the version is conflicted, and s1 never sealed the second.
+      const others = [
+        ...['s2', 's3'].map((by) => [first!, by] as const),
+        ...['s2', 's3', 's4'].map((by) => [second!, by] as const),
+      ]
+      for (const [p, by] of others) {
+        const seal = sim.seal(by, 2_700 + sealGraceMs + 10, { proposal: p.cid, weightsVerified: true })
+        const taken = await node.store.ingest(seal.bytes, [...sim.blocks.values()])
+        expect(taken.verdict).toBe('accept')
+      }
       expect(viewOf(node, r1.cid)?.phase).toBe('final-passed')
       expect(viewOf(node, r2.cid)?.phase).toBe('final-passed')
       expect(node.store.fold.state().models.get('tiny@1.0.0')?.status).toBe('conflicted')
@@ -117,7 +127,6 @@ describe('a ratification of a name@version that is conflicted', () => {
         outcome: r.record.body.outcome,
         weightsVerified: r.record.body.weightsVerified,
       }))
-      // Today: [{ outcome: 'passed', weightsVerified: true }].
       expect(sealed).toEqual([])
       expect(net.events('seal-refused', { proposal: r3.cid.toString() })).toHaveLength(1)
     } finally {

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
@@ -372,6 +372,65 @@ describe('fetching weights from a trustless gateway', () => {
     expect(query.get('format')).toBe('car')
     expect(query.get('dag-scope')).toBe('all')
     expect({ order: param('order'), dups: param('dups') }).toEqual({ order: 'dfs', dups: 'n' })
+  })
+
+  // Helia's networked blockstore, as bitswap would serve it: every block of the model, from
+  // memory, stored in the local store as it arrives (as Helia does).
+  const network = () => ({
+    blockstore: {
+      async *get(cid: CID) {
+        const b = blocks.find((x) => x.cid.equals(cid))
+        if (!b) throw Object.assign(new Error(`no ${cid}`), { name: 'NotFoundError' })
+        await store.put(cid, b.bytes)
+        yield b.bytes
+      },
+    },
+  })
+
+  it('leaves a gateway that answers nothing for the next source, and bitswap gets the DAG', async () => {
+    const sockets: Socket[] = []
+    const silent = createNetServer((socket) => void sockets.push(socket)) // accepts, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const failures: string[] = []
+    try {
+      const r = await fetchWeights({
+        root: model.root,
+        blockstore: store,
+        helia: network(),
+        gateways: [`http://127.0.0.1:${(silent.address() as AddressInfo).port}`],
+        gatewayBlockstore: store,
+        gatewayStallMs: 300,
+        onGatewayError: (_g, e) => failures.push(e.code),
+        signal: signal(),
+        ...budget,
+        pin: async () => true,
+      })
+      expect(failures).toEqual(['gateway-stalled'])
+      expect(r.viaGateway).toBe(0)
+      expect(r.fetched).toBe(blocks.length)
+      expect((await verifyDag(store, manifestOf(model), { maxModelBytes: model.size })).ok).toBe(true)
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      await new Promise((r) => silent.close(r))
+    }
+  })
+
+  it('replaces a damaged block it holds with a good one from the network', async () => {
+    const leaf = blocks.find((b) => b.cid.code === raw.code && b.bytes.length > 1)!
+    const rotten = leaf.bytes.slice()
+    rotten[0] = rotten[0]! ^ 1
+    await store.put(leaf.cid, rotten)
+    const r = await fetchWeights({
+      root: model.root,
+      blockstore: store,
+      helia: network(),
+      signal: signal(),
+      ...budget,
+      pin: async () => true,
+    })
+    expect(r.blocks).toBe(blocks.length)
+    expect(Buffer.concat(await all(store.get(leaf.cid))).equals(Buffer.from(leaf.bytes))).toBe(true)
+    expect((await verifyDag(store, manifestOf(model), { maxModelBytes: model.size })).ok).toBe(true)
   })
 
   // The node's gateway reads blocks into buffers it reuses once the socket has taken them: several
