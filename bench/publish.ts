@@ -18,11 +18,12 @@
  * RSS. Runs alternate (reference, publish); each figure is the median of `runs`, after a warm-up
  * run of each.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
-import { availableParallelism, tmpdir } from 'node:os'
+import { readdir, rm } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import {
   allmende,
+  benchDir,
   check,
   makeModel,
   median,
@@ -39,9 +40,7 @@ const RUNS = Number(process.argv[2] ?? 5)
 const MIB = Number(process.argv[3] ?? 1024)
 requireBuild()
 
-const dir = await mkdtemp(join(tmpdir(), 'allmende-bench-publish-'))
-const cleanup = () => rm(dir, { recursive: true, force: true })
-process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
+const { dir, cleanup } = await benchDir('publish')
 
 try {
   const modelDir = join(dir, 'model')

@@ -17,11 +17,12 @@
  * ≤ 1.5×, and a peak RSS under 200 MB that does not grow with the model (measured at both sizes).
  * Each figure is the median of `runs`; a warm-up run of each comes first.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
-import { availableParallelism, tmpdir } from 'node:os'
+import { readdir } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import {
   allmende,
+  benchDir,
   check,
   makeModel,
   median,
@@ -38,9 +39,7 @@ const BIG = Number(process.argv[3] ?? 1024)
 const SMALL = Number(process.argv[4] ?? 256)
 requireBuild()
 
-const dir = await mkdtemp(join(tmpdir(), 'allmende-bench-verify-'))
-const cleanup = () => rm(dir, { recursive: true, force: true })
-process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
+const { dir, cleanup } = await benchDir('verify')
 
 interface Model {
   readonly name: string

@@ -6,12 +6,13 @@
  * Why the binary and not the library: a deployer runs `allmende verify` as a process, so process
  * start (loading the bundle) is part of what they wait for; the figures include it.
  */
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type GeneratedModel, generateModel, type ModelOptions } from '../fixtures/models.js'
+import { runProcess } from '../test/support/cli.js'
 import { type Daemon, startDaemon } from '../test/support/daemon.js'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -22,6 +23,17 @@ export const MiB = 1024 * 1024
 
 export function requireBuild(): void {
   if (!existsSync(join(root, 'dist/allmende.mjs'))) throw new Error('run `npm run build` first')
+}
+
+/**
+ * A fresh temporary directory for one benchmark, `allmende-bench-NAME-…`; `cleanup` removes it,
+ * and so does Ctrl-C.
+ */
+export async function benchDir(name: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `allmende-bench-${name}-`))
+  const cleanup = () => rm(dir, { recursive: true, force: true })
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
+  return { dir, cleanup }
 }
 
 /**
@@ -56,28 +68,18 @@ export interface Run {
 }
 
 /** Runs a command; its wall time is from spawn to exit. */
-export function runCommand(
+export async function runCommand(
   command: string,
   args: readonly string[],
   options: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<Omit<Run, 'maxRssKiB'>> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now()
-    const child = spawn(command, args, {
-      cwd: options.cwd ?? root,
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.once('error', reject)
-    child.once('close', (code) => {
-      const ms = performance.now() - started
-      resolve({ code, stdout, stderr, ms, json: () => JSON.parse(stdout) as Record<string, unknown> })
-    })
+  const started = performance.now()
+  const r = await runProcess(command, args, {
+    cwd: options.cwd ?? root,
+    env: { ...process.env, ...options.env },
   })
+  const ms = performance.now() - started
+  return { ...r, ms, json: () => JSON.parse(r.stdout) as Record<string, unknown> }
 }
 
 /**

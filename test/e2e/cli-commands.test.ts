@@ -2,56 +2,25 @@
  * The contributor and institution commands through the real binary (`npm run build` first):
  * three people found a federation, a node runs it, and they propose, vote, attest and look.
  */
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadSigner } from '../../cli/identity.js'
 import { cidOfBlock, rawCidOfDigest, signRecord } from '../../protocol/index.js'
+import { type Run, runCli } from '../support/cli.js'
 import { type Daemon, postRecord, startDaemon } from '../support/daemon.js'
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const bin = join(root, 'bin/allmende.js')
-
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-  json: () => Record<string, unknown>
-}
 
 let dir: string
 let daemon: Daemon | undefined
 const home = (who: string) => join(dir, who)
 
 function run(who: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: dir,
-      env: {
-        ...process.env,
-        ALLMENDE_HOME: home(who),
-        ALLMENDE_NODE: daemon?.api ?? 'http://127.0.0.1:9',
-        ALLMENDE_PASSPHRASE: '',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.once('error', reject)
-    child.once('close', (code) =>
-      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
-    )
-  })
+  return runCli(args, { cwd: dir, home: home(who), node: daemon?.api, env })
 }
 
 /** Exit code and a one-line error, the way a script sees it. */

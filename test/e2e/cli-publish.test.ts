@@ -3,52 +3,22 @@
  * (`npm run build` first): a publisher uploads a generated model to a node and publishes its
  * manifest; the node holds the manifest and serves the weights; verify reports what it finds.
  */
-import { spawn } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
+import { type Run, runCli } from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const bin = join(root, 'bin/allmende.js')
-
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-  json: () => Record<string, unknown>
-}
 
 let dir: string
 let daemon: Daemon | undefined
 
 function run(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: dir,
-      env: {
-        ...process.env,
-        ALLMENDE_HOME: join(dir, 'alice'),
-        ALLMENDE_NODE: daemon?.api ?? 'http://127.0.0.1:9',
-        ALLMENDE_PASSPHRASE: '',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.once('error', reject)
-    child.once('close', (code) =>
-      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
-    )
-  })
+  return runCli(args, { cwd: dir, home: join(dir, 'alice'), node: daemon?.api })
 }
 
 beforeAll(async () => {

@@ -4,12 +4,10 @@
  * node's API, checked with `verifyModel` (files, freshness, rollback) and with the real binary
  * (`certificate export`, `verify --certificate`, which keeps the trust mark). `npm run build` first.
  */
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
@@ -19,28 +17,13 @@ import { createLogger, silentLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import { buildCertificate, type Rules } from '../../protocol/index.js'
+import { bin, type Exited, runProcess } from '../support/cli.js'
 import { submit } from '../support/cluster.js'
 import { rulesWith, Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
 
-const bin = join(dirname(fileURLToPath(import.meta.url)), '../../bin/allmende.js')
-
-function run(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code, stdout, stderr }))
-  })
+function run(args: string[], env: Record<string, string>): Promise<Exited> {
+  return runProcess(process.execPath, [bin, ...args], { env: { ...process.env, ...env } })
 }
 
 const KEY_PREFIX = 'allmende-verify-model-test:'

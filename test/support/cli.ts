@@ -33,18 +33,23 @@ export interface RunOptions {
   readonly env?: Readonly<Record<string, string>>
 }
 
-/** `allmende ...args` as a separate process; resolves when it has exited. */
-export function runCli(args: readonly string[], options: RunOptions): Promise<Run> {
+/** What a finished process left: its exit code and everything it wrote. */
+export interface Exited {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** `command ...args` with stdin closed; resolves with its exit code and output once it has exited. */
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {},
+): Promise<Exited> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
+    const child = spawn(command, args, {
       cwd: options.cwd,
-      env: {
-        ...process.env,
-        ALLMENDE_HOME: options.home,
-        ALLMENDE_NODE: options.node ?? NO_NODE,
-        ALLMENDE_PASSPHRASE: '',
-        ...options.env,
-      },
+      env: options.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''
@@ -56,23 +61,34 @@ export function runCli(args: readonly string[], options: RunOptions): Promise<Ru
       stderr += d.toString()
     })
     child.once('error', reject)
-    child.once('close', (code) =>
-      resolve({
-        code,
-        stdout,
-        stderr,
-        json<T>() {
-          try {
-            return JSON.parse(stdout) as T
-          } catch {
-            throw new Error(
-              `allmende ${args.join(' ')} did not print JSON (exit ${code}):\n${stdout}\n${stderr}`,
-            )
-          }
-        },
-      }),
-    )
+    child.once('close', (code) => resolve({ code, stdout, stderr }))
   })
+}
+
+/** `allmende ...args` as a separate process; resolves when it has exited. */
+export async function runCli(args: readonly string[], options: RunOptions): Promise<Run> {
+  const r = await runProcess(process.execPath, [bin, ...args], {
+    cwd: options.cwd,
+    env: {
+      ...process.env,
+      ALLMENDE_HOME: options.home,
+      ALLMENDE_NODE: options.node ?? NO_NODE,
+      ALLMENDE_PASSPHRASE: '',
+      ...options.env,
+    },
+  })
+  return {
+    ...r,
+    json<T>() {
+      try {
+        return JSON.parse(r.stdout) as T
+      } catch {
+        throw new Error(
+          `allmende ${args.join(' ')} did not print JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`,
+        )
+      }
+    },
+  }
 }
 
 /**
