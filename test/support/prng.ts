@@ -19,3 +19,16 @@ export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
   }
   return out
 }
+
+/** `size` deterministic bytes (xorshift32), different for each seed. */
+export function seededBytes(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size)
+  let x = (seed * 2654435761) >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}

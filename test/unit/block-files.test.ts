@@ -4,30 +4,19 @@
  * and the other way round (the same files, so Helia and older homes see the same store); a block
  * comes in one piece; a missing block is a `NotFoundError`; an aborted read is an `AbortError`.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as dagPb from '@ipld/dag-pb'
 import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { BlockFiles } from '../../node/weights/block-files.js'
+import { seededBytes } from '../support/prng.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 
 const MiB = 1024 * 1024
-
-function bytesOf(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size)
-  let x = (seed * 2654435761) >>> 0 || 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 async function rawBlock(bytes: Uint8Array): Promise<{ cid: CID; bytes: Uint8Array }> {
   return { cid: CID.createV1(raw.code, await sha256.digest(bytes)), bytes }
@@ -49,24 +38,18 @@ async function listing(dir: string): Promise<string[]> {
 }
 
 describe('BlockFiles', () => {
-  let tmp: string
-  beforeAll(async () => {
-    tmp = await mkdtemp(join(tmpdir(), 'allmende-block-files-'))
-  })
-  afterAll(async () => {
-    if (tmp) await rm(tmp, { recursive: true, force: true })
-  })
+  const tmp = tempDirForFile('allmende-block-files-')
 
   it('reads what a plain FsBlockstore wrote on the same directory, each block in one piece', async () => {
-    const dir = join(tmp, 'from-fs')
+    const dir = join(tmp(), 'from-fs')
     const plain = new FsBlockstore(dir)
     await plain.open()
     const files = new BlockFiles(dir)
     await files.open()
-    const leaf = await rawBlock(bytesOf(MiB, 1))
+    const leaf = await rawBlock(seededBytes(MiB, 1))
     // Larger than blockstore-fs's 64 KiB read chunks, and larger than a profile leaf.
-    const big = await rawBlock(bytesOf(3 * MiB + 5, 2))
-    const small = await rawBlock(bytesOf(3, 3))
+    const big = await rawBlock(seededBytes(3 * MiB + 5, 2))
+    const small = await rawBlock(seededBytes(3, 3))
     const empty = await rawBlock(new Uint8Array(0))
     const nodeBytes = dagPb.encode(
       dagPb.prepare({ Data: new Uint8Array([8, 2]), Links: [{ Hash: leaf.cid, Name: 'a', Tsize: MiB }] }),
@@ -82,15 +65,15 @@ describe('BlockFiles', () => {
   })
 
   it('writes what a plain FsBlockstore reads back, in the same files', async () => {
-    const dirA = join(tmp, 'by-block-files')
-    const dirB = join(tmp, 'by-fs')
+    const dirA = join(tmp(), 'by-block-files')
+    const dirB = join(tmp(), 'by-fs')
     const files = new BlockFiles(dirA)
     await files.open()
     const plain = new FsBlockstore(dirB)
     await plain.open()
     const reader = new FsBlockstore(dirA)
     await reader.open()
-    const blocks = [await rawBlock(bytesOf(MiB, 4)), await rawBlock(bytesOf(100, 5))]
+    const blocks = [await rawBlock(seededBytes(MiB, 4)), await rawBlock(seededBytes(100, 5))]
     for (const b of blocks) {
       await files.put(b.cid, b.bytes)
       await plain.put(b.cid, b.bytes)
@@ -107,10 +90,10 @@ describe('BlockFiles', () => {
   })
 
   it('reports a missing block as NotFoundError, as blockstore-fs does', async () => {
-    const dir = join(tmp, 'missing')
+    const dir = join(tmp(), 'missing')
     const files = new BlockFiles(dir)
     await files.open()
-    const absent = await rawBlock(bytesOf(10, 6))
+    const absent = await rawBlock(seededBytes(10, 6))
     const error = await parts(files.get(absent.cid)).then(
       () => undefined,
       (e: unknown) => e as Error,
@@ -122,15 +105,15 @@ describe('BlockFiles', () => {
     const plain = new FsBlockstore(dir)
     await expect(parts(plain.get(absent.cid))).rejects.toMatchObject({ name: 'NotFoundError' })
     // Also when the store's directory is not there at all.
-    const nowhere = new BlockFiles(join(tmp, 'never-opened'))
+    const nowhere = new BlockFiles(join(tmp(), 'never-opened'))
     await expect(parts(nowhere.get(absent.cid))).rejects.toMatchObject({ name: 'NotFoundError' })
   })
 
   it('aborts a read whose signal is aborted (an abort stays an abort, not a missing block)', async () => {
-    const dir = join(tmp, 'aborted')
+    const dir = join(tmp(), 'aborted')
     const files = new BlockFiles(dir)
     await files.open()
-    const block = await rawBlock(bytesOf(MiB, 7))
+    const block = await rawBlock(seededBytes(MiB, 7))
     await files.put(block.cid, block.bytes)
     const controller = new AbortController()
     controller.abort()
@@ -138,7 +121,7 @@ describe('BlockFiles', () => {
       name: 'AbortError',
     })
     // Nor for a block that is not there: the abort wins.
-    const absent = await rawBlock(bytesOf(10, 8))
+    const absent = await rawBlock(seededBytes(10, 8))
     await expect(parts(files.get(absent.cid, { signal: controller.signal }))).rejects.toMatchObject({
       name: 'AbortError',
     })

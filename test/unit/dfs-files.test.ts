@@ -24,37 +24,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { registerGateway } from '../../node/gateway.js'
 import { DfsFileDigests, type FileHashing } from '../../node/weights/dfs-files.js'
 import { type FileDigest, importDirectory, profileOptions } from '../../node/weights/directory.js'
+import { seededBytes } from '../support/prng.js'
 
 const MiB = 1024 * 1024
 const RAW = 0x55
 const DAG_PB = 0x70
 
-/** Deterministic bytes (xorshift32), different for each seed. */
-function bytesOf(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size)
-  let x = (seed * 2654435761) >>> 0 || 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x & 0xff
-  }
-  return out
-}
-
 const sha256 = (bytes: Uint8Array) => new Uint8Array(createHash('sha256').update(bytes).digest())
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
 
 /** One 1 MiB chunk, twice: the file node links the same raw leaf two times. */
-const twice = bytesOf(MiB, 7)
+const twice = seededBytes(MiB, 7)
 const CONTENT: Record<string, Uint8Array> = {
-  'a.bin': bytesOf(3 * MiB + 1000, 1), // four leaves
-  'b/c.bin': bytesOf(2 * MiB + 5, 2), // three leaves, in a subdirectory
-  'b/d.txt': bytesOf(200, 3), // one raw block, in a subdirectory
+  'a.bin': seededBytes(3 * MiB + 1000, 1), // four leaves
+  'b/c.bin': seededBytes(2 * MiB + 5, 2), // three leaves, in a subdirectory
+  'b/d.txt': seededBytes(200, 3), // one raw block, in a subdirectory
   'dup.bin': Buffer.concat([twice, twice]), // two identical leaves
   'empty.bin': new Uint8Array(0),
-  'small.txt': bytesOf(50, 4), // one raw block under the root
-  'z.bin': bytesOf(MiB + MiB / 2, 5), // two leaves, the last file
+  'small.txt': seededBytes(50, 4), // one raw block under the root
+  'z.bin': seededBytes(MiB + MiB / 2, 5), // two leaves, the last file
 }
 const PATHS = Object.keys(CONTENT)
 
@@ -356,7 +344,7 @@ describe('DfsFileDigests', () => {
 
   it('follows files with nested file nodes (a narrower balanced layout): one digest per top file node', async () => {
     const other = new MemoryStore()
-    const content = bytesOf(5 * MiB + 17, 9)
+    const content = seededBytes(5 * MiB + 17, 9)
     let top: CID | undefined
     let file: CID | undefined
     for await (const e of importer([{ path: 'big.bin', content }], other, {
@@ -382,13 +370,13 @@ describe('DfsFileDigests', () => {
 
   it('gives no digest for a file whose leaves are dag-pb nodes with inline data', async () => {
     const other = new MemoryStore()
-    const content = bytesOf(2 * MiB + 3, 10)
+    const content = seededBytes(2 * MiB + 3, 10)
     let top: CID | undefined
     let file: CID | undefined
     for await (const e of importer(
       [
         { path: 'inline.bin', content },
-        { path: 'tiny.txt', content: bytesOf(9, 11) },
+        { path: 'tiny.txt', content: seededBytes(9, 11) },
       ],
       other,
       {

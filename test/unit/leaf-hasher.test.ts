@@ -9,21 +9,9 @@
 import { createHash } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { LeafHasher } from '../../node/weights/leaf-hasher.js'
+import { seededBytes } from '../support/prng.js'
 
 const MiB = 1024 * 1024
-
-/** Deterministic bytes (xorshift32), different for each seed. */
-function bytesOf(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size)
-  let x = (seed * 2654435761) >>> 0 || 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
 const sha256 = (...parts: Uint8Array[]) => {
@@ -47,7 +35,7 @@ describe('LeafHasher', () => {
     const h = hasher(2)
     const sizes = [0, 1, 4095, MiB - 1, MiB, MiB + 1, 3 * MiB + 7]
     for (const [i, size] of sizes.entries()) {
-      const bytes = bytesOf(size, i + 1)
+      const bytes = seededBytes(size, i + 1)
       expect(hex(await h.block(bytes)), `${size} bytes`).toBe(sha256(bytes))
     }
   })
@@ -55,9 +43,14 @@ describe('LeafHasher', () => {
   it('gives a file the sha256 of the blocks given to it, in order, beside other files and loose blocks', async () => {
     const h = hasher(4)
     // Leaves of mixed sizes: some fit a slot, some are larger and are posted as copies.
-    const aParts = [bytesOf(MiB, 11), bytesOf(2 * MiB + 3, 12), bytesOf(MiB, 13), bytesOf(17, 14)]
-    const bParts = [bytesOf(MiB, 21), bytesOf(5, 22)]
-    const loose = bytesOf(MiB, 31)
+    const aParts = [
+      seededBytes(MiB, 11),
+      seededBytes(2 * MiB + 3, 12),
+      seededBytes(MiB, 13),
+      seededBytes(17, 14),
+    ]
+    const bParts = [seededBytes(MiB, 21), seededBytes(5, 22)]
+    const loose = seededBytes(MiB, 31)
     const a = h.openFile()
     const b = h.openFile()
     expect(a).not.toBe(b)
@@ -87,7 +80,7 @@ describe('LeafHasher', () => {
     expect(hex(await h.closeFile(f))).toBe(sha256())
     const g = h.openFile()
     expect(g).not.toBe(f)
-    const part = bytesOf(100, 5)
+    const part = seededBytes(100, 5)
     await h.block(part, g)
     expect(hex(await h.closeFile(g))).toBe(sha256(part))
   })
@@ -95,7 +88,7 @@ describe('LeafHasher', () => {
   it('handles more blocks in flight than slots, each answer the right one', async () => {
     const h = hasher(2)
     const file = h.openFile()
-    const parts = Array.from({ length: 24 }, (_, i) => bytesOf(i % 3 === 2 ? MiB + 1 : MiB, 100 + i))
+    const parts = Array.from({ length: 24 }, (_, i) => seededBytes(i % 3 === 2 ? MiB + 1 : MiB, 100 + i))
     const answers = parts.map((p) => h.block(p, file))
     const whole = h.closeFile(file)
     expect((await Promise.all(answers)).map(hex)).toEqual(parts.map((p) => sha256(p)))
@@ -115,7 +108,7 @@ describe('LeafHasher', () => {
     for (const size of [MiB, 2 * MiB]) {
       const buffer = new Uint8Array(size)
       for (let i = 0; i < 4; i++) {
-        buffer.set(bytesOf(size, 200 + i + size))
+        buffer.set(seededBytes(size, 200 + i + size))
         expected.push(sha256(buffer))
         whole.update(buffer)
         answers.push(h.block(buffer, file))
@@ -130,7 +123,7 @@ describe('LeafHasher', () => {
   it('stop() refuses the answers still due and every later call', async () => {
     const h = hasher(2)
     const file = h.openFile()
-    const parts = Array.from({ length: 32 }, (_, i) => bytesOf(MiB, 300 + i))
+    const parts = Array.from({ length: 32 }, (_, i) => seededBytes(MiB, 300 + i))
     const due = parts.map((p) => h.block(p, file))
     const closing = h.closeFile(file)
     // Observed before stopping, so that no refusal goes unhandled meanwhile.
@@ -146,8 +139,8 @@ describe('LeafHasher', () => {
     const closed = settled.at(-1)!
     if (closed.status === 'fulfilled') expect(hex(closed.value)).toBe(sha256(...parts))
 
-    await expect(h.block(bytesOf(10, 1))).rejects.toThrow(/stopped/)
-    await expect(h.block(bytesOf(2 * MiB, 1))).rejects.toThrow(/stopped/)
+    await expect(h.block(seededBytes(10, 1))).rejects.toThrow(/stopped/)
+    await expect(h.block(seededBytes(2 * MiB, 1))).rejects.toThrow(/stopped/)
     await expect(h.closeFile(h.openFile())).rejects.toThrow(/stopped/)
     // Stopping again is harmless.
     await h.stop()
@@ -155,8 +148,8 @@ describe('LeafHasher', () => {
 
   it('stop() with nothing due ends the worker; later calls are refused', async () => {
     const h = hasher(1)
-    expect(hex(await h.block(bytesOf(3, 3)))).toBe(sha256(bytesOf(3, 3)))
+    expect(hex(await h.block(seededBytes(3, 3)))).toBe(sha256(seededBytes(3, 3)))
     await h.stop()
-    await expect(h.block(bytesOf(3, 3))).rejects.toThrow(/stopped/)
+    await expect(h.block(seededBytes(3, 3))).rejects.toThrow(/stopped/)
   })
 })

@@ -7,8 +7,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -16,24 +15,19 @@ import { promisify } from 'node:util'
 import { FsBlockstore } from 'blockstore-fs'
 import { CAREncoderStream, createDirectoryEncoderStream } from 'ipfs-car'
 import { exporter, recursive } from 'ipfs-unixfs-exporter'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { isNodeError } from '../../node/errors.js'
 import { CHUNK_BYTES, importDirectory, listDirectory } from '../../node/weights/directory.js'
+import { tempDirForFile } from '../support/temp-dir.js'
+import { codeOf, pattern, writeFiles } from './helpers/weights-files.js'
 
 const run = promisify(execFile)
 const IPFS_CAR_BIN = fileURLToPath(new URL('../../node_modules/ipfs-car/bin.js', import.meta.url))
 
-let tmp: string
-beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'allmende-weights-dir-'))
-})
-afterAll(async () => {
-  await rm(tmp, { recursive: true, force: true })
-})
+const tmp = tempDirForFile('allmende-weights-dir-')
 
 let n = 0
-const fresh = () => join(tmp, `d${n++}`)
+const fresh = () => join(tmp(), `d${n++}`)
 
 /** The root ipfs-car's library gives for these files (names relative to `dir`). */
 async function ipfsCarRoot(dir: string, paths: string[]): Promise<string> {
@@ -44,28 +38,6 @@ async function ipfsCarRoot(dir: string, paths: string[]): Promise<string> {
   const car = new CAREncoderStream([])
   await createDirectoryEncoderStream(files).pipeThrough(car).pipeTo(new WritableStream())
   return car.finalBlock!.cid.toString()
-}
-
-async function writeFiles(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    await mkdir(join(dir, path, '..'), { recursive: true })
-    await writeFile(join(dir, path), content)
-  }
-}
-
-function pattern(bytes: number, salt: number): Uint8Array {
-  const out = new Uint8Array(bytes)
-  for (let i = 0; i < bytes; i++) out[i] = (i * 31 + salt + (i >>> 12)) & 0xff
-  return out
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'resolved'
-  } catch (e) {
-    return isNodeError(e) ? e.code : `untyped: ${e}`
-  }
 }
 
 describe('fixtures/models', () => {
@@ -96,7 +68,7 @@ describe('importDirectory', () => {
   it('agrees with the ipfs-car CLI on a generated model, and hashes every file', async () => {
     const dir = fresh()
     const model = await generateModel(dir, { seed: 1 })
-    const car = join(tmp, 'model.car')
+    const car = join(tmp(), 'model.car')
     const { stdout } = await run(process.execPath, [IPFS_CAR_BIN, 'pack', dir, '--output', car])
     const progress: number[] = []
     const r = await importDirectory(dir, { onProgress: (read, total) => progress.push(read / total) })
@@ -144,7 +116,7 @@ describe('importDirectory', () => {
   it('puts every block into a blockstore, and the DAG exports the same bytes', async () => {
     const dir = fresh()
     await generateModel(dir, { seed: 2 })
-    const store = new FsBlockstore(join(tmp, 'blocks-2'))
+    const store = new FsBlockstore(join(tmp(), 'blocks-2'))
     await store.open()
     const r = await importDirectory(dir, { blockstore: store })
     const exported = new Map<string, string>()
@@ -205,7 +177,7 @@ describe('importDirectory', () => {
     const empty = fresh()
     await mkdir(join(empty, 'only-folders'), { recursive: true })
     expect(await codeOf(importDirectory(empty))).toBe('empty-directory')
-    expect(await codeOf(importDirectory(join(tmp, 'nope')))).toBe('not-a-directory')
+    expect(await codeOf(importDirectory(join(tmp(), 'nope')))).toBe('not-a-directory')
     const dir = fresh()
     await generateModel(dir, { seed: 3 })
     const controller = new AbortController()

@@ -7,15 +7,13 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import type { CID } from 'multiformats/cid'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { isNodeError } from '../../node/errors.js'
 import { directoryCar } from '../../node/weights/car-stream.js'
 import {
   CHUNK_BYTES,
@@ -27,32 +25,15 @@ import {
   rootOfHashed,
 } from '../../node/weights/directory.js'
 import { hashFiles } from '../../node/weights/hash-pool.js'
+import { tempDirForFile } from '../support/temp-dir.js'
+import { codeOf, pattern, writeFiles } from './helpers/weights-files.js'
 
 const run = promisify(execFile)
 
-let tmp: string
-beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'allmende-weights-hashing-'))
-})
-afterAll(async () => {
-  await rm(tmp, { recursive: true, force: true })
-})
+const tmp = tempDirForFile('allmende-weights-hashing-')
 
 let n = 0
-const fresh = () => join(tmp, `d${n++}`)
-
-async function writeFiles(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    await mkdir(join(dir, path, '..'), { recursive: true })
-    await writeFile(join(dir, path), content)
-  }
-}
-
-function pattern(bytes: number, salt: number): Uint8Array {
-  const out = new Uint8Array(bytes)
-  for (let i = 0; i < bytes; i++) out[i] = (i * 31 + salt + (i >>> 12)) & 0xff
-  return out
-}
+const fresh = () => join(tmp(), `d${n++}`)
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 const hex = (b: Uint8Array | undefined) => Buffer.from(b ?? []).toString('hex')
@@ -84,15 +65,6 @@ async function importedBlocks(dir: string) {
     },
   })
   return { ...r, blocks }
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'resolved'
-  } catch (e) {
-    return isNodeError(e) ? e.code : `untyped: ${e}`
-  }
 }
 
 describe('hashFiles', () => {
@@ -254,8 +226,8 @@ describe('directoryCar', () => {
     const plan = await planDirectory(dir)
     // Same size, other bytes, another file put in its place (as editors and downloaders save):
     // the stamp tells, whatever the clock's granularity.
-    await writeFile(join(tmp, 'replacement.bin'), pattern(CHUNK_BYTES, 99))
-    await rename(join(tmp, 'replacement.bin'), join(dir, 'one-mib.bin'))
+    await writeFile(join(tmp(), 'replacement.bin'), pattern(CHUNK_BYTES, 99))
+    await rename(join(tmp(), 'replacement.bin'), join(dir, 'one-mib.bin'))
     const drain = async () => {
       for await (const _ of directoryCar(plan)) {
         // the error is the point

@@ -5,11 +5,10 @@
  * `NodeError`s and nothing else; GGUF v3 headers written here from the format description
  * (no real GGUF file is used) give their parameter count, dtypes and architecture.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel, modelTensors } from '../../fixtures/models.js'
 import { isNodeError } from '../../node/errors.js'
 import {
@@ -19,29 +18,16 @@ import {
   readGgufHeader,
   readSafetensorsHeader,
 } from '../../node/weights/headers.js'
+import { tempDirForFile } from '../support/temp-dir.js'
+import { codeOf } from './helpers/weights-files.js'
 
-let tmp: string
-beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'allmende-weights-headers-'))
-})
-afterAll(async () => {
-  await rm(tmp, { recursive: true, force: true })
-})
+const tmp = tempDirForFile('allmende-weights-headers-')
 
 let n = 0
 async function fileWith(bytes: Uint8Array, ext = '.safetensors'): Promise<string> {
-  const path = join(tmp, `f${n++}${ext}`)
+  const path = join(tmp(), `f${n++}${ext}`)
   await writeFile(path, bytes)
   return path
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'resolved'
-  } catch (e) {
-    return isNodeError(e) ? e.code : `untyped: ${e}`
-  }
 }
 
 /** A safetensors file from a header object (padded like the reference writer) and data bytes. */
@@ -55,7 +41,7 @@ function safetensors(header: unknown, data: number, lengthOverride?: bigint): Bu
 
 describe('safetensors', () => {
   it('gives the generator’s parameter count and dtypes for a generated model', async () => {
-    const dir = join(tmp, 'model')
+    const dir = join(tmp(), 'model')
     const model = await generateModel(dir, { seed: 5, layers: 3, hidden: 128 })
     const expected = modelTensors({ seed: 5, layers: 3, hidden: 128 }).reduce(
       (s, t) => s + t.shape.reduce((a, b) => a * b, 1),
@@ -109,8 +95,8 @@ describe('safetensors', () => {
     for (const [what, bytes, code] of cases) {
       expect([what, await codeOf(readSafetensorsHeader(await fileWith(bytes)))]).toEqual([what, code])
     }
-    expect(await codeOf(readSafetensorsHeader(join(tmp, 'missing.safetensors')))).toBe('unreadable')
-    expect(await codeOf(readSafetensorsHeader(tmp))).toBe('special-file')
+    expect(await codeOf(readSafetensorsHeader(join(tmp(), 'missing.safetensors')))).toBe('unreadable')
+    expect(await codeOf(readSafetensorsHeader(tmp()))).toBe('special-file')
   })
 
   it('never throws anything but a NodeError on mutated headers (property)', async () => {
@@ -229,7 +215,7 @@ describe('gguf', () => {
       tensors: 3,
       parameters: 6400 + 4096 + 64,
     })
-    const dir = join(tmp, 'gguf-model')
+    const dir = join(tmp(), 'gguf-model')
     await mkdir(dir, { recursive: true })
     await writeFile(join(dir, 'model-q4.gguf'), await readFile(path))
     await writeFile(join(dir, 'README.md'), 'hello')
