@@ -8,22 +8,21 @@
  */
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { get as httpGet } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import {
-  fakeClock,
-  hourAligned,
   importWeights,
+  ratification,
   SHORT_RULES,
-  startStewards,
-  stewardFederation,
+  startOnFakeClock,
   viewOf,
+  votesBy,
 } from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-gateway-client-test:'
@@ -31,13 +30,7 @@ const CAR = 'application/vnd.ipld.car'
 const RAW = 'application/vnd.ipld.raw'
 const MiB = 1024 * 1024
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-gateway-client-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
+const root = tempDirForFile('allmende-gateway-client-')
 
 /**
  * GET `url` (Accept: CAR) and pipe the body straight into `ipfs-car unpack --output out`, as a
@@ -75,31 +68,18 @@ function unpackFrom(
 
 describe("a running node's trustless gateway", () => {
   it('serves ratified weights that ipfs-car unpacks byte for byte, and answers 404 for a block it lacks', async () => {
-    const modelDir = join(root, 'model')
+    const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 51 })
     const weights = await importDirectory(modelDir)
     // Weights the node never holds.
-    const otherDir = join(root, 'other')
+    const otherDir = join(root(), 'other')
     await generateModel(otherDir, { seed: 52, layers: 1, vocab: 256 })
     const other = await importDirectory(otherDir)
 
-    const base = hourAligned()
-    const sim = stewardFederation({
-      name: 'gateway-client',
-      keyPrefix: KEY_PREFIX,
-      base,
-      stewards: ['s1'],
-      rules: { sealThreshold: 1 },
-    })
-    const clock = fakeClock(base)
-    const net = await startStewards(sim, {
-      root,
-      tag: 'gw',
-      keyPrefix: KEY_PREFIX,
-      names: ['s1'],
-      clock,
-      helia: true,
-    })
+    const { sim, net, at } = await startOnFakeClock(
+      { name: 'gateway-client', keyPrefix: KEY_PREFIX, stewards: ['s1'], rules: { sealThreshold: 1 } },
+      { root: root(), tag: 'gw', names: ['s1'], helia: true },
+    )
     const node = net.nodes[0]!
     try {
       // Imported into the node's blockstore on its own machine, through its API.
@@ -109,24 +89,11 @@ describe("a running node's trustless gateway", () => {
       })
 
       // Ratified: proposed, voted, and sealed by the node's steward once the grace has passed.
-      clock.set(sim.base + 100)
-      const m = sim.manifest('s1', 100, {
-        id: 'gw',
-        name: 'tiny',
-        version: '1.0.0',
-        weights: { root: weights.root, files: weights.files, size: weights.size },
-      })
-      const p = sim.proposal('s1', 101, {
-        closesAt: 2_700,
-        action: { type: 'ratify-model', manifest: m.cid },
-        basis: sim.federation,
-      })
-      await net.submitAll([
-        m,
-        p,
-        ...['s1', 'v1'].map((v) => sim.vote(v, 110, { proposal: p.cid, choice: 'yes' })),
-      ])
-      clock.set(sim.base + 2_700 + SHORT_RULES.sealGraceMs)
+      at(100)
+      const m = sim.manifest('s1', 100, { id: 'gw', name: 'tiny', version: '1.0.0', weights })
+      const p = ratification(sim, 's1', 101, m.cid, 2_700)
+      await net.submitAll([m, p, ...votesBy(sim, ['s1', 'v1'], 110, p.cid, 'yes')])
+      at(2_700 + SHORT_RULES.sealGraceMs)
       await until(() => viewOf(node, p.cid)?.phase === 'final-passed', 'the ratification final')
       expect(viewOf(node, p.cid)?.weightsVerified).toBe(true)
       const model = node.store.fold.state().models.get('tiny@1.0.0')
@@ -135,7 +102,7 @@ describe("a running node's trustless gateway", () => {
       // The independent client: the CAR streamed from the node's API address into ipfs-car.
       const manifest = m.record.body
       expect(manifest.files.some((f) => f.size > MiB)).toBe(true) // files of several blocks
-      const out = join(root, 'unpacked')
+      const out = join(root(), 'unpacked')
       const unpacked = await unpackFrom(`${node.apiUrl}/ipfs/${manifest.weights}`, out)
       expect(unpacked).toEqual({ status: 200, code: 0, stderr: '' })
       expect((await readdir(out)).sort()).toEqual(manifest.files.map((f) => f.path).sort())
@@ -155,7 +122,7 @@ describe("a running node's trustless gateway", () => {
         })
       }
       // And the client given that address fails rather than unpacking anything.
-      const refused = await unpackFrom(`${node.apiUrl}/ipfs/${other.root}`, join(root, 'unpacked-missing'))
+      const refused = await unpackFrom(`${node.apiUrl}/ipfs/${other.root}`, join(root(), 'unpacked-missing'))
       expect(refused.status).toBe(404)
       expect(refused.code).not.toBe(0)
     } finally {

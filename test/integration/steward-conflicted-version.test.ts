@@ -9,65 +9,44 @@
  * One steward node (s1) of a four-steward federation at threshold 3, on a fake clock; the other
  * stewards' seals are signed by the Simulator and handed to the node's store.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import {
-  fakeClock,
-  hourAligned,
   importWeights,
+  ratification,
   SHORT_RULES,
   sealsOf,
-  startStewards,
-  stewardFederation,
+  startOnFakeClock,
   viewOf,
+  votesBy,
 } from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-steward-conflicted-test:'
 const { sealGraceMs } = SHORT_RULES
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-steward-conflicted-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
+const root = tempDirForFile('allmende-steward-conflicted-')
 
 describe('a ratification of a name@version that is conflicted', () => {
   it('is not sealed: the version already has ratified manifests', async () => {
-    const modelDir = join(root, 'model')
+    const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 61, layers: 1, vocab: 256 })
     const weights = await importDirectory(modelDir)
-    const base = hourAligned()
-    const sim = stewardFederation({ name: 'conflicted', keyPrefix: KEY_PREFIX, base })
-    const clock = fakeClock(base)
-    const at = (t: number) => clock.set(sim.base + t)
-    const net = await startStewards(sim, {
-      root,
-      tag: 'conflicted',
-      keyPrefix: KEY_PREFIX,
-      names: ['s1'],
-      clock,
-      helia: true,
-    })
+    const { sim, net, at } = await startOnFakeClock(
+      { name: 'conflicted', keyPrefix: KEY_PREFIX },
+      { root: root(), tag: 'conflicted', names: ['s1'], helia: true },
+    )
     const node = net.nodes[0]!
     const s1 = sim.did('s1')
     try {
       expect((await importWeights(node, modelDir)).root).toBe(weights.root.toString())
-      const w = { root: weights.root, files: weights.files, size: weights.size }
       const manifest = (id: string, t: number) =>
-        sim.manifest('s1', t, { id, name: 'tiny', version: '1.0.0', description: id, weights: w })
+        sim.manifest('s1', t, { id, name: 'tiny', version: '1.0.0', description: id, weights })
       const ratify = (m: ReturnType<typeof manifest>, t: number, closesAt: number) =>
-        sim.proposal('s1', t, {
-          closesAt,
-          action: { type: 'ratify-model', manifest: m.cid },
-          basis: sim.federation,
-        })
+        ratification(sim, 's1', t, m.cid, closesAt)
 
       // Two ratifications of tiny@1.0.0 closing together.
       at(100)
@@ -75,9 +54,7 @@ describe('a ratification of a name@version that is conflicted', () => {
       const m2 = manifest('second', 100)
       const r1 = ratify(m1, 101, 2_700)
       const r2 = ratify(m2, 101, 2_700)
-      const votes = [r1, r2].flatMap((p) =>
-        ['s1', 's2', 's3'].map((v) => sim.vote(v, 110, { proposal: p.cid, choice: 'yes' })),
-      )
+      const votes = [r1, r2].flatMap((p) => votesBy(sim, ['s1', 's2', 's3'], 110, p.cid, 'yes'))
       sim.add(m1, m2, r1, r2, ...votes)
       await net.submitAll([m1, m2, r1, r2, ...votes])
       at(2_700 + sealGraceMs)
@@ -110,11 +87,7 @@ describe('a ratification of a name@version that is conflicted', () => {
       at(3_800)
       const m3 = manifest('third', 3_800)
       const r3 = ratify(m3, 3_801, 6_400)
-      await net.submitAll([
-        m3,
-        r3,
-        ...['s1', 's2', 's3'].map((v) => sim.vote(v, 3_810, { proposal: r3.cid, choice: 'yes' })),
-      ])
+      await net.submitAll([m3, r3, ...votesBy(sim, ['s1', 's2', 's3'], 3_810, r3.cid, 'yes')])
       at(6_400 + sealGraceMs)
       // Whichever the steward does, it does it in its next run: seal, or refuse and log why.
       await until(

@@ -9,48 +9,33 @@
  * - a second ratification of a `name@version` already ratified is refused, never sealed;
  * - a ratification whose tally fails is sealed `weightsVerified: false` without a weights check.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import { type CID, compareCids, proposalStatus } from '../../protocol/index.js'
 import {
-  fakeClock,
-  hourAligned,
   importWeights,
   type LogLine,
+  ratification,
   SHORT_RULES,
   type StewardNodes,
   sealsOf,
-  startStewards,
-  stewardFederation,
+  startOnFakeClock,
   viewOf,
+  votesBy,
 } from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-steward-duties-test:'
 const { sealGraceMs, sealDeadlineMs, weightsDeadlineMs } = SHORT_RULES
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-steward-duties-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
+const root = tempDirForFile('allmende-steward-duties-')
 
 /** A fresh federation and its four nodes on a fake clock starting at the genesis. */
-async function federation(tag: string, helia = false) {
-  const base = hourAligned()
-  const sim = stewardFederation({ name: tag, keyPrefix: KEY_PREFIX, base })
-  const clock = fakeClock(base)
-  const net = await startStewards(sim, { root, tag, keyPrefix: KEY_PREFIX, clock, helia })
-  /** Moves the clock to `t` ms after the genesis. */
-  const at = (t: number) => clock.set(sim.base + t)
-  return { sim, clock, net, at }
-}
+const federation = (tag: string, helia = false) =>
+  startOnFakeClock({ name: tag, keyPrefix: KEY_PREFIX }, { root: root(), tag, helia })
 
 /** A node's `sealed` log lines for a proposal. */
 const sealedLines = (net: StewardNodes, node: string, proposal: CID): LogLine[] =>
@@ -72,9 +57,7 @@ describe('a steward seals once per proposal', () => {
         action: { type: 'admit-member', member: { id: sim.did('new2'), roles: ['voter'], weight: 1 } },
         basis: sim.federation,
       })
-      const votes = [p1, p2].flatMap((p) =>
-        ['s1', 's2', 's3'].map((v) => sim.vote(v, 110, { proposal: p.cid, choice: 'yes' })),
-      )
+      const votes = [p1, p2].flatMap((p) => votesBy(sim, ['s1', 's2', 's3'], 110, p.cid, 'yes'))
       await net.submitAll([p1, p2, ...votes])
 
       // P1 due, P2 not yet: s2 seals P1, and its seal reaches every node.
@@ -139,9 +122,7 @@ describe('governance proposals on one basis', () => {
       )
       // Sent in the opposite order, so neither arrival nor signing order explains the result.
       const sent = [...order].reverse()
-      const votes = sent.flatMap((p) =>
-        ['s1', 's2', 's3'].map((v) => sim.vote(v, 110, { proposal: p.cid, choice: 'yes' })),
-      )
+      const votes = sent.flatMap((p) => votesBy(sim, ['s1', 's2', 's3'], 110, p.cid, 'yes'))
       await net.submitAll([...sent, ...votes])
 
       // All four due at the same instant: each steward seals them in one run of its duty.
@@ -191,30 +172,16 @@ describe('governance proposals on one basis', () => {
 
 describe('a second ratification of a name@version already ratified', () => {
   it('is refused by every steward: no seal at all, a seal-refused line, and the first stays ratified', async () => {
-    const modelDir = join(root, 'twice-model')
+    const modelDir = join(root(), 'twice-model')
     await generateModel(modelDir, { seed: 21, layers: 1, vocab: 256 })
     const weights = await importDirectory(modelDir)
     const { sim, net, at } = await federation('twice', true)
     try {
       for (const n of net.nodes) expect((await importWeights(n, modelDir)).root).toBe(weights.root.toString())
       at(100)
-      const manifest = { root: weights.root, files: weights.files, size: weights.size }
-      const first = sim.manifest('s1', 100, {
-        id: 'first',
-        name: 'tiny',
-        version: '1.0.0',
-        weights: manifest,
-      })
-      const r1 = sim.proposal('s1', 101, {
-        closesAt: 2_700,
-        action: { type: 'ratify-model', manifest: first.cid },
-        basis: sim.federation,
-      })
-      await net.submitAll([
-        first,
-        r1,
-        ...['s1', 's2', 's3'].map((v) => sim.vote(v, 110, { proposal: r1.cid, choice: 'yes' })),
-      ])
+      const first = sim.manifest('s1', 100, { id: 'first', name: 'tiny', version: '1.0.0', weights })
+      const r1 = ratification(sim, 's1', 101, first.cid, 2_700)
+      await net.submitAll([first, r1, ...votesBy(sim, ['s1', 's2', 's3'], 110, r1.cid, 'yes')])
       at(2_700 + sealGraceMs)
       await until(
         () => net.nodes.every((n) => n.store.fold.state().models.get('tiny@1.0.0')?.status === 'ratified'),
@@ -229,18 +196,10 @@ describe('a second ratification of a name@version already ratified', () => {
         name: 'tiny',
         version: '1.0.0',
         description: 'the same version again',
-        weights: manifest,
+        weights,
       })
-      const r2 = sim.proposal('s2', 3_801, {
-        closesAt: 6_400,
-        action: { type: 'ratify-model', manifest: second.cid },
-        basis: sim.federation,
-      })
-      await net.submitAll([
-        second,
-        r2,
-        ...['s1', 's2', 's3', 'v1'].map((v) => sim.vote(v, 3_810, { proposal: r2.cid, choice: 'yes' })),
-      ])
+      const r2 = ratification(sim, 's2', 3_801, second.cid, 6_400)
+      await net.submitAll([second, r2, ...votesBy(sim, ['s1', 's2', 's3', 'v1'], 3_810, r2.cid, 'yes')])
       at(6_400 + sealGraceMs)
       await until(
         () =>
@@ -279,8 +238,8 @@ describe('a second ratification of a name@version already ratified', () => {
 describe('a ratification whose tally fails', () => {
   it('is sealed weightsVerified: false at once, without a weights check or fetch', async () => {
     // Weights nobody holds: any look at them would start a background fetch and log it.
-    const failDir = join(root, 'fails-model')
-    const controlDir = join(root, 'control-model')
+    const failDir = join(root(), 'fails-model')
+    const controlDir = join(root(), 'control-model')
     await generateModel(failDir, { seed: 31, layers: 1, vocab: 256 })
     await generateModel(controlDir, { seed: 32, layers: 1, vocab: 256 })
     const failing = await importDirectory(failDir)
@@ -292,31 +251,23 @@ describe('a ratification whose tally fails', () => {
         id: 'fails',
         name: 'fails',
         version: '1.0.0',
-        weights: { root: failing.root, files: failing.files, size: failing.size },
+        weights: failing,
       })
       const mControl = sim.manifest('s1', 100, {
         id: 'control',
         name: 'control',
         version: '1.0.0',
-        weights: { root: control.root, files: control.files, size: control.size },
+        weights: control,
       })
-      const rFail = sim.proposal('s1', 101, {
-        closesAt: 2_700,
-        action: { type: 'ratify-model', manifest: mFail.cid },
-        basis: sim.federation,
-      })
-      const rControl = sim.proposal('s1', 101, {
-        closesAt: 2_700,
-        action: { type: 'ratify-model', manifest: mControl.cid },
-        basis: sim.federation,
-      })
+      const rFail = ratification(sim, 's1', 101, mFail.cid, 2_700)
+      const rControl = ratification(sim, 's1', 101, mControl.cid, 2_700)
       await net.submitAll([
         mFail,
         mControl,
         rFail,
         rControl,
-        ...['s1', 's2', 's3', 'v1'].map((v) => sim.vote(v, 110, { proposal: rFail.cid, choice: 'no' })),
-        ...['s1', 's2', 's3', 'v1'].map((v) => sim.vote(v, 110, { proposal: rControl.cid, choice: 'yes' })),
+        ...votesBy(sim, ['s1', 's2', 's3', 'v1'], 110, rFail.cid, 'no'),
+        ...votesBy(sim, ['s1', 's2', 's3', 'v1'], 110, rControl.cid, 'yes'),
       ])
       // Closed, the grace passed, the weights deadline not: the clock stays here.
       at(2_700 + sealGraceMs)

@@ -7,11 +7,10 @@
  * ratified version is revoked, its weights are unpinned after the configured delay.
  */
 import { createHash } from 'node:crypto'
-import { appendFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { appendFile, cp, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { initHome } from '../../node/config.js'
 import { createLogger } from '../../node/log.js'
@@ -20,19 +19,15 @@ import { importDirectory } from '../../node/weights/directory.js'
 import { verifyDag } from '../../node/weights/verify.js'
 import { type CID, cidKey, type ProposalView } from '../../protocol/index.js'
 import { submit } from '../support/cluster.js'
-import { rulesWith, Simulator } from '../support/simulator.js'
+import type { Simulator } from '../support/simulator.js'
+import { ratification, stewardFederation, votesBy } from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-steward-fetch-test:'
 const stewards = ['s1', 's2', 's3', 's4']
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-steward-fetch-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
+const root = tempDirForFile('allmende-steward-fetch-')
 
 /** Log lines of every node, for asserting which path a fetch took. */
 const logLines: string[] = []
@@ -48,8 +43,8 @@ async function startStewards(
 ): Promise<AllmendeNode[]> {
   const nodes: AllmendeNode[] = []
   for (const [i, name] of stewards.entries()) {
-    const home = join(root, `${tag}-${name}`)
-    const keyFile = join(root, `${tag}-${name}.key`)
+    const home = join(root(), `${tag}-${name}`)
+    const keyFile = join(root(), `${tag}-${name}.key`)
     const secretKey = createHash('sha256')
       .update(KEY_PREFIX + name)
       .digest()
@@ -99,23 +94,14 @@ const view = (n: AllmendeNode, p: CID): ProposalView | undefined =>
 
 describe('stewards without the weights', () => {
   it('fetch them from the gateway of the steward that holds them, seal weightsVerified: true, and unpin them once revoked', async () => {
-    const sim = new Simulator({
-      members: [
-        ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
-        { name: 'v1', roles: ['voter'] as const, weight: 1 },
-      ],
-      rules: rulesWith({
-        sealThreshold: 3,
-        votingPeriodMs: 2_500,
-        sealGraceMs: 1_000,
-        weightsDeadlineMs: 8_000,
-        sealDeadlineMs: 12_000,
-      }),
+    const sim = stewardFederation({
+      name: 'steward-fetch',
       keyPrefix: KEY_PREFIX,
       base: Date.now(),
-      name: 'steward-fetch',
+      stewards,
+      rules: { weightsDeadlineMs: 8_000, sealDeadlineMs: 12_000 },
     })
-    const modelDir = join(root, 'model')
+    const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 5 })
     const nodes = await startStewards(sim, 'fetch', { gateways: true, unpinRevokedAfterMs: 0 })
     try {
@@ -127,22 +113,9 @@ describe('stewards without the weights', () => {
       const manifest = { weights: weights.root, files: [...weights.files], size: weights.size }
 
       const t = Date.now() - sim.base
-      const m = sim.manifest('s1', t, {
-        id: 'fetch',
-        name: 'tiny',
-        version: '1.0.0',
-        weights: { root: weights.root, files: weights.files, size: weights.size },
-      })
-      const p = sim.proposal('s1', t + 1, {
-        closesAt: t + 2_600,
-        action: { type: 'ratify-model', manifest: m.cid },
-        basis: sim.federation,
-      })
-      for (const r of [
-        m,
-        p,
-        ...['s1', 's2', 's3'].map((v) => sim.vote(v, t + 10, { proposal: p.cid, choice: 'yes' })),
-      ])
+      const m = sim.manifest('s1', t, { id: 'fetch', name: 'tiny', version: '1.0.0', weights })
+      const p = ratification(sim, 's1', t + 1, m.cid, t + 2_600)
+      for (const r of [m, p, ...votesBy(sim, ['s1', 's2', 's3'], t + 10, p.cid, 'yes')])
         expect((await submit(nodes[0]!, r)).status).toBe(201)
       await until(
         () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
@@ -233,32 +206,23 @@ describe('stewards without the weights', () => {
 
 describe('weights that never appear or do not match their manifest', () => {
   it('are sealed weightsVerified: false and the ratification is final-rejected', async () => {
-    const sim = new Simulator({
-      members: [
-        ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
-        { name: 'v1', roles: ['voter'] as const, weight: 1 },
-      ],
-      rules: rulesWith({
-        sealThreshold: 3,
-        votingPeriodMs: 2_500,
-        sealGraceMs: 1_000,
-        weightsDeadlineMs: 4_000,
-        sealDeadlineMs: 12_000,
-      }),
+    const sim = stewardFederation({
+      name: 'steward-mismatch',
       keyPrefix: KEY_PREFIX,
       base: Date.now(),
-      name: 'steward-mismatch',
+      stewards,
+      rules: { weightsDeadlineMs: 4_000, sealDeadlineMs: 12_000 },
     })
     // The honest model, then a copy with one byte flipped and a copy with an extra file.
-    const good = join(root, 'mismatch-good')
+    const good = join(root(), 'mismatch-good')
     await generateModel(good, { seed: 9 })
-    const flippedDir = join(root, 'mismatch-flipped')
+    const flippedDir = join(root(), 'mismatch-flipped')
     await cp(good, flippedDir, { recursive: true })
     const target = (await readdir(flippedDir)).find((f) => f.endsWith('.safetensors'))!
     const original = await readFile(join(flippedDir, target))
     original[original.length - 7] = original[original.length - 7]! ^ 0x01
     await writeFile(join(flippedDir, target), original)
-    const extraDir = join(root, 'mismatch-extra')
+    const extraDir = join(root(), 'mismatch-extra')
     await cp(good, extraDir, { recursive: true })
     await appendFile(join(extraDir, 'notes.txt'), 'not in the manifest\n')
 
@@ -271,9 +235,9 @@ describe('weights that never appear or do not match their manifest', () => {
       const extra = await importDirectory(extraDir, { blockstore: held })
       await held.close()
       // Weights nobody holds: imported into a store no node reads.
-      const nowhere = new FsBlockstore(join(root, 'mismatch-nowhere'))
+      const nowhere = new FsBlockstore(join(root(), 'mismatch-nowhere'))
       await nowhere.open()
-      const absentDir = join(root, 'mismatch-absent')
+      const absentDir = join(root(), 'mismatch-absent')
       await generateModel(absentDir, { seed: 10 })
       const absent = await importDirectory(absentDir, { blockstore: nowhere })
       await nowhere.close()
@@ -293,17 +257,9 @@ describe('weights that never appear or do not match their manifest', () => {
           version: '1.0.0',
           weights: { root: c.weights.root, files: c.files, size: c.size },
         })
-        const p = sim.proposal('s1', t + 10 + i, {
-          closesAt: t + 2_600,
-          action: { type: 'ratify-model', manifest: m.cid },
-          basis: sim.federation,
-        })
+        const p = ratification(sim, 's1', t + 10 + i, m.cid, t + 2_600)
         proposals.push(p.cid)
-        for (const r of [
-          m,
-          p,
-          ...['s1', 's2', 's3', 'v1'].map((v) => sim.vote(v, t + 20, { proposal: p.cid, choice: 'yes' })),
-        ])
+        for (const r of [m, p, ...votesBy(sim, ['s1', 's2', 's3', 'v1'], t + 20, p.cid, 'yes')])
           expect((await submit(nodes[0]!, r)).status).toBe(201)
       }
       await until(

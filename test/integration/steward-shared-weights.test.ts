@@ -10,34 +10,26 @@
  * The clock stays at `closesAt + sealGraceMs`, before the weights deadline: a steward seals only
  * once its check says true, never `false` for want of time, however slow the fetch.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import {
-  fakeClock,
-  hourAligned,
   importWeights,
+  ratification,
   SHORT_RULES,
   sealsOf,
-  startStewards,
-  stewardFederation,
+  startOnFakeClock,
   viewOf,
+  votesBy,
 } from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-steward-shared-weights-test:'
 const { votingPeriodMs, sealGraceMs, weightsDeadlineMs } = SHORT_RULES
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-steward-shared-weights-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
+const root = tempDirForFile('allmende-steward-shared-weights-')
 
 describe('two ratifications whose manifests name the same weights', () => {
   it('are checked with one fetch of the root per steward, and both are sealed weightsVerified: true', async () => {
@@ -45,37 +37,23 @@ describe('two ratifications whose manifests name the same weights', () => {
     expect(weightsDeadlineMs).toBeGreaterThan(sealGraceMs)
     // The default demo model (a few MiB, many blocks): its fetch is still running while the
     // steward's duty moves on from the first ratification to the second.
-    const modelDir = join(root, 'model')
+    const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 41 })
     const weights = await importDirectory(modelDir)
     const rootKey = weights.root.toString()
 
-    const base = hourAligned()
-    const sim = stewardFederation({ name: 'shared-weights', keyPrefix: KEY_PREFIX, base })
-    const clock = fakeClock(base)
-    const at = (t: number) => clock.set(sim.base + t)
-    const net = await startStewards(sim, {
-      root,
-      tag: 'shared',
-      keyPrefix: KEY_PREFIX,
-      clock,
-      helia: true,
-      gateways: true,
-    })
+    const { sim, clock, net, at } = await startOnFakeClock(
+      { name: 'shared-weights', keyPrefix: KEY_PREFIX },
+      { root: root(), tag: 'shared', helia: true, gateways: true },
+    )
     try {
       // Only s1 holds the weights; s2, s3 and s4 fetch them from its gateway.
       expect((await importWeights(net.nodes[0]!, modelDir)).root).toBe(rootKey)
       const fetchers = net.names.slice(1)
 
       at(100)
-      const weightsField = { root: weights.root, files: weights.files, size: weights.size }
       const manifests = ['alpha', 'beta'].map((name) =>
-        sim.manifest('s1', 100, {
-          id: name,
-          name: `shared-${name}`,
-          version: '1.0.0',
-          weights: weightsField,
-        }),
+        sim.manifest('s1', 100, { id: name, name: `shared-${name}`, version: '1.0.0', weights }),
       )
       expect(manifests[0]!.cid.equals(manifests[1]!.cid)).toBe(false)
       expect(manifests.every((m) => m.record.body.weights.equals(weights.root))).toBe(true)
@@ -83,19 +61,11 @@ describe('two ratifications whose manifests name the same weights', () => {
       // finds them due in the same run.
       const closesAt = 2_700
       expect(closesAt - 101).toBeGreaterThanOrEqual(votingPeriodMs)
-      const proposals = manifests.map((m) =>
-        sim.proposal('s1', 101, {
-          closesAt,
-          action: { type: 'ratify-model', manifest: m.cid },
-          basis: sim.federation,
-        }),
-      )
+      const proposals = manifests.map((m) => ratification(sim, 's1', 101, m.cid, closesAt))
       await net.submitAll([
         ...manifests,
         ...proposals,
-        ...proposals.flatMap((p) =>
-          ['s1', 's2', 's3'].map((v) => sim.vote(v, 110, { proposal: p.cid, choice: 'yes' })),
-        ),
+        ...proposals.flatMap((p) => votesBy(sim, ['s1', 's2', 's3'], 110, p.cid, 'yes')),
       ])
       for (const node of net.names) expect(net.events('weights-check-started', { node })).toEqual([])
 

@@ -6,36 +6,22 @@
  * the retention run that lets the first weights go is the same run that keeps the second.
  * The retention timer runs every 100 ms of real time; only the fake clock decides what is due.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import type { AllmendeNode } from '../../node/node.js'
 import { type DirectoryImport, importDirectory } from '../../node/weights/directory.js'
 import { verifyDag } from '../../node/weights/verify.js'
-import {
-  fakeClock,
-  hourAligned,
-  importWeights,
-  SHORT_RULES,
-  startStewards,
-  stewardFederation,
-} from '../support/stewards.js'
+import { importWeights, SHORT_RULES, startOnFakeClock, votesBy } from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-weights-retention-test:'
 const DELAY_MS = 20_000
 const { sealGraceMs } = SHORT_RULES
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-retention-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
+const root = tempDirForFile('allmende-retention-')
 
 /** Whether node `n` still holds `model`: its pin, and every block of the DAG checked. */
 async function held(
@@ -60,45 +46,26 @@ async function held(
 
 describe('revoked weights with unpinRevokedAfterMs > 0', () => {
   it('stay pinned and whole until the delay after the revocation has run out, then are unpinned and deleted', async () => {
-    const dirA = join(root, 'model-a')
-    const dirB = join(root, 'model-b')
+    const dirA = join(root(), 'model-a')
+    const dirB = join(root(), 'model-b')
     await generateModel(dirA, { seed: 41, layers: 1, vocab: 256 })
     await generateModel(dirB, { seed: 42, layers: 1, vocab: 256 })
     const a = await importDirectory(dirA)
     const b = await importDirectory(dirB)
     expect(a.root.equals(b.root)).toBe(false)
 
-    const base = hourAligned()
-    const sim = stewardFederation({ name: 'retention', keyPrefix: KEY_PREFIX, base })
-    const clock = fakeClock(base)
-    const at = (t: number) => clock.set(sim.base + t)
-    const net = await startStewards(sim, {
-      root,
-      tag: 'retention',
-      keyPrefix: KEY_PREFIX,
-      clock,
-      helia: true,
-      unpinRevokedAfterMs: DELAY_MS,
-      retentionTickMs: 100,
-    })
+    const { sim, net, at } = await startOnFakeClock(
+      { name: 'retention', keyPrefix: KEY_PREFIX },
+      { root: root(), tag: 'retention', helia: true, unpinRevokedAfterMs: DELAY_MS, retentionTickMs: 100 },
+    )
     try {
       for (const n of net.nodes) {
         expect(await importWeights(n, dirA)).toMatchObject({ root: a.root.toString(), pinned: true })
         expect(await importWeights(n, dirB)).toMatchObject({ root: b.root.toString(), pinned: true })
       }
       at(100)
-      const mA = sim.manifest('s1', 100, {
-        id: 'a',
-        name: 'a',
-        version: '1.0.0',
-        weights: { root: a.root, files: a.files, size: a.size },
-      })
-      const mB = sim.manifest('s1', 100, {
-        id: 'b',
-        name: 'b',
-        version: '1.0.0',
-        weights: { root: b.root, files: b.files, size: b.size },
-      })
+      const mA = sim.manifest('s1', 100, { id: 'a', name: 'a', version: '1.0.0', weights: a })
+      const mB = sim.manifest('s1', 100, { id: 'b', name: 'b', version: '1.0.0', weights: b })
       // Revocations closing at 2700 (A) and 7700 (B): A's weights may go at 22700, B's at 27700.
       const closesA = 2_700
       const closesB = 7_700
@@ -115,9 +82,7 @@ describe('revoked weights with unpinRevokedAfterMs > 0', () => {
         mB,
         rA,
         rB,
-        ...[rA, rB].flatMap((p) =>
-          ['s1', 's2', 's3'].map((v) => sim.vote(v, 110, { proposal: p.cid, choice: 'yes' })),
-        ),
+        ...[rA, rB].flatMap((p) => votesBy(sim, ['s1', 's2', 's3'], 110, p.cid, 'yes')),
       ])
       const status = (n: AllmendeNode, model: string) => n.store.fold.state().models.get(model)?.status
 

@@ -16,6 +16,7 @@ import { createLogger } from '../../node/log.js'
 import { type AllmendeNode, type NodeOptions, startNode } from '../../node/node.js'
 import {
   type AnyVerified,
+  type Choice,
   type CID,
   cidKey,
   type ProposalView,
@@ -85,6 +86,28 @@ export function stewardFederation(options: {
     base: options.base,
     name: options.name,
   })
+}
+
+/** One vote of `choice` on `proposal` by each of `voters`, all made at `at` ms after the genesis. */
+export function votesBy(
+  sim: Simulator,
+  voters: readonly string[],
+  at: number,
+  proposal: CID,
+  choice: Choice,
+): Verified<'vote'>[] {
+  return voters.map((v) => sim.vote(v, at, { proposal, choice }))
+}
+
+/** A proposal by `by`, made at `at`, to ratify `manifest`, closing at `closesAt`, on the genesis basis. */
+export function ratification(
+  sim: Simulator,
+  by: string,
+  at: number,
+  manifest: CID,
+  closesAt: number,
+): Verified<'proposal'> {
+  return sim.proposal(by, at, { closesAt, action: { type: 'ratify-model', manifest }, basis: sim.federation })
 }
 
 /** One parsed JSON log line; `node` names the node that wrote it. */
@@ -230,6 +253,29 @@ export async function startStewards(sim: Simulator, options: StewardNodesOptions
     throw e
   }
   return group
+}
+
+export interface FakeClockStewards {
+  readonly sim: Simulator
+  readonly clock: FakeClock
+  readonly net: StewardNodes
+  /** Moves the clock to `t` ms after the genesis. */
+  at(t: number): void
+}
+
+/**
+ * A fresh federation (`stewardFederation`) whose genesis is `hourAligned()`, and its steward
+ * nodes (`startStewards`) on a fake clock starting at the genesis.
+ */
+export async function startOnFakeClock(
+  federation: { name: string; keyPrefix: string; stewards?: readonly string[]; rules?: Partial<Rules> },
+  nodes: Omit<StewardNodesOptions, 'keyPrefix' | 'clock'>,
+): Promise<FakeClockStewards> {
+  const base = hourAligned()
+  const sim = stewardFederation({ ...federation, base })
+  const clock = fakeClock(base)
+  const net = await startStewards(sim, { ...nodes, keyPrefix: federation.keyPrefix, clock })
+  return { sim, clock, net, at: (t) => clock.set(sim.base + t) }
 }
 
 /** A proposal as node `n` sees it. */
