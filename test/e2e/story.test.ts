@@ -135,6 +135,27 @@ interface Verdict {
   problems: { code: string; path?: string; message: string }[]
 }
 
+/**
+ * `exec` of `script(marker)` on MODEL in `dirName`: online, or offline with a certificate (our
+ * federation unless another is named; `--max-age` only when given).
+ */
+function execArgs(
+  dirName: string,
+  marker: string,
+  certificate?: { file: string; federation?: string; maxAge?: string },
+): string[] {
+  const offline = certificate
+    ? [
+        '--certificate',
+        certificate.file,
+        '--federation',
+        certificate.federation ?? federation,
+        ...(certificate.maxAge ? ['--max-age', certificate.maxAge] : []),
+      ]
+    : []
+  return ['exec', '--model', MODEL, '--dir', dirName, ...offline, '--', ...script(marker)]
+}
+
 /** A command for `exec`: writes the ALLMENDE_MODEL_DIR it was given to `marker`, exits 7. */
 function script(marker: string): string[] {
   return [
@@ -402,31 +423,16 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
 
     // exec: the command runs with ALLMENDE_MODEL_DIR, and allmende exits with its code.
     const marker = join(dir, 'model-dir.txt')
-    const onlineExec = await run(
-      'deployer',
-      ['exec', '--model', MODEL, '--dir', 'deployed', '--', ...script(marker)],
-      {
-        node: nodes[2],
-      },
-    )
+    const onlineExec = await run('deployer', execArgs('deployed', marker), {
+      node: nodes[2],
+    })
     expect(onlineExec.code, onlineExec.stderr).toBe(7)
     expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
     await rm(marker)
-    const offlineExec = await run('deployer', [
-      'exec',
-      '--model',
-      MODEL,
-      '--dir',
-      'deployed',
-      '--certificate',
-      'ratified.car',
-      '--federation',
-      federation,
-      '--max-age',
-      '10m',
-      '--',
-      ...script(marker),
-    ])
+    const offlineExec = await run(
+      'deployer',
+      execArgs('deployed', marker, { file: 'ratified.car', maxAge: '10m' }),
+    )
     expect(offlineExec.code, offlineExec.stderr).toBe(7)
     expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
     await rm(marker)
@@ -461,32 +467,17 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       expect(text.code).toBe(1)
       expect(text.stdout).toContain(`${code} ${path}: `)
 
-      const refused = await run(
-        'deployer',
-        ['exec', '--model', MODEL, '--dir', sub, '--', ...script(marker)],
-        {
-          node: nodes[0],
-        },
-      )
+      const refused = await run('deployer', execArgs(sub, marker), {
+        node: nodes[0],
+      })
       expect(refused.code).toBe(1)
       expect(errorLine(refused)).toMatch(
         new RegExp(`^allmende: refusing to run .*: ${code} ${path.replace('.', '\\.')}: `),
       )
-      const offlineRefused = await run('deployer', [
-        'exec',
-        '--model',
-        MODEL,
-        '--dir',
-        sub,
-        '--certificate',
-        'ratified.car',
-        '--federation',
-        federation,
-        '--max-age',
-        '10m',
-        '--',
-        ...script(marker),
-      ])
+      const offlineRefused = await run(
+        'deployer',
+        execArgs(sub, marker, { file: 'ratified.car', maxAge: '10m' }),
+      )
       expect(offlineRefused.code).toBe(1)
       expect(errorLine(offlineRefused)).toContain(`${code} ${path}: `)
       expect(existsSync(marker)).toBe(false)
@@ -528,13 +519,9 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       status: 'revoked',
       problems: [{ code: 'revoked', message: `${MODEL} is revoked, not ratified` }],
     })
-    const refused = await run(
-      'deployer',
-      ['exec', '--model', MODEL, '--dir', 'deployed', '--', ...script(join(dir, 'x'))],
-      {
-        node: nodes[1],
-      },
-    )
+    const refused = await run('deployer', execArgs('deployed', join(dir, 'x')), {
+      node: nodes[1],
+    })
     expect(refused.code).toBe(1)
     expect(errorLine(refused)).toMatch(/refusing to run .*: revoked: .* is revoked, not ratified$/)
 
@@ -552,21 +539,10 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       status: 'revoked',
       problems: [{ code: 'cert-revoked', message: `${MODEL} is revoked under the checkpoint` }],
     })
-    const offlineExec = await run('deployer', [
-      'exec',
-      '--model',
-      MODEL,
-      '--dir',
-      'deployed',
-      '--certificate',
-      'revoked.car',
-      '--federation',
-      federation,
-      '--max-age',
-      '10m',
-      '--',
-      ...script(join(dir, 'x')),
-    ])
+    const offlineExec = await run(
+      'deployer',
+      execArgs('deployed', join(dir, 'x'), { file: 'revoked.car', maxAge: '10m' }),
+    )
     expect(offlineExec.code).toBe(1)
     expect(errorLine(offlineExec)).toMatch(/cert-revoked: .* is revoked under the checkpoint$/)
   }, 120_000)
@@ -703,7 +679,7 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
         { node: nodes[0] },
       ),
       run('deployer', ['verify', 'nowhere', '--model', MODEL], { node: nodes[0] }),
-      run('deployer', ['exec', '--model', MODEL, '--dir', 'nowhere', '--', ...script(marker)], {
+      run('deployer', execArgs('nowhere', marker), {
         node: nodes[0],
       }),
     ])
@@ -737,19 +713,10 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
       problems: [{ code: 'cert-genesis-mismatch', message }],
     })
     const marker = join(dir, 'never.txt')
-    const e = await run('deployer', [
-      'exec',
-      '--model',
-      MODEL,
-      '--dir',
-      'deployed',
-      '--certificate',
-      'ratified.car',
-      '--federation',
-      other.federation,
-      '--',
-      ...script(marker),
-    ])
+    const e = await run(
+      'deployer',
+      execArgs('deployed', marker, { file: 'ratified.car', federation: other.federation }),
+    )
     expect(e.code).toBe(1)
     expect(errorLine(e)).toBe(
       `allmende: refusing to run ${process.execPath}: cert-genesis-mismatch: ${message}`,
@@ -776,19 +743,7 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
     const stale = r.json<Verdict>().problems.find((p) => p.code === 'cert-stale')
     expect(stale?.message).toMatch(/^the checkpoint is \d+ s old; at most 4 s are accepted$/)
     const marker = join(dir, 'never-stale.txt')
-    const e = await run('alice', [
-      'exec',
-      '--model',
-      MODEL,
-      '--dir',
-      'deployed',
-      '--certificate',
-      'ratified.car',
-      '--federation',
-      federation,
-      '--',
-      ...script(marker),
-    ])
+    const e = await run('alice', execArgs('deployed', marker, { file: 'ratified.car' }))
     expect(e.code).toBe(1)
     expect(errorLine(e)).toMatch(/cert-stale: the checkpoint is \d+ s old; at most 4 s are accepted/)
     expect(existsSync(marker)).toBe(false)
