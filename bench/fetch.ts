@@ -211,8 +211,8 @@ try {
           signal: AbortSignal.timeout(300_000),
           maxBytes: 2 * sizeMiB * MiB,
           ...(path === 'gateway' ? { gateways: [a.api] } : {}),
-          pin: async (root, signal, blocks) => {
-            const pinned = await b.weights!.pin(root, signal, blocks)
+          pin: async (root, signal) => {
+            const pinned = await b.weights!.pin(root, signal)
             fetchMs = performance.now() - t0
             return pinned
           },

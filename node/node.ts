@@ -139,20 +139,21 @@ function weightsChecker(
     stopped: AbortSignal
     fetchMs?: number
     gateways?: readonly string[] | undefined
-    /** The node's pin (uploads.ts), given the fetched DAG's blocks so it does not walk it again. */
-    pin?: (root: CID, signal?: AbortSignal, blocks?: readonly CID[]) => Promise<boolean>
+    /** The node's pin (uploads.ts). */
+    pin?: (root: CID, signal?: AbortSignal) => Promise<boolean>
   },
 ) {
   const { helia, log, stopped, gateways } = options
-  const runs = new Map<string, { running: boolean; endedAt: number; verdict?: boolean }>()
-  // Roots being fetched: a second manifest naming the same weights waits for that fetch, then
-  // checks what it brought, instead of fetching the same bytes again beside it.
+  // The last run for each manifest: when it ended (0 while running), and its verdict if final.
+  const runs = new Map<string, { endedAt: number; verdict?: boolean }>()
+  // Roots being checked or fetched: a second manifest naming the same weights waits for that run,
+  // then checks what it brought, instead of fetching the same bytes again beside it.
   const fetching = new Set<string>()
   const start = (manifest: Verified<'manifest'>, maxModelBytes: number, first: boolean) => {
     const key = manifest.cid.toString()
     const root = manifest.record.body.weights
     fetching.add(root.toString())
-    const run: { running: boolean; endedAt: number; verdict?: boolean } = { running: true, endedAt: 0 }
+    const run: { endedAt: number; verdict?: boolean } = { endedAt: 0 }
     runs.set(key, run)
     const fetchMs = options.fetchMs ?? fetchBudgetMs(manifest.record.body.size)
     const signal = AbortSignal.any([stopped, AbortSignal.timeout(fetchMs)])
@@ -176,7 +177,7 @@ function weightsChecker(
         }
       }
       log.info('weights-check-started', { manifest: key, root: root.toString() })
-      await fetchAndVerify({
+      const { verdict, fetch, fetchError } = await fetchAndVerify({
         root,
         manifest: manifest.record.body,
         maxModelBytes,
@@ -189,35 +190,34 @@ function weightsChecker(
         ...(options.pin ? { pin: options.pin } : {}),
         onGatewayError: (gateway, error) =>
           log.warn('weights-gateway-failed', { root: root.toString(), gateway, error }),
-      }).then(({ verdict, fetch, fetchError }) => {
-        if (fetch && fetch.fetched > 0)
-          log.info('weights-fetched', {
-            root: root.toString(),
-            blocks: fetch.blocks,
-            fetched: fetch.fetched,
-            viaGateway: fetch.viaGateway,
-            bytes: fetch.bytes,
-          })
-        log.info('weights-checked', {
-          manifest: key,
-          ok: verdict.ok,
-          ...(fetchError ? { fetchError: fetchError.code } : {}),
-        })
-        if (verdict.ok) run.verdict = true
-        else if (!verdict.problems.every((p) => p.code === 'block-missing')) {
-          log.warn('weights-mismatch', {
-            manifest: key,
-            root: root.toString(),
-            problems: problemList(verdict.problems),
-          })
-          run.verdict = false
-        } else if (fetchError && FETCH_FINAL.has(fetchError.code)) {
-          log.warn('weights-fetch-refused', { manifest: key, root: root.toString(), error: fetchError })
-          run.verdict = false
-        } else if (fetchError && !stopped.aborted) {
-          log.warn('weights-fetch-failed', { manifest: key, root: root.toString(), error: fetchError })
-        }
       })
+      if (fetch && fetch.fetched > 0)
+        log.info('weights-fetched', {
+          root: root.toString(),
+          blocks: fetch.blocks,
+          fetched: fetch.fetched,
+          viaGateway: fetch.viaGateway,
+          bytes: fetch.bytes,
+        })
+      log.info('weights-checked', {
+        manifest: key,
+        ok: verdict.ok,
+        ...(fetchError ? { fetchError: fetchError.code } : {}),
+      })
+      if (verdict.ok) run.verdict = true
+      else if (!verdict.problems.every((p) => p.code === 'block-missing')) {
+        log.warn('weights-mismatch', {
+          manifest: key,
+          root: root.toString(),
+          problems: problemList(verdict.problems),
+        })
+        run.verdict = false
+      } else if (fetchError && FETCH_FINAL.has(fetchError.code)) {
+        log.warn('weights-fetch-refused', { manifest: key, root: root.toString(), error: fetchError })
+        run.verdict = false
+      } else if (fetchError && !stopped.aborted) {
+        log.warn('weights-fetch-failed', { manifest: key, root: root.toString(), error: fetchError })
+      }
     }
     check()
       .catch((e) => {
@@ -225,7 +225,6 @@ function weightsChecker(
       })
       .finally(() => {
         fetching.delete(root.toString())
-        run.running = false
         run.endedAt = Date.now()
       })
   }
@@ -233,8 +232,8 @@ function weightsChecker(
     const key = manifest.cid.toString()
     const run = runs.get(key)
     if (run?.verdict !== undefined) return run.verdict
-    if (run?.running || stopped.aborted) return undefined
-    if (fetching.has(manifest.record.body.weights.toString())) return undefined
+    // A run of this manifest, or of another naming the same weights, is under way.
+    if (stopped.aborted || fetching.has(manifest.record.body.weights.toString())) return undefined
     if (run === undefined || Date.now() - run.endedAt >= WEIGHTS_FETCH_RETRY_MS)
       start(manifest, maxModelBytes, run === undefined)
     return undefined
@@ -339,7 +338,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
               stopped: fetching.signal,
               gateways: config.gateways,
               // `weights` is made below (it needs Helia's pins); it exists before any tick runs.
-              pin: (root, signal, blocks) => weights?.pin(root, signal, blocks) ?? Promise.resolve(false),
+              pin: (root, signal) => weights?.pin(root, signal) ?? Promise.resolve(false),
             }),
           }
         : {}),

@@ -23,7 +23,7 @@
  *
  * Pins and garbage collection: a completed upload's root is pinned with Helia's pins API
  * (recursive; its pin records live in the node's LevelDatastore, so they survive restarts; the
- * blocks the completeness walk found are handed to it, so it does not read them all again). The
+ * walk reads only the DAG's nodes, not its leaves: pin-walker.ts). The
  * node runs no garbage collection of its own: nothing ever calls `helia.gc()`, and blocks are only
  * deleted by the failed-upload cleanup above. If an operator ever runs GC, pinned weights survive
  * it. Records never live in the blockstore: they are in the record log (record-log.ts), so no GC
@@ -36,6 +36,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UnixFS } from 'ipfs-unixfs'
 import type { ReadableStorage } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
+import { equalBytes } from '../protocol/bytes.js'
+import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE, SHA2_256_CODE } from '../protocol/cid.js'
 import {
   type Did,
   type Fold,
@@ -45,8 +47,10 @@ import {
   zip215,
 } from '../protocol/index.js'
 import { NodeError } from './errors.js'
+import { CAR_TYPE } from './gateway.js'
 import { type Logger, silentLogger } from './log.js'
 import { CHUNK_BYTES } from './weights/directory.js'
+import { type PinWalker, unixfsPinWalker } from './weights/pin-walker.js'
 import { verifyDag } from './weights/verify.js'
 
 /** What uploads need of a blockstore (blockstore-fs 4). */
@@ -59,19 +63,7 @@ export interface UploadBlockstore {
 
 /** The slice of Helia's pins API used here. */
 export interface UploadPins {
-  add(
-    cid: CID,
-    options?: { signal?: AbortSignal; offline?: boolean; walker?: KnownWalker },
-  ): AsyncIterable<CID>
-}
-
-/**
- * A Helia graph walker factory that yields given CIDs instead of reading blocks (the slice of
- * `GraphWalkerFactory` Helia's pins use: each node's `block.cid`; the components it is given,
- * a blockstore to read from, are not needed).
- */
-export type KnownWalker = (components: never) => {
-  walk(root: CID): AsyncGenerator<{ block: { cid: CID }; depth: number; path: CID[] }>
+  add(cid: CID, options?: { signal?: AbortSignal; offline?: boolean; walker?: PinWalker }): AsyncIterable<CID>
 }
 
 export interface UploadResult {
@@ -100,11 +92,8 @@ export interface ReceiveOptions {
 
 export interface Weights {
   receive(source: AsyncIterable<Uint8Array>, options: ReceiveOptions): Promise<UploadResult>
-  /**
-   * Pins a complete DAG held locally (never fetches). Idempotent; false when no pins API is
-   * available. Given `blocks` (every block of the DAG, the root first), the DAG is not walked again.
-   */
-  pin(root: CID, signal?: AbortSignal, blocks?: readonly CID[]): Promise<boolean>
+  /** Pins a complete DAG held locally (never fetches). Idempotent; false when no pins API is available. */
+  pin(root: CID, signal?: AbortSignal): Promise<boolean>
   /** Waits for uploads in flight to finish (or fail and clean up). */
   drain(): Promise<void>
 }
@@ -121,11 +110,6 @@ const MAX_CID_BYTES = 128
  * upload. Bounded, so at most this many blocks (of at most 2 MiB) wait in memory.
  */
 const WRITES_IN_FLIGHT = 16
-
-const CODEC_RAW = 0x55
-const CODEC_DAG_PB = 0x70
-const HASH_SHA2_256 = 0x12
-const HASH_IDENTITY = 0x00
 
 /** CAR overhead over file bytes: per block a section header and interior nodes, plus directories. */
 export function carBudget(maxModelBytes: number): { maxBytes: number; maxBlocks: number } {
@@ -280,16 +264,17 @@ function checkSection(section: Uint8Array): { cid: CID; bytes: Uint8Array } {
   } catch (e) {
     throw bad('bad-car', `a CAR section does not start with a CID: ${(e as Error).message}`)
   }
-  if (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB)
+  if (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE)
     throw bad(
       'unsupported-codec',
       `block ${cid} has codec 0x${cid.code.toString(16)}; weights are raw and dag-pb`,
     )
-  if (cid.multihash.code === HASH_IDENTITY) {
-    if (!equal(cid.multihash.digest, bytes)) throw bad('block-hash-mismatch', `block ${cid} is not its CID`)
+  if (cid.multihash.code === IDENTITY_CODE) {
+    if (!equalBytes(cid.multihash.digest, bytes))
+      throw bad('block-hash-mismatch', `block ${cid} is not its CID`)
     return { cid, bytes }
   }
-  if (cid.multihash.code !== HASH_SHA2_256)
+  if (cid.multihash.code !== SHA2_256_CODE)
     throw bad('unsupported-hash', `block ${cid} is not hashed with sha2-256`)
   if (bytes.byteLength > MAX_UPLOAD_BLOCK_BYTES)
     throw bad('block-too-large', `block ${cid} is over ${MAX_UPLOAD_BLOCK_BYTES} bytes`)
@@ -302,16 +287,9 @@ function checkSection(section: Uint8Array): { cid: CID; bytes: Uint8Array } {
  * next sections; hashing on this thread made it the slowest part of an upload.
  */
 async function checkHash(cid: CID, bytes: Uint8Array): Promise<void> {
-  if (cid.multihash.code !== HASH_SHA2_256) return
   const digest = new Uint8Array(await webcrypto.subtle.digest('SHA-256', bytes))
-  if (!equal(digest, cid.multihash.digest))
+  if (!equalBytes(digest, cid.multihash.digest))
     throw bad('block-hash-mismatch', `the bytes sent for block ${cid} do not hash to its CID`)
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 async function readAll(store: UploadBlockstore, cid: CID, signal?: AbortSignal): Promise<Uint8Array | null> {
@@ -342,7 +320,6 @@ async function walkDag(
   rootBytes: Uint8Array,
   budget: number,
   signal?: AbortSignal,
-  found: CID[] = [],
 ): Promise<number> {
   const seen = new Set<string>()
   const stack: { cid: CID; entry: boolean }[] = [{ cid: root, entry: true }]
@@ -354,23 +331,22 @@ async function walkDag(
     const { cid, entry } = stack.pop()!
     const key = cid.toString()
     if (!entry && seen.has(key)) continue
-    if (!seen.has(key)) found.push(cid)
     seen.add(key)
-    if (cid.multihash.code === HASH_IDENTITY) {
+    if (cid.multihash.code === IDENTITY_CODE) {
       if (entry) size += cid.multihash.digest.byteLength
       continue
     }
-    if (cid.code === CODEC_RAW && !entry) {
+    if (cid.code === RAW_CODE && !entry) {
       if (!(await store.has(cid))) throw missing(cid)
       continue
     }
     const bytes = cid.equals(root) ? rootBytes : await readAll(store, cid, signal)
     if (bytes === null) throw missing(cid)
-    if (cid.code === CODEC_RAW) {
+    if (cid.code === RAW_CODE) {
       size += bytes.byteLength
       continue
     }
-    if (cid.code !== CODEC_DAG_PB) throw bad('not-unixfs', `block ${cid} is neither raw nor dag-pb`)
+    if (cid.code !== DAG_PB_CODE) throw bad('not-unixfs', `block ${cid} is neither raw nor dag-pb`)
     let node: dagPb.PBNode
     let fs: UnixFS | undefined
     try {
@@ -397,16 +373,6 @@ async function walkDag(
 }
 
 /** Yields `blocks` (the root first) as the nodes of a walk, reading none of them. */
-function knownWalker(blocks: readonly CID[]): KnownWalker {
-  return () => ({
-    async *walk(root: CID) {
-      if (blocks[0] === undefined || !blocks[0].equals(root))
-        throw new Error(`the walk does not start at ${root}`)
-      for (const cid of blocks) yield { block: { cid }, depth: 0, path: [] }
-    },
-  })
-}
-
 export function createWeights(options: {
   blockstore: UploadBlockstore
   pins?: UploadPins | undefined
@@ -460,14 +426,14 @@ export function createWeights(options: {
         const buffer = buffers.get()
         const { cid, bytes } = checkSection(await reader.take(length, buffer))
         const key = cid.toString()
-        if (distinct.has(key) || cid.multihash.code === HASH_IDENTITY || cid.equals(root)) {
+        if (distinct.has(key) || cid.multihash.code === IDENTITY_CODE || cid.equals(root)) {
           buffers.release(buffer)
           if (distinct.has(key)) continue
         }
         if (distinct.size >= opts.maxBlocks)
           throw bad('too-many-blocks', `uploads hold at most ${opts.maxBlocks} blocks`, 413)
         distinct.add(key)
-        if (cid.multihash.code === HASH_IDENTITY) continue
+        if (cid.multihash.code === IDENTITY_CODE) continue
         if (cid.equals(root)) {
           rootBytes = new Uint8Array(bytes)
           await checkHash(cid, rootBytes)
@@ -495,12 +461,11 @@ export function createWeights(options: {
         rootBytes = (await readAll(blockstore, root, opts.signal)) ?? undefined
         if (rootBytes === undefined) throw bad('root-missing', `the CAR does not hold its root ${root}`)
       }
-      const found: CID[] = []
-      const bytes = await walkDag(blockstore, root, rootBytes, opts.maxBlocks + 65_536, opts.signal, found)
+      const bytes = await walkDag(blockstore, root, rootBytes, opts.maxBlocks + 65_536, opts.signal)
       await opts.onComplete?.(root, bytes)
       await blockstore.put(root, rootBytes)
       ok = true
-      const pinned = await pin(root, opts.signal, found).catch((e) => {
+      const pinned = await pin(root, opts.signal).catch((e) => {
         log.warn('weights-pin-failed', { root: root.toString(), error: e as Error })
         return false
       })
@@ -521,20 +486,15 @@ export function createWeights(options: {
     }
   }
 
-  /**
-   * Pins `root`. With `blocks` (every block of the DAG, as the upload's walk found them), Helia
-   * records the pin of each by its CID without reading it again: its default walker reads every
-   * block, 1 MiB leaves included, which took longer than the upload itself.
-   */
-  const pin = async (root: CID, signal?: AbortSignal, blocks?: readonly CID[]): Promise<boolean> => {
+  /** Pins `root`, reading only the DAG's nodes (pin-walker.ts says why). */
+  const pin = async (root: CID, signal?: AbortSignal): Promise<boolean> => {
     if (!pins) return false
-    const walker: KnownWalker | undefined = blocks && knownWalker(blocks)
     try {
       // `offline`: the DAG is complete here; a pin must never wait on bitswap.
       for await (const _ of pins.add(root, {
         offline: true,
+        walker: unixfsPinWalker,
         ...(signal ? { signal } : {}),
-        ...(walker ? { walker } : {}),
       })) {
         // Each block walked gets its pin count; nothing to do with it here.
       }
@@ -560,7 +520,6 @@ export function createWeights(options: {
 
 // ---------------------------------------------------------------- HTTP routes
 
-export const CAR_TYPE = 'application/vnd.ipld.car'
 /** How far an upload statement's `at` may be from the node's clock. */
 export const UPLOAD_WINDOW_MS = 10 * 60 * 1000
 

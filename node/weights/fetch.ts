@@ -27,17 +27,13 @@
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { concatBytes, equalBytes } from '../../protocol/bytes.js'
+import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE, SHA2_256_CODE } from '../../protocol/cid.js'
 import { NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
-import type { FileDigest } from './directory.js'
+import { type FileDigest, MAX_BLOCK_BYTES } from './directory.js'
 import { fetchAbortError, fetchFailure, fetchFromGateway, type GatewayBlockstore } from './gateway-fetch.js'
+import { type PinWalker, unixfsPinWalker } from './pin-walker.js'
 
-const CODEC_RAW = 0x55
-const CODEC_DAG_PB = 0x70
-const HASH_SHA2_256 = 0x12
-const HASH_IDENTITY = 0x00
-/** The largest block the profile makes is a 1 MiB leaf; interior nodes are smaller. */
-const MAX_BLOCK_BYTES = 2 * 1024 * 1024
 /** Reads in flight at once (bitswap round trips dominate; a few overlap them). */
 const CONCURRENCY = 8
 
@@ -55,7 +51,10 @@ export interface FetchHelia {
     get(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array> | Iterable<Uint8Array>
   }
   readonly pins?: {
-    add(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<unknown>
+    add(
+      cid: CID,
+      options?: { signal?: AbortSignal; offline?: boolean; walker?: PinWalker },
+    ): AsyncIterable<unknown>
   }
 }
 
@@ -78,11 +77,8 @@ export interface FetchOptions {
   readonly gatewayStallMs?: number
   /** Told about each gateway that failed or stopped short (then the next one, or bitswap, is tried). */
   readonly onGatewayError?: ((gateway: string, error: NodeError) => void) | undefined
-  /**
-   * Pins the root once the DAG is held (e.g. `node.weights.pin`), given every block of it (root
-   * first) so it need not walk the DAG again; default Helia's pins, offline.
-   */
-  readonly pin?: (root: CID, signal?: AbortSignal, blocks?: readonly CID[]) => Promise<boolean>
+  /** Pins the root once the DAG is held (e.g. `node.weights.pin`); default Helia's pins, offline. */
+  readonly pin?: (root: CID, signal?: AbortSignal) => Promise<boolean>
 }
 
 export interface FetchResult {
@@ -108,8 +104,6 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
   const maxBlocks = options.maxBlocks ?? 2 * Math.ceil(maxBytes / (1024 * 1024)) + 65_536
   const seen = new Set<string>([root.toString()])
   const hashed = new Map<string, number>()
-  // Every block of the DAG in walk order, the root first (what the pin is given).
-  const order: CID[] = [root]
   let frontier: CID[] = [root]
   let blocks = 0
   let bytes = 0
@@ -156,7 +150,7 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
 
   const one = async (cid: CID): Promise<CID[]> => {
     checkSignal(signal)
-    if (cid.multihash.code === HASH_IDENTITY) return links(cid, cid.multihash.digest)
+    if (cid.multihash.code === IDENTITY_CODE) return links(cid, cid.multihash.digest)
     const size = verified.get(cid.toString())
     if (size !== undefined) {
       // Hashed on its way in from a gateway: a raw leaf needs nothing more; a node, its links.
@@ -165,12 +159,12 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       hashed.set(cid.toString(), size)
       if (bytes > maxBytes)
         throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
-      if (cid.code === CODEC_RAW) return []
+      if (cid.code === RAW_CODE) return []
       return links(cid, await readBlock(blockstore.get(cid, { signal }), cid))
     }
-    if (cid.multihash.code !== HASH_SHA2_256)
+    if (cid.multihash.code !== SHA2_256_CODE)
       throw new NodeError('not-unixfs', `block ${cid} is not sha2-256 hashed`, { status: 422 })
-    if (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB)
+    if (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE)
       throw new NodeError('not-unixfs', `block ${cid} is neither dag-pb nor raw`, { status: 422 })
     let held: boolean
     try {
@@ -221,7 +215,6 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
           if (seen.has(key)) continue
           seen.add(key)
           next.push(child)
-          order.push(child)
         }
       }
     }
@@ -231,9 +224,9 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
   checkSignal(signal)
   let pinned = false
   try {
-    if (options.pin) pinned = await options.pin(root, signal, order)
+    if (options.pin) pinned = await options.pin(root, signal)
     else if (helia?.pins) {
-      for await (const _ of helia.pins.add(root, { offline: true, signal } as { signal: AbortSignal })) {
+      for await (const _ of helia.pins.add(root, { offline: true, signal, walker: unixfsPinWalker })) {
         // each block walked is counted by the pins API; nothing to do here
       }
       pinned = true
@@ -266,7 +259,7 @@ async function readBlock(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array
 }
 
 function links(cid: CID, block: Uint8Array): CID[] {
-  if (cid.code !== CODEC_DAG_PB) return []
+  if (cid.code !== DAG_PB_CODE) return []
   try {
     return dagPb.decode(block).Links.map((l) => l.Hash)
   } catch (e) {

@@ -15,10 +15,11 @@
 import type { CID } from 'multiformats/cid'
 import { cidKey, type FederationState } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
+import { type PinWalker, unixfsPinWalker } from './pin-walker.js'
 
 export interface RetentionPins {
   isPinned(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean>
-  rm(cid: CID, options?: { signal?: AbortSignal; offline?: boolean }): AsyncIterable<CID>
+  rm(cid: CID, options?: { signal?: AbortSignal; offline?: boolean; walker?: PinWalker }): AsyncIterable<CID>
 }
 
 export interface RetentionBlockstore {
@@ -79,7 +80,11 @@ export function createRetention(options: RetentionOptions): Retention {
       const walked: CID[] = []
       try {
         // offline: every block is here (it was pinned); never wait on the network to unpin.
-        for await (const cid of pins.rm(root, { offline: true, ...(signal ? { signal } : {}) }))
+        for await (const cid of pins.rm(root, {
+          offline: true,
+          walker: unixfsPinWalker,
+          ...(signal ? { signal } : {}),
+        }))
           walked.push(cid)
       } catch (e) {
         done.delete(root.toString())
