@@ -82,12 +82,6 @@ export class BlockFiles extends FsBlockstore {
     }
   }
 
-  /** Where the block `key` lives: its directory and file name (for writers outside this class). */
-  locate(key: CID): { directory: string; name: string } {
-    const { dir, file } = this.layout.encode(key)
-    return { directory: join(this.root, dir), name: file }
-  }
-
   override async put(key: CID, bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<CID> {
     options?.signal?.throwIfAborted()
     const { dir, file } = this.layout.encode(key)

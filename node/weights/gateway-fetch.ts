@@ -2,8 +2,9 @@
  * Fetching a weights DAG from another steward's IPFS trustless gateway (DESIGN.md §6 "Weights":
  * "an IPFS trustless gateway … for fast verified HTTP fetches").
  *
- * One request, `GET <gateway>/ipfs/<root>?format=car&dag-scope=all&dups=n`, streamed: the CAR's
- * blocks go into the node's blockstore as they arrive. Nothing about the gateway is trusted:
+ * One request, `GET <gateway>/ipfs/<root>?format=car&dag-scope=all&car-order=dfs&car-dups=n`,
+ * streamed: the CAR's blocks go into the node's blockstore as they arrive. Nothing about the
+ * gateway is trusted:
  *
  * - A block is taken only if it is *wanted*: the root, or a block a taken dag-pb node links to.
  *   So a gateway can only send blocks of this DAG; anything else ends the fetch (`block-unwanted`).
@@ -26,19 +27,16 @@ import { get as httpsGet } from 'node:https'
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { equalBytes } from '../../protocol/bytes.js'
+import { DAG_PB_CODE, RAW_CODE, SHA2_256_CODE } from '../../protocol/cid.js'
 import { isNodeError, NodeError } from '../errors.js'
+import { CAR_TYPE } from '../gateway.js'
 import { nativeSha256 } from '../sha256.js'
 import { BlockFiles } from './block-files.js'
 import { carSections } from './car-sections.js'
 import { DfsFileDigests } from './dfs-files.js'
-import type { FileDigest } from './directory.js'
+import { type FileDigest, MAX_BLOCK_BYTES } from './directory.js'
 import { LeafHasher, type Placed } from './leaf-hasher.js'
 
-const CODEC_RAW = 0x55
-const CODEC_DAG_PB = 0x70
-const HASH_SHA2_256 = 0x12
-const MAX_BLOCK_BYTES = 2 * 1024 * 1024
-const CAR_TYPE = 'application/vnd.ipld.car'
 /**
  * How long a gateway may send nothing (no answer, no byte) before it is left for the next one or
  * bitswap: the fetch's own deadline is long enough for GiBs, and one silent host must not use it up.
@@ -173,17 +171,15 @@ async function readCar(
       throw new NodeError('block-unwanted', `the gateway ${gateway} sent ${cid}, which is not in ${root}`, {
         status: 502,
       })
-    if (cid.multihash.code !== HASH_SHA2_256 || (cid.code !== CODEC_RAW && cid.code !== CODEC_DAG_PB))
+    if (cid.multihash.code !== SHA2_256_CODE || (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE))
       throw new NodeError('not-unixfs', `block ${cid} is not a sha2-256 dag-pb or raw block`, { status: 422 })
     if (bytes + length > maxBytes)
       throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
-    if (cid.code === CODEC_RAW) placed = await hasher.place(length)
+    if (cid.code === RAW_CODE) placed = await hasher.place(length)
     return placed?.bytes ?? new Uint8Array(length)
   }
-  // The node's store: a leaf's file is written by the worker that hashed it. Any other store gets
-  // the leaf through `put`, as a copy if it may keep what it is given (a slot is reused).
-  const blockFiles = blockstore instanceof BlockFiles ? blockstore : undefined
-  const storeCopies = blockFiles === undefined
+  // A store that may keep what it is given (in memory) gets a copy of a leaf: its slot is reused.
+  const storeCopies = !(blockstore instanceof BlockFiles)
   try {
     for await (const { cid, bytes: block } of carSections(body, { maxBlockBytes: MAX_BLOCK_BYTES, place })) {
       if (signal.aborted) throw signal.reason
@@ -197,8 +193,7 @@ async function readCar(
       verified.set(key, block.length)
 
       let checked: Promise<void>
-      let written = false
-      if (cid.code === CODEC_DAG_PB) {
+      if (cid.code === DAG_PB_CODE) {
         // A node's links decide what is wanted next, so it is hashed here, before it is decoded
         // (nodes are small; leaves, nearly all the bytes, go to the workers).
         if (!equalBytes(nativeSha256(block), cid.multihash.digest)) throw corrupt(cid)
@@ -223,26 +218,15 @@ async function readCar(
             status: 500,
           })
         }
-        if (slot && blockFiles) {
-          // The worker that hashes the leaf also writes it, if it matches: the main thread never
-          // touches the bytes again, and its thread pool is spared four calls per block.
-          const store = { expected: cid.multihash.digest, ...blockFiles.locate(cid) }
-          checked = hasher.hashAndStore(slot, file, store).then((stored) => {
-            if (!equalBytes(stored.digest, cid.multihash.digest)) throw corrupt(cid)
-            if (!stored.written) throw new Error(stored.error ?? 'not written')
-            written = true
-          }, hashFailed)
-        } else {
-          checked = (slot ? hasher.hash(slot, file) : hasher.block(block, file)).then((digest) => {
-            if (!equalBytes(digest, cid.multihash.digest)) throw corrupt(cid)
-          }, hashFailed)
-        }
+        checked = (slot ? hasher.hash(slot, file) : hasher.block(block, file)).then((digest) => {
+          if (!equalBytes(digest, cid.multihash.digest)) throw corrupt(cid)
+        }, hashFailed)
       }
       // Stored once its hash checks; a few blocks in flight, so the stream never waits on the
       // worker or the disk. Written even when a copy is held: that copy may be damaged, and the
       // check trusts what this stream hashed (the write replaces the file atomically).
       const task: Promise<unknown> = checked
-        .then(() => written || blockstore.put(cid, storeCopies && slot ? block.slice() : block))
+        .then(() => blockstore.put(cid, storeCopies && slot ? block.slice() : block))
         .finally(() => slot && hasher.release(slot))
         .then(
           () => void tasks.delete(task),

@@ -8,24 +8,16 @@
  * is sequential, so its worker takes the leaves in the order they were sent). With one worker
  * doing both passes, that worker was the slowest part of a 256 MiB fetch (bench/fetch.ts).
  *
- * Each block is copied once into a slot of a buffer shared with both workers (a memcpy, a small
- * fraction of hashing it); the slot is free again once both have answered, and the caller keeps
- * its own bytes to store once the digest is back. Posting the blocks themselves was measured
- * slower: every structured clone is a fresh 1 MiB allocation, and the garbage collector then took
- * more time than the hashing saved.
+ * A leaf lies in a slot of a buffer shared with both workers: the CAR reader puts it there
+ * straight from the socket's chunks (`place`), or `block` copies it in. The caller stores it from
+ * the slot once the digest is back and then gives the slot back (`release`); it is reused when
+ * both workers have answered too. Posting the blocks themselves was measured slower: every
+ * structured clone is a fresh 1 MiB allocation, and the garbage collector then took more time
+ * than the hashing saved.
  */
 import type { Worker } from 'node:worker_threads'
 import { startWorker } from '../worker-thread.js'
-import type {
-  LeafBytes,
-  LeafHashAnswer,
-  LeafHashRequest,
-  LeafHashWorkerData,
-  StoreAt,
-  Stored,
-} from './leaf-hash-worker.js'
-
-export type { StoreAt, Stored }
+import type { LeafBytes, LeafHashAnswer, LeafHashRequest, LeafHashWorkerData } from './leaf-hash-worker.js'
 
 /** A profile leaf (1 MiB) fits a slot; a larger block is posted as a copy. */
 const SLOT_BYTES = 1024 * 1024
@@ -115,20 +107,6 @@ export class LeafHasher {
     return this.ask({ slot: placed.slot, length: placed.bytes.length }, placed.slot, file)
   }
 
-  /**
-   * As `hash`, and the block is written at `store` (its file in the blockstore) by the worker
-   * that hashed it, if it hashes to `store.expected`.
-   */
-  async hashAndStore(placed: Placed, file: number | undefined, store: StoreAt): Promise<Stored> {
-    const answer = await this.ask(
-      { slot: placed.slot, length: placed.bytes.length },
-      placed.slot,
-      file,
-      store,
-    )
-    return answer as Stored
-  }
-
   /** The caller no longer reads the slot. */
   release(placed: Placed): void {
     this.unhold(placed.slot)
@@ -164,20 +142,12 @@ export class LeafHasher {
     await Promise.all([this.blocks.stop(), this.files.stop()])
   }
 
-  private ask(part: LeafBytes, slot: number | undefined, file: number | undefined): Promise<Uint8Array>
-  private ask(
-    part: LeafBytes,
-    slot: number | undefined,
-    file: number | undefined,
-    store: StoreAt,
-  ): Promise<Stored>
   private async ask(
     part: LeafBytes,
     slot: number | undefined,
     file: number | undefined,
-    store?: StoreAt,
-  ): Promise<Uint8Array | Stored> {
-    const digest = this.blocks.ask({ part, file: -1, digest: true, ...(store ? { store } : {}) })
+  ): Promise<Uint8Array> {
+    const digest = this.blocks.ask({ part, file: -1, digest: true })
     const fed = file === undefined ? undefined : this.files.ask({ part, file, digest: false })
     if (slot !== undefined) {
       // Each worker given the slot holds it until it has answered (it reads it, then answers).
@@ -186,7 +156,7 @@ export class LeafHasher {
       if (fed) void fed.then(...settled(() => this.unhold(slot)))
     }
     fed?.catch(() => {}) // a failed worker fails the digest or the file's close as well
-    return (await digest) as Uint8Array | Stored
+    return (await digest) as Uint8Array
   }
 
   private unhold(slot: number): void {
