@@ -37,13 +37,15 @@
  */
 import { createHash } from 'node:crypto'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { decode as decodeCbor, encode as encodeCbor } from '@ipld/dag-cbor'
+import { decode as decodeCbor } from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UnixFS } from 'ipfs-unixfs'
-import { varint } from 'multiformats'
 import { CID } from 'multiformats/cid'
+import { DAG_CBOR_CODE } from '../protocol/cbor.js'
+import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE } from '../protocol/cid.js'
 import { type Logger, silentLogger } from './log.js'
+import { carHeader, sectionPrefix } from './weights/car-sections.js'
 
 /** What the gateway needs of a blockstore: `get` (blockstore-fs 4 and interface-blockstore 7 shape). */
 export interface GatewayBlockstore {
@@ -72,11 +74,6 @@ export const IMMUTABLE = 'public, max-age=29030400, immutable'
 /** Larger blocks are refused: IPFS blocks are at most a few MiB, and one block is held in memory. */
 export const MAX_BLOCK_BYTES = 4 * 1024 * 1024
 const MAX_CID_TEXT = 256
-
-const CODEC_RAW = 0x55
-const CODEC_DAG_PB = 0x70
-const CODEC_DAG_CBOR = 0x71
-const HASH_IDENTITY = 0x00
 
 class GatewayError extends Error {
   override name = 'GatewayError'
@@ -263,7 +260,7 @@ async function readPart(
 ): Promise<Part | null> {
   // Raw leaves only (nearly all the bytes): a decoded node's CIDs are views of its bytes, which
   // must not be overwritten while its links wait on the walk's stack.
-  const buffer = store.readInto && cid.code === CODEC_RAW ? buffers.take() : undefined
+  const buffer = store.readInto && cid.code === RAW_CODE ? buffers.take() : undefined
   if (buffer !== undefined) {
     let length: number | undefined
     try {
@@ -287,7 +284,7 @@ async function readBlock(
   cid: CID,
   signal?: AbortSignal,
 ): Promise<Uint8Array | null> {
-  if (cid.multihash.code === HASH_IDENTITY) return cid.multihash.digest
+  if (cid.multihash.code === IDENTITY_CODE) return cid.multihash.digest
   try {
     const got = store.get(cid, signal ? { signal } : {})
     const value = got instanceof Promise ? await got : got
@@ -351,7 +348,7 @@ interface Step {
 function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
   if (scope === 'block') return []
   try {
-    if (cid.code === CODEC_DAG_PB) {
+    if (cid.code === DAG_PB_CODE) {
       const node = dagPb.decode(bytes)
       if (scope === 'all') return node.Links.map((l) => ({ cid: l.Hash, scope: 'all' }))
       // entity: a file's blocks, or a sharded directory's shards (not its entries); nothing else.
@@ -364,7 +361,7 @@ function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
       }
       return []
     }
-    if (cid.code === CODEC_DAG_CBOR && scope === 'all') {
+    if (cid.code === DAG_CBOR_CODE && scope === 'all') {
       return cborLinks(decodeCbor(bytes)).map((c) => ({ cid: c, scope: 'all' }))
     }
   } catch (e) {
@@ -379,23 +376,6 @@ function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
 
 /** Blocks read ahead of the one being sent (1 MiB leaves: a few MiB of memory per stream). */
 const READ_AHEAD = 8
-
-function carHeader(roots: CID[]): Uint8Array {
-  const body = encodeCbor({ version: 1, roots })
-  const out = new Uint8Array(varint.encodingLength(body.length) + body.length)
-  varint.encodeTo(body.length, out, 0)
-  out.set(body, out.length - body.length)
-  return out
-}
-
-/** `varint(len(cid) + len(block)) ‖ cid`; the block bytes follow as their own chunk. */
-function sectionPrefix(cid: CID, size: number): Uint8Array {
-  const n = cid.bytes.length + size
-  const out = new Uint8Array(varint.encodingLength(n) + cid.bytes.length)
-  varint.encodeTo(n, out, 0)
-  out.set(cid.bytes, out.length - cid.bytes.length)
-  return out
-}
 
 interface CarPlan {
   root: CID
@@ -421,7 +401,7 @@ async function* carBody(
   const sent = new Set<string>()
   const expanded = new Set<string>()
   const send = function* (cid: CID, part: Part) {
-    const skip = cid.multihash.code === HASH_IDENTITY || (plan.dups === 'n' && sent.has(cid.toString()))
+    const skip = cid.multihash.code === IDENTITY_CODE || (plan.dups === 'n' && sent.has(cid.toString()))
     if (skip) {
       part.release?.()
       return
@@ -558,8 +538,8 @@ async function resolvePath(
   let at = root
   for (const [i, name] of path.entries()) {
     const where = `/${path.slice(0, i).join('/')}`
-    if (at.cid.code !== CODEC_DAG_PB) {
-      if (at.cid.code === CODEC_DAG_CBOR)
+    if (at.cid.code !== DAG_PB_CODE) {
+      if (at.cid.code === DAG_CBOR_CODE)
         throw new GatewayError(
           501,
           'path-unsupported',

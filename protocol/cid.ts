@@ -11,7 +11,10 @@ import { compareBytes } from './bytes.js'
 import { DAG_CBOR_CODE } from './cbor.js'
 
 export const SHA2_256_CODE = 0x12
+export const IDENTITY_CODE = 0x00
 export const RAW_CODE = 0x55
+/** dag-pb: UnixFS directories and file nodes. */
+export const DAG_PB_CODE = 0x70
 
 export { CID }
 

@@ -1,6 +1,7 @@
 /**
- * Reading a CARv1 stream section by section, each block's bytes copied straight from the
- * network's chunks into a place the caller chooses (gateway-fetch.ts).
+ * CARv1 framing: writing a header and section prefixes (the gateway's CAR responses, `model
+ * publish`'s upload), and reading a stream section by section, each block's bytes copied straight
+ * from the network's chunks into a place the caller chooses (gateway-fetch.ts).
  *
  * Why not @ipld/car's `CarBlockIterator`: it joins the chunks of every block into a fresh buffer,
  * so a 256 MiB fetch allocated 256 MiB more than it received, and the garbage collector (whose
@@ -14,13 +15,41 @@
  * Malformed input ends with `NodeError('car-invalid')`; a stream that stops inside a section, with
  * `car-truncated` (what came before it is whole).
  */
-import { decode as decodeCbor } from '@ipld/dag-cbor'
+import { decode as decodeCbor, encode as encodeCbor } from '@ipld/dag-cbor'
+import { varint } from 'multiformats'
 import { CID } from 'multiformats/cid'
 import { NodeError } from '../errors.js'
 
 const MAX_HEADER_BYTES = 64 * 1024
 /** A CID's bytes are read from at most this much of the start of a section. */
 const CID_PREFIX_BYTES = 128
+
+/** The header of a CARv1 naming `roots`: `varint(len) ‖ dag-cbor {version: 1, roots}`. */
+export function carHeader(roots: readonly CID[]): Uint8Array {
+  const body = encodeCbor({ version: 1, roots })
+  const out = new Uint8Array(varint.encodingLength(body.length) + body.length)
+  varint.encodeTo(body.length, out, 0)
+  out.set(body, out.length - body.length)
+  return out
+}
+
+/** Bytes of a section's prefix, `varint(len(cid) + length) ‖ cid`, for a block of `length`. */
+export function sectionPrefixLength(cid: CID, length: number): number {
+  return varint.encodingLength(cid.bytes.length + length) + cid.bytes.length
+}
+
+/** Writes a section's prefix at the start of `into` (the block's bytes may follow it there). */
+export function writeSectionPrefix(cid: CID, length: number, into: Uint8Array): void {
+  varint.encodeTo(cid.bytes.length + length, into, 0)
+  into.set(cid.bytes, varint.encodingLength(cid.bytes.length + length))
+}
+
+/** A section's prefix on its own; the block's bytes follow as another chunk. */
+export function sectionPrefix(cid: CID, length: number): Uint8Array {
+  const out = new Uint8Array(sectionPrefixLength(cid, length))
+  writeSectionPrefix(cid, length, out)
+  return out
+}
 
 export interface CarSection {
   readonly cid: CID

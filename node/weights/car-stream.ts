@@ -13,13 +13,18 @@
  * sent the bytes the root names, and those are the bytes the sha256s were computed over.
  */
 import { createHash } from 'node:crypto'
-import { constants } from 'node:fs'
-import { type FileHandle, open } from 'node:fs/promises'
-import * as dagCbor from '@ipld/dag-cbor'
-import { varint } from 'multiformats'
-import type { CID } from 'multiformats/cid'
+import type { FileHandle } from 'node:fs/promises'
 import { NodeError } from '../errors.js'
-import { aborted, CHUNK_BYTES, type DirectoryPlan, type FileDigest, type PlannedFile } from './directory.js'
+import { carHeader, sectionPrefix, sectionPrefixLength, writeSectionPrefix } from './car-sections.js'
+import {
+  aborted,
+  CHUNK_BYTES,
+  type DirectoryPlan,
+  type FileDigest,
+  openListed,
+  type PlannedFile,
+} from './directory.js'
+import { fileStamp } from './file-stamp.js'
 
 export interface CarStreamOptions {
   readonly signal?: AbortSignal
@@ -37,23 +42,6 @@ export interface CarStreamOptions {
   readonly reuse?: boolean
 }
 
-function sectionHead(cid: CID, length: number): Uint8Array {
-  const head = new Uint8Array(headLength(cid, length))
-  writeHead(cid, length, head)
-  return head
-}
-
-/** Bytes of a section's head: the varint of the section's length, then the CID. */
-function headLength(cid: CID, length: number): number {
-  return varint.encodingLength(cid.bytes.length + length) + cid.bytes.length
-}
-
-function writeHead(cid: CID, length: number, into: Uint8Array): void {
-  const at = varint.encodingLength(cid.bytes.length + length)
-  varint.encodeTo(cid.bytes.length + length, into, 0)
-  into.set(cid.bytes, at)
-}
-
 /** The most a head takes: a varint of at most 9 bytes and a CIDv1 with a sha2-256 digest. */
 const MAX_HEAD_BYTES = 9 + 4 + 2 + 32
 
@@ -62,8 +50,7 @@ function changed(path: string): NodeError {
 }
 
 async function stampOf(fh: FileHandle): Promise<string> {
-  const st = await fh.stat({ bigint: true })
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`
+  return fileStamp(await fh.stat({ bigint: true }))
 }
 
 /** Two section buffers taken in turn (`CarStreamOptions.reuse`). */
@@ -84,11 +71,7 @@ export async function* directoryCar(
   plan: DirectoryPlan,
   options: CarStreamOptions = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const header = dagCbor.encode({ version: 1, roots: [plan.root] })
-  const prefix = new Uint8Array(varint.encodingLength(header.length))
-  varint.encodeTo(header.length, prefix, 0)
-  yield prefix
-  yield header
+  yield carHeader([plan.root])
   const sent = new Set<string>()
   const ring = options.reuse ? new Ring() : undefined
   for (const p of plan.planned) yield* fileLeaves(p, sent, ring, options)
@@ -96,12 +79,12 @@ export async function* directoryCar(
   for (const [key, node] of plan.nodes) {
     if (key === rootKey || sent.has(key)) continue
     sent.add(key)
-    yield sectionHead(node.cid, node.bytes.length)
+    yield sectionPrefix(node.cid, node.bytes.length)
     yield node.bytes
   }
   const root = plan.nodes.get(rootKey)
   if (root === undefined) throw new NodeError('import-failed', `the plan holds no root block ${rootKey}`)
-  yield sectionHead(root.cid, root.bytes.length)
+  yield sectionPrefix(root.cid, root.bytes.length)
   yield root.bytes
 }
 
@@ -112,16 +95,7 @@ async function* fileLeaves(
   options: CarStreamOptions,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const { path, size } = p.file
-  let fh: FileHandle
-  try {
-    // As when it was hashed: never through a final symlink, never blocking on a FIFO.
-    fh = await open(p.file.location, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW)
-  } catch (e) {
-    throw new NodeError('unreadable', `${path}: cannot open: ${(e as NodeJS.ErrnoException)?.code ?? e}`, {
-      status: 400,
-      cause: e,
-    })
-  }
+  const fh = await openListed(p.file)
   try {
     if ((await stampOf(fh)) !== p.stamp) throw changed(path)
     const hash = createHash('sha256')
@@ -132,12 +106,21 @@ async function* fileLeaves(
       const key = cid.toString()
       // The whole section in one buffer: its head, then the leaf read from the file. A leaf sent
       // before (a repeated chunk) is read all the same, for the file's sha256.
-      const head = headLength(cid, length)
+      const head = sectionPrefixLength(cid, length)
       const section = ring ? ring.next(head + length) : Buffer.allocUnsafe(head + length)
-      writeHead(cid, length, section)
+      writeSectionPrefix(cid, length, section)
       let n = 0
       while (n < length) {
-        const { bytesRead } = await fh.read(section, head + n, length - n, offset + n)
+        const { bytesRead } = await fh.read(section, head + n, length - n, offset + n).catch((e) => {
+          throw new NodeError(
+            'unreadable',
+            `${path}: read failed: ${(e as NodeJS.ErrnoException)?.code ?? e}`,
+            {
+              status: 400,
+              cause: e,
+            },
+          )
+        })
         if (bytesRead === 0) throw changed(path)
         n += bytesRead
       }

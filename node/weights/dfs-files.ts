@@ -20,10 +20,8 @@
 import type * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
+import { IDENTITY_CODE, RAW_CODE } from '../../protocol/cid.js'
 import type { FileDigest } from './directory.js'
-
-const CODEC_RAW = 0x55
-const HASH_IDENTITY = 0x00
 
 /** Where files' bytes are hashed (`LeafHasher`): a leaf goes there with the file it feeds. */
 export interface FileHashing {
@@ -76,7 +74,7 @@ export class DfsFileDigests {
       return undefined
     }
     const parent = this.frames.at(-1)
-    if (cid.code === CODEC_RAW) {
+    if (cid.code === RAW_CODE) {
       if (parent?.file) {
         parent.file.size += bytes.length
         return parent.file.id
@@ -128,7 +126,7 @@ export class DfsFileDigests {
       if (next.equals(cid)) return true
       const key = next.toString()
       // dups=n: a block sent before is not sent again, nor anything under it.
-      if (next.multihash.code === HASH_IDENTITY || this.received(key)) {
+      if (next.multihash.code === IDENTITY_CODE || this.received(key)) {
         if (top.file) top.file.tainted = true
         continue
       }

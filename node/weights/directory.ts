@@ -43,6 +43,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { compareBytes, utf8, utf8Strict } from '../../protocol/bytes.js'
+import { SHA2_256_CODE } from '../../protocol/cid.js'
 import { isRelativePath } from '../../protocol/formats.js'
 import { LIMITS } from '../../protocol/limits.js'
 import type { ManifestFile } from '../../protocol/types.js'
@@ -52,6 +53,11 @@ import { type HashDone, hashFiles } from './hash-pool.js'
 export const CID_PROFILE = 'unixfs-v1-2025' as const
 /** The profile's chunk size; files are also read in chunks of this size, so none is copied. */
 export const CHUNK_BYTES = 1024 * 1024
+/**
+ * The largest block a DAG in the profile holds: a leaf is one chunk and directory and file
+ * nodes are smaller; twice that leaves room and still bounds what a reader takes into memory.
+ */
+export const MAX_BLOCK_BYTES = 2 * CHUNK_BYTES
 /** Directory entries visited before a walk gives up (a model has at most `maxManifestFiles`). */
 const MAX_ENTRIES_VISITED = 16 * LIMITS.maxManifestFiles
 
@@ -242,6 +248,18 @@ export interface FileDigest {
   readonly sha256: Uint8Array
 }
 
+/** An `onBytes` that adds up what was read and reports the running total against `total`. */
+export function progress(
+  total: number,
+  onProgress: ((read: number, total: number) => void) | undefined,
+): (bytes: number) => void {
+  let read = 0
+  return (n) => {
+    read += n
+    onProgress?.(read, total)
+  }
+}
+
 export interface ReadOptions {
   readonly signal?: AbortSignal
   /** Called after each chunk with the bytes it held. */
@@ -306,7 +324,8 @@ export async function hashFile(file: LocalFile, options: ReadOptions = {}): Prom
   return digest!
 }
 
-async function openListed(file: LocalFile): Promise<FileHandle> {
+/** Opens a listed file to read it: still a regular file, never through a symlink or a FIFO. */
+export async function openListed(file: LocalFile): Promise<FileHandle> {
   // O_NONBLOCK: a FIFO swapped in after listing must not hang the open; O_NOFOLLOW: nor a symlink.
   const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW
   let fh: FileHandle
@@ -404,11 +423,7 @@ export interface DirectoryImport {
  */
 export async function importDirectory(dir: string, options: ImportOptions = {}): Promise<DirectoryImport> {
   const { files: listed, total } = await listModel(dir, options)
-  let read = 0
-  const onBytes = (n: number) => {
-    read += n
-    options.onProgress?.(read, total)
-  }
+  const onBytes = progress(total, options.onProgress)
   const digests = new Map<string, FileDigest>()
   const entries = listed.map((f) => ({
     path: f.path,
@@ -425,7 +440,6 @@ export async function importDirectory(dir: string, options: ImportOptions = {}):
 
 // ------------------------------------------------------------ hashed on worker threads
 
-const SHA2_256 = 0x12
 const DIGEST_BYTES = 32
 
 /**
@@ -472,7 +486,7 @@ export function leafCids(path: string, size: number, digests: Uint8Array): CID[]
   return Array.from({ length: count }, (_, i) =>
     CID.createV1(
       raw.code,
-      createDigest(SHA2_256, digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES)),
+      createDigest(SHA2_256_CODE, digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES)),
     ),
   )
 }
@@ -540,16 +554,12 @@ export interface DirectoryPlan {
  */
 export async function planDirectory(dir: string, options: PlanOptions = {}): Promise<DirectoryPlan> {
   const { files, total } = await listModel(dir, options)
-  let read = 0
   const outcomes = await hashFiles(files, {
     whole: false,
     leaves: true,
     chunkBytes: CHUNK_BYTES,
     signal: options.signal,
-    onBytes: (n) => {
-      read += n
-      options.onProgress?.(read, total)
-    },
+    onBytes: progress(total, options.onProgress),
   })
   const done: HashDone[] = outcomes.map((o) => {
     if (!o.ok) throw o.error

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
+import { fileStamp } from './file-stamp.js'
 
 export interface HashWorkerData {
   /** One Int32: set to 1 to abort every read. */
@@ -85,7 +86,7 @@ function hashFile(request: HashRequest, progress: (bytes: number) => void): Hash
     try {
       const st = fstatSync(fd, { bigint: true })
       if (!st.isFile()) throw new Fault('special-file', `${path} is no longer a regular file`)
-      stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`
+      stamp = fileStamp(st)
     } catch (e) {
       if (e instanceof Fault) throw e
       throw new Fault('special-file', `${path} is no longer a regular file`)

@@ -37,6 +37,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { exporter, type ReadableStorage, type UnixFSEntry } from 'ipfs-unixfs-exporter'
 import type { CID } from 'multiformats/cid'
 import { equalBytes } from '../../protocol/bytes.js'
+import { DAG_PB_CODE, RAW_CODE, SHA2_256_CODE } from '../../protocol/cid.js'
 import { LIMITS } from '../../protocol/limits.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { isNodeError, NodeError } from '../errors.js'
@@ -49,7 +50,9 @@ import {
   type LocalFile,
   leafCids,
   listDirectory,
+  MAX_BLOCK_BYTES,
   pathProblem,
+  progress,
   rootOfHashed,
   unixfsRoot,
 } from './directory.js'
@@ -100,12 +103,6 @@ const READ_CODES: ReadonlySet<string> = new Set<ProblemCode>([
   'file-changed',
 ])
 
-/** The largest block the profile makes is a 1 MiB leaf; directory and file nodes are smaller. */
-const MAX_BLOCK_BYTES = 2 * 1024 * 1024
-const SHA2_256 = 0x12
-const DAG_PB = 0x70
-const RAW = 0x55
-
 export interface VerifyDirectoryOptions extends ListOptions {
   /** Also recompute the UnixFS root and compare it with `weights`. */
   readonly cid?: boolean
@@ -140,7 +137,6 @@ export async function verifyDirectory(
     } else toRead.push(f)
   }
   const total = toRead.reduce((s, f) => s + f.size, 0)
-  let read = 0
   // With the root: only when the file set is the manifest's, so that the root can match.
   const withRoot = options.cid === true && problems.length === 0
   // Every file read once, on worker threads, several at a time (hash-pool.ts says why).
@@ -148,10 +144,7 @@ export async function verifyDirectory(
     leaves: withRoot,
     chunkBytes: CHUNK_BYTES,
     signal: options.signal,
-    onBytes: (n) => {
-      read += n
-      options.onProgress?.(read, total)
-    },
+    onBytes: progress(total, options.onProgress),
   })
   const digests = new Map<string, HashDone & FileDigest>()
   let abortedAt: string | undefined
@@ -244,11 +237,7 @@ export async function verifyDag(
   // Data: each file once, hashed and re-imported. A DAG can link one leaf many times, so the
   // block budget follows the declared sizes (already bounded by maxModelBytes).
   reader.budget += 2 * Math.ceil(declared / CHUNK_BYTES) + 4 * listed.length
-  let read = 0
-  const onBytes = (n: number) => {
-    read += n
-    options.onProgress?.(read, declared)
-  }
+  let onBytes = progress(declared, options.onProgress)
   const digests = new Map<string, FileDigest>()
   try {
     // The common case, a DAG in the profile's shape (raw leaves of 1 MiB): each leaf is read once
@@ -265,7 +254,7 @@ export async function verifyDag(
       return result(problems)
     }
     digests.clear()
-    read = 0
+    onBytes = progress(declared, options.onProgress) // the general path reads everything again
     if (fast !== undefined) reader.budget += 2 * Math.ceil(declared / CHUNK_BYTES) + 4 * listed.length
     const entries = listed.map((f) => ({
       path: f.path,
@@ -296,11 +285,11 @@ async function leafFiles(
     while (stack.length > 0) {
       if (signal?.aborted) throw aborted()
       const cid = stack.pop()!
-      if (cid.code === RAW) {
+      if (cid.code === RAW_CODE) {
         leaves.push(cid)
         continue
       }
-      if (cid.code !== DAG_PB) return undefined
+      if (cid.code !== DAG_PB_CODE) return undefined
       let node: dagPb.PBNode
       let fs: UnixFS
       try {
@@ -544,10 +533,11 @@ class VerifiedReader implements ReadableStorage {
 }
 
 function checkCid(cid: CID): void {
-  if (cid.version !== 1 || cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32) {
+  if (cid.version !== 1 || cid.multihash.code !== SHA2_256_CODE || cid.multihash.size !== 32) {
     throw fault('not-unixfs', `${cid} is not a CIDv1 with a sha2-256 multihash`)
   }
-  if (cid.code !== DAG_PB && cid.code !== RAW) throw fault('not-unixfs', `${cid} is neither dag-pb nor raw`)
+  if (cid.code !== DAG_PB_CODE && cid.code !== RAW_CODE)
+    throw fault('not-unixfs', `${cid} is neither dag-pb nor raw`)
 }
 
 interface DagFile {
