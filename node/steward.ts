@@ -66,41 +66,35 @@ const UNSEALABLE = new Set(['void', 'pending'])
 export function createSteward(options: StewardOptions): Steward {
   const { store, signer, clock, log } = options
   const fold = store.fold
+  /** The manifest a ratify-model proposal names, and its `name@version`. */
+  const ratifies = (proposal: CID) => {
+    const action = (fold.get(proposal) as Verified<'proposal'> | undefined)?.record.body.action
+    if (action?.type !== 'ratify-model') return undefined
+    const manifest = fold.get(action.manifest) as Verified<'manifest'> | undefined
+    return { manifest, version: manifest && `${manifest.record.body.name}@${manifest.record.body.version}` }
+  }
   // Proposals this steward has sealed, or has decided never to seal.
   const done = new Set<string>()
-  for (const r of fold.records())
-    if (r.record.kind === 'seal' && r.record.author === signer.did) done.add(cidKey(r.record.body.proposal))
-
   // name@version → ratifications this steward sealed passed with its weights verified. Another
   // ratification of the version waits while one of them may still become final: two sealed in
   // one run (closing together) would otherwise both pass, and the version be conflicted.
   const pledged = new Map<string, CID[]>()
-  const versionOf = (proposal: CID): string | undefined => {
-    const p = fold.get(proposal) as Verified<'proposal'> | undefined
-    const action = p?.record.body.action
-    if (action?.type !== 'ratify-model') return undefined
-    const m = fold.get(action.manifest) as Verified<'manifest'> | undefined
-    return m && `${m.record.body.name}@${m.record.body.version}`
-  }
   const pledge = (proposal: CID) => {
-    const version = versionOf(proposal)
+    const version = ratifies(proposal)?.version
     if (version !== undefined) pledged.set(version, [...(pledged.get(version) ?? []), proposal])
   }
-  for (const r of fold.records())
-    if (
-      r.record.kind === 'seal' &&
-      r.record.author === signer.did &&
-      r.record.body.outcome === 'passed' &&
-      r.record.body.weightsVerified === true
-    )
-      pledge(r.record.body.proposal)
   const deferred = new Set<string>()
-
-  // The newest epoch this steward signed a checkpoint for (its own checkpoints are in the log).
+  // The newest epoch this steward signed a checkpoint for.
   let signedEpoch = -1
-  for (const r of fold.records())
-    if (r.record.kind === 'checkpoint' && r.record.author === signer.did)
-      signedEpoch = Math.max(signedEpoch, r.record.body.epoch)
+  // What this steward did before a restart: its own seals and checkpoints are in the log.
+  for (const r of fold.records()) {
+    if (r.record.author !== signer.did) continue
+    if (r.record.kind === 'seal') {
+      done.add(cidKey(r.record.body.proposal))
+      if (r.record.body.outcome === 'passed' && r.record.body.weightsVerified === true)
+        pledge(r.record.body.proposal)
+    } else if (r.record.kind === 'checkpoint') signedEpoch = Math.max(signedEpoch, r.record.body.epoch)
+  }
 
   /**
    * SPEC.md §11.2: for the newest epoch boundary E (a multiple of checkpointIntervalMs) with
@@ -166,8 +160,7 @@ export function createSteward(options: StewardOptions): Steward {
     let weightsVerified: boolean | undefined
     const action = proposal.record.body.action
     if (action.type === 'ratify-model') {
-      const manifest = fold.get(action.manifest) as Verified<'manifest'> | undefined
-      const version = manifest && `${manifest.record.body.name}@${manifest.record.body.version}`
+      const { manifest, version } = ratifies(p.cid)!
       const state = fold.state()
       const model = version ? state.models.get(version) : undefined
       // Already ratified (or conflicted: more than one manifest ratified) by another decision: no
