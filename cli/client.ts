@@ -60,10 +60,14 @@ export class NodeClient {
 
   private unreachable(e: unknown, timeoutMs: number): CliError {
     const err = e as Error & { code?: string; cause?: { code?: string; message?: string } }
-    const why =
-      err.name === 'TimeoutError' || err.name === 'AbortError'
-        ? `no answer within ${timeoutMs / 1000} s`
-        : (err.cause?.code ?? err.cause?.message ?? err.code ?? err.message)
+    if (err.name === 'TimeoutError' || err.name === 'AbortError')
+      // It was reached, but went quiet: not a node that is down.
+      return new CliError(
+        'node-timeout',
+        `the node at ${this.base} gave no answer for ${timeoutMs / 1000} s; see its log`,
+        EXIT.unreachable,
+      )
+    const why = err.cause?.code ?? err.cause?.message ?? err.code ?? err.message
     return new CliError(
       'node-unreachable',
       `cannot reach the node at ${this.base} (${why}); is it running? (${this.chosenBy})`,
@@ -118,20 +122,24 @@ export class NodeClient {
    * after only once the first was handed to the socket (so a producer may reuse a buffer from two
    * chunks back). An error the stream throws (a file that
    * changed) is thrown as it is; an answer the node gives before the whole body was sent (a
-   * refusal) ends the upload and is the result.
+   * refusal) ends the upload and is the result. No limit on the whole: a model of many GiB takes
+   * as long as it takes; only a connection quiet for `idleMs` (nothing sent, nothing answered)
+   * ends it.
    */
   async postStream<T>(
     path: string,
     body: AsyncIterable<Uint8Array>,
     headers: Record<string, string>,
-    timeoutMs = 10 * 60_000,
+    idleMs = 2 * 60_000,
   ): Promise<T> {
     const url = new URL(`${this.base}${path}`)
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
       method: 'POST',
       headers: { accept: 'application/json', ...headers },
-      signal: AbortSignal.timeout(timeoutMs),
     })
+    req.setTimeout(idleMs, () =>
+      req.destroy(Object.assign(new Error('the connection was idle'), { name: 'TimeoutError' })),
+    )
     const answered = new Promise<Response>((resolve, reject) => {
       req.once('response', (res) => {
         const chunks: Buffer[] = []
@@ -181,7 +189,7 @@ export class NodeClient {
     try {
       res = await answered
     } catch (e) {
-      throw this.unreachable(e, timeoutMs)
+      throw this.unreachable(e, idleMs)
     }
     return this.answer<T>(res)
   }

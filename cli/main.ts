@@ -62,7 +62,7 @@ export function program(): Command {
     'allmende node status',
     'allmende node import /srv/models/mistral-7b-de',
   ])
-  node
+  const init = node
     .command('init')
     .description('create a node home: config, genesis, peer key and admin token')
     .requiredOption(
@@ -83,92 +83,83 @@ export function program(): Command {
       "other stewards' trustless gateways (http://host:port), tried before bitswap when fetching weights",
       [],
     )
-    .addHelpText(
-      'after',
-      [
-        '',
-        'Examples:',
-        '  allmende node init --federation genesis.car --listen /ip4/0.0.0.0/tcp/4747',
-        '  allmende node init --federation bafyrei… --bootstrap /dns4/node.example.org/tcp/4747/p2p/12D3KooW…',
-        '  allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
-        '',
-      ].join('\n'),
-    )
-    .action(
-      async (opts: {
-        federation: string
-        home: string
-        listen: string[]
-        api: string
-        bootstrap: string[]
-        stewardKey?: string
-        gateway: string[]
-      }) => {
-        const json = cli.opts().json === true
-        try {
-          let genesis: Verified<'genesis'>
-          let from: string | undefined
-          if (existsSync(opts.federation)) {
-            genesis = parseGenesisFile(await readFile(opts.federation))
-          } else {
-            let id: CID
-            try {
-              id = CID.parse(opts.federation)
-            } catch {
-              fail(`--federation: ${opts.federation} is neither a file nor a federation id`, 'usage', 2, json)
-            }
-            const fetched = await fetchGenesis({ federation: id, bootstrap: opts.bootstrap })
-            genesis = fetched.genesis
-            from = fetched.from
-          }
-          const config = await initHome(opts.home, {
-            genesis,
-            listen: opts.listen,
-            bootstrap: opts.bootstrap,
-            api: opts.api,
-            ...(opts.stewardKey ? { stewardKeyFile: resolve(opts.stewardKey) } : {}),
-            ...(opts.gateway.length > 0 ? { gateways: opts.gateway } : {}),
-          })
-          const out = {
-            home: resolve(opts.home),
-            federation: config.federation,
-            ...(from ? { genesisFrom: from } : {}),
-          }
-          process.stdout.write(
-            json
-              ? `${JSON.stringify(out)}\n`
-              : `node home ${out.home} created for federation ${out.federation}${from ? ` (genesis from ${from})` : ''}\n`,
-          )
-        } catch (e) {
-          fail((e as Error).message, isNodeError(e) ? e.code : 'internal', 1, json)
-        }
-      },
-    )
-  node
-    .command('start')
-    .description('run the node in the foreground until Ctrl-C (logs to stderr as JSON lines)')
-    .option('--home <dir>', 'the node home directory', defaultNodeHome())
-    .addHelpText(
-      'after',
-      '\nExamples:\n  allmende node start\n  allmende node start --home /srv/allmende/node\n',
-    )
-    .action(async (opts: { home: string }) => {
+  examples(init, [
+    'allmende node init --federation genesis.car --listen /ip4/0.0.0.0/tcp/4747',
+    'allmende node init --federation bafyrei… --bootstrap /dns4/node.example.org/tcp/4747/p2p/12D3KooW…',
+    'allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
+  ])
+  init.action(
+    async (opts: {
+      federation: string
+      home: string
+      listen: string[]
+      api: string
+      bootstrap: string[]
+      stewardKey?: string
+      gateway: string[]
+    }) => {
       const json = cli.opts().json === true
       try {
-        const n = await startNode({ home: opts.home })
-        const ready = { ready: true, api: n.apiUrl, peerId: n.p2p.peerId, addresses: n.p2p.addresses() }
-        process.stdout.write(
-          json ? `${JSON.stringify(ready)}\n` : `node running: API ${n.apiUrl}, peer ${n.p2p.peerId}\n`,
-        )
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve)
-          process.once('SIGTERM', resolve)
+        let genesis: Verified<'genesis'>
+        let from: string | undefined
+        if (existsSync(opts.federation)) {
+          genesis = parseGenesisFile(await readFile(opts.federation))
+        } else {
+          let id: CID
+          try {
+            id = CID.parse(opts.federation)
+          } catch {
+            fail(`--federation: ${opts.federation} is neither a file nor a federation id`, 'usage', 2, json)
+          }
+          const fetched = await fetchGenesis({ federation: id, bootstrap: opts.bootstrap })
+          genesis = fetched.genesis
+          from = fetched.from
+        }
+        const config = await initHome(opts.home, {
+          genesis,
+          listen: opts.listen,
+          bootstrap: opts.bootstrap,
+          api: opts.api,
+          ...(opts.stewardKey ? { stewardKeyFile: resolve(opts.stewardKey) } : {}),
+          ...(opts.gateway.length > 0 ? { gateways: opts.gateway } : {}),
         })
-        await n.stop()
+        const out = {
+          home: resolve(opts.home),
+          federation: config.federation,
+          ...(from ? { genesisFrom: from } : {}),
+        }
+        process.stdout.write(
+          json
+            ? `${JSON.stringify(out)}\n`
+            : `node home ${out.home} created for federation ${out.federation}${from ? ` (genesis from ${from})` : ''}\n`,
+        )
       } catch (e) {
         fail((e as Error).message, isNodeError(e) ? e.code : 'internal', 1, json)
       }
-    })
+    },
+  )
+  const start = node
+    .command('start')
+    .description('run the node in the foreground until Ctrl-C (logs to stderr as JSON lines)')
+    .option('--home <dir>', 'the node home directory', defaultNodeHome())
+  examples(start, ['allmende node start', 'allmende node start --home /srv/allmende/node'])
+  start.action(async (opts: { home: string }) => {
+    const json = cli.opts().json === true
+    try {
+      const n = await startNode({ home: opts.home })
+      const ready = { ready: true, api: n.apiUrl, peerId: n.p2p.peerId, addresses: n.p2p.addresses() }
+      process.stdout.write(
+        json ? `${JSON.stringify(ready)}\n` : `node running: API ${n.apiUrl}, peer ${n.p2p.peerId}\n`,
+      )
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve)
+        process.once('SIGTERM', resolve)
+      })
+      await n.stop()
+    } catch (e) {
+      fail((e as Error).message, isNodeError(e) ? e.code : 'internal', 1, json)
+    }
+  })
   registerNodeQueries(node)
   registerPropose(cli)
   registerVote(cli)

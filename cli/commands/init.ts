@@ -37,6 +37,8 @@ export function registerInit(cli: Command): void {
         const again = await askHidden('the same again: ')
         if (first !== again)
           throw new CliError('key-passphrase-mismatch', 'the two passphrases differ; nothing was written')
+        if (first === '')
+          throw usage('an empty passphrase encrypts nothing; type one, or leave out --encrypt')
         pass = first
       }
       await mkdir(opts.stewardKey ? dirname(path) : allmendeHome(), { recursive: true, mode: 0o700 })

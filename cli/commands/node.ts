@@ -62,7 +62,15 @@ export function registerNodeQueries(node: Command): void {
       const home = resolve(opts.home)
       const config = await loadConfig(home)
       const tokenFile = join(home, FILES.token)
-      const token = (await readFile(tokenFile, 'utf8').catch(() => '')).trim()
+      const token = (
+        await readFile(tokenFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return ''
+          throw new CliError(
+            'no-token',
+            `cannot read ${tokenFile} (${e.code ?? e.message}): run as the node's user`,
+          )
+        })
+      ).trim()
       if (token.length === 0) throw new CliError('no-token', `${tokenFile} is missing: is this a node home?`)
       const client = new NodeClient(
         `http://${config.api}`,
@@ -74,6 +82,8 @@ export function registerNodeQueries(node: Command): void {
         '/weights/import',
         body,
         { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        // The node reads, hashes and stores the whole model before it answers.
+        6 * 3600_000,
       )
       ctx.out(r, `weights ${r.root} (${r.files} files, ${r.size} bytes)${r.pinned ? ', pinned' : ''}`)
     }),
