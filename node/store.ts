@@ -5,8 +5,8 @@
  * Invariants
  * - A record is acknowledged (ingest resolves) only after it — and every
  *   list block it needs that was sent with it — is written and fsync'd.
- * - The log holds only bytes that passed `decodeRecord` (or list blocks that
- *   match their CID), so replay at start trusts its own file: it decodes
+ * - The log holds only bytes that passed `decodeRecord`, and list blocks that
+ *   a held seal or checkpoint names (below), so replay at start trusts its own file: it decodes
  *   and hashes each record but checks neither canonical form, schema nor
  *   signature again (that would make start-up far slower than the 5 s budget
  *   for 100,000 records; the file is 0600 and every frame is CRC'd).
@@ -14,6 +14,14 @@
  *   is the gossip validator. Verdicts: *reject* only for invalid bytes;
  *   *ignore* for duplicates, unknown authors and records past the ingest
  *   limits; *accept* otherwise (inapplicable and pending records are kept).
+ * - A list block is kept only where a held seal or checkpoint names it: as the
+ *   root of one of its lists (`votes`, `attestations`, `finalized`), or as a
+ *   child of a kept branch, and only if it is exactly the block that position
+ *   calls for (SPEC.md §6: `count` fixes the shape; sync/list-shape.ts). This
+ *   holds wherever blocks enter — sent along with a record (`ingest`: only the
+ *   record's own lists), or on their own (`ingestBlocks`, sync) — so a block
+ *   nobody names is never written, never in `ids`, never served. Blocks of an
+ *   older log that nothing names are dropped at start (`record-log-junk-dropped`).
  */
 
 import { dirname, join } from 'node:path'
@@ -25,7 +33,6 @@ import {
   cidKey,
   createFold,
   decodeRecord,
-  decodeStrict,
   type Ed25519Backend,
   type Fold,
   federationIdOf,
@@ -40,6 +47,7 @@ import type { Logger } from './log.js'
 import { openRecordLog, type RecordLog } from './record-log.js'
 import { nativeSha256 } from './sha256.js'
 import { createIdSet, type IdSet } from './sync/id-set.js'
+import { childPosition, fitAt, type ListPosition, rootPosition } from './sync/list-shape.js'
 import { createVerifyPool, type VerifyPool } from './verify-pool.js'
 import { openWitnessLog } from './witness.js'
 
@@ -56,6 +64,22 @@ export interface IngestResult extends Checked {
   /** The fold's report for the record, once held. */
   readonly report?: RecordReport
   readonly duplicate?: boolean
+  /** List blocks sent along that the record's lists name and that were new: kept with it. */
+  readonly blocksTaken?: number
+}
+
+/** List blocks by key (`cidKey` of their CID): candidates already hashed by the caller. */
+export type KeyedBlocks = ReadonlyMap<string, Uint8Array>
+
+/** What became of list blocks offered on their own (`ingestBlocks`). */
+export interface BlocksTaken {
+  /** Named by a held seal or checkpoint, new here, and now durable. */
+  readonly taken: number
+  /** Held already (or being written by another call). */
+  readonly duplicates: number
+  /** Named by nothing held, or not the block their position calls for: not kept. */
+  readonly refused: number
+  readonly refusedBytes: number
 }
 
 export interface StoreCounters {
@@ -76,12 +100,23 @@ export interface RecordStore {
   checkMany(records: readonly Uint8Array[]): Promise<Checked[]>
   /**
    * Validates, makes durable, folds. `blocks` are list blocks sent along (a seal's vote list).
-   * `checked` is the gossip validator's verdict on the same bytes: an accepted record is not
-   * decoded and verified a second time.
+   * Of `blocks`, only those the record's own lists name are kept (a seal's or checkpoint's
+   * closure); the rest are dropped. `checked` is the gossip validator's verdict on the same
+   * bytes: an accepted record is not decoded and verified a second time.
    */
-  ingest(bytes: Uint8Array, blocks?: readonly Uint8Array[], checked?: Checked): Promise<IngestResult>
+  ingest(
+    bytes: Uint8Array,
+    blocks?: readonly Uint8Array[] | KeyedBlocks,
+    checked?: Checked,
+  ): Promise<IngestResult>
   /** List blocks held, by CID. */
   getBlock(cid: CID): Uint8Array | undefined
+  /** Whether the list block with this key (`cidKey`) is held. */
+  hasBlock(key: string): boolean
+  /** Whether a held seal or checkpoint names the list block with this key and it is not held yet. */
+  wantsBlock(key: string): boolean
+  /** A number that changes whenever a held record comes to name a list block not held. */
+  namingGeneration(): number
   /**
    * The bytes held under a CID, never from the network: a record, a list block, or for the
    * federation id the genesis.
@@ -92,16 +127,42 @@ export interface RecordStore {
   /** The ids (CID digests) of every record and list block held: what sync reconciles. */
   readonly ids: IdSet
   /**
-   * List blocks from a peer (a sync answer): well-formed new ones are made durable, then
-   * seals and checkpoints waiting for them are completed. Resolves to the number taken.
+   * List blocks from a peer (sync): those a held seal or checkpoint names (directly or below a
+   * named branch, in the shape its count fixes) are made durable, then seals and checkpoints
+   * waiting for them are completed. The rest are refused: not written, not in `ids`.
    */
-  ingestBlocks(blocks: readonly Uint8Array[]): Promise<number>
+  ingestBlocks(blocks: readonly Uint8Array[] | KeyedBlocks): Promise<BlocksTaken>
   logBytes(): number
   close(): Promise<void>
 }
 
-function isListBlock(value: unknown): boolean {
-  return Array.isArray(value) && value.length === 2 && (value[0] === 0 || value[0] === 1)
+/** The roots of a seal's or checkpoint's lists, with their positions; none for other records. */
+function listRoots(v: AnyVerified): [string, ListPosition][] {
+  const r = v.record
+  const lists =
+    r.kind === 'seal'
+      ? [r.body.votes, r.body.attestations]
+      : r.kind === 'checkpoint'
+        ? [r.body.finalized]
+        : []
+  const out: [string, ListPosition][] = []
+  for (const list of lists) {
+    const p = rootPosition(list.count)
+    if (p) out.push([cidKey(list.root), p])
+  }
+  return out
+}
+
+/** Named blocks found in candidates (admitted) and named positions nothing filled (missing). */
+interface Admission {
+  readonly admitted: Map<string, Uint8Array>
+  readonly missing: Map<string, ListPosition>
+}
+
+const NO_BLOCKS: KeyedBlocks = new Map()
+
+function countOf(blocks: readonly Uint8Array[] | KeyedBlocks): number {
+  return Array.isArray(blocks) ? blocks.length : (blocks as KeyedBlocks).size
 }
 
 export async function openStore(options: {
@@ -187,9 +248,89 @@ export async function openStore(options: {
   }
 
   /** A new list block may complete seals or checkpoints that waited for it. */
-  const holdBlock = (bytes: Uint8Array, key = blockKey(bytes, nativeSha256)) => {
+  const holdBlock = (bytes: Uint8Array, key: string) => {
     blocks.set(key, bytes)
     addId(key)
+  }
+  /** List blocks a held seal or checkpoint names that are not here yet, by key: where each goes. */
+  const named = new Map<string, ListPosition>()
+  /** Changes whenever a block not held becomes named: blocks refused before may be named now. */
+  let namingGeneration = 0
+  /** Keys of list blocks being written now (two seals may share a block, e.g. the empty list). */
+  const writing = new Set<string>()
+
+  /**
+   * Follows named positions from `starts` down through held blocks and `candidates`: the
+   * candidates that are exactly the block their position calls for, and the named positions
+   * nothing fills yet. Held blocks passed through are added to `reached`. Levels only go down,
+   * so this ends; it reads each block at most once per start.
+   */
+  const follow = (
+    starts: Iterable<readonly [string, ListPosition]>,
+    candidates: KeyedBlocks,
+    reached?: Set<string>,
+  ): Admission => {
+    const admitted = new Map<string, Uint8Array>()
+    const missing = new Map<string, ListPosition>()
+    const visit = (key: string, p: ListPosition): void => {
+      if (admitted.has(key) || writing.has(key)) return
+      const held = blocks.get(key)
+      if (held !== undefined) {
+        reached?.add(key)
+        // A held leaf names nothing; a held branch may name blocks still to come.
+        if (p.level === 0) return
+      }
+      const bytes = held ?? candidates.get(key)
+      if (bytes === undefined) {
+        missing.set(key, p)
+        return
+      }
+      const children = fitAt(bytes, p)
+      if (children === undefined) {
+        if (held === undefined) missing.set(key, p)
+        return
+      }
+      // A compact copy: a view would pin the whole network frame it came in.
+      if (held === undefined) admitted.set(key, Uint8Array.prototype.slice.call(bytes))
+      for (let j = 0; j < children.length; j++) visit(cidKey(children[j]!), childPosition(p, j))
+    }
+    for (const [key, p] of starts) visit(key, p)
+    return { admitted, missing }
+  }
+
+  /** After the admitted blocks are durable: hold them, and remember what is still named. */
+  const commit = (a: Admission) => {
+    for (const [key, bytes] of a.admitted) {
+      holdBlock(bytes, key)
+      named.delete(key)
+    }
+    for (const [key, p] of a.missing) {
+      if (blocks.has(key) || named.has(key)) continue
+      named.set(key, p)
+      namingGeneration++
+    }
+  }
+
+  /** Writes the admitted blocks (and a record after them), marked as being written meanwhile. */
+  const write = async (a: Admission, record?: Uint8Array) => {
+    const keys = [...a.admitted.keys()]
+    for (const k of keys) writing.add(k)
+    try {
+      await recordLog.appendMany(record ? [...a.admitted.values(), record] : [...a.admitted.values()])
+    } finally {
+      for (const k of keys) writing.delete(k)
+    }
+  }
+
+  /** Candidates by key; blocks of no possible list size are left out (refused by the caller). */
+  const keyed = (candidates: readonly Uint8Array[] | KeyedBlocks): KeyedBlocks => {
+    if (!Array.isArray(candidates)) return candidates as KeyedBlocks
+    const out = new Map<string, Uint8Array>()
+    for (const b of candidates as readonly Uint8Array[]) {
+      if (b.length === 0 || b.length > LIMITS.maxListBlockBytes) continue
+      out.set(blockKey(b, nativeSha256), b)
+    }
+    return out
   }
   const retryUnresolved = () => {
     for (const v of [...unresolved.values()]) {
@@ -211,10 +352,12 @@ export async function openStore(options: {
   const started = Date.now()
   let replayed = 0
   let skipped = 0
+  // Seals and checkpoints replayed: after the whole log, they tell which list blocks are named.
+  const listed: AnyVerified[] = []
   await recordLog.replay((bytes) => {
     // Records are CBOR maps (major type 5), list blocks arrays (major type 4): one byte tells.
     if (bytes[0]! >> 5 === 4) {
-      holdBlock(bytes)
+      blocks.set(blockKey(bytes, nativeSha256), bytes)
       return
     }
     const v = decodeOwnRecord(bytes, nativeSha256)
@@ -223,9 +366,11 @@ export async function openStore(options: {
       return
     }
     hold(v)
+    if (v.record.kind === 'seal' || v.record.kind === 'checkpoint') listed.push(v)
     replayed++
   })
   retryUnresolved()
+  dropUnnamed(listed)
   fold.state()
   log.info('record-log-replayed', {
     records: replayed,
@@ -233,6 +378,28 @@ export async function openStore(options: {
     skipped,
     ms: Date.now() - started,
   })
+
+  /**
+   * Keeps, of the list blocks replayed, those a held seal or checkpoint names, and drops the
+   * rest from memory: an older version stored any well-formed list block a peer sent. The file
+   * keeps their bytes (skipped at every start) until it is compacted.
+   */
+  function dropUnnamed(holders: readonly AnyVerified[]): void {
+    const reached = new Set<string>()
+    commit(follow(holders.flatMap(listRoots), NO_BLOCKS, reached))
+    let dropped = 0
+    let droppedBytes = 0
+    for (const [key, bytes] of blocks) {
+      if (reached.has(key)) {
+        addId(key)
+        continue
+      }
+      blocks.delete(key)
+      dropped++
+      droppedBytes += bytes.length
+    }
+    if (dropped > 0) log.warn('record-log-junk-dropped', { blocks: dropped, bytes: droppedBytes })
+  }
 
   const check = (input: Uint8Array): Checked => {
     // A compact copy: the decoded record keeps views into these bytes, and a small view
@@ -298,27 +465,6 @@ export async function openStore(options: {
     return { verdict: 'accept', record: v }
   }
 
-  /** List blocks sent along or fetched: only well-formed ones that are new. */
-  const freshBlocks = (candidates: readonly Uint8Array[]): { bytes: Uint8Array; key: string }[] => {
-    const fresh: { bytes: Uint8Array; key: string }[] = []
-    const seen = new Set<string>()
-    for (const b of candidates) {
-      const value = decodeStrict(b, {
-        maxBytes: LIMITS.maxListBlockBytes,
-        maxDepth: 4,
-        maxStringBytes: 64,
-        maxBytesLength: 128,
-        maxCollectionItems: LIMITS.listFanout,
-      })
-      if (!value.ok || !isListBlock(value.value)) continue
-      const key = blockKey(b, nativeSha256)
-      if (blocks.has(key) || seen.has(key)) continue
-      seen.add(key)
-      fresh.push({ bytes: Uint8Array.prototype.slice.call(b), key })
-    }
-    return fresh
-  }
-
   // Workers for batches (sync), started on first use.
   let pool: VerifyPool | undefined
   const checkMany = async (inputs: readonly Uint8Array[]): Promise<Checked[]> => {
@@ -340,19 +486,39 @@ export async function openStore(options: {
   }
 
   let closed = false
-  const ingestBlocks = async (candidates: readonly Uint8Array[]): Promise<number> => {
+  const ingestBlocks = async (candidates: readonly Uint8Array[] | KeyedBlocks): Promise<BlocksTaken> => {
     if (closed) throw new NodeError('store-closed', 'the node is shutting down', { status: 503 })
-    const fresh = freshBlocks(candidates)
-    if (fresh.length === 0) return 0
-    await recordLog.appendMany(fresh.map((b) => b.bytes))
-    for (const b of fresh) holdBlock(b.bytes, b.key)
-    retryUnresolved()
-    return fresh.length
+    const pool = keyed(candidates)
+    const offered = countOf(candidates)
+    let duplicates = 0
+    const starts: [string, ListPosition][] = []
+    for (const key of pool.keys()) {
+      if (blocks.has(key) || writing.has(key)) {
+        duplicates++
+        continue
+      }
+      const p = named.get(key)
+      if (p) starts.push([key, p])
+    }
+    const a = follow(starts, pool)
+    let refusedBytes = 0
+    for (const [key, bytes] of pool)
+      if (!a.admitted.has(key) && !blocks.has(key) && !writing.has(key)) refusedBytes += bytes.length
+    if (Array.isArray(candidates))
+      for (const b of candidates as readonly Uint8Array[])
+        if (b.length === 0 || b.length > LIMITS.maxListBlockBytes) refusedBytes += b.length
+    const refused = offered - duplicates - a.admitted.size
+    if (a.admitted.size > 0) {
+      await write(a)
+      commit(a)
+      retryUnresolved()
+    }
+    return { taken: a.admitted.size, duplicates, refused, refusedBytes }
   }
 
   const ingest = (
     bytes: Uint8Array,
-    extra: readonly Uint8Array[] = [],
+    extra: readonly Uint8Array[] | KeyedBlocks = [],
     checked?: Checked,
   ): Promise<IngestResult> => {
     if (closed)
@@ -365,6 +531,14 @@ export async function openStore(options: {
     const v = c.record!
     if (c.code === 'duplicate' || c.verdict === 'ignore') {
       const held = fold.has(v.key)
+      // A held seal still waiting for its lists may be sent again with them.
+      if (held && unresolved.has(v.key) && countOf(extra) > 0)
+        return completeLists(v, keyed(extra)).then((taken) => ({
+          ...c,
+          report: fold.report(v.key)!,
+          duplicate: true,
+          blocksTaken: taken,
+        }))
       return Promise.resolve({
         ...c,
         ...(held ? { report: fold.report(v.key)!, duplicate: true } : {}),
@@ -373,20 +547,35 @@ export async function openStore(options: {
     const key = v.key
     const running = inflight.get(key)
     if (running) return running.then((r) => ({ ...r, duplicate: true }))
-    const fresh = freshBlocks(extra)
-    const work = recordLog
-      .appendMany([...fresh.map((b) => b.bytes), v.bytes])
+    const roots = listRoots(v)
+    const a = roots.length > 0 ? follow(roots, keyed(extra)) : { admitted: new Map(), missing: new Map() }
+    const work = write(a, v.bytes)
       .then(() => {
-        for (const b of fresh) holdBlock(b.bytes, b.key)
-        if (fresh.length > 0) retryUnresolved()
+        commit(a)
+        if (a.admitted.size > 0) retryUnresolved()
         const kind = v.record.kind
         if (kind === 'vote' || kind === 'proposal' || kind === 'attestation') witness.note(v.key, clock())
         hold(v)
-        return { verdict: 'accept' as const, record: v, report: fold.report(v.key)! }
+        return {
+          verdict: 'accept' as const,
+          record: v,
+          report: fold.report(v.key)!,
+          blocksTaken: a.admitted.size,
+        }
       })
       .finally(() => inflight.delete(key))
     inflight.set(key, work)
     return work
+  }
+
+  /** The named blocks of a held record's own lists, from `pool`: written, then the record retried. */
+  const completeLists = async (v: AnyVerified, pool: KeyedBlocks): Promise<number> => {
+    const a = follow(listRoots(v), pool)
+    if (a.admitted.size === 0) return 0
+    await write(a)
+    commit(a)
+    retryUnresolved()
+    return a.admitted.size
   }
 
   return {
@@ -397,6 +586,9 @@ export async function openStore(options: {
     checkMany,
     ingest,
     getBlock,
+    hasBlock: (key) => blocks.has(key),
+    wantsBlock: (key) => named.has(key),
+    namingGeneration: () => namingGeneration,
     bytesOf(cid) {
       if (cid.equals(federation)) return genesis.bytes
       const key = cidKey(cid)

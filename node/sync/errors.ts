@@ -22,6 +22,10 @@ export type SyncErrorCode =
   | 'sync-timeout'
   /** The peer sent records that fail the checks on their bytes (an honest peer holds none). */
   | 'sync-invalid'
+  /** The peer went past a session's or its own byte or frame budget (ledger.ts). */
+  | 'sync-budget'
+  /** The peer sent list blocks nothing held names, past the ban threshold (ledger.ts). */
+  | 'sync-junk'
 
 export class SyncError extends NodeError {
   declare readonly code: SyncErrorCode
