@@ -11,7 +11,10 @@
  *   - the fold itself (signatures already checked), against a reference
  *     measured in the same run: decoding the same bytes with @ipld/dag-cbor;
  *   - `apply` of one vote (and of one seal) on a state of that size, against
- *     re-folding everything.
+ *     re-folding everything;
+ *   - `apply` of one checkpoint that cannot count (a member's copy of the
+ *     counted one, or one steward's alone for a later epoch) on that state,
+ *     after a counted checkpoint, against one attestation in the same run.
  */
 import '../node/polyfill.js'
 import * as dagCbor from '@ipld/dag-cbor'
@@ -19,11 +22,16 @@ import { fastEd25519, nativeSigner } from '../node/ed25519-native.js'
 import {
   type AnyVerified,
   apply,
+  type CheckpointBody,
   type CID,
   canonicalState,
+  checkpointFor,
   createFold,
   decodeRecord,
+  derivationsOf,
+  type FinalizedEntry,
   fold,
+  signRecord,
   type Verified,
   zip215,
 } from '../protocol/index.js'
@@ -47,7 +55,12 @@ const members: SimMember[] = [
     (name, i) =>
       ({
         name,
-        roles: i === 0 ? ['publisher', 'steward', 'voter'] : ['steward', 'voter'],
+        roles:
+          i === 0
+            ? ['publisher', 'steward', 'voter']
+            : i === 1
+              ? ['auditor', 'steward', 'voter']
+              : ['steward', 'voter'],
         weight: 1,
       }) as SimMember,
   ),
@@ -153,6 +166,7 @@ for (let k = 0; k < 3; k++) {
   foldRuns.push(ms(t0))
 }
 const foldMs = Math.min(...foldRuns)
+const foldedRecords = verified.length
 const finals = [...state.proposals.values()].filter((p) => p.phase === 'final-passed').length
 
 // 3. apply of one vote / one seal on a state of that size.
@@ -180,7 +194,55 @@ const lateSeal = sim.seal('s4', 2200, {
 t0 = process.hrtime.bigint()
 apply(acc, lateSeal)
 const sealMs = ms(t0)
-verified = [...verified, open, ...extraVotes, lateSeal]
+
+// 4. Checkpoints that cannot count, against attestations, after a counted checkpoint.
+const EPOCH = 3_600_000
+const content = checkpointFor(acc.state(), sim.base + EPOCH)
+const signCheckpoint = (by: string, at: number, body: CheckpointBody, finalized: readonly FinalizedEntry[]) =>
+  signRecord({ kind: 'checkpoint', federation: sim.federation, at: sim.base + at, body }, sim.signer(by), {
+    finalized,
+  })
+const countedCheckpoints = stewards
+  .slice(0, 3)
+  .map((s, k) => signCheckpoint(s, EPOCH + 10_000 + k, content.body, content.finalized))
+for (const c of countedCheckpoints) apply(acc, c)
+if (!acc.state().checkpoint) throw new Error('the checkpoint signed by three stewards does not count')
+const STREAM = 50
+const later = (k: number): CheckpointBody => ({ ...content.body, epoch: sim.base + EPOCH * (k + 2) })
+const memberCopies = Array.from({ length: STREAM }, (_, k) =>
+  signCheckpoint(voters[10 + k]!, EPOCH + 20_000 + k, later(k), content.finalized),
+)
+const loneSteward = Array.from({ length: STREAM }, (_, k) =>
+  signCheckpoint('s4', EPOCH + 30_000 + k, later(STREAM + k), content.finalized),
+)
+const attestations = Array.from({ length: STREAM }, (_, k) =>
+  sim.attestation('s2', 40_000 + k, {
+    subject: (records[2 * k] as Verified<'manifest'>).cid,
+    kind: 'eval',
+    result: 'pass',
+  }),
+)
+const timed = (rs: readonly AnyVerified[]): number[] =>
+  rs.map((r) => {
+    const t = process.hrtime.bigint()
+    apply(acc, r)
+    return ms(t)
+  })
+const attestationMs = median(timed(attestations))
+const derivedBefore = derivationsOf(acc)
+const memberCopyMs = median(timed(memberCopies))
+const loneStewardMs = median(timed(loneSteward))
+const derivedByStream = derivationsOf(acc) - derivedBefore
+verified = [
+  ...verified,
+  open,
+  ...extraVotes,
+  lateSeal,
+  ...countedCheckpoints,
+  ...attestations,
+  ...memberCopies,
+  ...loneSteward,
+]
 const same =
   Buffer.compare(
     Buffer.from(canonicalState(acc.state())),
@@ -198,7 +260,7 @@ console.log(
   `| decode + verify, noble (sampled ${sample}) | ~${nobleMs.toFixed(0)} ms (${rate(bytes.length, nobleMs)}) | node:crypto ${nativeMs.toFixed(0)} ms | ${(nobleMs / nativeMs).toFixed(1)}× |`,
 )
 console.log(
-  `| fold, signatures checked (${verified.length - extraVotes.length - 2} records) | ${foldMs.toFixed(0)} ms | dag-cbor decode only ${decodeMs.toFixed(0)} ms | ${(foldMs / decodeMs).toFixed(2)}× |`,
+  `| fold, signatures checked (${foldedRecords} records) | ${foldMs.toFixed(0)} ms | dag-cbor decode only ${decodeMs.toFixed(0)} ms | ${(foldMs / decodeMs).toFixed(2)}× |`,
 )
 console.log(`| fold + verify, node:crypto | ${(foldMs + nativeMs).toFixed(0)} ms | | |`)
 console.log(`| fold + verify, noble | ~${(foldMs + nobleMs).toFixed(0)} ms | | |`)
@@ -208,6 +270,14 @@ console.log(
 console.log(
   `| apply one seal (re-derives) | ${sealMs.toFixed(1)} ms | re-fold ${foldMs.toFixed(0)} ms | ${(sealMs / foldMs).toFixed(2)}× |`,
 )
+console.log(`| apply one attestation (median of ${STREAM}) | ${attestationMs.toFixed(3)} ms | | |`)
+console.log(
+  `| apply one checkpoint by a non-steward (median of ${STREAM}) | ${memberCopyMs.toFixed(3)} ms | attestation ${attestationMs.toFixed(3)} ms | ${(memberCopyMs / attestationMs).toFixed(1)}× |`,
+)
+console.log(
+  `| apply one checkpoint by one steward, below the threshold (median of ${STREAM}) | ${loneStewardMs.toFixed(3)} ms | attestation ${attestationMs.toFixed(3)} ms | ${(loneStewardMs / attestationMs).toFixed(1)}× |`,
+)
 console.log('')
 console.log(`final-passed proposals: ${finals}/${PROPOSALS}; incremental state equals batch fold: ${same}`)
-if (!same || finals !== PROPOSALS) process.exit(1)
+console.log(`checkpoints that cannot count: ${2 * STREAM} applied, ${derivedByStream} re-derivations`)
+if (!same || finals !== PROPOSALS || derivedByStream !== 0) process.exit(1)

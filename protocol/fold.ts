@@ -10,6 +10,11 @@
  *   O(1) (a vote on a settled proposal also updates its live tally in O(1));
  *   everything that can depend on other records is derived from the indexes
  *   on the next read, so adding records one by one equals folding them at once.
+ * - A checkpoint costs the fold O(1) until it counts (besides reading its own
+ *   list once per distinct content): it joins its group of identical
+ *   checkpoints, and only a group that reaches the threshold and is newer
+ *   than the newest counted checkpoint makes everything derived again. A
+ *   member's stream of checkpoints that cannot count re-derives nothing.
  * - Invalid records never get here (`Verified` values only); a record of
  *   another federation is refused by `add`. Every other record is kept and
  *   reported as applied, pending (waiting for a dependency) or inapplicable
@@ -98,7 +103,7 @@ export interface ProposalView {
 }
 
 export interface CheckpointView {
-  /** The counted checkpoint with the smallest CID among the identical ones. */
+  /** Of the identical checkpoints signed by stewards of state(head), the one with the smallest CID. */
   readonly cid: CID
   readonly epoch: number
   readonly height: number
@@ -277,7 +282,9 @@ interface Live {
 }
 
 interface Anchor {
-  /** The counted checkpoint with the smallest CID among identical ones. */
+  /** The content key of its group (`CheckpointGroup.content`). */
+  readonly content: string
+  /** Of the identical checkpoints signed by stewards of state(head), the one with the smallest CID. */
   readonly checkpoint: Verified<'checkpoint'>
   readonly signers: readonly Did[]
   readonly epoch: number
@@ -295,6 +302,61 @@ export const DECIDED_PHASES: ReadonlySet<string> = new Set([
   'superseded',
   'conflicted',
 ])
+
+/**
+ * Checkpoints with identical `(head, height, epoch, stateRoot, finalized)` (SPEC.md §11.2). Whether
+ * the content holds (its labels, its head state) is settled once, when the first of them arrives;
+ * each later one only adds its signer.
+ */
+interface CheckpointGroup {
+  readonly content: string
+  readonly height: number
+  readonly epoch: number
+  readonly labels: ReadonlyMap<string, Phase>
+  /** What every member is reported when the content itself does not hold (label, head, pending). */
+  readonly failure?: RecordReport
+  /** state(head), when the content holds. */
+  readonly state?: GovState
+  /** Stewards of state(head) who signed this content. */
+  readonly signers: Set<Did>
+  /** Of their checkpoints, the one with the smallest CID (set once there is a signer). */
+  smallest?: Verified<'checkpoint'>
+}
+
+function contentOf(c: Verified<'checkpoint'>): string {
+  const b = c.record.body
+  return [
+    cidKey(b.head),
+    b.height,
+    b.epoch,
+    cidKey(b.stateRoot),
+    cidKey(b.finalized.root),
+    b.finalized.count,
+  ].join('|')
+}
+
+function counts(g: CheckpointGroup): boolean {
+  return g.state !== undefined && g.signers.size >= g.state.rules.sealThreshold
+}
+
+/** Newer by (height, epoch), then the smaller CID (SPEC.md §11.3). */
+function newer(g: CheckpointGroup, than: { height: number; epoch: number; cid: CID }): boolean {
+  if (g.height !== than.height) return g.height > than.height
+  if (g.epoch !== than.epoch) return g.epoch > than.epoch
+  return compareCids(g.smallest!.cid, than.cid) < 0
+}
+
+function anchorOf(g: CheckpointGroup): Anchor {
+  return {
+    content: g.content,
+    checkpoint: g.smallest!,
+    signers: [...g.signers].sort(),
+    epoch: g.epoch,
+    height: g.height,
+    labels: g.labels,
+    rules: g.state!.rules,
+  }
+}
 
 const IN_PROGRESS = Symbol('in-progress')
 
@@ -334,7 +396,16 @@ class FoldImpl implements Fold {
    */
   private subjectWaiters = new Map<string, Set<string>>()
   private anchor: Anchor | undefined
-  private checkpointEquivocators: Did[] = []
+  /** Finalized checkpoints by content; rebuilt by `derive`, kept current by `addCheckpoint`. */
+  private checkpointGroups = new Map<string, CheckpointGroup>()
+  /** `author|epoch` → the contents that author signed for that epoch. */
+  private contentsByAuthorEpoch = new Map<string, Set<string>>()
+  /** state(head) replayed along the chain to each head a checkpoint named (`stateFromList`). */
+  private replayed = new Map<string, GovState | undefined>()
+  private equivocatorSet = new Set<Did>()
+  private checkpointEquivocators: readonly Did[] = []
+  /** How many times everything was derived again (read by tests and the benchmark). */
+  derivations = 0
   private publishersEver: Set<Did> | undefined
   private known: Set<Did> | undefined
   private auditorsEver: Set<Did> | undefined
@@ -414,6 +485,10 @@ class FoldImpl implements Fold {
         break
       case 'checkpoint':
         this.checkpoints.set(key, r as Verified<'checkpoint'>)
+        if (this.isolated(key)) {
+          this.addCheckpoint(r as Verified<'checkpoint'>)
+          return true
+        }
         break
     }
     this.dirty = true
@@ -460,6 +535,11 @@ class FoldImpl implements Fold {
       if (list) list[list.indexOf(held as Verified<'seal'>)] = r as Verified<'seal'>
     } else if (r.record.kind === 'checkpoint') {
       this.checkpoints.set(key, r as Verified<'checkpoint'>)
+      // Its list was missing, so it is in no group yet: it joins one now, like a new checkpoint.
+      if (!this.dirty) {
+        this.addCheckpoint(r as Verified<'checkpoint'>)
+        return
+      }
     }
     this.dirty = true
     this.view = undefined
@@ -498,6 +578,7 @@ class FoldImpl implements Fold {
 
   private derive(): void {
     if (!this.dirty) return
+    this.derivations++
     this.evals = new Map()
     this.finals = new Map()
     this.successors = new Map()
@@ -747,9 +828,19 @@ class FoldImpl implements Fold {
       path.push(p)
       cur = cidKey(p.record.body.basis)
     }
+    // The path is fixed by the head, so its replay is too: many checkpoints naming one head replay it once.
+    const headKey = cidKey(head)
+    if (this.replayed.has(headKey)) return this.replayed.get(headKey)
+    const state = this.replay(path.reverse())
+    this.replayed.set(headKey, state)
+    return state
+  }
+
+  /** Forward from the genesis along `path`, every step checked against the state before it. */
+  private replay(path: readonly Verified<'proposal'>[]): GovState | undefined {
     let state = this.genesisGov
     let prevClose = Number.NEGATIVE_INFINITY
-    for (const p of path.reverse()) {
+    for (const p of path) {
       const { at, author } = p.record
       const body = p.record.body
       if (
@@ -778,94 +869,115 @@ class FoldImpl implements Fold {
 
   /** Counts checkpoints (SPEC.md §11.2) and picks the newest counted one. */
   private computeAnchor(): void {
-    this.anchor = undefined
-    this.checkpointEquivocators = []
-    const groups = new Map<string, Verified<'checkpoint'>[]>()
-    const byStewardEpoch = new Map<string, Set<string>>()
-    for (const [key, c] of this.checkpoints) {
-      const b = c.record.body
-      if (!c.finalized) {
-        this.reports.set(
-          key,
-          pending('checkpoint-list-pending', 'the blocks of the finalized list are not here yet'),
-        )
-        continue
-      }
-      const content = [
-        cidKey(b.head),
-        b.height,
-        b.epoch,
-        cidKey(b.stateRoot),
-        cidKey(b.finalized.root),
-        b.finalized.count,
-      ].join('|')
-      push(groups, content, c)
-      const se = `${c.record.author}|${b.epoch}`
-      const set = byStewardEpoch.get(se)
-      if (set) set.add(content)
-      else byStewardEpoch.set(se, new Set([content]))
+    this.checkpointGroups = new Map()
+    this.contentsByAuthorEpoch = new Map()
+    this.replayed = new Map()
+    this.equivocatorSet = new Set()
+    for (const c of this.checkpoints.values()) this.placeCheckpoint(c)
+    let best: CheckpointGroup | undefined
+    for (const g of this.checkpointGroups.values()) {
+      if (counts(g) && (!best || newer(g, { ...best, cid: best.smallest!.cid }))) best = g
     }
-    for (const [se, contents] of byStewardEpoch) {
-      if (contents.size > 1) this.checkpointEquivocators.push(se.slice(0, se.lastIndexOf('|')))
+    this.anchor = best && anchorOf(best)
+    this.checkpointEquivocators = [...this.equivocatorSet].sort()
+  }
+
+  /**
+   * A checkpoint added to a fold with nothing to derive: O(1) unless its content is new (then
+   * its list and head are read once). Everything is derived again only when its group counts
+   * and is newer than the newest counted checkpoint; a new signer of that checkpoint only
+   * changes its view.
+   */
+  private addCheckpoint(c: Verified<'checkpoint'>): void {
+    const equivocators = this.equivocatorSet.size
+    const g = this.placeCheckpoint(c)
+    if (this.equivocatorSet.size !== equivocators) {
+      this.checkpointEquivocators = [...this.equivocatorSet].sort()
+      this.patchView({ checkpointEquivocators: this.checkpointEquivocators })
     }
-    this.checkpointEquivocators = [...new Set(this.checkpointEquivocators)].sort()
-    let best: Anchor | undefined
-    for (const members of groups.values()) {
-      const first = members[0]!
-      const labels = new Map(first.finalized!.map(([cid, label]) => [cidKey(cid), label as Phase]))
-      const badLabel = first.finalized!.some(([, label]) => !DECIDED_PHASES.has(label))
-      const state = badLabel ? undefined : this.stateFromList(first.record.body.head, labels)
-      const signers = new Set<Did>()
-      for (const c of members) {
-        const key = c.key
-        if (badLabel)
-          this.reports.set(
-            key,
-            inapplicable('checkpoint-label', 'the finalized list holds a label that is not a decided phase'),
-          )
-        else if (state === 'pending')
-          this.reports.set(key, pending('basis-unknown', 'the checkpoint head or its chain is not known yet'))
-        else if (!state || state.height !== c.record.body.height) {
-          this.reports.set(
-            key,
-            inapplicable(
-              'checkpoint-head',
-              'the checkpoint head is not reached by a chain of sealed decisions its list names',
-            ),
-          )
-        } else if (!hasRole(state, c.record.author, 'steward')) {
-          this.reports.set(
-            key,
-            inapplicable('checkpoint-not-steward', 'only stewards of state(head) sign checkpoints'),
-          )
-        } else {
-          this.reports.set(key, APPLIED)
-          signers.add(c.record.author)
-        }
+    if (!g || !counts(g)) return
+    const a = this.anchor
+    if (a?.content === g.content) {
+      if (g.smallest !== a.checkpoint || g.signers.size !== a.signers.length) {
+        this.anchor = anchorOf(g)
+        this.patchView({ checkpoint: this.checkpointView(this.anchor) })
       }
-      if (state === 'pending' || !state || signers.size < state.rules.sealThreshold) continue
-      const sorted = [...members].sort((a, b) => compareCids(a.cid, b.cid))
-      const b = first.record.body
-      const candidate: Anchor = {
-        checkpoint: sorted[0]!,
-        signers: [...signers].sort(),
-        epoch: b.epoch,
-        height: b.height,
-        labels,
-        rules: state.rules,
-      }
-      if (
-        !best ||
-        b.height > best.height ||
-        (b.height === best.height && b.epoch > best.epoch) ||
-        (b.height === best.height &&
-          b.epoch === best.epoch &&
-          compareCids(candidate.checkpoint.cid, best.checkpoint.cid) < 0)
-      ) {
-        best = candidate
+    } else if (!a || newer(g, { ...a, cid: a.checkpoint.cid })) {
+      // A new newest counted checkpoint: what it covers is decided by its list from now on.
+      this.dirty = true
+      this.view = undefined
+    }
+  }
+
+  /** Files a checkpoint in its group and reports it (SPEC.md §11.2); undefined while its list is missing. */
+  private placeCheckpoint(c: Verified<'checkpoint'>): CheckpointGroup | undefined {
+    if (!c.finalized) {
+      this.reports.set(
+        c.key,
+        pending('checkpoint-list-pending', 'the blocks of the finalized list are not here yet'),
+      )
+      return undefined
+    }
+    const content = contentOf(c)
+    const author = c.record.author
+    const authorEpoch = `${author}|${c.record.body.epoch}`
+    const contents = this.contentsByAuthorEpoch.get(authorEpoch)
+    if (!contents) this.contentsByAuthorEpoch.set(authorEpoch, new Set([content]))
+    else if (!contents.has(content)) {
+      contents.add(content)
+      this.equivocatorSet.add(author)
+    }
+    let g = this.checkpointGroups.get(content)
+    if (!g) {
+      g = this.checkpointGroup(content, c)
+      this.checkpointGroups.set(content, g)
+    }
+    let report = g.failure
+    if (!report) {
+      if (hasRole(g.state!, author, 'steward')) {
+        report = APPLIED
+        g.signers.add(author)
+        if (!g.smallest || compareCids(c.cid, g.smallest.cid) < 0) g.smallest = c
+      } else {
+        report = inapplicable('checkpoint-not-steward', 'only stewards of state(head) sign checkpoints')
       }
     }
-    this.anchor = best
+    this.reports.set(c.key, report)
+    return g
+  }
+
+  /** A group for a content not seen before: its labels and head state, from its first checkpoint. */
+  private checkpointGroup(content: string, first: Verified<'checkpoint'>): CheckpointGroup {
+    const b = first.record.body
+    const list = first.finalized!
+    const labels = new Map(list.map(([cid, label]) => [cidKey(cid), label as Phase]))
+    const group = { content, height: b.height, epoch: b.epoch, labels, signers: new Set<Did>() }
+    if (list.some(([, label]) => !DECIDED_PHASES.has(label))) {
+      const failure = inapplicable(
+        'checkpoint-label',
+        'the finalized list holds a label that is not a decided phase',
+      )
+      return { ...group, failure }
+    }
+    const state = this.stateFromList(b.head, labels)
+    if (state === 'pending') {
+      return {
+        ...group,
+        failure: pending('basis-unknown', 'the checkpoint head or its chain is not known yet'),
+      }
+    }
+    if (!state || state.height !== b.height) {
+      const failure = inapplicable(
+        'checkpoint-head',
+        'the checkpoint head is not reached by a chain of sealed decisions its list names',
+      )
+      return { ...group, failure }
+    }
+    return { ...group, state }
+  }
+
+  private patchView(fields: Partial<FederationState>): void {
+    if (this.view) this.view = Object.freeze({ ...this.view, ...fields })
   }
 
   /** Finality by agreeing seals (SPEC.md §8.5). */
@@ -1317,6 +1429,14 @@ class FoldImpl implements Fold {
 
 export function createFold(genesis: Verified<'genesis'>): Fold {
   return new FoldImpl(genesis)
+}
+
+/**
+ * How many times `acc` has derived everything again from its records. For tests and benchmarks of
+ * the incremental paths (a record that changes nothing derived must not move it); not a rule.
+ */
+export function derivationsOf(acc: Fold): number {
+  return acc instanceof FoldImpl ? acc.derivations : 0
 }
 
 /** The state of a record set. Records of other federations are ignored. */

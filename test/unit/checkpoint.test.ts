@@ -20,9 +20,13 @@ import {
   buildList,
   buildStateRoot,
   type CheckpointBody,
+  canonicalState,
   checkpointFor,
   cidKey,
+  cidOfBlock,
   compareCids,
+  createFold,
+  derivationsOf,
   encode,
   type FederationState,
   type FinalizedEntry,
@@ -412,5 +416,122 @@ describe('inapplicable checkpoints', () => {
     sim.add(bare)
     const r = sim.fold.report(bare.cid)
     expect(r?.status === 'pending' ? r.code : r?.status).toBe('checkpoint-list-pending')
+  })
+})
+
+/** The report's code, or its status when it has none. */
+function codeOf(sim: Simulator, c: AnyVerified): string | undefined {
+  const r = sim.fold.report(c.cid)
+  return r && r.status !== 'applied' ? r.code : r?.status
+}
+
+describe('checkpoints that cannot count cost O(1)', () => {
+  /**
+   * A member's stream of checkpoints that cannot change the newest counted one (SPEC.md §11.2):
+   * nothing is derived again and nothing in the state moves, whatever the kind of checkpoint.
+   */
+  it('a stream of checkpoints that cannot count re-derives nothing and changes nothing', () => {
+    const s = scenario()
+    const { sim } = s
+    sim.add(sim.checkpoint('s1', s.signedAt, s.epoch), sim.checkpoint('s2', s.signedAt + 1, s.epoch))
+    const before = sim.fold.state()
+    expect(before.checkpoint?.epoch).toBe(sim.base + s.epoch)
+    const derived = derivationsOf(sim.fold)
+
+    const honest = checkpointFor(before, sim.base + s.epoch)
+    const later = (k: number): CheckpointBody => ({ ...honest.body, epoch: sim.base + (k + 2) * HOUR })
+    const badLabels = honest.finalized.map(([c]) => [c, 'open'] as const)
+    const badList = buildList(badLabels)
+    const unknownHead = cidOfBlock(encode({ a: 'head nobody has' }))
+    const stream: [Verified<'checkpoint'>, string][] = []
+    for (let k = 0; k < 20; k++) {
+      const at = s.signedAt + 10 + k
+      stream.push(
+        // Copies of the counted checkpoint by a voter and by a stranger.
+        [signCheckpoint(sim, 'v1', at, honest.body, honest.finalized), 'checkpoint-not-steward'],
+        [signCheckpoint(sim, 'mallory', at, honest.body, honest.finalized), 'checkpoint-not-steward'],
+        // A later epoch by a voter, and by one steward alone (t = 2).
+        [signCheckpoint(sim, 'v1', at, later(k), honest.finalized), 'checkpoint-not-steward'],
+        [signCheckpoint(sim, 's3', at, later(k), honest.finalized), 'applied'],
+        // A height the chain does not reach, a label that is no decided phase, a head nobody has.
+        [signCheckpoint(sim, 's1', at, { ...later(k), height: 2 }, honest.finalized), 'checkpoint-head'],
+        [
+          signCheckpoint(
+            sim,
+            's2',
+            at,
+            { ...later(k), finalized: { root: badList.root, count: badList.count } },
+            badLabels,
+          ),
+          'checkpoint-label',
+        ],
+        [
+          // (Another epoch: two contents for one epoch would make s2 an equivocator.)
+          signCheckpoint(sim, 's2', at, { ...later(k + 20), head: unknownHead }, honest.finalized),
+          'basis-unknown',
+        ],
+      )
+    }
+    // Counted, but older than the newest counted checkpoint: t stewards for an earlier epoch.
+    const older = checkpointFor(before, sim.base + s.epoch / 2)
+    for (const by of ['s1', 's2', 's3'])
+      stream.push([signCheckpoint(sim, by, s.signedAt + 100, older.body, older.finalized), 'applied'])
+
+    for (const [c, code] of stream) {
+      sim.add(c)
+      expect(codeOf(sim, c), `${sim.nameOf(c.record.author) ?? 'mallory'}: ${code}`).toBe(code)
+      expect(derivationsOf(sim.fold)).toBe(derived)
+      expect(canonicalState(sim.fold.state())).toEqual(canonicalState(before))
+    }
+    expect(sim.fold.state().checkpoint?.signers).toEqual([sim.did('s1'), sim.did('s2')].sort())
+    // Just what folding the same records at once says, reports included.
+    const batch = createFold(sim.genesis)
+    for (const r of recordsOf(sim)) batch.add(r)
+    expect(canonicalState(batch.state())).toEqual(canonicalState(sim.fold.state()))
+    for (const [c] of stream) expect(batch.report(c.cid)).toEqual(sim.fold.report(c.cid))
+  })
+
+  it('a group is derived again the moment it reaches the threshold, and then counts', () => {
+    const s = scenario()
+    const { sim } = s
+    sim.add(sim.checkpoint('s1', s.signedAt, s.epoch), sim.checkpoint('s2', s.signedAt + 1, s.epoch))
+    sim.fold.state()
+    const derived = derivationsOf(sim.fold)
+    const next = 2 * HOUR
+    const first = sim.checkpoint('s3', next + SEAL_DEADLINE + 100, next)
+    sim.add(first)
+    expect(sim.fold.state().checkpoint?.epoch).toBe(sim.base + s.epoch)
+    expect(derivationsOf(sim.fold)).toBe(derived)
+    const second = sim.checkpoint('s1', next + SEAL_DEADLINE + 101, next)
+    sim.add(second)
+    const state = sim.fold.state()
+    expect(derivationsOf(sim.fold)).toBe(derived + 1)
+    expect(state.checkpoint?.epoch).toBe(sim.base + next)
+    expect(state.checkpoint?.signers).toEqual([sim.did('s1'), sim.did('s3')].sort())
+    // A third signer of the newest counted checkpoint only adds to its signers.
+    sim.add(sim.checkpoint('s2', next + SEAL_DEADLINE + 102, next))
+    expect(sim.fold.state().checkpoint?.signers).toEqual([sim.did('s1'), sim.did('s2'), sim.did('s3')].sort())
+    expect(derivationsOf(sim.fold)).toBe(derived + 1)
+  })
+
+  it('names the copy with the smallest CID among the stewards’ copies: a non-steward’s copy never becomes it', () => {
+    const s = scenario()
+    const { sim } = s
+    const honest = checkpointFor(sim.fold.state(), sim.base + s.epoch)
+    const byStewards = [sim.checkpoint('s1', s.signedAt, s.epoch), sim.checkpoint('s2', s.signedAt, s.epoch)]
+    const smallest = byStewards.map((c) => c.cid).sort(compareCids)[0]!
+    // Copies by a voter until one has a smaller CID than both stewards' copies.
+    let copy: Verified<'checkpoint'> | undefined
+    for (let k = 0; !copy; k++) {
+      const c = signCheckpoint(sim, 'v1', s.signedAt + k, honest.body, honest.finalized)
+      if (compareCids(c.cid, smallest) < 0) copy = c
+    }
+    for (const order of [
+      [...byStewards, copy],
+      [copy, ...byStewards],
+    ]) {
+      const f = fold(sim.genesis, [...recordsOf(sim), ...order])
+      expect(f.checkpoint?.cid.equals(smallest)).toBe(true)
+    }
   })
 })

@@ -23,13 +23,19 @@ import {
   type Action,
   type AnyVerified,
   apply,
+  buildList,
+  type CheckpointBody,
   type Choice,
   type CID,
   canonicalState,
+  checkpointFor,
   cidKey,
+  cidOfBlock,
   compareCids,
   createFold,
   createSigner,
+  derivationsOf,
+  encode,
   equalBytes,
   type FederationState,
   fold,
@@ -38,6 +44,7 @@ import {
   type Role,
   type Rules,
   type Signer,
+  signRecord,
   stewardsOf,
   utf8,
   type Verified,
@@ -886,6 +893,94 @@ describe('fold properties over random federations', { timeout: TIMEOUT }, () => 
       }),
       PARAMS,
     )
+  })
+
+  it('checkpoints: adding one re-derives only when the newest counted checkpoint changes', () => {
+    // Checkpoints by anyone (stewards, voters, strangers) for epochs across the program and past
+    // its end: honest, honest and signed by every steward of the head at once, or with a wrong
+    // height, a bad label or an unknown head.
+    const checkpointArb = fc.record({
+      by: whoArb,
+      epoch: fc.nat(5),
+      at: fc.nat(1000),
+      kind: fc.constantFrom('honest', 'honest', 'all stewards', 'height', 'label', 'head'),
+    })
+    let quiet = 0
+    let moved = 0
+    fc.assert(
+      fc.property(programArb, fc.array(checkpointArb, { minLength: 1, maxLength: 12 }), (program, stream) => {
+        const { sim, genesis, records } = build(program)
+        const end = Math.max(...records.map((r) => r.record.at)) - sim.base
+        const acc = createFold(genesis)
+        for (const r of records) acc.add(r)
+        let before = acc.state()
+        const added: AnyVerified[] = []
+        for (const x of stream) {
+          const epoch = sim.base + Math.floor((end * x.epoch) / 4)
+          const honest = checkpointFor(before, epoch)
+          let body: CheckpointBody = honest.body
+          let finalized = honest.finalized
+          if (x.kind === 'height') body = { ...body, height: body.height + 1 }
+          if (x.kind === 'head') body = { ...body, head: cidOfBlock(encode({ head: x.at })) }
+          if (x.kind === 'label' && finalized.length > 0) {
+            finalized = finalized.map(([c]) => [c, 'open'] as const)
+            const list = buildList(finalized)
+            body = { ...body, finalized: { root: list.root, count: list.count } }
+          }
+          const stewards = namesWith(sim, acc.headState(), 'steward')
+          const signers =
+            x.kind === 'all stewards'
+              ? stewards
+              : [x.by.any ? ALL[x.by.i % ALL.length]! : (pick(stewards, x.by.i) ?? 'a')]
+          for (const by of signers) {
+            const c = signRecord(
+              { kind: 'checkpoint', federation: sim.federation, at: epoch + x.at, body },
+              sim.signer(by),
+              { finalized },
+            )
+            added.push(c)
+            const derived = derivationsOf(acc)
+            const after = apply(acc, c)
+            const was = before.checkpoint
+            if (derivationsOf(acc) !== derived) {
+              moved++
+              // Derived again: a new newest counted checkpoint, with another content.
+              const now = after.checkpoint && acc.get(after.checkpoint.cid)!.record.body
+              expect(now, 'a counted checkpoint after deriving').toBeDefined()
+              if (was) expect(equalBytes(encode(now!), encode(acc.get(was.cid)!.record.body))).toBe(false)
+            } else {
+              quiet++
+              // Nothing else moved: at most the newest counted checkpoint gained a signer, or its author equivocated.
+              if (was)
+                expect(after.checkpoint && acc.get(after.checkpoint.cid)!.record.body).toEqual(
+                  acc.get(was.cid)!.record.body,
+                )
+              else expect(after.checkpoint).toBeUndefined()
+              expectSame(
+                {
+                  ...after,
+                  checkpointEquivocators: before.checkpointEquivocators,
+                  ...(was ? { checkpoint: was } : {}),
+                },
+                before,
+                'after a checkpoint that derived nothing',
+              )
+            }
+            before = after
+          }
+        }
+        const all = [...records, ...added]
+        const batch = createFold(genesis)
+        for (const r of all) batch.add(r)
+        expectSame(acc.state(), batch.state(), 'after the checkpoints')
+        for (const r of added) expect(acc.report(r.cid)).toEqual(batch.report(r.cid))
+      }),
+      PARAMS,
+    )
+    console.info(`checkpoints: ${quiet} derived nothing, ${moved} made a new newest counted one`)
+    // Both paths ran: most checkpoints derive nothing, and some make a new newest one.
+    expect(quiet).toBeGreaterThan(moved)
+    expect(moved).toBeGreaterThan(0)
   })
 
   it('no un-finalizing: later seals for a final proposal keep it final (or make it conflicted)', () => {
