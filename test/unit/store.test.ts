@@ -7,10 +7,16 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { silentLogger } from '../../node/log.js'
+import { createLogger, silentLogger } from '../../node/log.js'
+import { openRecordLog } from '../../node/record-log.js'
 import { MAX_VOTES_PER_VOTER_AND_PROPOSAL, openStore, type RecordStore } from '../../node/store.js'
+import { idOfCid } from '../../node/sync/id-set.js'
+import { buildList, cidKey, cidOfBlock, encode, signRecord, type Verified } from '../../protocol/index.js'
+import { seededBytes } from '../support/prng.js'
 import { rulesWith, Simulator } from '../support/simulator.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 
 const sim = new Simulator({
   members: [
@@ -167,6 +173,188 @@ describe('witness times', () => {
       }
     } finally {
       await rm(home, { recursive: true, force: true })
+    }
+  })
+})
+
+/** `n` distinct CIDs standing for votes (a seal's list names CIDs; what they are does not matter here). */
+function fakeVotes(n: number, tag: string): CID[] {
+  return Array.from({ length: n }, (_, i) => cidOfBlock(encode({ tag, i })))
+}
+
+/** A list-shaped block (`[0, [bytes]]`) no record names: what a stranger sends. */
+function junkBlock(seed: number, bytes = 1000): Uint8Array {
+  return encode([0, [seededBytes(bytes, seed)]])
+}
+
+/** A seal by steward `a` naming `votes` (and no attestations), with every block of its lists. */
+function sealOf(votes: CID[], at: number) {
+  const p = open(1000 + at)
+  const seal = sim.seal('a', at, { proposal: p.cid, votes, attestations: [] })
+  const blocks = [...buildList(votes).blocks, ...buildList([]).blocks]
+  return { seal, blocks: blocks.map((b) => b.bytes), cids: blocks.map((b) => b.cid) }
+}
+
+describe('list blocks', () => {
+  const tmp = tempDirForFile('allmende-store-lists-')
+  let n = 0
+  const opened = (log = silentLogger, path = join(tmp(), `records-${n++}.log`)) =>
+    openStore({ path, genesis: sim.genesis, clock: () => NOW, log })
+
+  it('are refused, unwritten and not reconciled when no held seal names them; taken once one does', async () => {
+    const s = await opened()
+    try {
+      const { seal, blocks, cids } = sealOf(fakeVotes(3, 'one'), 1)
+      const junk = junkBlock(1)
+      const [bytesBefore, idsBefore] = [s.logBytes(), s.ids.size]
+      // No seal held yet: even the real list blocks are named by nothing.
+      const early = await s.ingestBlocks([junk, ...blocks])
+      expect(early).toMatchObject({ taken: 0, refused: 3 })
+      expect(s.logBytes()).toBe(bytesBefore)
+      expect(s.ids.size).toBe(idsBefore)
+      for (const c of cids) expect(s.bytesOf(c)).toBeUndefined()
+      // The seal alone: held, waiting for its lists, which are named now.
+      expect((await s.ingest(seal.bytes)).verdict).toBe('accept')
+      expect((s.fold.get(seal.cid) as Verified<'seal'>).lists).toBeUndefined()
+      for (const c of cids) expect(s.wantsBlock(cidKey(c))).toBe(true)
+      expect(s.wantsBlock(cidKey(cidOfBlock(junk)))).toBe(false)
+      const afterSeal = s.logBytes()
+      const taken = await s.ingestBlocks([junk, ...blocks])
+      expect(taken).toMatchObject({ taken: 2, refused: 1, refusedBytes: junk.length })
+      expect(s.logBytes() - afterSeal).toBeGreaterThan(0)
+      for (const c of cids) {
+        expect(s.bytesOf(c)).toBeDefined()
+        expect(s.ids.has(idOfCid(c))).toBe(true)
+      }
+      expect(s.bytesOf(cidOfBlock(junk))).toBeUndefined()
+      expect(s.ids.has(idOfCid(cidOfBlock(junk)))).toBe(false)
+      expect((s.fold.get(seal.cid) as Verified<'seal'>).lists?.votes).toHaveLength(3)
+      // Offered again: held already, neither taken nor refused.
+      expect(await s.ingestBlocks(blocks)).toMatchObject({ taken: 0, duplicates: 2, refused: 0 })
+    } finally {
+      await s.close()
+    }
+  })
+
+  it("sent along with a record, only the record's own lists are kept", async () => {
+    const s = await opened()
+    try {
+      const mine = sealOf(fakeVotes(2, 'mine'), 2)
+      const other = sealOf(fakeVotes(2, 'other'), 3)
+      const junk = junkBlock(2)
+      const r = await s.ingest(mine.seal.bytes, [junk, other.blocks[0]!, ...mine.blocks])
+      expect(r.verdict).toBe('accept')
+      expect(r.blocksTaken).toBe(2)
+      for (const c of mine.cids) expect(s.bytesOf(c)).toBeDefined()
+      expect(s.bytesOf(cidOfBlock(junk))).toBeUndefined()
+      expect(s.bytesOf(other.cids[0]!)).toBeUndefined()
+      // A vote sent with blocks names none of them.
+      const vote = sim.vote('v', 900, { proposal: open(0).cid, choice: 'yes' })
+      const withVote = await s.ingest(vote.bytes, [junkBlock(3)])
+      expect(withVote.verdict).toBe('accept')
+      expect(withVote.blocksTaken).toBe(0)
+      expect(s.bytesOf(cidOfBlock(junkBlock(3)))).toBeUndefined()
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('below a root, a kept branch names its children; children before their branch are refused', async () => {
+    const s = await opened()
+    try {
+      // 300 entries: two leaves (256 + 44) under one branch, the root.
+      const votes = fakeVotes(300, 'wide')
+      const list = buildList(votes)
+      const branch = list.blocks.find((b) => b.cid.equals(list.root))!
+      const leaves = list.blocks.filter((b) => !b.cid.equals(list.root))
+      expect(leaves).toHaveLength(2)
+      const { seal, blocks } = sealOf(votes, 4)
+      const emptyList = blocks[blocks.length - 1]!
+      await s.ingest(seal.bytes)
+      expect(s.wantsBlock(cidKey(branch.cid))).toBe(true)
+      expect(s.wantsBlock(cidKey(leaves[0]!.cid))).toBe(false)
+      expect(await s.ingestBlocks(leaves.map((b) => b.bytes))).toMatchObject({ taken: 0, refused: 2 })
+      expect(await s.ingestBlocks([branch.bytes])).toMatchObject({ taken: 1, refused: 0 })
+      for (const leaf of leaves) expect(s.wantsBlock(cidKey(leaf.cid))).toBe(true)
+      expect(await s.ingestBlocks([...leaves.map((b) => b.bytes), emptyList])).toMatchObject({
+        taken: 3,
+        refused: 0,
+      })
+      expect((s.fold.get(seal.cid) as Verified<'seal'>).lists?.votes).toHaveLength(300)
+      // In one call, children first: the branch admitted names them within the same call.
+      const again = sealOf(fakeVotes(300, 'wide-2'), 5)
+      await s.ingest(again.seal.bytes)
+      const reversed = [...again.blocks].reverse()
+      expect(await s.ingestBlocks(reversed)).toMatchObject({ taken: 3, duplicates: 1, refused: 0 })
+      expect((s.fold.get(again.seal.cid) as Verified<'seal'>).lists?.votes).toHaveLength(300)
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('a block at a named root that is not the block its count calls for is refused', async () => {
+    const s = await opened()
+    try {
+      const votes = fakeVotes(2, 'forged')
+      const leaf = buildList(votes)
+      const honest = sealOf(votes, 6).seal
+      // The same root, with counts that call for a branch (300) or a leaf of 3 entries.
+      const forged = [300, 3].map((count, i) =>
+        signRecord(
+          {
+            kind: 'seal',
+            federation: sim.federation,
+            at: sim.base + 7 + i,
+            body: { ...honest.record.body, votes: { root: leaf.root, count } },
+          },
+          sim.signer('a'),
+        ),
+      )
+      for (const f of forged) expect((await s.ingest(f.bytes)).verdict).toBe('accept')
+      const before = s.logBytes()
+      expect(await s.ingestBlocks([leaf.blocks[0]!.bytes])).toMatchObject({ taken: 0, refused: 1 })
+      expect(s.logBytes()).toBe(before)
+      expect(s.bytesOf(leaf.root)).toBeUndefined()
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('held by an older version and named by nothing, are dropped at start with one log line', async () => {
+    const path = join(tmp(), 'old-records.log')
+    // The log as an older version wrote it: records, a seal with its blocks, and a stranger's
+    // list-shaped blocks taken from sync.
+    const p = open(2000)
+    const votes = ['a', 'b', 'v'].map((v, i) => sim.vote(v, 2100 + i, { proposal: p.cid, choice: 'yes' }))
+    const { seal, blocks, cids } = sealOf(
+      votes.map((v) => v.cid),
+      2200,
+    )
+    const junk = [junkBlock(10, 500), junkBlock(11, 70_000), junkBlock(12, 3)]
+    const old = await openRecordLog(path)
+    await old.appendMany([m.bytes, p.bytes, ...votes.map((v) => v.bytes), junk[0]!, ...blocks, seal.bytes])
+    await old.appendMany(junk.slice(1))
+    await old.close()
+    const lines: string[] = []
+    const log = createLogger({ level: 'info', write: (line) => lines.push(line) })
+    for (let start = 0; start < 2; start++) {
+      lines.length = 0
+      const s = await opened(log, path)
+      try {
+        const dropped = lines.map((l) => JSON.parse(l)).filter((e) => e.event === 'record-log-junk-dropped')
+        expect(dropped).toHaveLength(1)
+        expect(dropped[0]).toMatchObject({ blocks: 3, bytes: junk.reduce((n, b) => n + b.length, 0) })
+        for (const b of junk) {
+          expect(s.bytesOf(cidOfBlock(b))).toBeUndefined()
+          expect(s.ids.has(idOfCid(cidOfBlock(b)))).toBe(false)
+        }
+        for (const c of cids) expect(s.ids.has(idOfCid(c))).toBe(true)
+        // Records and the seal's two list blocks are reconciled; the seal is complete.
+        expect(s.ids.size).toBe(2 + votes.length + 1 + cids.length)
+        expect((s.fold.get(seal.cid) as Verified<'seal'> | undefined)?.lists?.votes).toHaveLength(3)
+      } finally {
+        await s.close()
+      }
     }
   })
 })
