@@ -36,6 +36,17 @@ import { type EntryStatus, proveKey, verifyProof } from './stateroot.js'
 
 export const MAX_CERTIFICATE_BYTES = 64 * 1024 * 1024
 
+/**
+ * How far ahead of the verifier's clock a checkpoint may seem to be signed (SPEC.md §12.2). No
+ * honest steward signs a checkpoint before `epoch + sealDeadlineMs`; one dated later than
+ * `now + MAX_CLOCK_SKEW_MS` is refused, so a checkpoint dated in the future can neither stay
+ * fresh for ever nor raise a verifier's trust mark past its own clock. Five minutes is the usual
+ * bound for clocks that are meant to agree (Kerberos' default): hosts kept by NTP are within a
+ * second of each other, a laptop or build runner that drifted for days is still within it, and
+ * it lets a checkpoint signed ahead of time gain at most five minutes of freshness.
+ */
+export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+
 export const CERTIFICATE_PROBLEMS = [
   'cert-too-large',
   'cert-car',
@@ -47,6 +58,7 @@ export const CERTIFICATE_PROBLEMS = [
   'cert-checkpoint-unsigned',
   'cert-checkpoint-signer',
   'cert-stale',
+  'cert-future',
   'cert-rollback',
   'cert-proof',
   'cert-wrong-model',
@@ -343,10 +355,18 @@ export function verifyCertificate(
     )
   }
   const sealDeadlineMs = cp.rules.sealDeadlineMs
-  const age = options.now - (cp.epoch + sealDeadlineMs)
+  // The earliest time an honest steward could have signed it.
+  const signable = cp.epoch + sealDeadlineMs
+  const age = options.now - signable
   const maxAge = options.maxAgeMs ?? 2 * cp.rules.checkpointIntervalMs
   const checkpoint = { cid: cp.cid, epoch: cp.epoch, height: cp.height, age }
   const mark: TrustMark = { height: cp.height, epoch: cp.epoch }
+  if (signable > options.now + MAX_CLOCK_SKEW_MS) {
+    problems.push({
+      code: 'cert-future',
+      message: `the checkpoint cannot have been signed before ${timeText(signable)}, ${Math.ceil(-age / 1000)} s after this computer's clock (at most ${MAX_CLOCK_SKEW_MS / 1000} s of difference are accepted): check this computer's clock; if it is right, the checkpoint was signed ahead of time`,
+    })
+  }
   if (options.trusted && older(mark, options.trusted)) {
     problems.push({
       code: 'cert-rollback',
@@ -410,6 +430,12 @@ export function verifyCertificate(
     if (problem) problems.push({ code: 'cert-ratification-unproven', message: problem })
   }
   return done({ ...result, ok: problems.length === 0 && status === 'ratified', problems })
+}
+
+/** An ISO date when `ms` is one (a signed epoch may lie far beyond what Date can show). */
+function timeText(ms: number): string {
+  const d = new Date(ms)
+  return Number.isNaN(d.getTime()) ? `${ms} ms after 1970` : d.toISOString()
 }
 
 /** Problems about the model's status or age, not about the certificate's integrity. */

@@ -26,6 +26,7 @@ import {
   decodeStrict,
   encode,
   MAX_CERTIFICATE_BYTES,
+  MAX_CLOCK_SKEW_MS,
   rawCidOfDigest,
   signRecord,
   utf8,
@@ -288,6 +289,53 @@ describe('freshness', () => {
     const age = fx.now - checkpointTime()
     expect(verify(fx.car, { maxAgeMs: age }).ok).toBe(true)
     expectRefused(verify(fx.car, { maxAgeMs: age - 1 }), 'cert-stale')
+  })
+})
+
+describe('a checkpoint dated in the future', () => {
+  const checkpointTime = () => fx.sim.base + fx.epoch + SEAL_DEADLINE
+
+  it('one second past the clock skew → cert-future, and the trust mark does not move', () => {
+    const now = checkpointTime() - MAX_CLOCK_SKEW_MS - 1000
+    const fresh = verify(fx.car, { now })
+    expectRefused(fresh, 'cert-future')
+    expect(fresh.trusted).toBeUndefined()
+    const kept = { height: 3, epoch: fx.sim.base }
+    const withMark = verify(fx.car, { now, trusted: kept })
+    expectRefused(withMark, 'cert-future')
+    expect(withMark.trusted).toEqual(kept)
+  })
+
+  it('exactly at the clock skew → accepted, the mark at most now + skew', () => {
+    const now = checkpointTime() - MAX_CLOCK_SKEW_MS
+    const v = verify(fx.car, { now })
+    expect(v.problems).toEqual([])
+    expect(v.ok).toBe(true)
+    expect(v.trusted).toEqual({ height: 4, epoch: fx.sim.base + fx.epoch })
+    expect(v.trusted!.epoch).toBeLessThanOrEqual(now + MAX_CLOCK_SKEW_MS)
+  })
+
+  it('t stewards signing a checkpoint a century ahead: refused now and for ever after, the mark kept below it', () => {
+    const f = buildFixture()
+    const { sim } = f
+    const century = 100 * 365 * 24 * HOUR
+    const ahead = [
+      sim.checkpoint('s1', f.signedAt + 10, century),
+      sim.checkpoint('s3b', f.signedAt + 11, century),
+    ]
+    sim.add(...ahead)
+    expect(sim.fold.state().checkpoint?.epoch).toBe(sim.base + century)
+    const car = buildCertificate(sim.fold, MODEL)
+    const honestMark = verifyCertificate(sim.federation, f.car, { now: f.now, ed25519: fastEd25519 }).trusted!
+    // It would never have gone stale (its age stays negative), and would have moved the mark a century on.
+    for (const now of [f.now, f.now + 10 * 365 * 24 * HOUR, sim.base + century - MAX_CLOCK_SKEW_MS - 1]) {
+      const v = verifyCertificate(sim.federation, car, { now, trusted: honestMark, ed25519: fastEd25519 })
+      expectRefused(v, 'cert-future')
+      expect(codes(v)).not.toContain('cert-stale')
+      expect(v.trusted).toEqual(honestMark)
+    }
+    // The honest certificate still verifies against the kept mark.
+    expect(verifyCertificate(sim.federation, f.car, { now: f.now, trusted: honestMark }).ok).toBe(true)
   })
 })
 
