@@ -28,10 +28,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
+import { LevelDatastore } from 'datastore-level'
+import { createHeliaLight } from 'helia'
 import { initHome } from '../node/config.js'
 import { silentLogger } from '../node/log.js'
 import type { AllmendeNode } from '../node/node.js'
+import type { UploadPins } from '../node/uploads.js'
 import { importDirectory } from '../node/weights/directory.js'
+import { unixfsPinWalker } from '../node/weights/pin-walker.js'
 import { startDaemon } from '../test/support/daemon.js'
 import { rulesWith, Simulator } from '../test/support/simulator.js'
 
@@ -116,6 +120,14 @@ try {
   const held = new FsBlockstore(join(homeA, 'blocks'))
   await held.open()
   const model = await importDirectory(modelDir, { blockstore: held })
+  // Pinned in the daemon's own pin records, as an import pins it: its gateway serves only that.
+  const pinRecords = new LevelDatastore(join(homeA, 'datastore'))
+  await pinRecords.open()
+  const pins: UploadPins = createHeliaLight({ blockstore: held, datastore: pinRecords }).pins
+  for await (const _ of pins.add(model.root, { walker: unixfsPinWalker, offline: true })) {
+    // each block walked gets its record
+  }
+  await pinRecords.close()
   await held.close()
   const manifest = { weights: model.root, files: [...model.files], size: model.size }
   const a = await startDaemon(homeA)

@@ -23,7 +23,7 @@ import {
   stateRoot,
 } from '../protocol/index.js'
 import { isNodeError, NodeError } from './errors.js'
-import { type GatewayBlockstore, registerGateway } from './gateway.js'
+import { type GatewayBlockstore, type GatewayPins, registerGateway } from './gateway.js'
 import { proposalJson, stateJson, toJson } from './json.js'
 import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
@@ -59,6 +59,8 @@ export interface ApiContext {
   readonly weights?: {
     readonly blockstore: GatewayBlockstore & WeightsRoutesOptions['blockstore'] & WritableStorage
     readonly service: Weights
+    /** Helia's pins: the gateway serves only blocks under a pinned root. */
+    readonly pins: GatewayPins
     /** The largest upload (CAR bytes); default the head state's maxModelBytes plus CAR overhead. */
     readonly maxUploadBytes?: number
   }
@@ -326,7 +328,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
         pinned,
       })
     })
-    registerGateway(app, { blockstore: ctx.weights.blockstore, log: ctx.log })
+    registerGateway(app, { blockstore: ctx.weights.blockstore, pins: ctx.weights.pins, log: ctx.log })
     await registerWeightsRoutes(app, {
       weights: ctx.weights.service,
       blockstore: ctx.weights.blockstore,

@@ -7,6 +7,13 @@
  * every block against its CID. Nothing here needs to be trusted.
  *
  * Why it is built this way:
+ * - It serves only blocks under a pinned root (`pins`: Helia's per-block pin
+ *   records, kept for every block a recursive pin walked). A block the store
+ *   holds but no pin reaches — one left over by an upload that failed, or put
+ *   there by anything but an upload, import or fetch — is a 404 exactly like a
+ *   block that is not held, so the answer does not even say whether it is
+ *   there. The root's record is checked before the store is read; every block
+ *   on a path and in a CAR is checked again before it is sent.
  * - It reads the blockstore it is given and nothing else: never Helia's
  *   networked blockstore, which may ask bitswap and wait. A block that is not
  *   held is a 404 at once; the gateway is non-recursive by design.
@@ -25,15 +32,21 @@
  * - The walk is depth-first pre-order over dag-pb, raw and dag-cbor links,
  *   with an explicit stack (no recursion on untrusted depth). Blocks of other
  *   codecs are sent but not looked into. Identity CIDs are never sent.
- *   `dups=n` (the default) sends each block once.
+ * - A response never carries a block twice, so what one request can make the
+ *   node send is bounded by the blocks it stores under the root, not by how
+ *   often they are linked (one leaf linked 2,000 times is one leaf). `dups=y`
+ *   is answered as asked only for a DAG in which no block repeats (then the two
+ *   streams are the same); otherwise the CAR is sent with `dups=n`, and its
+ *   Content-Type says so (docs/adr/0001-gateway-pinned-and-no-repeats.md).
  * - Paths: plain UnixFS directories are resolved (their blocks are sent first,
  *   as the spec asks); a HAMT-sharded directory or a dag-cbor path answers 501.
  *   `entity-bytes` answers 501 too. Raw block requests take no path (400).
  *
  * Errors are JSON `{error: {code, message}}`: 400 `bad-cid`, `bad-dag-scope`,
- * `format-required`, `path-not-allowed`; 404 `block-not-found`,
- * `path-not-found`; 406 `not-acceptable`; 412 `not-cached`; 501
- * `path-unsupported`, `entity-bytes-unsupported`; 500 `internal`.
+ * `format-required`, `path-not-allowed`; 404 `block-not-found` (not held, or
+ * held but under no pin: the same answer), `path-not-found`; 406
+ * `not-acceptable`; 412 `not-cached`; 501 `path-unsupported`,
+ * `entity-bytes-unsupported`; 500 `internal`.
  */
 import { createHash } from 'node:crypto'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
@@ -60,9 +73,20 @@ export interface GatewayBlockstore {
   readInto?(cid: CID, target: Uint8Array, options?: { signal?: AbortSignal }): Promise<number | undefined>
 }
 
+/**
+ * Which blocks may be served: Helia's `pins` fits. `isPinned` must be true for every block a
+ * recursive pin walked (Helia keeps a record per block, by multihash, for each one its walker
+ * yields, leaves included) and false for a block no pin reaches.
+ */
+export interface GatewayPins {
+  isPinned(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean>
+}
+
 export interface GatewayOptions {
   /** A local store (e.g. `FsBlockstore`), never one that fetches from the network. */
   blockstore: GatewayBlockstore
+  /** Only blocks under a pinned root are served; any other block is a 404. */
+  pins: GatewayPins
   log?: Logger
 }
 
@@ -90,7 +114,7 @@ class GatewayError extends Error {
 class WalkError extends Error {
   override name = 'WalkError'
   constructor(
-    readonly code: 'block-not-found' | 'block-invalid' | 'block-too-large',
+    readonly code: 'block-not-found' | 'block-not-pinned' | 'block-invalid' | 'block-too-large',
     readonly cid: CID,
     message: string,
   ) {
@@ -278,6 +302,26 @@ async function readPart(
   return bytes === null ? null : { bytes }
 }
 
+/** Whether `cid` may be sent: an identity CID carries its own bytes; any other must be pinned. */
+async function servable(pins: GatewayPins, cid: CID, signal?: AbortSignal): Promise<boolean> {
+  if (cid.multihash.code === IDENTITY_CODE) return true
+  return pins.isPinned(cid, signal ? { signal } : {})
+}
+
+/** What the walk reads: the store, the pins that say what may leave it, the shared buffers. */
+interface Source {
+  readonly store: GatewayBlockstore
+  readonly pins: GatewayPins
+  readonly buffers: BlockBuffers
+  readonly signal: AbortSignal
+}
+
+/** A block for the walk once its pin record was found, or why it cannot be sent. */
+async function readServable(source: Source, cid: CID): Promise<Part | 'not-held' | 'not-pinned'> {
+  if (!(await servable(source.pins, cid, source.signal))) return 'not-pinned'
+  return (await readPart(source.store, cid, source.signal, source.buffers)) ?? 'not-held'
+}
+
 /** One block's bytes from the local store, or null if it is not held. Identity CIDs hold their bytes. */
 async function readBlock(
   store: GatewayBlockstore,
@@ -379,34 +423,29 @@ const READ_AHEAD = 8
 
 interface CarPlan {
   root: CID
-  /** Blocks of the directories on the path, in path order (already read). */
+  /** Blocks of the directories on the path, in path order (already read, pins checked). */
   pathBlocks: { cid: CID; bytes: Uint8Array }[]
-  /** The CID at the end of the path and its bytes. */
+  /** The CID at the end of the path and its bytes (pin checked). */
   terminal: { cid: CID; bytes: Uint8Array }
   scope: DagScope
-  dups: 'n' | 'y'
 }
 
 /**
- * The CAR body: header, the path's blocks, then the terminal DAG depth-first.
- * Throws `WalkError` at the first block it cannot read or decode.
+ * The CAR body: header, the path's blocks, then the terminal DAG depth-first, each block once
+ * (`dups=n`; `dups=y` is only ever labelled so for a DAG without repeats, where the two are the
+ * same stream). Throws `WalkError` at the first block it cannot read, decode or may not send.
  */
-async function* carBody(
-  store: GatewayBlockstore,
-  plan: CarPlan,
-  signal: AbortSignal,
-  buffers: BlockBuffers,
-): AsyncGenerator<Part> {
+async function* carBody(source: Source, plan: CarPlan): AsyncGenerator<Part> {
   yield { bytes: carHeader([plan.root]) }
   const sent = new Set<string>()
   const expanded = new Set<string>()
   const send = function* (cid: CID, part: Part) {
-    const skip = cid.multihash.code === IDENTITY_CODE || (plan.dups === 'n' && sent.has(cid.toString()))
-    if (skip) {
+    const key = cid.toString()
+    if (cid.multihash.code === IDENTITY_CODE || sent.has(key)) {
       part.release?.()
       return
     }
-    if (plan.dups === 'n') sent.add(cid.toString())
+    sent.add(key)
     yield { bytes: sectionPrefix(cid, part.bytes.byteLength) }
     if (part.bytes.byteLength > 0) yield part
     else part.release?.()
@@ -417,13 +456,13 @@ async function* carBody(
   let first: Part | null = { bytes: plan.terminal.bytes }
   // Read-ahead: the next blocks on the stack are read while this one is being sent, so the
   // socket never waits on the disk (at most READ_AHEAD blocks in memory).
-  const reads = new Map<string, Promise<Part | null>>()
+  const reads = new Map<string, Promise<Part | 'not-held' | 'not-pinned'>>()
   const readAhead = () => {
     for (let i = stack.length - 1, n = 0; i >= 0 && n < READ_AHEAD; i--, n++) {
       const cid = stack[i]!.cid
       const k = cid.toString()
-      if (reads.has(k) || (plan.dups === 'n' && sent.has(k))) continue
-      const read = readPart(store, cid, signal, buffers)
+      if (reads.has(k) || sent.has(k)) continue
+      const read = readServable(source, cid)
       read.catch(() => {}) // observed when it is its turn; never unhandled if the walk ends first
       reads.set(k, read)
     }
@@ -432,31 +471,33 @@ async function* carBody(
     while (stack.length > 0) {
       const step = stack.pop()!
       const key = `${step.scope}:${step.cid}`
-      const already = plan.dups === 'n' && sent.has(step.cid.toString())
-      // With dups=n a block is sent once and its subtree walked once per scope.
-      if (already && expanded.has(key)) continue
-      let part: Part | null
-      if (first !== null) part = first
+      // A block is sent once and its subtree walked once per scope (identity blocks too: they
+      // are never sent, but walking one again would only find blocks already sent).
+      if (expanded.has(key)) continue
+      let got: Part | 'not-held' | 'not-pinned'
+      if (first !== null) got = first
       else {
         const k = step.cid.toString()
         const pending = reads.get(k)
         reads.delete(k)
         readAhead()
-        part = await (pending ?? readPart(store, step.cid, signal, buffers))
+        got = await (pending ?? readServable(source, step.cid))
       }
       first = null
-      if (part === null)
+      if (got === 'not-held')
         throw new WalkError('block-not-found', step.cid, `block ${step.cid} is not held here`)
+      if (got === 'not-pinned')
+        throw new WalkError('block-not-pinned', step.cid, `block ${step.cid} is not under a pinned root`)
       // Its links are taken before it is sent: once written, its buffer may be reused.
       let next: Step[]
       try {
-        next = children(step.cid, part.bytes, step.scope)
+        next = children(step.cid, got.bytes, step.scope)
       } catch (e) {
-        part.release?.()
+        got.release?.()
         throw e
       }
-      yield* send(step.cid, part)
-      if (plan.dups === 'n') expanded.add(key)
+      yield* send(step.cid, got)
+      expanded.add(key)
       for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!)
       if (next.length > 0) readAhead()
     }
@@ -464,10 +505,49 @@ async function* carBody(
     // Reads ahead that were never sent give their buffers back.
     for (const read of reads.values())
       void read.then(
-        (p) => p?.release?.(),
+        (p) => (typeof p === 'object' ? p.release?.() : undefined),
         () => {},
       )
   }
+}
+
+/**
+ * Whether a `dups=y` stream of `plan` would carry some block twice: the same walk as `carBody`'s,
+ * stopping at the first CID met again. Only blocks whose links it follows are read (dag-pb and
+ * dag-cbor nodes, a small part of the bytes); raw leaves are not. A block it cannot read or may
+ * not send counts as a repeat: the answer is then `dups=n`, and the walk cuts the stream there.
+ */
+async function repeatsBlocks(source: Source, plan: CarPlan): Promise<boolean> {
+  const seen = new Set<string>(plan.pathBlocks.map((b) => b.cid.toString()))
+  const stack: Step[] = [{ cid: plan.terminal.cid, scope: plan.scope }]
+  let first: Uint8Array | null = plan.terminal.bytes
+  while (stack.length > 0) {
+    const step = stack.pop()!
+    const key = step.cid.toString()
+    if (seen.has(key)) return true
+    seen.add(key)
+    const linked = step.cid.code === DAG_PB_CODE || step.cid.code === DAG_CBOR_CODE
+    if (!linked || step.scope === 'block') {
+      first = null
+      continue
+    }
+    let bytes = first
+    first = null
+    if (bytes === null) {
+      if (!(await servable(source.pins, step.cid, source.signal))) return true
+      bytes = await readBlock(source.store, step.cid, source.signal)
+      if (bytes === null) return true
+    }
+    let next: Step[]
+    try {
+      next = children(step.cid, bytes, step.scope)
+    } catch (e) {
+      if (e instanceof WalkError) return true
+      throw e
+    }
+    for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!)
+  }
+  return false
 }
 
 /**
@@ -511,28 +591,48 @@ function fail(reply: FastifyReply, status: number, code: string, message: string
   return reply.code(status).header('Cache-Control', 'no-store').send({ error: { code, message } })
 }
 
-function etagFor(cid: CID, negotiated: Negotiated, scope: DagScope, path: string[]): string {
-  if (negotiated.format === 'raw') return `"${cid}.raw"`
+function rawEtag(cid: CID): string {
+  return `"${cid}.raw"`
+}
+
+function carEtag(cid: CID, dups: 'n' | 'y', scope: DagScope, path: string[]): string {
   const p =
     path.length > 0 ? `.${createHash('sha256').update(path.join('/')).digest('hex').slice(0, 16)}` : ''
   // The stream is deterministic (dfs, one traversal), so the tag is strong.
-  return `"${cid}.car.${scope}.dfs.${negotiated.dups}${p}"`
+  return `"${cid}.car.${scope}.dfs.${dups}${p}"`
 }
 
-function matchesEtag(header: string | undefined, etag: string): boolean {
-  if (!header) return false
-  return header.split(',').some((t) => {
+/**
+ * The tags this URL's response may carry. A `dups=y` request is answered with `dups=n` for a DAG
+ * that repeats blocks, which is known only after a walk; the content never changes, so a client
+ * holding either tag for this URL holds what it would get again.
+ */
+function etagsFor(cid: CID, negotiated: Negotiated, scope: DagScope, path: string[]): string[] {
+  if (negotiated.format === 'raw') return [rawEtag(cid)]
+  const asked = carEtag(cid, negotiated.dups, scope, path)
+  return negotiated.dups === 'y' ? [asked, carEtag(cid, 'n', scope, path)] : [asked]
+}
+
+/** The tag of `etags` that `If-None-Match` names (the first one for `*`), or undefined. */
+function matchingEtag(header: string | undefined, etags: string[]): string | undefined {
+  if (!header) return undefined
+  for (const t of header.split(',')) {
     const tag = t.trim()
-    return tag === '*' || tag === etag || tag === `W/${etag}`
-  })
+    if (tag === '*') return etags[0]
+    const found = etags.find((etag) => tag === etag || tag === `W/${etag}`)
+    if (found) return found
+  }
+  return undefined
 }
 
-/** Resolves `path` from `root` through plain UnixFS directories; the blocks on the way and the end. */
+/**
+ * Resolves `path` from `root` through plain UnixFS directories; the blocks on the way and the end.
+ * Each block on the way must be pinned, as any block sent.
+ */
 async function resolvePath(
-  store: GatewayBlockstore,
+  source: Source,
   root: { cid: CID; bytes: Uint8Array },
   path: string[],
-  signal: AbortSignal,
 ): Promise<{ pathBlocks: { cid: CID; bytes: Uint8Array }[]; terminal: { cid: CID; bytes: Uint8Array } }> {
   const pathBlocks: { cid: CID; bytes: Uint8Array }[] = []
   let at = root
@@ -565,7 +665,8 @@ async function resolvePath(
     const link = node.Links.find((l) => l.Name === name)
     if (!link) throw new GatewayError(404, 'path-not-found', `${where} has no entry ${name}`)
     pathBlocks.push(at)
-    const bytes = await readBlock(store, link.Hash, signal)
+    const pinned = await servable(source.pins, link.Hash, source.signal)
+    const bytes = pinned ? await readBlock(source.store, link.Hash, source.signal) : null
     if (bytes === null) {
       throw new GatewayError(
         404,
@@ -583,7 +684,7 @@ async function resolvePath(
  * answer their own errors, so any Fastify instance can carry them.
  */
 export function registerGateway(app: FastifyInstance, options: GatewayOptions): void {
-  const { blockstore } = options
+  const { blockstore, pins } = options
   const log = options.log ?? silentLogger
   // A profile leaf (1 MiB) fits with room to spare; enough for a few responses' read-ahead.
   const buffers = new BlockBuffers(1024 * 1024 + 64 * 1024, 4 * (READ_AHEAD + 4))
@@ -594,6 +695,7 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
     const head = req.method === 'HEAD'
     const controller = new AbortController()
     reply.raw.once('close', () => controller.abort())
+    const source: Source = { store: blockstore, pins, buffers, signal: controller.signal }
     try {
       const cid = parseCid(params.cid)
       const path = (params['*'] ?? '').split('/').filter((s) => s.length > 0)
@@ -614,10 +716,20 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
         )
       }
 
-      const etag = etagFor(cid, negotiated, scope, path)
+      // A block no pin reaches gets the answer of one not held, before the store is read: the
+      // response does not tell whether the node has it.
+      const notServed = () =>
+        /only-if-cached/i.test(req.headers['cache-control'] ?? '')
+          ? new GatewayError(412, 'not-cached', `block ${cid} is not held here`)
+          : new GatewayError(
+              404,
+              'block-not-found',
+              `block ${cid} is not held here (this gateway serves only the weights this node pins)`,
+            )
+      if (!(await servable(pins, cid, controller.signal))) throw notServed()
+
       // Set on success only: an error must not be cached as immutable.
       const headers: Record<string, string> = {
-        Etag: etag,
         'Cache-Control': IMMUTABLE,
         Vary: 'Accept',
         'X-Content-Type-Options': 'nosniff',
@@ -628,22 +740,19 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
         headers['Content-Location'] = `${req.url}${sep}format=${negotiated.format}`
       }
       // Content-addressed: a tag the client already holds for this URL can never go stale.
-      if (matchesEtag(req.headers['if-none-match'], etag)) return reply.code(304).headers(headers).send()
+      const held = matchingEtag(req.headers['if-none-match'], etagsFor(cid, negotiated, scope, path))
+      if (held)
+        return reply
+          .code(304)
+          .headers({ ...headers, Etag: held })
+          .send()
 
       const rootBytes = await readBlock(blockstore, cid, controller.signal)
-      if (rootBytes === null) {
-        if (/only-if-cached/i.test(req.headers['cache-control'] ?? '')) {
-          throw new GatewayError(412, 'not-cached', `block ${cid} is not held here`)
-        }
-        throw new GatewayError(
-          404,
-          'block-not-found',
-          `block ${cid} is not held here (this gateway serves only its own blocks)`,
-        )
-      }
+      if (rootBytes === null) throw notServed()
 
       if (negotiated.format === 'raw') {
         reply.headers(headers)
+        reply.header('Etag', rawEtag(cid))
         reply.header('Content-Disposition', `attachment; filename="${cid}.bin"`)
         reply.header('X-Ipfs-Roots', cid.toString())
         reply.type(RAW_TYPE)
@@ -651,29 +760,31 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
         return reply.send(Buffer.from(rootBytes.buffer, rootBytes.byteOffset, rootBytes.byteLength))
       }
 
-      const { pathBlocks, terminal } = await resolvePath(
-        blockstore,
-        { cid, bytes: rootBytes },
-        path,
-        controller.signal,
-      )
+      const { pathBlocks, terminal } = await resolvePath(source, { cid, bytes: rootBytes }, path)
+      const plan: CarPlan = { root: cid, pathBlocks, terminal, scope }
+      // dups=y as asked only where it is the dups=n stream: no block may leave twice.
+      let dups = negotiated.dups
+      if (dups === 'y' && (await repeatsBlocks(source, plan))) {
+        dups = 'n'
+        log.debug('gateway-dups-n', { root: cid.toString() })
+      }
       // One logical root per path segment: the requested CID, each directory passed, the end.
       const roots = path.length > 0 ? [...pathBlocks.map((b) => b.cid), terminal.cid] : [cid]
       reply.headers(headers)
+      reply.header('Etag', carEtag(cid, dups, scope, path))
       reply.header('Content-Disposition', `attachment; filename="${cid}.car"`)
       reply.header('X-Ipfs-Roots', roots.join(','))
       reply.header('Accept-Ranges', 'none')
-      reply.type(`${CAR_TYPE}; version=1; order=dfs; dups=${negotiated.dups}`)
+      reply.type(`${CAR_TYPE}; version=1; order=dfs; dups=${dups}`)
       if (head) return reply.send()
 
-      const plan: CarPlan = { root: cid, pathBlocks, terminal, scope, dups: negotiated.dups }
       // Written to the socket here, not through reply.send: only so is it known when a block's
       // buffer has been taken by the socket and may be reused (BlockBuffers).
       reply.hijack()
       const res = reply.raw
       res.writeHead(200, reply.getHeaders() as OutgoingHttpHeaders)
       try {
-        await pump(res, carBody(blockstore, plan, controller.signal, buffers))
+        await pump(res, carBody(source, plan))
       } catch (e) {
         // A client that left aborts the read in flight: that is not a missing block.
         if (controller.signal.aborted) {
@@ -689,6 +800,11 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
     } catch (e) {
       if (e instanceof GatewayError) return fail(reply, e.status, e.code, e.message)
       if (e instanceof WalkError) return fail(reply, 500, e.code, e.message)
+      // A client that left before the headers (a read or the dups=y walk aborted): nothing failed.
+      if (controller.signal.aborted) {
+        log.debug('gateway-aborted', { url: req.url })
+        return reply
+      }
       log.error('gateway-error', { url: req.url, error: e as Error })
       return fail(reply, 500, 'internal', 'the gateway could not read its blockstore; see the node log')
     }

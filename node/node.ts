@@ -395,11 +395,12 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     metrics,
     adminToken: token,
     status,
-    ...(weights && blockstore
+    ...(weights && blockstore && helia
       ? {
           weights: {
             blockstore,
             service: weights,
+            pins: helia.pins,
             ...(options.maxUploadBytes !== undefined ? { maxUploadBytes: options.maxUploadBytes } : {}),
           },
         }

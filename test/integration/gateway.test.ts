@@ -1,8 +1,10 @@
 /**
  * The trustless gateway against independent clients: a real FsBlockstore
- * filled by @helia/unixfs (unixfs-v1-2025), a real Fastify on 127.0.0.1:0,
- * and CARs read back with @ipld/car, re-hashed block by block, reassembled
- * by ipfs-unixfs-exporter, and unpacked by the ipfs-car command itself.
+ * filled by @helia/unixfs (unixfs-v1-2025), its DAGs pinned with Helia's pins
+ * (a LevelDatastore on disk, the node's pin walker), a real Fastify on
+ * 127.0.0.1:0, and CARs read back with @ipld/car, re-hashed block by block,
+ * reassembled by ipfs-unixfs-exporter, and unpacked by the ipfs-car command
+ * itself. What the gateway refuses to serve is in gateway-abuse.test.ts.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -16,14 +18,17 @@ import { CarBlockIterator } from '@ipld/car/iterator'
 import * as dagCbor from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
 import { FsBlockstore } from 'blockstore-fs'
+import { LevelDatastore } from 'datastore-level'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { createHeliaLight } from 'helia'
 import { exporter, recursive as exportRecursive } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { registerGateway } from '../../node/gateway.js'
+import { type GatewayPins, registerGateway } from '../../node/gateway.js'
 import { createLogger } from '../../node/log.js'
+import { type PinWalker, unixfsPinWalker } from '../../node/weights/pin-walker.js'
 
 const run = promisify(execFile)
 const MiB = 1024 * 1024
@@ -46,6 +51,7 @@ interface CarBlock {
 describe('trustless gateway', () => {
   let dir: string
   let store: FsBlockstore
+  let datastore: LevelDatastore
   let app: FastifyInstance
   let base: string
   const gets: string[] = []
@@ -61,7 +67,10 @@ describe('trustless gateway', () => {
   let readmeCid: CID
   let docsCid: CID
   let zerosCid: CID
+  let largeCid: CID
   let brokenCid: CID
+  /** Pinned (a record from the walk of brokenCid) but deleted from the store. */
+  let brokenLeaf: CID
   let cborCid: CID
   let leafCid: CID
   let notHeld: CID
@@ -135,6 +144,12 @@ describe('trustless gateway', () => {
     notHeld = CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('never stored')))
     store = new FsBlockstore(join(dir, 'blocks'))
     await store.open()
+    datastore = new LevelDatastore(join(dir, 'datastore'))
+    await datastore.open()
+    // Helia's pins as the node uses them: with its own walker (pin-walker.ts).
+    const pins: GatewayPins & {
+      add(cid: CID, options?: { offline?: boolean; walker?: PinWalker }): AsyncIterable<CID>
+    } = createHeliaLight({ blockstore: store, datastore }).pins
     const fs = unixfs({ blockstore: store })
     const entries = []
     for await (const e of fs.addAll(
@@ -150,6 +165,8 @@ describe('trustless gateway', () => {
     docsCid = byPath.get('model/docs')!
     // Three identical 1 MiB leaves: a DAG with duplicate blocks.
     zerosCid = await fs.addBytes(new Uint8Array(3 * MiB), { profile: 'unixfs-v1-2025' })
+    // 64 different 1 MiB leaves: a CAR far larger than socket buffers hold.
+    largeCid = await fs.addBytes(randomBytes(64 * MiB), { profile: 'unixfs-v1-2025' })
     // A file whose second leaf is then deleted: the CAR must be cut there.
     brokenCid = await fs.addBytes(randomBytes(2 * MiB + 1), { profile: 'unixfs-v1-2025' })
     const leaves: CID[] = []
@@ -162,6 +179,13 @@ describe('trustless gateway', () => {
     const cborBytes = dagCbor.encode({ name: 'x', parts: [leafCid, { dir: dirCid }] })
     cborCid = CID.createV1(dagCbor.code, await sha256.digest(cborBytes))
     await store.put(cborCid, cborBytes)
+    // Everything above is served: pinned as the node pins (dag-pb nodes read, leaves not; the pin
+    // of brokenCid records its deleted leaf too, which the walker never reads).
+    for (const root of [dirCid, zerosCid, largeCid, brokenCid, leafCid, cborCid])
+      for await (const _ of pins.add(root, { walker: unixfsPinWalker, offline: true })) {
+        // each block walked gets its record
+      }
+    brokenLeaf = leaves[1]!
 
     app = Fastify({ logger: false })
     registerGateway(app, {
@@ -171,6 +195,7 @@ describe('trustless gateway', () => {
           return store.get(cid, options)
         },
       },
+      pins,
       log: createLogger({ level: 'debug', write: (line) => logLines.push(line) }),
     })
     base = await app.listen({ host: '127.0.0.1', port: 0 })
@@ -179,6 +204,7 @@ describe('trustless gateway', () => {
   afterAll(async () => {
     await app?.close()
     await store?.close()
+    await datastore?.close()
     if (dir) await rm(dir, { recursive: true, force: true })
   })
 
@@ -303,32 +329,35 @@ describe('trustless gateway', () => {
     expect(JSON.parse(Buffer.from(rawWithPath.bytes).toString()).error.code).toBe('path-not-allowed')
   })
 
-  it('sends a repeated block once with dups=n and every time with dups=y', async () => {
+  it('sends a repeated block once, and answers dups=y with dups=n where a block repeats', async () => {
     const once = await get(`/ipfs/${zerosCid}?format=car`)
     const n = await verifiedBlocks(once.bytes)
     expect(n.blocks.length).toBe(2)
-    const twice = await get(`/ipfs/${zerosCid}`, {
+    const asked = await get(`/ipfs/${zerosCid}`, {
       headers: { accept: `${CAR}; version=1; order=dfs; dups=y` },
     })
-    expect(twice.headers.get('content-type')).toBe('application/vnd.ipld.car; version=1; order=dfs; dups=y')
-    const y = await verifiedBlocks(twice.bytes)
-    expect(y.blocks.length).toBe(4)
+    expect(asked.status).toBe(200)
+    expect(asked.headers.get('content-type')).toBe('application/vnd.ipld.car; version=1; order=dfs; dups=n')
+    expect(asked.headers.get('etag')).toBe(`"${zerosCid}.car.all.dfs.n"`)
+    expect(Buffer.from(asked.bytes).equals(Buffer.from(once.bytes))).toBe(true)
     const zeros = await exportAll(zerosCid, n.blocks)
     expect(zeros.get(zerosCid.toString())!.length).toBe(3 * MiB)
+
+    // Where no block repeats, dups=y is the same stream, and says dups=y.
+    const distinct = await get(`/ipfs/${dirCid}?format=car&car-dups=y`)
+    expect(distinct.headers.get('content-type')).toBe(
+      'application/vnd.ipld.car; version=1; order=dfs; dups=y',
+    )
+    expect(distinct.headers.get('etag')).toBe(`"${dirCid}.car.all.dfs.y"`)
+    const plain = await get(`/ipfs/${dirCid}?format=car`)
+    expect(Buffer.from(distinct.bytes).equals(Buffer.from(plain.bytes))).toBe(true)
   })
 
   it('streams: a client that stops reading stops the walk, and one that leaves ends it', async () => {
-    // One stored 1 MiB leaf, linked 64 times: with dups=y the CAR is 64 MiB, far more than socket
-    // buffers hold, so a walk that ran ahead of the client would read the leaf ~64 times.
-    const leaf = new Uint8Array(MiB)
-    const leafId = CID.createV1(raw.code, await sha256.digest(leaf))
-    await store.put(leafId, leaf)
-    const list = dagCbor.encode({ parts: new Array(64).fill(leafId) })
-    const listId = CID.createV1(dagCbor.code, await sha256.digest(list))
-    await store.put(listId, list)
-
+    // 64 stored 1 MiB leaves: the CAR is 64 MiB, far more than socket buffers hold, so a walk
+    // that ran ahead of the client would read ~64 leaves.
     const before = gets.length
-    const req = httpGet(`${base}/ipfs/${listId}?format=car&car-dups=y`, { agent: false })
+    const req = httpGet(`${base}/ipfs/${largeCid}?format=car`, { agent: false })
     const res = await new Promise<IncomingMessage>((resolve) => req.once('response', resolve))
     expect(res.statusCode).toBe(200)
     res.pause()
@@ -349,7 +378,8 @@ describe('trustless gateway', () => {
     expect(order.length).toBe(1 + 1 + 9)
   })
 
-  it('answers 404 at once for a block it does not hold, reading the store once', async () => {
+  it('answers 404 at once for a block it does not hold, reading the store once at most', async () => {
+    // Not pinned either: the store is not read at all.
     const before = gets.length
     const r = await get(`/ipfs/${notHeld}`, { headers: { accept: RAW } })
     expect(r.status).toBe(404)
@@ -357,7 +387,12 @@ describe('trustless gateway', () => {
       error: { code: 'block-not-found', message: expect.stringContaining(notHeld.toString()) },
     })
     expect(r.headers.get('cache-control')).toBe('no-store')
-    expect(gets.slice(before)).toEqual([notHeld.toString()])
+    expect(gets.slice(before)).toEqual([])
+    // Pinned but gone from the store: read once.
+    const gone = await get(`/ipfs/${brokenLeaf}`, { headers: { accept: RAW } })
+    expect(gone.status).toBe(404)
+    expect(JSON.parse(Buffer.from(gone.bytes).toString()).error.code).toBe('block-not-found')
+    expect(gets.slice(before)).toEqual([brokenLeaf.toString()])
 
     const car = await get(`/ipfs/${notHeld}?format=car`)
     expect(car.status).toBe(404)

@@ -110,6 +110,8 @@ describe('stewards without the weights', () => {
       await held.open()
       const weights = await importDirectory(modelDir, { blockstore: held })
       await held.close()
+      // Pinned as an import pins it: the gateway serves only weights under a pinned root.
+      await nodes[0]!.weights!.pin(weights.root)
       const manifest = { weights: weights.root, files: [...weights.files], size: weights.size }
 
       const t = Date.now() - sim.base
@@ -234,6 +236,7 @@ describe('weights that never appear or do not match their manifest', () => {
       const flipped = await importDirectory(flippedDir, { blockstore: held })
       const extra = await importDirectory(extraDir, { blockstore: held })
       await held.close()
+      for (const w of [honest, flipped, extra]) await nodes[0]!.weights!.pin(w.root)
       // Weights nobody holds: imported into a store no node reads.
       const nowhere = new FsBlockstore(join(root(), 'mismatch-nowhere'))
       await nowhere.open()

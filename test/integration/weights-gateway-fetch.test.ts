@@ -72,6 +72,8 @@ describe('fetching weights from a trustless gateway', () => {
     await held.open()
     model = await importDirectory(dir, { blockstore: held })
     await held.close()
+    // Pinned as an import pins it: the gateway serves only weights under a pinned root.
+    await a.weights!.pin(model.root)
     gateway = a.apiUrl
     const res = await fetch(`${gateway}/ipfs/${model.root}?format=car&dag-scope=all&dups=n`, {
       headers: { accept: 'application/vnd.ipld.car' },
@@ -445,6 +447,7 @@ describe('fetching weights from a trustless gateway', () => {
     await held.open()
     const large = await importDirectory(dir, { blockstore: held })
     await held.close()
+    await cluster.nodes[0]!.weights!.pin(large.root)
     const stores = await Promise.all(
       [0, 1, 2, 3].map(async (i) => {
         const s = new FsBlockstore(join(scratch, `large-${i}`))
