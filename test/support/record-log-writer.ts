@@ -8,8 +8,15 @@
  * resolved. The parent kills it with SIGKILL at a random point and checks that
  * every printed index is in the log. Stops by itself after MAX_RECORDS, or
  * when stdout goes away.
+ *
+ *     node --import tsx test/support/record-log-writer.ts --probe <log path>
+ *
+ * Tries to open the log from another process (for the lock tests), prints one
+ * JSON line, `{"ok":true,"count":n}` or `{"ok":false,"code":…,"message":…}`,
+ * closes it again and exits 0.
  */
 import { pathToFileURL } from 'node:url'
+import { isNodeError } from '../../node/errors.js'
 import { openRecordLog } from '../../node/record-log.js'
 
 const MAX_RECORDS = 1_000_000
@@ -40,14 +47,29 @@ async function main(path: string, writers: number): Promise<void> {
   await log.close()
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const [path, writers = '8'] = process.argv.slice(2)
-  if (path === undefined) {
-    process.stderr.write('usage: record-log-writer.ts <log path> [writers]\n')
-    process.exit(2)
+async function probe(path: string): Promise<void> {
+  try {
+    const log = await openRecordLog(path, { log: () => {} })
+    process.stdout.write(`${JSON.stringify({ ok: true, count: log.count() })}\n`)
+    await log.close()
+  } catch (e) {
+    const code = isNodeError(e) ? e.code : 'unexpected'
+    process.stdout.write(`${JSON.stringify({ ok: false, code, message: (e as Error).message })}\n`)
   }
-  main(path, Number(writers)).catch((e: unknown) => {
-    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
-    process.exit(1)
-  })
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const args = process.argv.slice(2)
+  const [path, writers = '8'] = args
+  if (args[0] === '--probe' && args[1] !== undefined) {
+    await probe(args[1])
+  } else if (path === undefined) {
+    process.stderr.write('usage: record-log-writer.ts <log path> [writers] | --probe <log path>\n')
+    process.exit(2)
+  } else {
+    main(path, Number(writers)).catch((e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+      process.exit(1)
+    })
+  }
 }

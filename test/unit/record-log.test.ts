@@ -1,13 +1,18 @@
 /**
  * The record log (node/record-log.ts): round trips, group commit, recovery
- * from a torn tail, refusal of foreign files, close semantics, and a crash
- * test with real processes killed by SIGKILL.
+ * from a torn tail, repair of damage before the tail (one flipped bit, a
+ * broken header, several places, a property test over random corruptions),
+ * refusal of foreign files, close semantics, the lock against a second
+ * process, and a crash test with real processes killed by SIGKILL.
  */
-import { spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import {
   appendFileSync,
+  existsSync,
+  mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -16,9 +21,10 @@ import {
 } from 'node:fs'
 import { open as openFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as zlib from 'node:zlib'
+import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { NodeError as SharedNodeError } from '../../node/errors.js'
 import {
@@ -29,6 +35,7 @@ import {
   portableCrc32,
   RECORD_LOG_MAGIC,
   type RecordLog,
+  type ResyncMethod,
 } from '../../node/record-log.js'
 import { writerRecord } from '../support/record-log-writer.js'
 
@@ -72,6 +79,36 @@ async function rejection(p: Promise<unknown>): Promise<NodeError> {
   )
   expect(e).toBeInstanceOf(NodeError)
   return e as NodeError
+}
+
+/** The damaged copies beside a log (`records.log.damaged-<n>`), by name. */
+function damagedCopies(path: string): string[] {
+  const prefix = `${basename(path)}.damaged-`
+  return readdirSync(dirname(path))
+    .filter((name) => name.startsWith(prefix))
+    .sort()
+}
+
+/** Start offsets of frames of the given sizes, laid out after the 8-byte header. */
+function frameStarts(sizes: readonly number[]): number[] {
+  let at = 8
+  return sizes.map((size) => {
+    const start = at
+    at += size
+    return start
+  })
+}
+
+/** A whole log file holding `records`, framed by hand (length, CRC, payload). */
+function logFile(records: readonly Uint8Array[]): Buffer {
+  const frames = records.map((r) => {
+    const frame = Buffer.alloc(8 + r.length)
+    frame.writeUInt32BE(r.length, 0)
+    frame.writeUInt32BE(crc32(r), 4)
+    frame.set(r, 8)
+    return frame
+  })
+  return Buffer.concat([Buffer.from(RECORD_LOG_MAGIC, 'latin1'), ...frames])
 }
 
 /** Writes records 0..count-1 and closes; returns the frame sizes in bytes. */
@@ -371,6 +408,15 @@ describe('record log recovery', () => {
         offset: goodEnd,
         droppedBytes: damagedSize - goodEnd,
       })
+      // A torn tail is only cut: no copy, no repair, and the count said in the result too.
+      expect(damagedCopies(path)).toEqual([])
+      expect(log.recovery).toEqual({
+        regions: [],
+        framesLost: 0,
+        bytesSkipped: 0,
+        tailBytes: damagedSize - goodEnd,
+        recordsKept: keep,
+      })
       expectRecords(
         await log.records(),
         Array.from({ length: keep }, (_, i) => rec(i)),
@@ -431,6 +477,396 @@ describe('record log recovery', () => {
     expect(error.code).toBe('record-log-io')
     expect(error.message).toContain(blocker)
     expect(error.cause).toBeDefined()
+  })
+})
+
+describe('record log repair: damage before the tail', () => {
+  const N = 20
+  const sizes = Array.from({ length: N }, (_, i) => 8 + rec(i).length)
+  const starts = frameStarts(sizes)
+  const flipBit = (bytes: Buffer, at: number, mask: number) => {
+    bytes[at] = bytes[at]! ^ mask
+  }
+  const payloadMiddle = (i: number) => starts[i]! + 8 + Math.floor((sizes[i]! - 8) / 2)
+
+  interface Expected {
+    /** Frames that must be gone; every other one must be there, in order. */
+    lost: number[]
+    framesLost: number
+    bytesSkipped: number
+    resync: ResyncMethod[]
+  }
+  const cases: [string, (bytes: Buffer) => Expected][] = [
+    [
+      'one flipped bit in an early frame’s payload',
+      (bytes) => {
+        flipBit(bytes, payloadMiddle(2), 0x10)
+        return { lost: [2], framesLost: 1, bytesSkipped: 0, resync: ['length'] }
+      },
+    ],
+    [
+      'one flipped bit in the first frame’s payload',
+      (bytes) => {
+        flipBit(bytes, starts[0]! + 8, 0x01)
+        return { lost: [0], framesLost: 1, bytesSkipped: 0, resync: ['length'] }
+      },
+    ],
+    [
+      'the lowest bit of a frame’s length field',
+      (bytes) => {
+        flipBit(bytes, starts[3]! + 3, 0x01)
+        return { lost: [], framesLost: 0, bytesSkipped: 0, resync: ['length-bit'] }
+      },
+    ],
+    [
+      'the highest bit of a frame’s length field (an absurd length)',
+      (bytes) => {
+        flipBit(bytes, starts[3]!, 0x80)
+        return { lost: [], framesLost: 0, bytesSkipped: 0, resync: ['length-bit'] }
+      },
+    ],
+    [
+      'one flipped bit in a frame’s CRC field',
+      (bytes) => {
+        flipBit(bytes, starts[4]! + 5, 0x04)
+        return { lost: [4], framesLost: 1, bytesSkipped: 0, resync: ['length'] }
+      },
+    ],
+    [
+      'a whole frame header overwritten',
+      (bytes) => {
+        bytes.fill(0xa5, starts[5]!, starts[5]! + 8)
+        return { lost: [5], framesLost: 0, bytesSkipped: sizes[5]!, resync: ['scan'] }
+      },
+    ],
+    [
+      'a zeroed stretch across three frames',
+      (bytes) => {
+        bytes.fill(0, starts[7]! + 3, starts[10]! - 2)
+        return { lost: [7, 8, 9], framesLost: 0, bytesSkipped: starts[10]! - starts[7]!, resync: ['scan'] }
+      },
+    ],
+    [
+      'several places at once (a good frame between two damaged ones kept)',
+      (bytes) => {
+        flipBit(bytes, payloadMiddle(1), 0x02)
+        flipBit(bytes, starts[6]! + 7, 0x80)
+        flipBit(bytes, starts[9]! + 2, 0x08)
+        bytes.fill(0xff, starts[13]!, starts[13]! + 8)
+        flipBit(bytes, payloadMiddle(15), 0x40)
+        return {
+          lost: [1, 6, 13, 15],
+          framesLost: 3,
+          bytesSkipped: sizes[13]!,
+          resync: ['length', 'length', 'length-bit', 'scan', 'length'],
+        }
+      },
+    ],
+    [
+      'one flipped bit in the last frame’s length field',
+      (bytes) => {
+        flipBit(bytes, starts[N - 1]! + 3, 0x02)
+        return { lost: [], framesLost: 0, bytesSkipped: 0, resync: ['length-bit'] }
+      },
+    ],
+  ]
+
+  it.each(cases)(
+    '%s: every intact frame kept, the file copied aside first, the loss reported, the next start clean',
+    async (_name, damage) => {
+      const path = freshPath()
+      expect(await writeRecords(path, N)).toEqual(sizes)
+      const bytes = readFileSync(path)
+      const expected = damage(bytes)
+      writeFileSync(path, bytes)
+      const kept = Array.from({ length: N }, (_, i) => i).filter((i) => !expected.lost.includes(i))
+
+      const { log, events } = await openWithEvents(path)
+      expectRecords(
+        await log.records(),
+        kept.map((i) => rec(i)),
+      )
+      expect(log.count()).toBe(kept.length)
+      const wholeSize = 8 + kept.reduce((sum, i) => sum + sizes[i]!, 0)
+      expect(log.size()).toBe(wholeSize)
+      expect(statSync(path).size).toBe(wholeSize)
+
+      // The file as found, byte for byte, beside the log; no temp file left.
+      const copies = damagedCopies(path)
+      expect(copies).toEqual([`${basename(path)}.damaged-1`])
+      const copy = join(dirname(path), copies[0]!)
+      expect(readFileSync(copy).equals(bytes)).toBe(true)
+      expect(statSync(copy).mode & 0o777).toBe(0o600)
+      expect(existsSync(`${path}.repair`)).toBe(false)
+
+      // The loss, in the result and in one event an operator can act on.
+      expect(log.recovery).toMatchObject({
+        damagedCopy: copy,
+        framesLost: expected.framesLost,
+        bytesSkipped: expected.bytesSkipped,
+        tailBytes: 0,
+        recordsKept: kept.length,
+      })
+      expect(log.recovery?.regions.map((r) => r.resync)).toEqual(expected.resync)
+      expect(events).toHaveLength(1)
+      expect(events[0]).toMatchObject({
+        event: 'record-log-repaired',
+        path,
+        damagedCopy: copy,
+        framesLost: expected.framesLost,
+        bytesSkipped: expected.bytesSkipped,
+        regionCount: expected.resync.length,
+      })
+      expect(String(events[0]!.action)).toContain('fetched back from peers by the next sync')
+      expect(String(events[0]!.action)).toContain(copy)
+
+      // Appends go on; the next start finds a whole file and says nothing.
+      await log.append(rec(100))
+      await log.close()
+      const { log: again, events: later } = await openWithEvents(path)
+      expect(later).toEqual([])
+      expect(again.recovery).toBeUndefined()
+      expectRecords(await again.records(), [...kept.map((i) => rec(i)), rec(100)])
+      await again.close()
+      expect(damagedCopies(path)).toEqual(copies)
+    },
+  )
+
+  it('a second repair keeps the first damaged copy and makes another', async () => {
+    const path = freshPath()
+    await writeRecords(path, N)
+    const first = readFileSync(path)
+    flipBit(first, payloadMiddle(3), 0x01)
+    writeFileSync(path, first)
+    await (await openRecordLog(path, { log: () => {} })).close()
+    // Frame 4 now sits where frame 5 was before the repair: damage the new frame 4.
+    const second = readFileSync(path)
+    const shift = sizes[3]!
+    flipBit(second, payloadMiddle(5) - shift, 0x01)
+    writeFileSync(path, second)
+    const { log, events } = await openWithEvents(path)
+    expect(damagedCopies(path)).toEqual([`${basename(path)}.damaged-1`, `${basename(path)}.damaged-2`])
+    expect(readFileSync(`${path}.damaged-1`).equals(first)).toBe(true)
+    expect(readFileSync(`${path}.damaged-2`).equals(second)).toBe(true)
+    expect(events).toMatchObject([{ event: 'record-log-repaired', damagedCopy: `${path}.damaged-2` }])
+    expectRecords(
+      await log.records(),
+      Array.from({ length: N }, (_, i) => i)
+        .filter((i) => i !== 3 && i !== 5)
+        .map((i) => rec(i)),
+    )
+    await log.close()
+  })
+
+  it('damage before a torn tail: the damage is repaired, the tail cut, both counted', async () => {
+    const path = freshPath()
+    await writeRecords(path, N)
+    const bytes = readFileSync(path)
+    flipBit(bytes, payloadMiddle(2), 0x20)
+    const noise = Buffer.from('half a frame and then the power went')
+    writeFileSync(path, Buffer.concat([bytes, noise]))
+    const { log, events } = await openWithEvents(path)
+    expect(log.count()).toBe(N - 1)
+    expect(log.recovery).toMatchObject({ framesLost: 1, bytesSkipped: 0, tailBytes: noise.length })
+    expect(events).toMatchObject([{ event: 'record-log-repaired', framesLost: 1, tailBytes: noise.length }])
+    await log.close()
+  })
+
+  it('property: a random corruption of one frame (not the last) loses at most that frame', async () => {
+    const corruption = fc.oneof(
+      fc.record({ kind: fc.constant('bit' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
+      fc.record({
+        kind: fc.constant('bytes' as const),
+        at: fc.nat(),
+        with: fc.uint8Array({ minLength: 1, maxLength: 24 }),
+      }),
+      fc.record({
+        kind: fc.constant('zero' as const),
+        at: fc.nat(),
+        length: fc.integer({ min: 1, max: 64 }),
+      }),
+    )
+    await fc.assert(
+      fc.asyncProperty(
+        // Small records too, so that a damaged length often lands on a later frame boundary.
+        fc.array(
+          fc.oneof(
+            fc.uint8Array({ minLength: 1, maxLength: 24 }),
+            fc.uint8Array({ minLength: 1, maxLength: 300 }),
+          ),
+          { minLength: 2, maxLength: 40 },
+        ),
+        fc.nat(),
+        corruption,
+        async (records, pick, damage) => {
+          const bytes = logFile(records)
+          const victim = pick % (records.length - 1)
+          const from = frameStarts(records.map((r) => 8 + r.length))[victim]!
+          const frameBytes = 8 + records[victim]!.length
+          // Every change stays inside the victim frame.
+          const at = from + (damage.at % frameBytes)
+          const room = from + frameBytes - at
+          if (damage.kind === 'bit') bytes[at] = bytes[at]! ^ (1 << damage.bit)
+          else if (damage.kind === 'bytes') bytes.set(damage.with.subarray(0, room), at)
+          else bytes.fill(0, at, at + Math.min(damage.length, room))
+          const path = freshPath()
+          mkdirSync(dirname(path), { recursive: true })
+          writeFileSync(path, bytes)
+
+          const log = await openRecordLog(path, { log: () => {} })
+          try {
+            const kept = await log.records()
+            const others = records.filter((_, i) => i !== victim)
+            if (kept.length === records.length) expectRecords(kept, records)
+            else expectRecords(kept, others)
+            if (log.recovery !== undefined) expect(damagedCopies(path)).toHaveLength(1)
+          } finally {
+            await log.close()
+            rmSync(dirname(path), { recursive: true, force: true })
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
+  }, 120_000)
+})
+
+describe('record log lock', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url))
+  const script = fileURLToPath(new URL('../support/record-log-writer.ts', import.meta.url))
+
+  /** Opens the log from another process (record-log-writer.ts --probe) and returns what it printed. */
+  function probe(path: string): { ok: boolean; code?: string; message?: string; count?: number } {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', script, '--probe', path], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    return JSON.parse(out.trim()) as { ok: boolean; code?: string; message?: string }
+  }
+
+  /** Starts a writer process and resolves once it has acknowledged its first append. */
+  function startWriter(path: string): Promise<ChildProcess> {
+    return new Promise((resolveStart, rejectStart) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', script, path, '1'], {
+        cwd: root,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stderr = ''
+      const guard = setTimeout(() => child.kill('SIGKILL'), 60_000)
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+        stderr += chunk
+      })
+      child.stdout.setEncoding('utf8').on('data', () => {
+        clearTimeout(guard)
+        resolveStart(child)
+      })
+      child.on('error', rejectStart)
+      child.on('close', (code) =>
+        rejectStart(new Error(`writer ended (${code}) before its first append: ${stderr}`)),
+      )
+    })
+  }
+
+  const exited = (child: ChildProcess) =>
+    new Promise<void>((r) => {
+      if (child.exitCode !== null || child.signalCode !== null) r()
+      else child.once('close', () => r())
+    })
+
+  const lockOf = (path: string) => JSON.parse(readFileSync(`${path}.lock`, 'utf8')) as { pid: number }
+
+  it('a second process is refused with record-log-locked, naming the pid, until the owner closes', async () => {
+    const path = freshPath()
+    const log = await openRecordLog(path, { log: () => {} })
+    await log.append(rec(1))
+    expect(lockOf(path).pid).toBe(process.pid)
+    const refused = probe(path)
+    expect(refused).toMatchObject({ ok: false, code: 'record-log-locked' })
+    expect(refused.message).toContain(`process ${process.pid}`)
+    expect(refused.message).toContain(`${path}.lock`)
+    expect(refused.message).toContain('Stop that process first')
+    await log.close()
+    expect(existsSync(`${path}.lock`)).toBe(false)
+    expect(probe(path)).toEqual({ ok: true, count: 1 })
+  }, 120_000)
+
+  it('the lock of a writer killed with SIGKILL is taken over at once', async () => {
+    const path = freshPath()
+    const writer = await startWriter(path)
+    try {
+      const held = await rejection(openRecordLog(path, { log: () => {} }))
+      expect(held.code).toBe('record-log-locked')
+      expect(held.message).toContain(`process ${writer.pid}`)
+    } finally {
+      writer.kill('SIGKILL')
+      await exited(writer)
+    }
+    const { log, events } = await openWithEvents(path)
+    expect(log.count()).toBeGreaterThan(0)
+    expect(events.filter((e) => e.event === 'record-log-lock-taken-over')).toMatchObject([
+      { path, lock: `${path}.lock`, previousOwner: { pid: writer.pid } },
+    ])
+    expect(lockOf(path).pid).toBe(process.pid)
+    await log.close()
+    expect(existsSync(`${path}.lock`)).toBe(false)
+  }, 120_000)
+
+  const linux = existsSync('/proc/self/stat') && existsSync('/proc/sys/kernel/random/boot_id')
+  const ourStart = () => {
+    const stat = readFileSync('/proc/self/stat', 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!
+  }
+  const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+
+  it('a lock of a process that has exited, or that is unreadable, is taken over', async () => {
+    const gone = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+    await exited(gone)
+    for (const content of [`${JSON.stringify({ pid: gone.pid })}\n`, '', 'not json']) {
+      const path = freshPath()
+      await (await openRecordLog(path, { log: () => {} })).close()
+      writeFileSync(`${path}.lock`, content)
+      const { log, events } = await openWithEvents(path)
+      expect(events).toMatchObject([{ event: 'record-log-lock-taken-over' }])
+      await log.close()
+    }
+  })
+
+  it.runIf(linux)(
+    'Linux: a lock from another boot, or of a pid now held by another process, is taken over',
+    async () => {
+      const otherStart = String(Number(ourStart()) + 1)
+      const stale = [
+        { pid: process.ppid, boot: 'a-boot-before-this-one' },
+        { pid: process.ppid, boot: bootId(), start: '1' },
+        { pid: process.pid, boot: bootId(), start: otherStart }, // our pid, before a container restart
+      ]
+      for (const owner of stale) {
+        const path = freshPath()
+        await (await openRecordLog(path, { log: () => {} })).close()
+        writeFileSync(`${path}.lock`, JSON.stringify(owner))
+        const { log, events } = await openWithEvents(path)
+        expect(events).toMatchObject([{ event: 'record-log-lock-taken-over', previousOwner: owner }])
+        await log.close()
+      }
+    },
+  )
+
+  it('a lock of a live process is never taken over, and a failed open releases its own lock', async () => {
+    const path = freshPath()
+    await (await openRecordLog(path, { log: () => {} })).close()
+    const live = JSON.stringify({ pid: process.ppid })
+    writeFileSync(`${path}.lock`, live)
+    const error = await rejection(openRecordLog(path, { log: () => {} }))
+    expect(error.code).toBe('record-log-locked')
+    expect(error.message).toContain(`process ${process.ppid}`)
+    expect(readFileSync(`${path}.lock`, 'utf8')).toBe(live)
+
+    const foreign = freshPath()
+    mkdirSync(dirname(foreign), { recursive: true })
+    writeFileSync(foreign, 'not a record log')
+    expect((await rejection(openRecordLog(foreign, { log: () => {} }))).code).toBe('record-log-format')
+    expect(existsSync(`${foreign}.lock`)).toBe(false)
   })
 })
 
