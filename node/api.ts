@@ -8,7 +8,7 @@
  * authenticate themselves by signature and are validated like gossip);
  * writes that are not self-authenticating need the admin bearer token.
  */
-import { timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { isAbsolute } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -22,6 +22,14 @@ import {
   type RejectionCode,
   stateRoot,
 } from '../protocol/index.js'
+import {
+  fastifyLimits,
+  frameworkError,
+  installLimits,
+  RECORDS_BODY_BYTES,
+  requireRecordType,
+} from './api-limits.js'
+import { API_LIMIT_DEFAULTS, type ApiLimits, MIN_TOKEN_CHARS } from './config.js'
 import { isNodeError, NodeError } from './errors.js'
 import { type GatewayBlockstore, type GatewayPins, registerGateway } from './gateway.js'
 import { proposalJson, stateJson, toJson } from './json.js'
@@ -30,6 +38,7 @@ import type { Metrics } from './metrics.js'
 import type { RecordStore } from './store.js'
 import { registerWeightsRoutes, type Weights, type WeightsRoutesOptions } from './uploads.js'
 import { importDirectory } from './weights/directory.js'
+import { admitImport, type ImportPolicy } from './weights/import-roots.js'
 
 export interface NodeStatus {
   peerId: string
@@ -45,7 +54,15 @@ export interface ApiContext {
   readonly clock: () => number
   readonly log: Logger
   readonly metrics: Metrics
-  readonly adminToken: string
+  /**
+   * The admin token, or a function giving it as it is now (read again when its file changes;
+   * undefined while the file holds no valid token: every admin request is refused then).
+   */
+  readonly adminToken: string | (() => string | undefined)
+  /** Timeouts, caps and the body budget; API_LIMIT_DEFAULTS when absent. */
+  readonly limits?: ApiLimits
+  /** Where `/weights/import` may read; absent: nowhere (import-disabled). */
+  readonly imports?: ImportPolicy
   status(): NodeStatus
   peers(): { id: string; addresses: string[] }[]
   /** Best-effort gossip of bytes already made durable. */
@@ -66,8 +83,8 @@ export interface ApiContext {
   }
 }
 
-/** Request bodies: one record (≤ 256 KiB) or a CAR with a record and its list blocks. */
-export const MAX_BODY_BYTES = 8 * 1024 * 1024
+/** `POST /records` bodies: one record, or a seal as a CAR with its list blocks (api-limits.ts). */
+export const MAX_BODY_BYTES = RECORDS_BODY_BYTES
 
 function fail(reply: FastifyReply, status: number, code: string, message: string) {
   return reply.code(status).send({ error: { code, message } })
@@ -104,52 +121,49 @@ function unpack(body: Buffer, type: string | undefined): { record: Uint8Array; b
 }
 
 export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
+  const limits = ctx.limits ?? API_LIMIT_DEFAULTS
   const app = Fastify({
     logger: false,
-    bodyLimit: MAX_BODY_BYTES,
+    // Timeouts (idle, not total), keep-alive bounds, small bodies by default, and Fastify's and
+    // Node's own errors in our shape (api-limits.ts).
+    ...fastifyLimits(limits),
     return503OnClosing: true,
     // CIDs in paths (/ipfs/:cid, /weights/:cid/check) run past the default 100 characters.
     routerOptions: { maxParamLength: 256 },
     // A client that stops reading a CAR stream (or stops sending one) must not hold up `close`.
     forceCloseConnections: true,
   })
-  for (const type of [
-    'application/cbor',
-    'application/octet-stream',
-    'application/vnd.ipld.car',
-    'application/vnd.ipld.dag-cbor',
-  ]) {
-    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: MAX_BODY_BYTES }, (_req, body, done) =>
-      done(null, body),
-    )
-  }
+  // Connection caps, the stalled-body answer, and RECORD_TYPES bodies read within the body budget.
+  installLimits(app, limits)
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, req, reply) => {
+    // The rest of a refused body is not read: close after the answer, or the next request on the
+    // connection would wait behind unread bytes.
+    if (!req.raw.complete) reply.header('connection', 'close')
     if (isNodeError(error)) return fail(reply, error.status, error.code, error.message)
-    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
-      return fail(reply, 413, 'body-too-large', `request bodies are at most ${MAX_BODY_BYTES} bytes`)
-    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return fail(
-        reply,
-        415,
-        'unsupported-media-type',
-        'send application/cbor (one record) or application/vnd.ipld.car (a record and its blocks)',
-      )
-    }
-    if (error.statusCode && error.statusCode < 500)
-      return fail(reply, error.statusCode, 'bad-request', error.message)
+    const known = frameworkError(error, req)
+    if (known) return fail(reply, known.status, known.code, known.message)
     ctx.log.error('api-error', { url: req.url, error })
     return fail(reply, 500, 'internal', 'the node could not handle this request; see its log')
   })
   app.setNotFoundHandler((req, reply) =>
-    fail(reply, 404, 'not-found', `no such endpoint: ${req.method} ${req.url}`),
+    fail(reply, 404, 'not-found', `no such endpoint: ${req.method} ${req.url.slice(0, 200)}`),
   )
 
+  const currentToken = typeof ctx.adminToken === 'function' ? ctx.adminToken : () => ctx.adminToken as string
+  const digest = (token: string) => createHash('sha256').update(token).digest()
   const requireAdmin = (req: FastifyRequest) => {
     const header = req.headers.authorization ?? ''
-    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '')
-    const want = Buffer.from(ctx.adminToken)
-    if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    const given = header.startsWith('Bearer ') ? header.slice(7).trim() : ''
+    const want = currentToken()
+    // Digests make both sides 32 bytes: the comparison takes as long whatever was sent. An empty
+    // or short token never passes, on either side (two empty tokens once compared equal).
+    const valid =
+      want !== undefined &&
+      want.length >= MIN_TOKEN_CHARS &&
+      given.length > 0 &&
+      timingSafeEqual(digest(given), digest(want))
+    if (!valid) {
       throw new NodeError(
         'unauthorized',
         'this endpoint needs the admin token (Authorization: Bearer <HOME/api.token>)',
@@ -257,7 +271,9 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     }
   })
 
-  app.post('/records', async (req, reply) => {
+  // One record or a seal with its lists (api-limits.ts); another type is refused before its body.
+  const oneRecord = { bodyLimit: RECORDS_BODY_BYTES, onRequest: requireRecordType }
+  app.post('/records', oneRecord, async (req, reply) => {
     if (!Buffer.isBuffer(req.body)) {
       throw new NodeError(
         'unsupported-media-type',
@@ -314,10 +330,13 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
           'send {"path": "/absolute/path"}: a model directory on the node\'s own machine',
           { status: 400 },
         )
+      // Only below the configured roots, never the node home or a key file (import-roots.ts).
+      const admitted = await admitImport(path, ctx.imports ?? { roots: [], home: '', keyFiles: [] })
       // Listed and bounded by maxModelBytes before a byte is read (oversize: 413).
-      const imported = await importDirectory(path, {
+      const imported = await importDirectory(admitted.dir, {
         blockstore: weights.blockstore,
         maxBytes: ctx.store.fold.headState().rules.maxModelBytes,
+        admit: admitted.admit,
       })
       const pinned = await weights.service.pin(imported.root)
       ctx.log.info('weights-imported', { root: imported.root.toString(), path, bytes: imported.size, pinned })

@@ -2,17 +2,23 @@
  * A node's home directory and its config file (DESIGN.md §6, §7).
  *
  *     HOME/config.json   {version, federation, listen, bootstrap, api, stewardKeyFile?, logLevel,
- *                         gateways?, unpinRevokedAfterMs?}
+ *                         gateways?, unpinRevokedAfterMs?, importRoots?, trustedProxies?,
+ *                         apiIdleTimeoutMs?, apiHeadersTimeoutMs?, apiKeepAliveTimeoutMs?,
+ *                         apiMaxRequestsPerConnection?, apiMaxConnections?,
+ *                         apiMaxConnectionsPerAddress?, apiMaxBufferedBytes?}
  *     HOME/genesis.cbor  the genesis record (its unsigned CID is the federation id)
  *     HOME/peer.key      the libp2p peer key (0600)
- *     HOME/api.token     the admin bearer token (0600)
+ *     HOME/api.token     the admin bearer token (0600, at least MIN_TOKEN_CHARS characters;
+ *                        `allmende node token --rotate` writes a new one)
  *     HOME/records.log   the record log (0600)
  *     HOME/blocks/       the weights blockstore;  HOME/datastore/  Helia's datastore
  *
  * Paths in the config are relative to HOME unless absolute.
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { readFileSync, type Stats, statSync } from 'node:fs'
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import { isAbsolute, join } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { CID } from 'multiformats/cid'
@@ -38,7 +44,86 @@ export interface NodeConfig {
   readonly gateways?: readonly string[]
   /** How long after a revocation is final its weights stay pinned (default 7 days). */
   readonly unpinRevokedAfterMs?: number
+  /**
+   * Absolute directories below which `POST /weights/import` (`allmende node import`) may read a
+   * model. None by default: import is off until the operator names where models are copied to.
+   */
+  readonly importRoots?: readonly string[]
+  /**
+   * Addresses (`10.0.0.5`, `::1`) or ranges (`10.0.0.0/8`) of reverse proxies in front of the API.
+   * Only from these is `X-Forwarded-For` believed; none by default.
+   */
+  readonly trustedProxies?: readonly string[]
+  /** A connection on which no byte has moved for this long is closed (default 30 s). */
+  readonly apiIdleTimeoutMs?: number
+  /** A request whose headers have not all arrived after this long gets 408 (default 20 s). */
+  readonly apiHeadersTimeoutMs?: number
+  /** An idle keep-alive connection between requests is closed after this long (default 5 s). */
+  readonly apiKeepAliveTimeoutMs?: number
+  /** Requests one keep-alive connection may carry before it is closed (default 1,000). */
+  readonly apiMaxRequestsPerConnection?: number
+  /** Open API connections in all (default 1,024); the next one is refused with 503. */
+  readonly apiMaxConnections?: number
+  /** Open API connections from one address (an IPv6 /64 counts as one; default 32): 429 beyond. */
+  readonly apiMaxConnectionsPerAddress?: number
+  /** Request bodies held in memory at once, all requests together (default 64 MiB): 503 beyond. */
+  readonly apiMaxBufferedBytes?: number
 }
+
+/** The HTTP API's limits with every default filled in (node/api.ts). */
+export interface ApiLimits {
+  readonly idleTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+  readonly maxRequestsPerConnection: number
+  readonly maxConnections: number
+  readonly maxConnectionsPerAddress: number
+  readonly maxBufferedBytes: number
+  readonly trustedProxies: readonly string[]
+}
+
+/**
+ * Defaults of the API limits. Idle, not total, timeouts (a multi-GB gateway stream or upload
+ * moves bytes all the time; a stalled body does not); a headers timeout well under Node's 60 s;
+ * short keep-alive. 64 MiB of buffered bodies is ~70 worst-case seal CARs or ~1,000 full-size
+ * records at once; 32 connections per address is a browser's 6 with room for a small NAT.
+ */
+export const API_LIMIT_DEFAULTS: ApiLimits = Object.freeze({
+  idleTimeoutMs: 30_000,
+  headersTimeoutMs: 20_000,
+  keepAliveTimeoutMs: 5_000,
+  maxRequestsPerConnection: 1_000,
+  maxConnections: 1_024,
+  maxConnectionsPerAddress: 32,
+  maxBufferedBytes: 64 * 1024 * 1024,
+  trustedProxies: Object.freeze([]) as readonly string[],
+})
+
+/** The config's API limits, defaults filled in. */
+export function apiLimitsOf(config: NodeConfig): ApiLimits {
+  const d = API_LIMIT_DEFAULTS
+  return {
+    idleTimeoutMs: config.apiIdleTimeoutMs ?? d.idleTimeoutMs,
+    headersTimeoutMs: config.apiHeadersTimeoutMs ?? d.headersTimeoutMs,
+    keepAliveTimeoutMs: config.apiKeepAliveTimeoutMs ?? d.keepAliveTimeoutMs,
+    maxRequestsPerConnection: config.apiMaxRequestsPerConnection ?? d.maxRequestsPerConnection,
+    maxConnections: config.apiMaxConnections ?? d.maxConnections,
+    maxConnectionsPerAddress: config.apiMaxConnectionsPerAddress ?? d.maxConnectionsPerAddress,
+    maxBufferedBytes: config.apiMaxBufferedBytes ?? d.maxBufferedBytes,
+    trustedProxies: config.trustedProxies ?? d.trustedProxies,
+  }
+}
+
+/** The API limit keys of config.json, each a whole number ≥ 1. */
+const API_LIMIT_KEYS = [
+  'apiIdleTimeoutMs',
+  'apiHeadersTimeoutMs',
+  'apiKeepAliveTimeoutMs',
+  'apiMaxRequestsPerConnection',
+  'apiMaxConnections',
+  'apiMaxConnectionsPerAddress',
+  'apiMaxBufferedBytes',
+] as const
 
 /** Revoked weights stay pinned a week by default: long enough for deployers to notice and move. */
 export const DEFAULT_UNPIN_REVOKED_AFTER_MS = 7 * 24 * 60 * 60 * 1000
@@ -81,6 +166,9 @@ export function parseConfig(text: string, where: string): NodeConfig {
     'logLevel',
     'gateways',
     'unpinRevokedAfterMs',
+    'importRoots',
+    'trustedProxies',
+    ...API_LIMIT_KEYS,
   ])
   for (const k of Object.keys(c)) if (!known.has(k)) throw invalid(`${where}: unknown setting "${k}"`)
   if (c.version !== 1) throw invalid(`${where}: "version" must be 1`)
@@ -113,6 +201,20 @@ export function parseConfig(text: string, where: string): NodeConfig {
   const unpin = c.unpinRevokedAfterMs
   if (unpin !== undefined && !(Number.isSafeInteger(unpin) && (unpin as number) >= 0))
     throw invalid(`${where}: "unpinRevokedAfterMs" must be a whole number of milliseconds, 0 or more`)
+  const importRoots = c.importRoots ?? []
+  if (!Array.isArray(importRoots) || importRoots.some((r) => typeof r !== 'string' || !isAbsolute(r)))
+    throw invalid(`${where}: "importRoots" must be a list of absolute directory paths`)
+  const trustedProxies = c.trustedProxies ?? []
+  if (!Array.isArray(trustedProxies) || trustedProxies.some((p) => !isAddressOrRange(p)))
+    throw invalid(`${where}: "trustedProxies" must be a list of IP addresses or ranges (10.0.0.0/8)`)
+  const limits: Record<string, number> = {}
+  for (const k of API_LIMIT_KEYS) {
+    const v = c[k]
+    if (v === undefined) continue
+    if (!Number.isSafeInteger(v) || (v as number) < 1)
+      throw invalid(`${where}: "${k}" must be a whole number, 1 or more`)
+    limits[k] = v as number
+  }
   return {
     version: 1,
     federation: c.federation,
@@ -123,7 +225,20 @@ export function parseConfig(text: string, where: string): NodeConfig {
     logLevel,
     ...(gateways.length > 0 ? { gateways: gateways as string[] } : {}),
     ...(unpin !== undefined ? { unpinRevokedAfterMs: unpin as number } : {}),
+    ...(importRoots.length > 0 ? { importRoots: importRoots as string[] } : {}),
+    ...(trustedProxies.length > 0 ? { trustedProxies: trustedProxies as string[] } : {}),
+    ...limits,
   }
+}
+
+/** `10.0.0.5`, `::1`, `10.0.0.0/8` or `fd00::/8`. */
+function isAddressOrRange(value: unknown): boolean {
+  if (typeof value !== 'string') return false
+  const [address, bits, extra] = value.split('/')
+  const family = isIP(address ?? '')
+  if (family === 0 || extra !== undefined) return false
+  if (bits === undefined) return true
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
 }
 
 export async function loadConfig(home: string): Promise<NodeConfig> {
@@ -183,21 +298,119 @@ export async function writePrivate(path: string, data: string | Uint8Array): Pro
   await chmod(path, 0o600)
 }
 
-/** The admin token, created on first use. */
-export async function adminToken(home: string): Promise<string> {
+/**
+ * The shortest admin token a node accepts. The token is the only thing between the network and
+ * the admin endpoints, so it must be unguessable: 32 characters are 128 bits even as hex (what
+ * `node token --rotate` writes is 43 base64url characters, 256 bits). An empty token is refused
+ * outright; it once turned admin auth off.
+ */
+export const MIN_TOKEN_CHARS = 32
+
+/** A fresh admin token: 32 random bytes as base64url (43 characters). */
+export function newToken(): string {
+  return randomBytes(32).toString('base64url')
+}
+
+/** How to replace a token that is refused, said in every such error. */
+function rotateHint(home: string): string {
+  return `make a new one with "allmende node token --rotate --home ${home}"`
+}
+
+/**
+ * The token in a token file's text, or a `NodeError` saying why it cannot be one:
+ * `token-empty`, `token-too-short` (fewer than MIN_TOKEN_CHARS characters).
+ */
+export function checkToken(text: string, path: string, home: string): string {
+  const token = text.trim()
+  if (token.length === 0)
+    throw new NodeError(
+      'token-empty',
+      `${path} is empty: a node never runs without an admin token; ${rotateHint(home)}`,
+    )
+  if (token.length < MIN_TOKEN_CHARS)
+    throw new NodeError(
+      'token-too-short',
+      `${path} holds ${token.length} characters; an admin token needs at least ${MIN_TOKEN_CHARS} so nobody can guess it; ${rotateHint(home)}`,
+    )
+  return token
+}
+
+/** Reads and checks the token file: private to its owner, and a token long enough. */
+export async function readToken(home: string): Promise<string> {
   const path = join(home, FILES.token)
+  const st = await stat(path)
+  if ((st.mode & 0o077) !== 0) {
+    throw new NodeError('token-permissions', `${path} must not be readable by others (chmod 600 ${path})`)
+  }
+  return checkToken(await readFile(path, 'utf8'), path, home)
+}
+
+/** The admin token, created on first use; refused (never replaced) when empty or short. */
+export async function adminToken(home: string): Promise<string> {
   try {
-    const st = await stat(path)
-    if ((st.mode & 0o077) !== 0) {
-      throw new NodeError('token-permissions', `${path} must not be readable by others (chmod 600 ${path})`)
-    }
-    return (await readFile(path, 'utf8')).trim()
+    return await readToken(home)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }
-  const token = randomBytes(32).toString('base64url')
-  await writePrivate(path, `${token}\n`)
+  const token = newToken()
+  await writePrivate(join(home, FILES.token), `${token}\n`)
   return token
+}
+
+/**
+ * The admin token as a running node sees it, for each admin request: the file is read again
+ * when it changed (a rotation takes effect at the next admin request, without a restart), and
+ * while it is missing, readable by others or not a valid token the answer is undefined, so
+ * every admin request is refused: nothing fails open. Synchronous (a stat per admin request)
+ * because the check sits in request handlers that do not wait.
+ */
+export function tokenSource(home: string, onProblem: (error: Error) => void): () => string | undefined {
+  const path = join(home, FILES.token)
+  let seen = ''
+  let token: string | undefined
+  return () => {
+    let st: Stats
+    try {
+      st = statSync(path)
+    } catch (e) {
+      if (seen !== 'missing') onProblem(e as Error)
+      seen = 'missing'
+      token = undefined
+      return undefined
+    }
+    const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`
+    if (stamp === seen) return token
+    seen = stamp
+    try {
+      if ((st.mode & 0o077) !== 0)
+        throw new NodeError('token-permissions', `${path} must not be readable by others (chmod 600 ${path})`)
+      token = checkToken(readFileSync(path, 'utf8'), path, home)
+    } catch (e) {
+      token = undefined
+      onProblem(e as Error)
+    }
+    return token
+  }
+}
+
+/**
+ * Replaces the admin token with a fresh one (`node token --rotate`): written to a private
+ * temporary file and renamed over the old one, so a reader sees the old token or the new one,
+ * never half of it. A running node reads the new token at its next admin request.
+ */
+export async function rotateToken(home: string): Promise<{ path: string; token: string }> {
+  const path = join(home, FILES.token)
+  const token = newToken()
+  const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`
+  try {
+    await writeFile(temporary, `${token}\n`, { mode: 0o600, flag: 'wx' })
+    await chmod(temporary, 0o600)
+    await rename(temporary, path)
+  } catch (e) {
+    await rm(temporary, { force: true })
+    throw e
+  }
+  return { path, token }
 }
 
 export interface InitOptions {
@@ -209,6 +422,8 @@ export interface InitOptions {
   readonly logLevel?: Level
   readonly gateways?: readonly string[]
   readonly unpinRevokedAfterMs?: number
+  readonly importRoots?: readonly string[]
+  readonly trustedProxies?: readonly string[]
 }
 
 /** Creates a node home: config, genesis, admin token. Refuses to overwrite an existing node. */
@@ -225,6 +440,8 @@ export async function initHome(home: string, options: InitOptions): Promise<Node
     ...(options.unpinRevokedAfterMs !== undefined
       ? { unpinRevokedAfterMs: options.unpinRevokedAfterMs }
       : {}),
+    ...(options.importRoots?.length ? { importRoots: options.importRoots } : {}),
+    ...(options.trustedProxies?.length ? { trustedProxies: options.trustedProxies } : {}),
   }
   // The same checks as on start, so a bad --gateway is refused now (and no home is left behind).
   parseConfig(JSON.stringify(config), 'the new config')

@@ -14,17 +14,19 @@ import type { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
 import type { CID } from 'multiformats/cid'
-import { loadSigner } from '../cli/identity.js'
+import { identityPath, loadSigner } from '../cli/identity.js'
 import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/index.js'
 import { createApi, type NodeStatus } from './api.js'
 import {
   adminToken,
+  apiLimitsOf,
   DEFAULT_UNPIN_REVOKED_AFTER_MS,
   FILES,
   inHome,
   loadConfig,
   loadGenesis,
   type NodeConfig,
+  tokenSource,
   writePrivate,
 } from './config.js'
 import { NodeError } from './errors.js'
@@ -252,7 +254,8 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   }
   const stewardKey = await stewardSigner(home, config)
   const steward = stewardKey?.did ?? null
-  const token = await adminToken(home)
+  // Refuses to start with an empty or short token (and makes one for a new home).
+  await adminToken(home)
   const store = await openStore({ path: join(home, FILES.log), genesis, clock, log })
 
   const useHelia = options.helia !== false
@@ -393,7 +396,19 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     clock,
     log,
     metrics,
-    adminToken: token,
+    adminToken: tokenSource(home, (error) => log.warn('admin-token-invalid', { error })),
+    limits: apiLimitsOf(config),
+    imports: {
+      roots: config.importRoots ?? [],
+      home,
+      // Never imported wherever they sit, even below an import root.
+      keyFiles: [
+        join(home, FILES.peerKey),
+        join(home, FILES.token),
+        ...(config.stewardKeyFile ? [inHome(home, config.stewardKeyFile)] : []),
+        identityPath(),
+      ],
+    },
     status,
     ...(weights && blockstore && helia
       ? {

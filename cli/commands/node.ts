@@ -1,12 +1,13 @@
 /**
- * `allmende node status | peers` (DESIGN.md §7): what a running node reports about itself; and
- * `node import DIR`: weights from a directory on the node's own machine, with its admin token.
+ * `allmende node status | peers` (DESIGN.md §7): what a running node reports about itself;
+ * `node import DIR`: weights from a directory on the node's own machine, with its admin token;
+ * and `node token [--rotate]`: the admin token's state, or a fresh one in its place.
  */
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { NodeStatus } from '../../node/api.js'
-import { FILES, loadConfig } from '../../node/config.js'
+import { FILES, loadConfig, MIN_TOKEN_CHARS, readToken, rotateToken } from '../../node/config.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { defaultNodeHome } from '../identity.js'
@@ -86,6 +87,57 @@ export function registerNodeQueries(node: Command): void {
         6 * 3600_000,
       )
       ctx.out(r, `weights ${r.root} (${r.files} files, ${r.size} bytes)${r.pinned ? ', pinned' : ''}`)
+    }),
+  )
+
+  registerNodeToken(node)
+}
+
+/**
+ * `node token`: says whether the node home's admin token would be accepted (never prints it);
+ * `node token --rotate`: writes a fresh random one (0600) in its place. A running node takes the
+ * new token at its next admin request (it reads the file again when it changes); the old one is
+ * refused from then on.
+ */
+function registerNodeToken(node: Command): void {
+  const token = node
+    .command('token')
+    .description("check the node's admin token, or replace it with a fresh one (--rotate)")
+    .option('--rotate', 'write a new random admin token in place of the old one')
+    .option('--home <dir>', 'the node home', defaultNodeHome())
+  examples(token, [
+    'allmende node token',
+    'allmende node token --rotate',
+    'allmende --json node token --rotate --home /srv/allmende',
+  ])
+  token.action(
+    action<{ home: string; rotate?: boolean }>(async (ctx, opts) => {
+      const home = resolve(opts.home)
+      // Only a node home gets a token: a mistyped --home must not leave a stray file behind.
+      await loadConfig(home)
+      const path = join(home, FILES.token)
+      if (opts.rotate) {
+        const rotated = await rotateToken(home)
+        ctx.out({ path: rotated.path, rotated: true, characters: rotated.token.length }, [
+          `a new admin token (${rotated.token.length} characters) is in ${rotated.path}`,
+          'a running node takes it at its next admin request; the old token no longer works',
+        ])
+        return
+      }
+      try {
+        const current = await readToken(home)
+        ctx.out(
+          { path, valid: true, characters: current.length },
+          `${path}: a valid admin token (${current.length} characters, at least ${MIN_TOKEN_CHARS})`,
+        )
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+          throw new CliError(
+            'token-missing',
+            `${path} does not exist: make one with "allmende node token --rotate --home ${home}"`,
+          )
+        throw e
+      }
     }),
   )
 }

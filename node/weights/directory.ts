@@ -260,10 +260,17 @@ export function progress(
   }
 }
 
+/**
+ * A caller's own check of a file it is about to read (an import's roots and key files): throws
+ * to refuse it. Called with the stat of the opened handle, so it sees the file that is read.
+ */
+export type AdmitFile = (file: LocalFile, st: Stats) => void | Promise<void>
+
 export interface ReadOptions {
   readonly signal?: AbortSignal
   /** Called after each chunk with the bytes it held. */
   readonly onBytes?: (bytes: number) => void
+  readonly admit?: AdmitFile
 }
 
 /**
@@ -275,7 +282,7 @@ export async function* readChunks(
   done: (digest: FileDigest) => void,
   options: ReadOptions = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const fh = await openListed(file)
+  const fh = await openListed(file, options.admit)
   const hash = createHash('sha256')
   let size = 0
   try {
@@ -324,8 +331,11 @@ export async function hashFile(file: LocalFile, options: ReadOptions = {}): Prom
   return digest!
 }
 
-/** Opens a listed file to read it: still a regular file, never through a symlink or a FIFO. */
-export async function openListed(file: LocalFile): Promise<FileHandle> {
+/**
+ * Opens a listed file to read it: still a regular file, never through a symlink or a FIFO, and
+ * one `admit` (when given) lets through.
+ */
+export async function openListed(file: LocalFile, admit?: AdmitFile): Promise<FileHandle> {
   // O_NONBLOCK: a FIFO swapped in after listing must not hang the open; O_NOFOLLOW: nor a symlink.
   const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW
   let fh: FileHandle
@@ -338,6 +348,12 @@ export async function openListed(file: LocalFile): Promise<FileHandle> {
   if (!st?.isFile()) {
     await fh.close()
     throw new NodeError('special-file', `${file.path} is no longer a regular file`, { status: 400 })
+  }
+  try {
+    await admit?.(file, st)
+  } catch (e) {
+    await fh.close()
+    throw e
   }
   return fh
 }
@@ -396,6 +412,15 @@ export async function listModel(
   return { files: listing.files, total }
 }
 
+/** A listed file's stat (its target's, for a symlink inside the directory). */
+async function statListed(file: LocalFile): Promise<Stats> {
+  try {
+    return await stat(file.location)
+  } catch (e) {
+    throw new NodeError('unreadable', `${file.path}: cannot stat: ${errno(e)}`, { status: 400, cause: e })
+  }
+}
+
 export interface ImportOptions extends ListOptions {
   /** Refuse (`oversize`) a directory whose files add up to more, before reading them. */
   readonly maxBytes?: number
@@ -404,6 +429,8 @@ export interface ImportOptions extends ListOptions {
   /** Bytes read so far, and the total to read. */
   readonly onProgress?: (bytesRead: number, totalBytes: number) => void
   readonly signal?: AbortSignal
+  /** Every listed file is put to it before any byte is read, and again when it is opened. */
+  readonly admit?: AdmitFile
 }
 
 export interface DirectoryImport {
@@ -423,11 +450,13 @@ export interface DirectoryImport {
  */
 export async function importDirectory(dir: string, options: ImportOptions = {}): Promise<DirectoryImport> {
   const { files: listed, total } = await listModel(dir, options)
+  const { admit, signal } = options
+  if (admit) for (const f of listed) await admit(f, await statListed(f))
   const onBytes = progress(total, options.onProgress)
   const digests = new Map<string, FileDigest>()
   const entries = listed.map((f) => ({
     path: f.path,
-    content: readChunks(f, (d) => digests.set(f.path, d), { signal: options.signal, onBytes }),
+    content: readChunks(f, (d) => digests.set(f.path, d), { signal, onBytes, ...(admit ? { admit } : {}) }),
   }))
   const root = await unixfsRoot(entries, options.blockstore ?? discardBlocks)
   const files = listed.map((f) => {

@@ -47,6 +47,8 @@ export async function startCluster(
         bootstrap: peer ? [peer.p2p.addresses()[0]!] : [],
         api: '127.0.0.1:0',
         logLevel: 'warn',
+        // Tests import models from their own temporary directories.
+        importRoots: [tmpdir()],
       })
       nodes.push(
         await startNode({

@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { adminToken, initHome, type NodeConfig } from '../../node/config.js'
 import { createLogger } from '../../node/log.js'
@@ -238,6 +239,8 @@ export async function startStewards(sim: Simulator, options: StewardNodesOptions
         api: '127.0.0.1:0',
         stewardKeyFile: keyFile,
         logLevel: 'info',
+        // Tests import models from their own temporary directories.
+        importRoots: [tmpdir()],
         ...(options.gateways && i > 0 ? { gateways: [nodes[0]!.apiUrl] } : {}),
         ...(options.unpinRevokedAfterMs !== undefined
           ? { unpinRevokedAfterMs: options.unpinRevokedAfterMs }

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { link, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -15,8 +15,10 @@ import { promisify } from 'node:util'
 import { FsBlockstore } from 'blockstore-fs'
 import { CAREncoderStream, createDirectoryEncoderStream } from 'ipfs-car'
 import { exporter, recursive } from 'ipfs-unixfs-exporter'
+import type { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
+import { NodeError } from '../../node/errors.js'
 import { CHUNK_BYTES, importDirectory, listDirectory } from '../../node/weights/directory.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 import { codeOf, pattern, writeFiles } from './helpers/weights-files.js'
@@ -171,6 +173,78 @@ describe('importDirectory', () => {
       'x',
     )
     expect(await codeOf(importDirectory(model))).toBe('path-invalid')
+  })
+
+  it('refuses symlinks that leave the directory from a subfolder or by an absolute path; takes absolute links inside', async () => {
+    const base = fresh()
+    await writeFiles(base, { 'model/sub/a.bin': 'a', 'model/b.bin': 'b', 'secret.key': 'outside' })
+    const model = join(base, 'model')
+    await symlink(join(model, 'b.bin'), join(model, 'sub', 'absolute-inside.bin'))
+    expect((await listDirectory(model)).files.map((f) => f.path)).toEqual([
+      'b.bin',
+      'sub/a.bin',
+      'sub/absolute-inside.bin',
+    ])
+    for (const target of ['../../secret.key', join(base, 'secret.key')]) {
+      await symlink(target, join(model, 'sub', 'out.bin'))
+      const listing = await listDirectory(model)
+      expect(listing.issues.map((i) => [i.code, i.path])).toEqual([['symlink-escapes', 'sub/out.bin']])
+      expect(listing.files.map((f) => f.path)).not.toContain('sub/out.bin')
+      expect(await codeOf(importDirectory(model))).toBe('symlink-escapes')
+      await rm(join(model, 'sub', 'out.bin'))
+    }
+  })
+
+  it('puts every file to admit before a byte is read, and again on the opened handle', async () => {
+    const dir = fresh()
+    await writeFiles(dir, { 'a.bin': pattern(1000, 1), 'b.bin': pattern(2000, 2), 'c.key': 'key' })
+    const stored: string[] = []
+    const blockstore = {
+      put: async (cid: CID) => {
+        stored.push(cid.toString())
+        return cid
+      },
+    }
+    const forbidden = async (path: string) => {
+      const st = await stat(join(dir, path))
+      return `${st.dev}:${st.ino}`
+    }
+    const refuse = (inodes: Set<string>) => (file: { path: string }, st: { dev: number; ino: number }) => {
+      if (inodes.has(`${st.dev}:${st.ino}`)) throw new NodeError('import-forbidden', `${file.path} is a key`)
+    }
+
+    // Refused when listed: nothing read, nothing stored.
+    expect(
+      await codeOf(importDirectory(dir, { blockstore, admit: refuse(new Set([await forbidden('c.key')])) })),
+    ).toBe('import-forbidden')
+    expect(stored).toEqual([])
+
+    // Admitted when listed, then swapped for the key before it is opened: refused by its handle.
+    await rm(join(dir, 'c.key'))
+    await writeFiles(dir, { 'key.secret': 'secret' })
+    const keyInode = new Set<string>()
+    const calls: string[] = []
+    const swapping = async (file: { path: string }, st: { dev: number; ino: number }) => {
+      calls.push(file.path)
+      refuse(keyInode)(file, st)
+      if (calls.length === 3) {
+        // The last file of the listing pass: now b.bin becomes a hard link to the key.
+        await rm(join(dir, 'b.bin'))
+        await link(join(dir, 'key.secret'), join(dir, 'b.bin'))
+        keyInode.add(await forbidden('key.secret'))
+      }
+    }
+    expect(await codeOf(importDirectory(dir, { blockstore, admit: swapping }))).toBe('import-forbidden')
+    expect(calls.slice(0, 3)).toEqual(['a.bin', 'b.bin', 'key.secret'])
+    expect(calls.slice(3)).toEqual(['a.bin', 'b.bin'])
+
+    // Without a refusal, each file is put to it twice: listed, then opened.
+    await rm(join(dir, 'b.bin'))
+    await writeFiles(dir, { 'b.bin': pattern(2000, 2) })
+    const seen: string[] = []
+    const r = await importDirectory(dir, { admit: (file) => void seen.push(file.path) })
+    expect(r.files.map((f) => f.path)).toEqual(['a.bin', 'b.bin', 'key.secret'])
+    expect(seen).toEqual(['a.bin', 'b.bin', 'key.secret', 'a.bin', 'b.bin', 'key.secret'])
   })
 
   it('refuses an empty directory, a missing one, and reports an abort as typed errors', async () => {
