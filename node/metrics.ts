@@ -17,6 +17,8 @@ export interface Metrics {
   readonly syncBytes: Counter
   /** Records and list blocks taken as new through sync. */
   readonly syncTaken: Counter
+  /** List blocks refused in sync: named by no held seal or checkpoint. */
+  readonly syncRefused: Counter
   /** Refreshes the gauges that are read from the node on scrape. */
   update(): void
 }
@@ -77,6 +79,11 @@ export function createMetrics(read: { store: () => RecordStore; peers: () => num
     help: 'records and list blocks taken as new through sync',
     registers: [registry],
   })
+  const syncRefused = new Counter({
+    name: 'allmende_sync_refused_blocks_total',
+    help: 'list blocks refused in sync because no held seal or checkpoint names them',
+    registers: [registry],
+  })
   return {
     registry,
     gossipLatency,
@@ -85,6 +92,7 @@ export function createMetrics(read: { store: () => RecordStore; peers: () => num
     syncSessions,
     syncBytes,
     syncTaken,
+    syncRefused,
     update() {
       const store = read.store()
       const byKind = new Map<string, number>()

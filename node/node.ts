@@ -313,6 +313,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
             metrics.syncBytes.inc({ direction: 'sent' }, r.bytesSent)
             metrics.syncBytes.inc({ direction: 'received' }, r.bytesReceived)
             metrics.syncTaken.inc(r.taken)
+            metrics.syncRefused.inc(r.refused)
           },
           ...options.sync,
         })
