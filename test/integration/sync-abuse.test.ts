@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import { CarWriter } from '@ipld/car/writer'
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
@@ -199,6 +200,35 @@ describe('sync with strangers', () => {
     for (const b of [...sealedBlocks, ...wideBlocks.map((x) => x.bytes)])
       expect(a.store.bytesOf(cidOfBlock(b))).toBeDefined()
     expect(a.sync!.ledger.junk(relay.peerId)).toBe(0)
+  })
+
+  it("POST /records with a CAR keeps the seal's own lists and none of the junk sent with it", async () => {
+    const [a] = cluster.nodes as [AllmendeNode]
+    const listed = fakeCids(3, 'car')
+    const seal = sim.seal('a', 22, { proposal: p.cid, votes: listed, attestations: [] })
+    const list = buildList(listed)
+    const junk = [junkBlock(40_000, 5_000), junkBlock(40_001, 5_000)]
+    junkSent.push(...junk)
+    const { writer, out } = CarWriter.create([seal.cid])
+    const chunks: Uint8Array[] = []
+    const collected = (async () => {
+      for await (const chunk of out) chunks.push(chunk)
+    })()
+    await writer.put({ cid: seal.cid, bytes: seal.bytes })
+    for (const b of list.blocks) await writer.put(b)
+    // Junk under its own CID, and junk filed under the CID of the seal's list root.
+    await writer.put({ cid: cidOfBlock(junk[0]!), bytes: junk[0]! })
+    await writer.put({ cid: list.root, bytes: junk[1]! })
+    await writer.close()
+    await collected
+    const res = await fetch(`${a.apiUrl}/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.ipld.car' },
+      body: Buffer.concat(chunks),
+    })
+    expect(res.status).toBe(201)
+    expect(a.store.bytesOf(list.root)).toEqual(list.blocks[0]!.bytes)
+    expect(await holdsAny(a, junk)).toBe(false)
   })
 
   it('refuses and bans a stranger pushing junk list blocks at full speed; nothing is stored; the node keeps serving', async () => {
