@@ -134,6 +134,8 @@ export function fastifyLimits(limits: ApiLimits): Partial<FastifyHttpOptions<Ser
     requestTimeout: 0,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     maxRequestsPerSocket: limits.maxRequestsPerConnection,
+    // Fastify's own 503 while closing is not in our shape: installLimits answers it instead.
+    return503OnClosing: false,
     http: {
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: 0,
@@ -252,8 +254,19 @@ export function installLimits(app: FastifyInstance, limits: ApiLimits): void {
   guards.set(app, guard)
   const idle = watchIdle(app.server, CLOSE_GRACE_MS)
   const accounts = new WeakMap<IncomingMessage, BodyAccount>()
+  let closing = false
 
   app.addHook('onRequest', async (req, reply) => {
+    if (closing) {
+      reply.header('connection', 'close')
+      throw new NodeError(
+        'node-stopping',
+        'the node is shutting down; try again shortly or ask another node',
+        {
+          status: 503,
+        },
+      )
+    }
     idle.track(req.raw, reply.raw)
     const account = guard.account()
     accounts.set(req.raw, account)
@@ -265,7 +278,10 @@ export function installLimits(app: FastifyInstance, limits: ApiLimits): void {
     )
     if (refused) throw new NodeError(refused.code, refused.message, { status: refused.status })
   })
-  app.addHook('preClose', async () => guard.closeRefused())
+  app.addHook('preClose', async () => {
+    closing = true
+    guard.closeRefused()
+  })
 
   app.addContentTypeParser(RECORD_TYPES as string[], (req, payload, done) =>
     readBody(req, payload, accounts.get(req.raw), done),

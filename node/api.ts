@@ -127,7 +127,6 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     // Timeouts (idle, not total), keep-alive bounds, small bodies by default, and Fastify's and
     // Node's own errors in our shape (api-limits.ts).
     ...fastifyLimits(limits),
-    return503OnClosing: true,
     // CIDs in paths (/ipfs/:cid, /weights/:cid/check) run past the default 100 characters.
     routerOptions: { maxParamLength: 256 },
     // A client that stops reading a CAR stream (or stops sending one) must not hold up `close`.

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createKeyFile } from '../../cli/identity.js'
 import { apiLoad, RECORDS_BODY_BYTES } from '../../node/api-limits.js'
 import { FILES, initHome, type NodeConfig } from '../../node/config.js'
+import { addressKey } from '../../node/http-guard.js'
 import { silentLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
 import { cidOfBlock } from '../../protocol/cid.js'
@@ -269,6 +270,15 @@ describe('V3: slow bodies and oversize bodies on POST /records', () => {
 })
 
 describe('connection caps', () => {
+  it('counts an IPv6 address by its /64 and an IPv4-mapped address as the IPv4 address', () => {
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe(addressKey('2001:db8:1:2:ffff:ffff:ffff:ffff'))
+    expect(addressKey('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64')
+    expect(addressKey('2001:db8:1:3::1')).not.toBe(addressKey('2001:db8:1:2::1'))
+    expect(addressKey('::1')).toBe('0:0:0:0::/64')
+    expect(addressKey('::ffff:203.0.113.9')).toBe('203.0.113.9')
+    expect(addressKey('203.0.113.9')).toBe('203.0.113.9')
+  })
+
   it('one connection more than the per-address cap is refused with 429; a freed slot is taken again', async () => {
     const node = await nodeWith({ apiMaxConnectionsPerAddress: 4 })
     try {
