@@ -5,13 +5,16 @@
  *                         gateways?, unpinRevokedAfterMs?, importRoots?, trustedProxies?,
  *                         apiIdleTimeoutMs?, apiHeadersTimeoutMs?, apiKeepAliveTimeoutMs?,
  *                         apiMaxRequestsPerConnection?, apiMaxConnections?,
- *                         apiMaxConnectionsPerAddress?, apiMaxBufferedBytes?}
+ *                         apiMaxConnectionsPerAddress?, apiMaxBufferedBytes?,
+ *                         maxUploadsPerAuthor?, maxUploads?, uploadIdleTimeoutMs?}
  *     HOME/genesis.cbor  the genesis record (its unsigned CID is the federation id)
  *     HOME/peer.key      the libp2p peer key (0600)
  *     HOME/api.token     the admin bearer token (0600, at least MIN_TOKEN_CHARS characters;
  *                        `allmende node token --rotate` writes a new one)
  *     HOME/records.log   the record log (0600)
  *     HOME/blocks/       the weights blockstore;  HOME/datastore/  Helia's datastore
+ *     HOME/upload-staging/  blocks of uploads under way (cleared on start)
+ *     HOME/upload-nonces    nonces of upload statements taken, until they expire (0600)
  *
  * Paths in the config are relative to HOME unless absolute.
  */
@@ -68,6 +71,12 @@ export interface NodeConfig {
   readonly apiMaxConnectionsPerAddress?: number
   /** Request bodies held in memory at once, all requests together (default 64 MiB): 503 beyond. */
   readonly apiMaxBufferedBytes?: number
+  /** Weights uploads one author (a publisher, or the admin) may have under way at once (default 2). */
+  readonly maxUploadsPerAuthor?: number
+  /** Weights uploads under way at once, all authors together (default 8). */
+  readonly maxUploads?: number
+  /** An upload whose body sends nothing for this long ends with 408 `upload-idle` (default 20 s). */
+  readonly uploadIdleTimeoutMs?: number
 }
 
 /** The HTTP API's limits with every default filled in (node/api.ts). */
@@ -125,6 +134,19 @@ const API_LIMIT_KEYS = [
   'apiMaxBufferedBytes',
 ] as const
 
+/**
+ * Upload limits (node/uploads.ts): two uploads per author (a model and its card), eight in all; a
+ * body idle for 20 s ends its upload, before the API's own idle timeout drops the connection.
+ */
+export const UPLOAD_LIMIT_DEFAULTS = Object.freeze({
+  maxUploadsPerAuthor: 2,
+  maxUploads: 8,
+  uploadIdleTimeoutMs: 20_000,
+})
+
+/** The upload limit keys of config.json, each a whole number ≥ 1. */
+const UPLOAD_LIMIT_KEYS = ['maxUploadsPerAuthor', 'maxUploads', 'uploadIdleTimeoutMs'] as const
+
 /** Revoked weights stay pinned a week by default: long enough for deployers to notice and move. */
 export const DEFAULT_UNPIN_REVOKED_AFTER_MS = 7 * 24 * 60 * 60 * 1000
 
@@ -136,6 +158,8 @@ export const FILES = {
   log: 'records.log',
   blocks: 'blocks',
   datastore: 'datastore',
+  uploadStaging: 'upload-staging',
+  uploadNonces: 'upload-nonces',
 } as const
 
 export function inHome(home: string, path: string): string {
@@ -169,6 +193,7 @@ export function parseConfig(text: string, where: string): NodeConfig {
     'importRoots',
     'trustedProxies',
     ...API_LIMIT_KEYS,
+    ...UPLOAD_LIMIT_KEYS,
   ])
   for (const k of Object.keys(c)) if (!known.has(k)) throw invalid(`${where}: unknown setting "${k}"`)
   if (c.version !== 1) throw invalid(`${where}: "version" must be 1`)
@@ -201,6 +226,14 @@ export function parseConfig(text: string, where: string): NodeConfig {
   const unpin = c.unpinRevokedAfterMs
   if (unpin !== undefined && !(Number.isSafeInteger(unpin) && (unpin as number) >= 0))
     throw invalid(`${where}: "unpinRevokedAfterMs" must be a whole number of milliseconds, 0 or more`)
+  const uploadLimits: Record<string, number> = {}
+  for (const k of UPLOAD_LIMIT_KEYS) {
+    const v = c[k]
+    if (v === undefined) continue
+    if (!Number.isSafeInteger(v) || (v as number) < 1)
+      throw invalid(`${where}: "${k}" must be a whole number, 1 or more`)
+    uploadLimits[k] = v as number
+  }
   const importRoots = c.importRoots ?? []
   if (!Array.isArray(importRoots) || importRoots.some((r) => typeof r !== 'string' || !isAbsolute(r)))
     throw invalid(`${where}: "importRoots" must be a list of absolute directory paths`)
@@ -225,6 +258,7 @@ export function parseConfig(text: string, where: string): NodeConfig {
     logLevel,
     ...(gateways.length > 0 ? { gateways: gateways as string[] } : {}),
     ...(unpin !== undefined ? { unpinRevokedAfterMs: unpin as number } : {}),
+    ...uploadLimits,
     ...(importRoots.length > 0 ? { importRoots: importRoots as string[] } : {}),
     ...(trustedProxies.length > 0 ? { trustedProxies: trustedProxies as string[] } : {}),
     ...limits,

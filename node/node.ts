@@ -27,6 +27,7 @@ import {
   loadGenesis,
   type NodeConfig,
   tokenSource,
+  UPLOAD_LIMIT_DEFAULTS,
   writePrivate,
 } from './config.js'
 import { NodeError } from './errors.js'
@@ -36,7 +37,7 @@ import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes,
 import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
-import { carBudget, createWeights, type Weights } from './uploads.js'
+import { carBudget, openWeights, type Weights } from './uploads.js'
 import { BlockFiles } from './weights/block-files.js'
 import { fetchAndVerify } from './weights/fetch-verify.js'
 import { createRetention } from './weights/retention.js'
@@ -365,7 +366,23 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   // networked blockstore, which may wait on bitswap); pins go through Helia's pins API, whose
   // records are kept in the LevelDatastore. The node runs no GC (see uploads.ts).
   const helia = p2p.helia
-  const weights = blockstore && helia ? createWeights({ blockstore, pins: helia.pins, log }) : undefined
+  // Uploads are staged in the home and moved into the blockstore once checked (uploads.ts).
+  const weights =
+    blockstore && helia
+      ? await openWeights({
+          blockstore,
+          pins: helia.pins,
+          stagingDir: join(home, FILES.uploadStaging),
+          noncesPath: join(home, FILES.uploadNonces),
+          federation,
+          peerId: p2p.peerId,
+          clock,
+          maxUploadsPerAuthor: config.maxUploadsPerAuthor ?? UPLOAD_LIMIT_DEFAULTS.maxUploadsPerAuthor,
+          maxUploads: config.maxUploads ?? UPLOAD_LIMIT_DEFAULTS.maxUploads,
+          idleMs: config.uploadIdleTimeoutMs ?? UPLOAD_LIMIT_DEFAULTS.uploadIdleTimeoutMs,
+          log,
+        })
+      : undefined
 
   // Revoked weights are let go after the configured delay (weights/retention.ts).
   const retention =
@@ -452,6 +469,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     await sync?.stop()
     await p2p.stop()
     await store.close()
+    await weights?.close()
     await blockstore?.close()
     await datastore?.close()
     throw new NodeError('api-listen', `cannot serve the API on ${config.api}: ${(e as Error).message}`)
@@ -474,6 +492,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
       await api.close()
       // Uploads cut off by the close finish their cleanup before the blockstore closes.
       await weights?.drain()
+      await weights?.close()
       clearInterval(retentionTimer)
       fetching.abort()
       await stewardDuty?.stop()

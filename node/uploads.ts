@@ -1,33 +1,38 @@
 /**
- * Weights uploads (DESIGN.md §6 "Weights", SPEC.md §7): a CARv1 stream written into the node's
- * own blockstore, every block checked against its CID before it is stored, and the root pinned.
+ * Weights uploads (DESIGN.md §6 "Weights", SPEC.md §7): a CARv1 stream from a publisher (or the
+ * admin), authenticated before its first byte is read, staged outside the blockstore, and moved
+ * in only once the DAG under its root is complete and checked.
  *
  * How an upload goes:
+ * - Before the body is read: the admin token, or a publisher's upload statement (version 2,
+ *   SPEC.md §7) in the headers — signed over this federation, this node's peer id, the root, the
+ *   time, the size and a nonce never used before; the size within `maxModelBytes`. Then a slot
+ *   (uploads at once, per author and in all) and the nonce, recorded durably. Anything else is
+ *   refused with nothing read but the headers.
  * - The body is read as a stream through a small CARv1 reader (header, then `varint ‖ CID ‖
- *   bytes` sections). At most `WRITES_IN_FLIGHT` blocks are in memory at a time, being hashed
- *   and written while the next sections are read (plus the root block, held back), and the total
- *   is bounded by `maxBytes`; a section longer than a block can be is refused before its bytes
- *   are read.
- * - The header must name exactly one root. `onRoot` runs before any block is stored, so an
- *   uploader who is not allowed can be refused after a few bytes.
- * - Every block: CIDv0/v1, codec raw or dag-pb (what UnixFS weights are made of), hash sha2-256,
- *   recomputed and compared before the block is written. A mismatch ends the upload with 400
+ *   bytes` sections), bounded by the CAR budget of the signed size (`carBudget`) and by an idle
+ *   timeout: a body that sends nothing for `idleMs` ends the upload. At most `WRITES_IN_FLIGHT`
+ *   blocks are in memory at a time, being hashed and written while the next sections are read;
+ *   a section longer than a block can be is refused before its bytes are read.
+ * - The header must name exactly one root, the one the statement signs. Every block: CIDv0/v1,
+ *   codec raw or dag-pb (what UnixFS weights are made of), hash sha2-256, recomputed and compared
+ *   before the block is staged (upload-staging.ts). A mismatch ends the upload with 400
  *   `block-hash-mismatch`.
- * - The root block is written last, after the DAG under it was found complete in the blockstore
- *   (directory and file nodes read, leaves checked with `has`) and its file bytes counted. So the
- *   root is reachable (served by the gateway, pinnable) only when everything under it is held.
- * - On failure, blocks this upload wrote are deleted again, unless they were already held before
- *   it or another upload in flight, or one that completed, also brought them: nothing that was
- *   there before is ever deleted. The bookkeeping for that lives in `claims` (in memory, per
- *   node); a crash mid-upload leaves valid but unreferenced blocks, which are harmless.
+ * - When the body has ended, the DAG under the root is walked (`measureDag`): every block must be
+ *   staged or already held, every node UnixFS, and its logical size — the bytes every file yields
+ *   when read, a block linked N times counted N times — must be within `maxModelBytes` and equal
+ *   the signed size. Only then do the blocks reachable from the root move into the blockstore, the
+ *   root last, so a root is reachable (served, pinnable) only with everything under it. Blocks of
+ *   the CAR the root does not reach are dropped with the staging directory.
+ * - On failure, or a stop, or a crash, the staging directory goes (a crash: when the node starts
+ *   again); nothing in the blockstore is touched.
  *
  * Pins and garbage collection: a completed upload's root is pinned with Helia's pins API
  * (recursive; its pin records live in the node's LevelDatastore, so they survive restarts; the
- * walk reads only the DAG's nodes, not its leaves: pin-walker.ts). The
- * node runs no garbage collection of its own: nothing ever calls `helia.gc()`, and blocks are only
- * deleted by the failed-upload cleanup above. If an operator ever runs GC, pinned weights survive
- * it. Records never live in the blockstore: they are in the record log (record-log.ts), so no GC
- * of blocks can touch them.
+ * walk reads only the DAG's nodes, not its leaves: pin-walker.ts). The node runs no garbage
+ * collection of its own: nothing ever calls `helia.gc()`. If an operator ever runs GC, pinned
+ * weights survive it. Records never live in the blockstore: they are in the record log
+ * (record-log.ts), so no GC of blocks can touch them.
  */
 import { webcrypto } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
@@ -43,21 +48,24 @@ import {
   type Fold,
   type ManifestBody,
   parseDid,
+  peerIdBytes,
+  UPLOAD_NONCE_BYTES,
+  UPLOAD_STATEMENT_VERSION,
   uploadStatementBytes,
-  zip215,
 } from '../protocol/index.js'
+import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import { CAR_TYPE } from './gateway.js'
 import { type Logger, silentLogger } from './log.js'
+import { openUploadNonces, type UploadNonces } from './upload-nonces.js'
+import { type StagedUpload, type StagingTarget, UploadStaging } from './upload-staging.js'
 import { CHUNK_BYTES } from './weights/directory.js'
 import { type PinWalker, unixfsPinWalker } from './weights/pin-walker.js'
 import { verifyDag } from './weights/verify.js'
 
-/** What uploads need of a blockstore (blockstore-fs 4). */
-export interface UploadBlockstore {
-  put(cid: CID, bytes: Uint8Array): Promise<unknown>
+/** What uploads need of a blockstore (blockstore-fs 4, its default layout: see upload-staging.ts). */
+export interface UploadBlockstore extends StagingTarget {
   has(cid: CID): Promise<boolean>
-  delete(cid: CID): Promise<void>
   get(cid: CID, options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array> | Promise<Uint8Array>
 }
 
@@ -68,12 +76,14 @@ export interface UploadPins {
 
 export interface UploadResult {
   readonly root: CID
-  /** Blocks in the CAR (each distinct block once). */
+  /** Blocks under the root (each distinct block once, identity CIDs aside). */
   readonly blocks: number
-  /** Total bytes of the file data under the root: a manifest's `size`, the `size` an upload statement signs. */
+  /** The logical size of the DAG under the root: a manifest's `size`, the `size` a statement signs. */
   readonly bytes: number
   /** Bytes of the CAR read. */
   readonly carBytes: number
+  /** Blocks of the CAR the root does not reach: dropped, never stored. */
+  readonly dropped: number
   /** Whether the root is pinned now. */
   readonly pinned: boolean
 }
@@ -83,11 +93,26 @@ export interface ReceiveOptions {
   readonly maxBytes: number
   /** The most blocks a CAR may carry (bounds memory and work). */
   readonly maxBlocks: number
-  /** Runs once the root is known, before any block is stored; throw to refuse the upload. */
-  readonly onRoot?: (root: CID) => void | Promise<void>
-  /** Runs once the DAG is complete and its file bytes counted, before the root is stored. */
-  readonly onComplete?: (root: CID, bytes: number) => void | Promise<void>
+  /** The largest logical size accepted (the head state's `maxModelBytes`). */
+  readonly maxLogicalBytes: number
+  /** The root the CAR must name (the one a statement signs). */
+  readonly root?: CID
+  /** The logical size the DAG must have (the one a statement signs). */
+  readonly size?: number
   readonly signal?: AbortSignal
+}
+
+/** What POST /weights checks before it reads a body. */
+export interface UploadGate {
+  /** The federation and the node a statement must name. */
+  readonly federation: CID
+  readonly peerId: string
+  readonly nonces: UploadNonces
+  readonly slots: UploadSlots
+  /** An upload whose body sends nothing for this long ends (`upload-idle`). */
+  readonly idleMs: number
+  /** How far a statement's `at` may be from the node's clock. */
+  readonly windowMs: number
 }
 
 export interface Weights {
@@ -96,6 +121,9 @@ export interface Weights {
   pin(root: CID, signal?: AbortSignal): Promise<boolean>
   /** Waits for uploads in flight to finish (or fail and clean up). */
   drain(): Promise<void>
+  readonly gate: UploadGate
+  /** Closes the nonce file; after `drain`. */
+  close(): Promise<void>
 }
 
 /** The largest block accepted: twice the profile's 1 MiB leaf (directory and file nodes are smaller). */
@@ -105,9 +133,9 @@ const MAX_HEADER_BYTES = 64 * 1024
 const MAX_CID_BYTES = 128
 
 /**
- * Blocks written at once. Why more than one: a put is a temp file and a rename on the thread
- * pool; waiting for each before reading the next section left the CPU idle for most of an
- * upload. Bounded, so at most this many blocks (of at most 2 MiB) wait in memory.
+ * Blocks written at once. Why more than one: a write is a few calls on the thread pool; waiting
+ * for each before reading the next section left the CPU idle for most of an upload. Bounded, so
+ * at most this many blocks (of at most 2 MiB) wait in memory.
  */
 const WRITES_IN_FLIGHT = 16
 
@@ -310,112 +338,294 @@ function missing(cid: CID): NodeError {
   return bad('dag-incomplete', `block ${cid} under the root is neither in the CAR nor held here`)
 }
 
-/**
- * Checks the DAG under `root` is complete in `store` and counts its file bytes: the sizes of the
- * files reached through directories (or of the root itself, when it is a file).
- */
-async function walkDag(
-  store: UploadBlockstore,
-  root: CID,
-  rootBytes: Uint8Array,
-  budget: number,
-  signal?: AbortSignal,
-): Promise<number> {
-  const seen = new Set<string>()
-  const stack: { cid: CID; entry: boolean }[] = [{ cid: root, entry: true }]
-  let size = 0
-  let steps = 0
-  while (stack.length > 0) {
-    if (signal?.aborted) throw bad('aborted', 'the upload was aborted', 499)
-    if (++steps > budget) throw bad('dag-too-large', `the DAG under ${root} has more than ${budget} nodes`)
-    const { cid, entry } = stack.pop()!
-    const key = cid.toString()
-    if (!entry && seen.has(key)) continue
-    seen.add(key)
-    if (cid.multihash.code === IDENTITY_CODE) {
-      if (entry) size += cid.multihash.digest.byteLength
-      continue
-    }
-    if (cid.code === RAW_CODE && !entry) {
-      if (!(await store.has(cid))) throw missing(cid)
-      continue
-    }
-    const bytes = cid.equals(root) ? rootBytes : await readAll(store, cid, signal)
-    if (bytes === null) throw missing(cid)
-    if (cid.code === RAW_CODE) {
-      size += bytes.byteLength
-      continue
-    }
-    if (cid.code !== DAG_PB_CODE) throw bad('not-unixfs', `block ${cid} is neither raw nor dag-pb`)
-    let node: dagPb.PBNode
-    let fs: UnixFS | undefined
-    try {
-      node = dagPb.decode(bytes)
-      if (node.Data) fs = UnixFS.unmarshal(node.Data)
-    } catch (e) {
-      throw bad('not-unixfs', `block ${cid} is not a UnixFS node: ${(e as Error).message}`)
-    }
-    const directory = fs?.type === 'directory' || fs?.type === 'hamt-sharded-directory'
-    if (entry && !directory) {
-      if (fs === undefined || (fs.type !== 'file' && fs.type !== 'raw'))
-        throw bad(
-          'not-unixfs',
-          `block ${cid} is a ${fs?.type ?? 'plain dag-pb'} node, not a file or directory`,
+function notUnixfs(cid: CID, why: string): NodeError {
+  return bad('not-unixfs', `block ${cid} ${why}`)
+}
+
+/** Where the walk finds a block: staged by this upload, or held in the blockstore before it. */
+export interface DagBlocks {
+  /** The bytes of a dag-pb block, or null when it is neither staged nor held. */
+  node(cid: CID): Promise<Uint8Array | null>
+  /** The size of a raw block, or null when it is neither staged nor held. */
+  leafSize(cid: CID): Promise<number | null>
+}
+
+type NodeKind = 'leaf' | 'file' | 'directory'
+
+interface Measured {
+  readonly cid: CID
+  readonly kind: NodeKind
+  /** The logical size: the bytes reading it yields. */
+  readonly size: number
+}
+
+/** A dag-pb node read, waiting for its links to be measured. */
+interface Opened {
+  readonly cid: CID
+  readonly key: string
+  readonly kind: 'file' | 'directory'
+  readonly links: CID[]
+  /** A file node's own data bytes, and what it declares of each link. */
+  readonly inline: number
+  readonly blockSizes: readonly bigint[]
+}
+
+export interface DagLimits {
+  /** The most distinct nodes walked. */
+  readonly maxNodes: number
+  /** The largest logical size accepted; the walk stops as soon as it is passed. */
+  readonly maxLogicalBytes: number
+  readonly signal?: AbortSignal
+}
+
+export interface DagMeasure {
+  /** The logical size of the DAG: every file's bytes as read, a block linked N times counted N times. */
+  readonly size: number
+  /** Every block reachable from the root, once each (identity CIDs aside: they are not stored). */
+  readonly reachable: readonly CID[]
+}
+
+async function openNode(cid: CID, blocks: DagBlocks): Promise<Measured | Opened> {
+  const identity = cid.multihash.code === IDENTITY_CODE ? cid.multihash.digest : undefined
+  if (cid.code === RAW_CODE) {
+    const size = identity ? identity.byteLength : await blocks.leafSize(cid)
+    if (size === null) throw missing(cid)
+    return { cid, kind: 'leaf', size }
+  }
+  if (cid.code !== DAG_PB_CODE) throw notUnixfs(cid, 'is neither raw nor dag-pb')
+  const bytes = identity ?? (await blocks.node(cid))
+  if (bytes === null) throw missing(cid)
+  let node: dagPb.PBNode
+  let fs: UnixFS
+  try {
+    node = dagPb.decode(bytes)
+    if (!node.Data) throw new Error('it has no UnixFS data')
+    fs = UnixFS.unmarshal(node.Data)
+  } catch (e) {
+    throw notUnixfs(cid, `is not a UnixFS node: ${(e as Error).message}`)
+  }
+  const links = node.Links.map((l) => l.Hash)
+  if (fs.type === 'directory' || fs.type === 'hamt-sharded-directory')
+    return { cid, key: cid.toString(), kind: 'directory', links, inline: 0, blockSizes: [] }
+  if (fs.type !== 'file' && fs.type !== 'raw')
+    throw notUnixfs(cid, `is a ${fs.type} node; weights are files and directories`)
+  if (fs.blockSizes.length !== links.length)
+    throw notUnixfs(cid, `declares ${fs.blockSizes.length} block sizes for ${links.length} links`)
+  return {
+    cid,
+    key: cid.toString(),
+    kind: 'file',
+    links,
+    inline: fs.data?.byteLength ?? 0,
+    blockSizes: fs.blockSizes,
+  }
+}
+
+function tooLarge(root: CID, max: number): NodeError {
+  return bad(
+    'upload-too-large',
+    `the DAG under ${root} holds more than ${max} bytes when read (the federation's maxModelBytes; a block linked N times counts N times)`,
+    413,
+  )
+}
+
+/** The logical size of an opened node whose links are all measured. */
+function sizeOf(opened: Opened, measured: ReadonlyMap<string, Measured>, root: CID, max: number): number {
+  let size = opened.inline
+  for (let i = 0; i < opened.links.length; i++) {
+    const link = opened.links[i]!
+    const child = measured.get(link.toString())!
+    if (opened.kind === 'file') {
+      if (child.kind === 'directory') throw notUnixfs(opened.cid, `is a file that links directory ${link}`)
+      if (opened.blockSizes[i] !== BigInt(child.size))
+        throw notUnixfs(
+          opened.cid,
+          `declares ${opened.blockSizes[i]} bytes for its link ${i}, which holds ${child.size}`,
         )
-      size += Number(fs.fileSize())
     }
-    for (let i = node.Links.length - 1; i >= 0; i--) {
-      const link = node.Links[i]!
-      stack.push({ cid: link.Hash, entry: entry && directory })
-    }
+    size += child.size
+    if (size > max) throw tooLarge(root, max)
   }
   return size
 }
 
-/** Yields `blocks` (the root first) as the nodes of a walk, reading none of them. */
+/**
+ * Walks the DAG under `root` once per distinct node (depth-first, each node measured after its
+ * links), checks it is complete and UnixFS (files of raw leaves and file nodes whose declared
+ * block sizes are what their links hold, directories of files and directories), and computes its
+ * logical size from the DAG itself: a node's size is its own data plus the size of every link, so
+ * a leaf linked 2,000 times counts 2,000 times without being read again.
+ */
+export async function measureDag(root: CID, blocks: DagBlocks, limits: DagLimits): Promise<DagMeasure> {
+  const { maxLogicalBytes: max, signal } = limits
+  const measured = new Map<string, Measured>()
+  const open = new Set<string>()
+  const stack: ({ cid: CID; key: string } | Opened)[] = [{ cid: root, key: root.toString() }]
+  let nodes = 0
+  while (stack.length > 0) {
+    if (signal?.aborted) throw bad('aborted', 'the upload was aborted', 499)
+    const top = stack[stack.length - 1]!
+    if (measured.has(top.key)) {
+      stack.pop()
+      continue
+    }
+    if ('links' in top) {
+      stack.pop()
+      open.delete(top.key)
+      measured.set(top.key, { cid: top.cid, kind: top.kind, size: sizeOf(top, measured, root, max) })
+      continue
+    }
+    if (++nodes > limits.maxNodes)
+      throw bad('dag-too-large', `the DAG under ${root} has more than ${limits.maxNodes} nodes`, 413)
+    const opened = await openNode(top.cid, blocks)
+    if (!('links' in opened)) {
+      stack.pop()
+      if (opened.size > max) throw tooLarge(root, max)
+      measured.set(top.key, opened)
+      continue
+    }
+    stack[stack.length - 1] = opened
+    open.add(opened.key)
+    const queued = new Set<string>()
+    for (let i = opened.links.length - 1; i >= 0; i--) {
+      const link = opened.links[i]!
+      const key = link.toString()
+      // Content addressing rules out cycles; refusing one keeps a broken hash from looping here.
+      if (open.has(key)) throw notUnixfs(opened.cid, `links ${link}, a node above it`)
+      if (measured.has(key) || queued.has(key)) continue
+      queued.add(key)
+      stack.push({ cid: link, key })
+    }
+  }
+  const reachable: CID[] = []
+  for (const m of measured.values()) if (m.cid.multihash.code !== IDENTITY_CODE) reachable.push(m.cid)
+  return { size: measured.get(root.toString())!.size, reachable }
+}
+
+/** The walk's view of an upload: its staged blocks first, then what the blockstore held before. */
+function dagBlocks(staged: StagedUpload, blockstore: UploadBlockstore, signal?: AbortSignal): DagBlocks {
+  return {
+    async node(cid) {
+      if (staged.sizeOf(cid.toString()) !== undefined) return staged.read(cid)
+      return readAll(blockstore, cid, signal)
+    },
+    async leafSize(cid) {
+      return staged.sizeOf(cid.toString()) ?? (await staged.heldSize(cid)) ?? null
+    },
+  }
+}
+
+/** Moves the staged blocks of `reachable` into the blockstore, `WRITES_IN_FLIGHT` at a time, the root last. */
+async function moveIn(staged: StagedUpload, reachable: readonly CID[], root: CID): Promise<void> {
+  const queue = reachable.filter((cid) => !cid.equals(root) && staged.sizeOf(cid.toString()) !== undefined)
+  const worker = async () => {
+    for (let cid = queue.pop(); cid !== undefined; cid = queue.pop()) await staged.moveIn(cid)
+  }
+  await Promise.all(Array.from({ length: WRITES_IN_FLIGHT }, worker))
+  if (staged.sizeOf(root.toString()) !== undefined) await staged.moveIn(root)
+}
+
+/**
+ * Uploads at once: at most `perAuthor` for one author (a publisher's DID, or the admin) and `total`
+ * in all, so no one can hold every slot, or the disk, with uploads held open.
+ */
+export class UploadSlots {
+  private readonly byAuthor = new Map<string, number>()
+  private inUse = 0
+
+  constructor(
+    readonly perAuthor: number,
+    readonly total: number,
+  ) {}
+
+  /** Takes a slot for `author`, or throws `upload-busy`; returns the slot's release (once). */
+  acquire(author: string): () => void {
+    const mine = this.byAuthor.get(author) ?? 0
+    if (mine >= this.perAuthor)
+      throw new NodeError(
+        'upload-busy',
+        `${author} has ${mine} uploads under way on this node, the most it takes at once; wait for one to end`,
+        { status: 429 },
+      )
+    if (this.inUse >= this.total)
+      throw new NodeError(
+        'upload-busy',
+        `this node has ${this.inUse} uploads under way, the most it takes at once; try again shortly`,
+        { status: 429 },
+      )
+    this.byAuthor.set(author, mine + 1)
+    this.inUse++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.inUse--
+      const left = (this.byAuthor.get(author) ?? 1) - 1
+      if (left === 0) this.byAuthor.delete(author)
+      else this.byAuthor.set(author, left)
+    }
+  }
+}
+
+function idleError(ms: number): NodeError {
+  return new NodeError(
+    'upload-idle',
+    `the upload sent nothing for ${ms / 1000} s and was ended; send the CAR again`,
+    { status: 408 },
+  )
+}
+
+/**
+ * `source`, ended with `upload-idle` when it yields nothing for `ms` while it is waited on. Only
+ * the sender's silence counts: the time this node spends on a chunk (hashing, writing) does not.
+ */
+export async function* idleBounded(
+  source: AsyncIterable<Uint8Array>,
+  ms: number,
+): AsyncGenerator<Uint8Array> {
+  const it = source[Symbol.asyncIterator]()
+  let waiting: ((e: Error) => void) | undefined
+  const timer = setTimeout(() => waiting?.(idleError(ms)), ms)
+  try {
+    for (;;) {
+      timer.refresh()
+      const next = await new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+        waiting = reject
+        it.next().then(resolve, reject)
+      })
+      waiting = undefined
+      if (next.done) return
+      yield next.value
+    }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export function createWeights(options: {
   blockstore: UploadBlockstore
+  staging: UploadStaging
+  gate: UploadGate
   pins?: UploadPins | undefined
   log?: Logger
 }): Weights {
-  const { blockstore, pins } = options
+  const { blockstore, pins, staging } = options
   const log = options.log ?? silentLogger
-  /**
-   * Blocks written by uploads still in flight that were not held before: key → how many of those
-   * uploads brought it. A completed upload removes its keys (they are kept for good); a failed one
-   * deletes a block only when it was the last upload in flight holding it.
-   */
-  const claims = new Map<string, { cid: CID; holders: number }>()
   const inFlight = new Set<Promise<unknown>>()
 
-  /** Stores a block this upload brought unless it is held or being written by another upload. */
-  const write = async (key: string, cid: CID, bytes: Uint8Array, mine: Map<string, CID>): Promise<void> => {
-    const claimed = claims.get(key)
-    if (claimed) {
-      claimed.holders++
-      mine.set(key, cid)
-      return
-    }
-    if (await blockstore.has(cid)) return
-    // Another upload may have claimed it while `has` was asked.
-    const claim = claims.get(key)
-    if (claim) claim.holders++
-    else claims.set(key, { cid, holders: 1 })
-    mine.set(key, cid)
-    if (!claim) await blockstore.put(cid, bytes)
-  }
-
   const receive = async (source: AsyncIterable<Uint8Array>, opts: ReceiveOptions): Promise<UploadResult> => {
-    const mine = new Map<string, CID>()
+    const staged = await staging.begin()
     const writes = new Set<Promise<void>>()
     const buffers = new SectionBuffers()
     let writeFailed: { error: unknown } | undefined
-    let ok = false
     try {
       const reader = new ByteReader(source, opts.maxBytes)
       const root = await readHeader(reader)
-      await opts.onRoot?.(root)
-      let rootBytes: Uint8Array | undefined
+      if (opts.root !== undefined && !root.equals(opts.root))
+        throw bad(
+          'upload-root-mismatch',
+          `the CAR's root is ${root}; the upload statement signs ${opts.root}`,
+        )
       const distinct = new Set<string>()
       for (;;) {
         if (opts.signal?.aborted) throw bad('aborted', 'the upload was aborted', 499)
@@ -426,7 +636,7 @@ export function createWeights(options: {
         const buffer = buffers.get()
         const { cid, bytes } = checkSection(await reader.take(length, buffer))
         const key = cid.toString()
-        if (distinct.has(key) || cid.multihash.code === IDENTITY_CODE || cid.equals(root)) {
+        if (distinct.has(key) || cid.multihash.code === IDENTITY_CODE) {
           buffers.release(buffer)
           if (distinct.has(key)) continue
         }
@@ -434,55 +644,61 @@ export function createWeights(options: {
           throw bad('too-many-blocks', `uploads hold at most ${opts.maxBlocks} blocks`, 413)
         distinct.add(key)
         if (cid.multihash.code === IDENTITY_CODE) continue
-        if (cid.equals(root)) {
-          rootBytes = new Uint8Array(bytes)
-          await checkHash(cid, rootBytes)
-          continue
-        }
-        // Checked, then stored: nothing is written before its hash matched.
-        const stored = checkHash(cid, bytes).then(() => write(key, cid, bytes, mine))
-        const task: Promise<void> = stored.then(
-          () => {
-            writes.delete(task)
-            buffers.release(buffer)
-          },
-          (error: unknown) => {
-            writes.delete(task)
-            writeFailed ??= { error }
-          },
-        )
+        // Checked, then staged: nothing is written before its hash matched.
+        const task: Promise<void> = checkHash(cid, bytes)
+          .then(() => staged.put(cid, bytes))
+          .then(
+            () => {
+              writes.delete(task)
+              buffers.release(buffer)
+            },
+            (error: unknown) => {
+              writes.delete(task)
+              writeFailed ??= { error }
+            },
+          )
         writes.add(task)
         if (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes)
         if (writeFailed) throw writeFailed.error
       }
       await Promise.all(writes)
       if (writeFailed) throw writeFailed.error
-      if (rootBytes === undefined) {
-        rootBytes = (await readAll(blockstore, root, opts.signal)) ?? undefined
-        if (rootBytes === undefined) throw bad('root-missing', `the CAR does not hold its root ${root}`)
-      }
-      const bytes = await walkDag(blockstore, root, rootBytes, opts.maxBlocks + 65_536, opts.signal)
-      await opts.onComplete?.(root, bytes)
-      await blockstore.put(root, rootBytes)
-      ok = true
+      const dag = await measureDag(root, dagBlocks(staged, blockstore, opts.signal), {
+        maxNodes: opts.maxBlocks + 65_536,
+        maxLogicalBytes: opts.maxLogicalBytes,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      })
+      if (opts.size !== undefined && dag.size !== opts.size)
+        throw bad(
+          'upload-size-mismatch',
+          `the upload statement signs ${opts.size} bytes; the DAG under ${root} holds ${dag.size} when read`,
+        )
+      await moveIn(staged, dag.reachable, root)
       const pinned = await pin(root, opts.signal).catch((e) => {
         log.warn('weights-pin-failed', { root: root.toString(), error: e as Error })
         return false
       })
-      log.info('weights-uploaded', { root: root.toString(), blocks: distinct.size, bytes, pinned })
-      return { root, blocks: distinct.size, bytes, carBytes: reader.total, pinned }
-    } finally {
-      // Writes still running finish first: a block they put is then deleted with the rest.
-      await Promise.allSettled([...writes])
-      for (const [key, cid] of mine) {
-        const claim = claims.get(key)
-        if (!claim) continue
-        if (ok) claims.delete(key)
-        else if (--claim.holders === 0) {
-          claims.delete(key)
-          await blockstore.delete(cid).catch((e) => log.warn('weights-cleanup-failed', { error: e as Error }))
-        }
+      const dropped =
+        staged.blocks - dag.reachable.filter((c) => staged.sizeOf(c.toString()) !== undefined).length
+      log.info('weights-uploaded', {
+        root: root.toString(),
+        blocks: dag.reachable.length,
+        bytes: dag.size,
+        dropped,
+        pinned,
+      })
+      return {
+        root,
+        blocks: dag.reachable.length,
+        bytes: dag.size,
+        carBytes: reader.total,
+        dropped,
+        pinned,
       }
+    } finally {
+      // Writes still running finish first: a block they stage then goes with the rest.
+      await Promise.allSettled([...writes])
+      await staged.discard().catch((e) => log.warn('upload-staging-cleanup-failed', { error: e as Error }))
     }
   }
 
@@ -515,7 +731,53 @@ export function createWeights(options: {
     async drain() {
       await Promise.allSettled([...inFlight])
     },
+    gate: options.gate,
+    close: () => options.gate.nonces.close(),
   }
+}
+
+export interface OpenWeightsOptions {
+  readonly blockstore: UploadBlockstore
+  readonly pins?: UploadPins | undefined
+  /** `HOME/upload-staging`: cleared now. */
+  readonly stagingDir: string
+  /** `HOME/upload-nonces`. */
+  readonly noncesPath: string
+  readonly federation: CID
+  readonly peerId: string
+  readonly clock: () => number
+  readonly maxUploadsPerAuthor: number
+  readonly maxUploads: number
+  readonly idleMs: number
+  readonly log?: Logger
+}
+
+/**
+ * The uploads of a node as it starts: the staging directory cleared of what a stop or crash cut
+ * off, the nonces of statements still fresh read back, and the slots.
+ */
+export async function openWeights(options: OpenWeightsOptions): Promise<Weights> {
+  const log = options.log ?? silentLogger
+  const { staging, cleared } = await UploadStaging.open(options.stagingDir, options.blockstore)
+  if (cleared > 0) log.warn('upload-staging-cleared', { uploads: cleared })
+  const nonces = await openUploadNonces(options.noncesPath, {
+    clock: options.clock,
+    windowMs: UPLOAD_WINDOW_MS,
+  })
+  return createWeights({
+    blockstore: options.blockstore,
+    staging,
+    pins: options.pins,
+    log,
+    gate: {
+      federation: options.federation,
+      peerId: options.peerId,
+      nonces,
+      slots: new UploadSlots(options.maxUploadsPerAuthor, options.maxUploads),
+      idleMs: options.idleMs,
+      windowMs: UPLOAD_WINDOW_MS,
+    },
+  })
 }
 
 // ---------------------------------------------------------------- HTTP routes
@@ -523,12 +785,17 @@ export function createWeights(options: {
 /** How far an upload statement's `at` may be from the node's clock. */
 export const UPLOAD_WINDOW_MS = 10 * 60 * 1000
 
+/** The headers of an upload statement (SPEC.md §7). */
 export const UPLOAD_HEADERS = {
+  version: 'allmende-upload-version',
   author: 'allmende-upload-author',
+  federation: 'allmende-upload-federation',
+  node: 'allmende-upload-node',
+  root: 'allmende-upload-root',
   at: 'allmende-upload-at',
-  signature: 'allmende-upload-signature',
-  /** Optional: the signed `size`, so the signature is checked before any block is stored. */
   size: 'allmende-upload-size',
+  nonce: 'allmende-upload-nonce',
+  signature: 'allmende-upload-signature',
 } as const
 
 export interface WeightsRoutesOptions {
@@ -539,16 +806,22 @@ export interface WeightsRoutesOptions {
   readonly clock: () => number
   /** Throws `NodeError('unauthorized')` unless the request carries the admin token. */
   readonly requireAdmin: (req: FastifyRequest) => void
-  /** The largest CAR accepted; by default the head state's `maxModelBytes` plus CAR overhead. */
+  /** The largest CAR accepted; by default the CAR budget of the signed size (or of `maxModelBytes`). */
   readonly maxUploadBytes?: number
 }
 
+/** An upload statement read from the headers: well-formed, not yet checked. */
 interface Statement {
   readonly author: Did
   readonly publicKey: Uint8Array
+  readonly federation: CID
+  readonly node: Uint8Array
+  readonly nodeText: string
+  readonly root: CID
   readonly at: number
+  readonly size: number
+  readonly nonce: Uint8Array
   readonly signature: Uint8Array
-  readonly size?: number
 }
 
 function header(req: FastifyRequest, name: string): string | undefined {
@@ -562,39 +835,73 @@ function statementError(message: string): NodeError {
 
 const UINT = /^(0|[1-9][0-9]{0,15})$/
 
-/** The upload statement in the headers, checked for form and freshness (not yet the signature). */
-function readStatement(req: FastifyRequest, now: number): Statement {
+function uintHeader(req: FastifyRequest, name: string, what: string): number {
+  const text = header(req, name) ?? ''
+  if (!UINT.test(text) || !Number.isSafeInteger(Number(text))) throw statementError(`${name} must be ${what}`)
+  return Number(text)
+}
+
+function cidHeader(req: FastifyRequest, name: string, what: string): CID {
+  try {
+    return CID.parse(header(req, name) ?? '')
+  } catch {
+    throw statementError(`${name} must be ${what} (CID text)`)
+  }
+}
+
+/** Refuses any statement version but 2, telling an old CLI's user what to do. */
+function checkVersion(req: FastifyRequest): void {
+  const version = header(req, UPLOAD_HEADERS.version)
+  if (version === String(UPLOAD_STATEMENT_VERSION)) return
+  if (version === undefined || version === '1')
+    throw new NodeError(
+      'upload-statement-outdated',
+      `this node takes upload statements of version ${UPLOAD_STATEMENT_VERSION} only (signed for this node, with a nonce); version 1 came from an older allmende: upgrade the allmende CLI and publish again`,
+      { status: 400 },
+    )
+  throw new NodeError(
+    'upload-statement-version',
+    `${UPLOAD_HEADERS.version} ${version.slice(0, 16)} is not known here: this node takes version ${UPLOAD_STATEMENT_VERSION}; use a CLI of the node's version or upgrade the node`,
+    { status: 400 },
+  )
+}
+
+/** The upload statement in the headers, checked for form only. */
+function readStatement(req: FastifyRequest): Statement {
+  checkVersion(req)
   const author = header(req, UPLOAD_HEADERS.author) ?? ''
   const key = parseDid(author)
   if (!key.ok) throw statementError(`${UPLOAD_HEADERS.author} is not a did:key: ${key.message}`)
-  const atText = header(req, UPLOAD_HEADERS.at) ?? ''
-  if (!UINT.test(atText) || !Number.isSafeInteger(Number(atText)))
-    throw statementError(`${UPLOAD_HEADERS.at} must be the signing time in ms since the epoch`)
-  const at = Number(atText)
-  if (Math.abs(at - now) > UPLOAD_WINDOW_MS) {
-    throw new NodeError(
-      'upload-stale',
-      `the upload statement was signed at ${at}, more than ${UPLOAD_WINDOW_MS / 60_000} minutes from this node's clock (${now})`,
-      { status: 401 },
+  const federation = cidHeader(req, UPLOAD_HEADERS.federation, 'the federation id')
+  const nodeText = header(req, UPLOAD_HEADERS.node) ?? ''
+  const node = peerIdBytes(nodeText)
+  if (node === undefined)
+    throw statementError(`${UPLOAD_HEADERS.node} must be the node's peer id (12D3KooW…)`)
+  const root = cidHeader(req, UPLOAD_HEADERS.root, 'the root of the upload')
+  const at = uintHeader(req, UPLOAD_HEADERS.at, 'the signing time in ms since the epoch')
+  const size = uintHeader(req, UPLOAD_HEADERS.size, 'the signed size in bytes')
+  const nonceText = header(req, UPLOAD_HEADERS.nonce) ?? ''
+  if (!new RegExp(`^[0-9a-f]{${2 * UPLOAD_NONCE_BYTES}}$`).test(nonceText))
+    throw statementError(
+      `${UPLOAD_HEADERS.nonce} must be ${UPLOAD_NONCE_BYTES} random bytes in lowercase hex`,
     )
-  }
   const sigText = header(req, UPLOAD_HEADERS.signature) ?? ''
-  const signature = /^[A-Za-z0-9+/_-]{86}={0,2}$/.test(sigText)
-    ? new Uint8Array(
-        Buffer.from(sigText, sigText.includes('-') || sigText.includes('_') ? 'base64url' : 'base64'),
-      )
+  const signature = /^[A-Za-z0-9+/]{86}={0,2}$/.test(sigText)
+    ? new Uint8Array(Buffer.from(sigText, 'base64'))
     : new Uint8Array()
   if (signature.length !== 64)
     throw statementError(`${UPLOAD_HEADERS.signature} must be a base64 Ed25519 signature (64 bytes)`)
-  const sizeText = header(req, UPLOAD_HEADERS.size)
-  if (sizeText !== undefined && (!UINT.test(sizeText) || !Number.isSafeInteger(Number(sizeText))))
-    throw statementError(`${UPLOAD_HEADERS.size} must be the signed size in bytes`)
   return {
     author,
     publicKey: key.value,
+    federation,
+    node,
+    nodeText,
+    root,
     at,
+    size,
+    nonce: new Uint8Array(Buffer.from(nonceText, 'hex')),
     signature,
-    ...(sizeText !== undefined ? { size: Number(sizeText) } : {}),
   }
 }
 
@@ -613,14 +920,66 @@ export function isPublisher(fold: WeightsRoutesOptions['fold'], did: Did): boole
   return false
 }
 
-function checkSignature(s: Statement, root: CID, size: number): void {
-  if (!zip215.verify(s.signature, uploadStatementBytes(root, s.at, size), s.publicKey)) {
+/**
+ * Every check of a statement that needs no body (SPEC.md §7), cheapest first: it names this
+ * federation and this node, is fresh, within maxModelBytes, signed, by a publisher, and its
+ * nonce was never taken.
+ */
+function checkStatement(
+  s: Statement,
+  gate: UploadGate,
+  fold: WeightsRoutesOptions['fold'],
+  now: number,
+): void {
+  if (!s.federation.equals(gate.federation))
     throw new NodeError(
-      'upload-signature-invalid',
-      `the upload statement's signature by ${s.author} does not cover root ${root}, at ${s.at} and size ${size}`,
+      'upload-federation-mismatch',
+      `the upload statement is for federation ${s.federation}; this node is of federation ${gate.federation}`,
       { status: 401 },
     )
-  }
+  if (s.nodeText !== gate.peerId)
+    throw new NodeError(
+      'upload-node-mismatch',
+      `the upload statement is for node ${s.nodeText.slice(0, 64)}; this node is ${gate.peerId}: sign one for this node`,
+      { status: 401 },
+    )
+  if (Math.abs(s.at - now) > gate.windowMs)
+    throw new NodeError(
+      'upload-stale',
+      `the upload statement was signed at ${s.at}, more than ${gate.windowMs / 60_000} minutes from this node's clock (${now})`,
+      { status: 401 },
+    )
+  const maxModelBytes = fold.headState().rules.maxModelBytes
+  if (s.size > maxModelBytes)
+    throw new NodeError(
+      'upload-too-large',
+      `the upload statement signs ${s.size} bytes; this federation takes models of at most ${maxModelBytes} bytes (maxModelBytes)`,
+      { status: 413 },
+    )
+  const signed = uploadStatementBytes({
+    federation: s.federation,
+    node: s.node,
+    root: s.root,
+    at: s.at,
+    size: s.size,
+    nonce: s.nonce,
+  })
+  if (!fastEd25519.verify(s.signature, signed, s.publicKey))
+    throw new NodeError(
+      'upload-signature-invalid',
+      `the upload statement's signature by ${s.author} does not cover root ${s.root}, size ${s.size}, at ${s.at} and its nonce for this node`,
+      { status: 401 },
+    )
+  if (!isPublisher(fold, s.author))
+    throw new NodeError(
+      'not-a-publisher',
+      `${s.author} is not a publisher in any governance state of this federation`,
+      { status: 403 },
+    )
+  if (gate.nonces.has(s.nonce))
+    throw new NodeError('upload-replayed', 'this upload statement was used before: sign a new one', {
+      status: 401,
+    })
 }
 
 function parseCid(text: string): CID {
@@ -641,8 +1000,10 @@ export async function registerWeightsRoutes(
   options: WeightsRoutesOptions,
 ): Promise<void> {
   const { weights, fold, clock } = options
+  const { gate } = weights
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
+    // The body is handed over unread: the route decides whether to read it at all.
     scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
 
     scope.post('/weights', async (req, reply) => {
@@ -656,6 +1017,23 @@ export async function registerWeightsRoutes(
       }
     })
 
+    /** The credential of an upload, from its headers alone: who it counts against, and the statement. */
+    const authenticate = (req: FastifyRequest): { author: string; statement?: Statement } => {
+      if (header(req, 'authorization') !== undefined) {
+        options.requireAdmin(req)
+        return { author: 'the admin' }
+      }
+      if (header(req, UPLOAD_HEADERS.author) === undefined)
+        throw new NodeError(
+          'unauthorized',
+          'uploads need the admin token or a publisher upload statement (Allmende-Upload-* headers, SPEC.md §7)',
+          { status: 401 },
+        )
+      const statement = readStatement(req)
+      checkStatement(statement, gate, fold, clock())
+      return { author: statement.author, statement }
+    }
+
     const upload = async (req: FastifyRequest, reply: FastifyReply) => {
       const type = (header(req, 'content-type') ?? '').toLowerCase()
       if (!type.startsWith(CAR_TYPE)) {
@@ -663,63 +1041,47 @@ export async function registerWeightsRoutes(
           status: 415,
         })
       }
-      const budget = carBudget(fold.headState().rules.maxModelBytes)
-      const maxBytes = options.maxUploadBytes ?? budget.maxBytes
+      const maxModelBytes = fold.headState().rules.maxModelBytes
+      const { author, statement } = authenticate(req)
+      // The signed size bounds the CAR; the admin's uploads are bounded by maxModelBytes.
+      const budget = carBudget(statement?.size ?? maxModelBytes)
+      const maxBytes = Math.min(options.maxUploadBytes ?? budget.maxBytes, budget.maxBytes)
       const declared = Number(header(req, 'content-length') ?? 0)
       if (declared > maxBytes)
-        throw new NodeError('upload-too-large', `uploads are at most ${maxBytes} bytes`, { status: 413 })
-
-      let statement: Statement | undefined
-      if (header(req, 'authorization') !== undefined) options.requireAdmin(req)
-      else if (header(req, UPLOAD_HEADERS.author) !== undefined) {
-        statement = readStatement(req, clock())
-        if (!isPublisher(fold, statement.author)) {
-          throw new NodeError(
-            'not-a-publisher',
-            `${statement.author} is not a publisher in any governance state of this federation`,
-            { status: 403 },
-          )
-        }
-      } else {
-        throw new NodeError(
-          'unauthorized',
-          'uploads need the admin token or a publisher upload statement (Allmende-Upload-Author, -At, -Signature)',
-          { status: 401 },
-        )
-      }
-
+        throw new NodeError('upload-too-large', `this upload may be at most ${maxBytes} bytes of CAR`, {
+          status: 413,
+        })
       const source = req.body as AsyncIterable<Uint8Array> | undefined
       if (source === undefined || source === null || typeof source[Symbol.asyncIterator] !== 'function')
         throw new NodeError('bad-car', 'the body is empty: send a CARv1 file', { status: 400 })
-      const controller = new AbortController()
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) controller.abort()
-      })
-      const s = statement
-      const result = await weights.receive(source, {
-        maxBytes,
-        maxBlocks: budget.maxBlocks,
-        signal: controller.signal,
-        ...(s?.size !== undefined ? { onRoot: (root: CID) => checkSignature(s, root, s.size!) } : {}),
-        onComplete: (root, bytes) => {
-          if (!s) return
-          if (s.size !== undefined && s.size !== bytes) {
-            throw new NodeError(
-              'upload-size-mismatch',
-              `the statement signs ${s.size} bytes, the DAG under ${root} holds ${bytes}`,
-              { status: 400 },
-            )
-          }
-          checkSignature(s, root, bytes)
-        },
-      })
-      return reply.code(201).send({
-        root: result.root.toString(),
-        blocks: result.blocks,
-        bytes: result.bytes,
-        carBytes: result.carBytes,
-        pinned: result.pinned,
-      })
+
+      const release = gate.slots.acquire(author)
+      try {
+        // Recorded on disk before the first byte of the body is read: a replay is refused even
+        // after a crash and restart.
+        if (statement) await gate.nonces.take(statement.nonce, statement.at)
+        const controller = new AbortController()
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) controller.abort()
+        })
+        const result = await weights.receive(idleBounded(source, gate.idleMs), {
+          maxBytes,
+          maxBlocks: budget.maxBlocks,
+          maxLogicalBytes: maxModelBytes,
+          signal: controller.signal,
+          ...(statement ? { root: statement.root, size: statement.size } : {}),
+        })
+        return reply.code(201).send({
+          root: result.root.toString(),
+          blocks: result.blocks,
+          bytes: result.bytes,
+          carBytes: result.carBytes,
+          dropped: result.dropped,
+          pinned: result.pinned,
+        })
+      } finally {
+        release()
+      }
     }
 
     scope.get('/weights/:cid/check', async (req) => {

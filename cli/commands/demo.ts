@@ -216,7 +216,13 @@ async function demo(ctx: Ctx): Promise<'ok' | 'failed' | 'interrupted'> {
     for (const node of nodes) {
       const res = await fetch(`${node.apiUrl}/weights`, {
         method: 'POST',
-        headers: uploadHeaders(s('publisher'), imported.root, imported.size),
+        // Each node gets its own statement: one signed for another node, or used twice, is refused.
+        headers: uploadHeaders(
+          s('publisher'),
+          { federation, peerId: node.p2p.peerId },
+          imported.root,
+          imported.size,
+        ),
         body: Buffer.from(car),
       })
       if (!res.ok) throw new DemoFailure(`weights upload refused: ${res.status} ${await res.text()}`)

@@ -4,6 +4,7 @@
  * DAG as a CARv1 to the node's POST /weights under a signed upload statement (a second read of the
  * files), then signs the manifest and submits it. Prints `{manifest, weights, files, size}`.
  */
+import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { CarWriter } from '@ipld/car/writer'
 import { SingleBar } from 'cli-progress'
@@ -20,7 +21,14 @@ import {
   planDirectory,
 } from '../../node/weights/directory.js'
 import { describeModel } from '../../node/weights/headers.js'
-import { type ManifestBody, signRecord, uploadStatementBytes } from '../../protocol/index.js'
+import {
+  type ManifestBody,
+  peerIdBytes,
+  signRecord,
+  UPLOAD_NONCE_BYTES,
+  UPLOAD_STATEMENT_VERSION,
+  uploadStatementBytes,
+} from '../../protocol/index.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, examples, usage } from '../context.js'
 import type { Signer } from '../identity.js'
@@ -41,20 +49,50 @@ interface PublishOptions extends KeyOptions {
   description?: string
 }
 
+/** The node an upload statement is for: its federation and its libp2p peer id (GET /status). */
+export interface UploadTarget {
+  readonly federation: CID
+  readonly peerId: string
+}
+
+/** The federation and peer id of the node behind `client`, for the statements of uploads to it. */
+export async function uploadTarget(client: NodeClient): Promise<UploadTarget> {
+  const status = await client.get<{ federation: string; peerId: string }>('/status')
+  if (typeof status.peerId !== 'string' || peerIdBytes(status.peerId) === undefined)
+    throw new CliError('bad-answer', `the node at ${client.base} did not name its peer id in /status`)
+  return { federation: parseCidArg(status.federation, 'federation'), peerId: status.peerId }
+}
+
 /**
- * The headers of a CAR upload under a publisher's signed upload statement (SPEC.md §7): the node
- * takes it from anyone who is a publisher, without its admin token. Signed now: the node refuses
- * stale statements.
+ * The headers of a CAR upload under a publisher's signed upload statement (SPEC.md §7, version
+ * 2): the node takes it from anyone who is a publisher, without its admin token. The statement
+ * names the federation and this one node, and carries a fresh random nonce, so it is good for
+ * one upload to that node only. Signed now: the node refuses stale statements.
  */
-export function uploadHeaders(signer: Signer, root: CID, size: number): Record<string, string> {
+export function uploadHeaders(
+  signer: Signer,
+  target: UploadTarget,
+  root: CID,
+  size: number,
+): Record<string, string> {
   const at = Date.now()
-  const sig = signer.sign(uploadStatementBytes(root, at, size))
+  const nonce = new Uint8Array(randomBytes(UPLOAD_NONCE_BYTES))
+  const node = peerIdBytes(target.peerId)
+  if (node === undefined) throw new CliError('bad-answer', `not a peer id: ${target.peerId}`)
+  const sig = signer.sign(
+    uploadStatementBytes({ federation: target.federation, node, root, at, size, nonce }),
+  )
   return {
     'content-type': 'application/vnd.ipld.car',
+    [UPLOAD_HEADERS.version]: String(UPLOAD_STATEMENT_VERSION),
     [UPLOAD_HEADERS.author]: signer.did,
+    [UPLOAD_HEADERS.federation]: target.federation.toString(),
+    [UPLOAD_HEADERS.node]: target.peerId,
+    [UPLOAD_HEADERS.root]: root.toString(),
     [UPLOAD_HEADERS.at]: String(at),
-    [UPLOAD_HEADERS.signature]: Buffer.from(sig).toString('base64'),
     [UPLOAD_HEADERS.size]: String(size),
+    [UPLOAD_HEADERS.nonce]: Buffer.from(nonce).toString('hex'),
+    [UPLOAD_HEADERS.signature]: Buffer.from(sig).toString('base64'),
   }
 }
 
@@ -104,6 +142,7 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
   if (languages.length === 0) throw usage('--language: give at least one language, e.g. de,en')
   const client = new NodeClient(opts.node)
   const state = await client.get<StateView>('/state')
+  const target = await uploadTarget(client)
   const signer = await signerOf(opts)
   const base = opts.base === undefined ? undefined : await resolveManifest(client, opts.base)
   // The card is one raw block (so its CID is a plain sha256 anyone can check), uploaded beside
@@ -149,7 +188,7 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
         onBytes: (n) => sending.update((sent += n), plan.size),
         onFile: (path, digest) => digests.set(path, digest),
       }),
-      uploadHeaders(signer, plan.root, plan.size),
+      uploadHeaders(signer, target, plan.root, plan.size),
     )
   } finally {
     sending.stop()
@@ -181,7 +220,7 @@ async function publish(ctx: Ctx, opts: PublishOptions, dir: string): Promise<voi
     const stored = await client.postBytes<{ root: string }>(
       '/weights',
       await writeCar(card.cid, [card]),
-      uploadHeaders(signer, card.cid, card.bytes.length),
+      uploadHeaders(signer, target, card.cid, card.bytes.length),
     )
     if (stored.root !== card.cid.toString())
       throw new CliError('root-mismatch', `the node stored ${stored.root}, not the card ${card.cid}`)

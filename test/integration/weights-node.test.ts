@@ -1,12 +1,13 @@
 /**
  * Weights on a real node: uploads (POST /weights) with the admin token and with publisher upload
- * statements, refusals with their codes, a tampered CAR that leaves nothing reachable, the
+ * statements (version 2, one use each), refusals with their codes (an old CLI's version 1 told
+ * to upgrade), a tampered CAR that leaves nothing reachable, the
  * gateway serving what was uploaded (verified block by block and reassembled by
  * ipfs-unixfs-exporter), the DAG check against a manifest, and weights that stay served and
  * pinned across a restart.
  */
-import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,7 +26,7 @@ import { type AllmendeNode, startNode } from '../../node/node.js'
 import { createP2P, topicFor } from '../../node/p2p.js'
 import { BlockFiles } from '../../node/weights/block-files.js'
 import { importDirectory } from '../../node/weights/directory.js'
-import { signRecord, uploadStatementBytes } from '../../protocol/index.js'
+import { peerIdBytes, signRecord, uploadStatementBytes } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
 import { Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
@@ -104,6 +105,12 @@ function connectError(url: string): Promise<string> {
   })
 }
 
+/** Files under the node's upload staging directory (blocks of uploads under way). */
+async function stagedFiles(home: string): Promise<number> {
+  const entries = await readdir(join(home, 'upload-staging'), { recursive: true, withFileTypes: true })
+  return entries.filter((e) => e.isFile()).length
+}
+
 /** `store`, with every CID it is asked to read (has, get) appended to `reads`. */
 function readsOf(store: FsBlockstore, reads: string[]): FsBlockstore {
   return new Proxy(store, {
@@ -146,13 +153,35 @@ describe('weights on a node', () => {
       body: Buffer.from(body),
     })
   const admin = () => ({ authorization: `Bearer ${token}` })
-  const statement = (signer: string, root: CID, size: number, at = Date.now()) => ({
-    'allmende-upload-author': sim.did(signer),
-    'allmende-upload-at': String(at),
-    'allmende-upload-signature': Buffer.from(
-      sim.signer(signer).sign(uploadStatementBytes(root, at, size)),
-    ).toString('base64'),
-  })
+  /** Version-2 statement headers (SPEC.md §7) for this node, with a fresh nonce; `signs` overrides what is signed. */
+  const statement = (
+    signer: string,
+    root: CID,
+    size: number,
+    at = Date.now(),
+    signs: { size?: number } = {},
+  ) => {
+    const nonce = randomBytes(16)
+    const signed = uploadStatementBytes({
+      federation: sim.federation,
+      node: peerIdBytes(node.p2p.peerId)!,
+      root,
+      at,
+      size: signs.size ?? size,
+      nonce,
+    })
+    return {
+      'allmende-upload-version': '2',
+      'allmende-upload-author': sim.did(signer),
+      'allmende-upload-federation': sim.federation.toString(),
+      'allmende-upload-node': node.p2p.peerId,
+      'allmende-upload-root': root.toString(),
+      'allmende-upload-at': String(at),
+      'allmende-upload-size': String(size),
+      'allmende-upload-nonce': nonce.toString('hex'),
+      'allmende-upload-signature': Buffer.from(sim.signer(signer).sign(signed)).toString('base64'),
+    }
+  }
   const rawStatus = async (cid: CID) =>
     (await fetch(`${node.apiUrl}/ipfs/${cid}?format=raw`, { method: 'HEAD' })).status
 
@@ -187,29 +216,36 @@ describe('weights on a node', () => {
     expect(await node.p2p.helia!.pins.isPinned(a.root)).toBe(true)
   })
 
-  it('takes a CAR signed by a publisher (with and without the size header)', async () => {
-    const res = await upload(await carOf(b.root, b.blocks), statement('p', b.root, b.size))
+  it('takes a CAR signed by a publisher; a statement is good for one upload, a new one for another', async () => {
+    const signed = statement('p', b.root, b.size)
+    const res = await upload(await carOf(b.root, b.blocks), signed)
     expect(res.status, await res.clone().text()).toBe(201)
-    expect(await res.json()).toMatchObject({ root: b.root.toString(), bytes: b.size })
+    expect(await res.json()).toMatchObject({ root: b.root.toString(), bytes: b.size, dropped: 0 })
     expect(await rawStatus(b.root)).toBe(200)
-    // Again with the size named up front: a duplicate upload is fine.
-    const again = await upload(await carOf(b.root, b.blocks), {
-      ...statement('p', b.root, b.size),
-      'allmende-upload-size': String(b.size),
-    })
+    const replayed = await upload(await carOf(b.root, b.blocks), signed)
+    expect(replayed.status).toBe(401)
+    expect(((await replayed.json()) as { error: { code: string } }).error.code).toBe('upload-replayed')
+    // A duplicate upload under a statement of its own is fine.
+    const again = await upload(await carOf(b.root, b.blocks), statement('p', b.root, b.size))
     expect(again.status).toBe(201)
   })
 
   it('refuses bad signatures, non-publishers, stale statements and missing credentials', async () => {
     const car = await carOf(c.root, c.blocks)
+    const { 'allmende-upload-version': _, ...v1 } = statement('p', c.root, c.size)
+    const { 'allmende-upload-size': __, ...sizeless } = statement('p', c.root, c.size)
     const cases: [Record<string, string>, number, string][] = [
-      [statement('p', c.root, c.size + 1), 401, 'upload-signature-invalid'],
-      [
-        { ...statement('p', c.root, c.size), 'allmende-upload-size': String(c.size + 1) },
-        401,
-        'upload-signature-invalid',
-      ],
+      [statement('p', c.root, c.size, Date.now(), { size: c.size + 1 }), 401, 'upload-signature-invalid'],
+      [statement('p', c.root, c.size + 1, Date.now(), { size: c.size }), 401, 'upload-signature-invalid'],
       [statement('v', c.root, c.size), 403, 'not-a-publisher'],
+      // What an older CLI sends: no version header. It is told to upgrade.
+      [v1, 400, 'upload-statement-outdated'],
+      [
+        { ...statement('p', c.root, c.size), 'allmende-upload-version': '3' },
+        400,
+        'upload-statement-version',
+      ],
+      [sizeless, 401, 'upload-statement-invalid'],
       [statement('p', c.root, c.size, Date.now() - 11 * 60_000), 401, 'upload-stale'],
       [
         { ...statement('p', c.root, c.size), 'allmende-upload-signature': 'abc' },
@@ -222,9 +258,11 @@ describe('weights on a node', () => {
     for (const [headers, status, code] of cases) {
       const res = await upload(car, headers)
       expect(res.status, JSON.stringify(headers)).toBe(status)
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code)
+      const error = ((await res.json()) as { error: { code: string; message: string } }).error
+      expect(error.code).toBe(code)
+      if (code === 'upload-statement-outdated') expect(error.message).toMatch(/upgrade the allmende CLI/)
     }
-    // Nothing of it is reachable; the signature checked after the walk cleaned up its blocks.
+    // Nothing of it is reachable: every one was refused before its body was read.
     expect(await rawStatus(c.root)).toBe(404)
     for (const blk of c.blocks.slice(1, 4)) expect(await rawStatus(blk.cid)).toBe(404)
   })
@@ -436,7 +474,7 @@ describe('weights on a node', () => {
 
   it('still serves and pins the weights after a restart, and a stalled upload does not hold up stop', async () => {
     const home = node.home
-    // An upload that sends part of a CAR and then stalls: its blocks are written, its root is not.
+    // An upload that sends part of a CAR and then stalls: its blocks are staged, never stored.
     const car = await carOf(c.root, c.blocks)
     const written = c.blocks[1]!
     const body = new ReadableStream<Uint8Array>({
@@ -450,15 +488,14 @@ describe('weights on a node', () => {
       body,
       duplex: 'half',
     } as RequestInit).catch((e: Error) => e)
-    // Its blocks are held but under no pin, so not served: looked for in the store itself.
-    await until(() => node.p2p.helia!.blockstore.has(written.cid), 'the stalled upload writing blocks')
+    await until(async () => (await stagedFiles(home)) > 0, 'the stalled upload staging blocks')
     expect(await rawStatus(written.cid)).toBe(404)
     // Bounded only so that a stop held up by the upload fails here instead of hanging the run.
     await settles(node.stop(), 30_000, 'node.stop() with an upload stalled mid-CAR')
     expect(await settles(stalled, 30_000, 'the stalled upload')).toBeInstanceOf(Error)
     // What stop must have done by the time it resolves: the API no longer takes connections,
-    // libp2p is stopped, the record store refuses writes, and the cut-off upload has deleted the
-    // blocks it wrote before the blockstore closed.
+    // libp2p is stopped, the record store refuses writes, and the cut-off upload has removed the
+    // blocks it staged; none reached the blockstore.
     expect(await connectError(node.apiUrl)).toBe('ECONNREFUSED')
     expect(node.p2p.libp2p.status).toBe('stopped')
     await expect(node.store.ingestBlocks([])).rejects.toMatchObject({ code: 'store-closed' })
@@ -466,6 +503,7 @@ describe('weights on a node', () => {
     await onDisk.open()
     expect(await onDisk.has(written.cid)).toBe(false)
     await onDisk.close()
+    expect(await stagedFiles(home)).toBe(0)
     node = await startNode({ home, genesis: sim.genesis, log: silentLogger, helia: true })
     cluster.nodes[0] = node
     expect(await node.p2p.helia!.pins.isPinned(a.root)).toBe(true)
@@ -474,7 +512,7 @@ describe('weights on a node', () => {
     for await (const pin of node.p2p.helia!.pins.ls()) pinned.push(pin.cid.toString())
     expect(pinned.sort()).toEqual([a.root.toString(), b.root.toString()].sort())
     await fetchAndCheck(a)
-    // The stalled upload was cleaned up when it was cut off.
+    // The stalled upload left nothing behind.
     expect(await rawStatus(written.cid)).toBe(404)
     expect(await rawStatus(c.root)).toBe(404)
 

@@ -26,6 +26,7 @@ import { decodeRecord, signRecord } from '../../protocol/record.js'
 import {
   createSigner,
   federationIdOf,
+  peerIdBytes,
   RECORD_DOMAIN,
   signingBytes,
   uploadStatementBytes,
@@ -143,10 +144,34 @@ describe('record vectors', () => {
     expect(genesis.signingBytes).toBe(bytesToHex(RECORD_DOMAIN) + d.unsignedBytes)
   })
 
-  it('sign upload statements', () => {
+  it('sign upload statements (version 2: federation, node, root, at, size, nonce)', () => {
     for (const u of vectors.uploadStatements) {
-      const bytes = uploadStatementBytes(CID.parse(u.root), u.at, u.size)
+      const node = peerIdBytes(u.node)
+      expect(node && bytesToHex(node), u.name).toBe(u.nodeBytes)
+      const bytes = uploadStatementBytes({
+        federation: CID.parse(u.federation),
+        node: node!,
+        root: CID.parse(u.root),
+        at: u.at,
+        size: u.size,
+        nonce: hexToBytes(u.nonce),
+      })
       expect(bytesToHex(bytes), u.name).toBe(u.bytes)
+      // The layout of SPEC.md §7, spelled out: domain, federation, node, root, at, size, nonce.
+      const at = new Uint8Array(8)
+      new DataView(at.buffer).setBigUint64(0, BigInt(u.at))
+      const size = new Uint8Array(8)
+      new DataView(size.buffer).setBigUint64(0, BigInt(u.size))
+      expect(u.bytes, u.name).toBe(
+        bytesToHex(new TextEncoder().encode('allmende/upload/v2\n')) +
+          bytesToHex(CID.parse(u.federation).bytes) +
+          u.nodeBytes +
+          bytesToHex(CID.parse(u.root).bytes) +
+          bytesToHex(at) +
+          bytesToHex(size) +
+          u.nonce,
+      )
+      expect(u.nonce, u.name).toHaveLength(32)
       const key = keyOf(u.signer)
       expect(zip215.verify(hexToBytes(u.sig), bytes, key), u.name).toBe(true)
       expect(nodeCrypto.verify(hexToBytes(u.sig), bytes, key), u.name).toBe(true)
