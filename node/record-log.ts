@@ -794,7 +794,7 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** The log's directory made and resolved, so one file has one name here whatever the path given. */
+/** Makes the log's directory; resolves to one name for the file whatever the path given (symbolic links, `..`). */
 async function canonicalPath(path: string): Promise<string> {
   const fullPath = resolve(path)
   await mkdir(dirname(fullPath), { recursive: true, mode: 0o700 })
@@ -904,20 +904,22 @@ export async function openRecordLog(path: string, options: RecordLogOptions = {}
     } catch {}
   }
   const opening: Opening = { step: 'create directory', fh: undefined }
-  let fullPath: string
+  // Files are opened by the path given; the checks against a second open use the resolved one.
+  const fullPath = resolve(path)
+  let canonical: string
   try {
-    fullPath = await canonicalPath(path)
+    canonical = await canonicalPath(path)
   } catch (e) {
     throw ioError(path, opening.step, e)
   }
-  if (openPaths.has(fullPath)) {
+  if (openPaths.has(canonical)) {
     throw failure('record-log-busy', `record log ${path} is already open in this process`)
   }
-  openPaths.add(fullPath)
+  openPaths.add(canonical)
   let release: (() => Promise<void>) | undefined
   try {
     opening.step = 'take the lock'
-    release = await acquireLock(fullPath, path, emit)
+    release = await acquireLock(canonical, path, emit)
     opening.step = 'open'
     const fh = await open(fullPath, constants.O_RDWR | constants.O_CREAT, 0o600)
     opening.fh = fh
@@ -951,11 +953,11 @@ export async function openRecordLog(path: string, options: RecordLogOptions = {}
       fileSize = HEADER_BYTES
     }
     const opened = await scanAndRecover(opening, fh, fileSize, fullPath, path, emit)
-    return createLog(opened, fullPath, path, options, emit, release)
+    return createLog(opened, canonical, path, options, emit, release)
   } catch (e) {
     await opening.fh?.close().catch(() => {})
     await release?.().catch(() => {})
-    openPaths.delete(fullPath)
+    openPaths.delete(canonical)
     if (e instanceof NodeError) throw e
     throw ioError(path, opening.step, e)
   }

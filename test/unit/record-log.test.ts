@@ -16,6 +16,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs'
@@ -851,6 +852,19 @@ describe('record log lock', () => {
       }
     },
   )
+
+  it('one file is one log whatever the path: a second open through a symbolic link is refused', async () => {
+    const path = freshPath()
+    const log = await openRecordLog(path, { log: () => {} })
+    const alias = join(dir, `alias-${n++}`)
+    symlinkSync(dirname(path), alias)
+    const error = await rejection(
+      openRecordLog(join(alias, '..', basename(alias), basename(path)), { log: () => {} }),
+    )
+    expect(error.code).toBe('record-log-busy')
+    await log.close()
+    await (await openRecordLog(join(alias, basename(path)), { log: () => {} })).close()
+  })
 
   it('a lock of a live process is never taken over, and a failed open releases its own lock', async () => {
     const path = freshPath()
