@@ -13,8 +13,9 @@
  *   - `apply` of one vote (and of one seal) on a state of that size, against
  *     re-folding everything;
  *   - `apply` of one checkpoint that cannot count (a member's copy of the
- *     counted one, or one steward's alone for a later epoch) on that state,
- *     after a counted checkpoint, against one attestation in the same run.
+ *     counted one, or one steward's alone for a later epoch) and of one
+ *     member's seal on that state, after a counted checkpoint, against one
+ *     attestation in the same run.
  */
 import '../node/polyfill.js'
 import * as dagCbor from '@ipld/dag-cbor'
@@ -215,6 +216,13 @@ const memberCopies = Array.from({ length: STREAM }, (_, k) =>
 const loneSteward = Array.from({ length: STREAM }, (_, k) =>
   signCheckpoint('s4', EPOCH + 30_000 + k, later(STREAM + k), content.finalized),
 )
+const memberSeals = Array.from({ length: STREAM }, (_, k) =>
+  sim.seal(voters[10 + k]!, 2200 + k, {
+    proposal: proposals[k]!.cid,
+    votes: counted.get(proposals[k]!.cid.toString())!,
+    attestations: [],
+  }),
+)
 const attestations = Array.from({ length: STREAM }, (_, k) =>
   sim.attestation('s2', 40_000 + k, {
     subject: (records[2 * k] as Verified<'manifest'>).cid,
@@ -232,6 +240,7 @@ const attestationMs = median(timed(attestations))
 const derivedBefore = derivationsOf(acc)
 const memberCopyMs = median(timed(memberCopies))
 const loneStewardMs = median(timed(loneSteward))
+const memberSealMs = median(timed(memberSeals))
 const derivedByStream = derivationsOf(acc) - derivedBefore
 verified = [
   ...verified,
@@ -242,6 +251,7 @@ verified = [
   ...attestations,
   ...memberCopies,
   ...loneSteward,
+  ...memberSeals,
 ]
 const same =
   Buffer.compare(
@@ -277,7 +287,12 @@ console.log(
 console.log(
   `| apply one checkpoint by one steward, below the threshold (median of ${STREAM}) | ${loneStewardMs.toFixed(3)} ms | attestation ${attestationMs.toFixed(3)} ms | ${(loneStewardMs / attestationMs).toFixed(1)}× |`,
 )
+console.log(
+  `| apply one seal by a non-steward (median of ${STREAM}) | ${memberSealMs.toFixed(3)} ms | attestation ${attestationMs.toFixed(3)} ms | ${(memberSealMs / attestationMs).toFixed(1)}× |`,
+)
 console.log('')
 console.log(`final-passed proposals: ${finals}/${PROPOSALS}; incremental state equals batch fold: ${same}`)
-console.log(`checkpoints that cannot count: ${2 * STREAM} applied, ${derivedByStream} re-derivations`)
+console.log(
+  `checkpoints and seals that cannot count: ${3 * STREAM} applied, ${derivedByStream} re-derivations`,
+)
 if (!same || finals !== PROPOSALS || derivedByStream !== 0) process.exit(1)

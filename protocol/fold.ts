@@ -14,7 +14,8 @@
  *   list once per distinct content): it joins its group of identical
  *   checkpoints, and only a group that reaches the threshold and is newer
  *   than the newest counted checkpoint makes everything derived again. A
- *   member's stream of checkpoints that cannot count re-derives nothing.
+ *   seal that does not count costs its own check. So a member's stream of
+ *   checkpoints or seals that cannot count re-derives nothing.
  * - Invalid records never get here (`Verified` values only); a record of
  *   another federation is refused by `add`. Every other record is kept and
  *   reported as applied, pending (waiting for a dependency) or inapplicable
@@ -451,13 +452,19 @@ class FoldImpl implements Fold {
         else if (this.isolated(key)) return this.addDecision(p, key)
         break
       }
-      case 'seal':
-        push(
-          this.sealsByProposal,
-          cidKey((r as Verified<'seal'>).record.body.proposal),
-          r as Verified<'seal'>,
-        )
+      case 'seal': {
+        const seal = r as Verified<'seal'>
+        push(this.sealsByProposal, cidKey(seal.record.body.proposal), seal)
+        // A seal that does not count changes nothing but its own report.
+        if (this.isolated(key)) {
+          const report = this.uncountedSealReport(seal)
+          if (report) {
+            this.reports.set(key, report)
+            return true
+          }
+        }
         break
+      }
       case 'manifest':
         this.manifests.set(key, r as Verified<'manifest'>)
         // Attestations do not wait in `waiting` for their subject: look for them here. Proposals
@@ -526,6 +533,25 @@ class FoldImpl implements Fold {
     }
     this.view = undefined
     return true
+  }
+
+  /**
+   * The report of a new seal when it cannot count (a non-steward's, outside its window, with a
+   * list that does not add up, waiting for its proposal or a named record); undefined when it
+   * counts, and so may change the proposal's finality.
+   */
+  private uncountedSealReport(seal: Verified<'seal'>): RecordReport | undefined {
+    const pKey = cidKey(seal.record.body.proposal)
+    const p = this.proposals.get(pKey)
+    if (!p) {
+      this.waiting.add(pKey)
+      return pending('proposal-unknown', 'the sealed proposal is not known yet')
+    }
+    const ev = this.evalOf(p)
+    if (ev.s === 'pending') return pending('proposal-pending', 'the sealed proposal is pending')
+    if (ev.s === 'void') return inapplicable('proposal-void', 'the sealed proposal is void')
+    const report = this.sealReport(p, ev, seal)
+    return report.status === 'applied' ? undefined : report
   }
 
   private upgrade(held: AnyVerified, r: AnyVerified, key: string): void {

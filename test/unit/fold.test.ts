@@ -21,6 +21,7 @@ import {
   cidKey,
   compareCids,
   createFold,
+  derivationsOf,
   type FederationState,
   type Fold,
   fold,
@@ -290,6 +291,57 @@ describe('seals', () => {
     expect(view(state, p.cid).phase).toBe('final-passed')
     expect(state.height).toBe(1)
     expect(canonicalState(state)).toEqual(canonicalState(fold(sim.genesis, [late, ...seals, p, ...votes])))
+  })
+})
+
+describe('seals that cannot count cost their own check only', () => {
+  it('a stream of them changes nothing and re-derives nothing; a seal that counts re-derives once', () => {
+    const sim = simulator()
+    const p = propose(sim, 'a', 0, { type: 'admit-member', member: member(sim, 'x', ['voter']) })
+    const votes = ['a', 'b', 'c'].map((v, i) => sim.vote(v, 10 + i, { proposal: p.cid, choice: 'yes' }))
+    sim.add(...votes)
+    const elsewhere = sim.proposal('d', 5, {
+      closesAt: 1005,
+      action: { type: 'remove-member', id: sim.did('e') },
+    })
+    const unsent = sim.vote('d', 20, { proposal: p.cid, choice: 'yes' })
+    const before = canonicalState(sim.fold.state())
+    const derived = derivationsOf(sim.fold)
+    const stream: [Verified<'seal'>, string][] = []
+    for (let k = 0; k < 10; k++) {
+      const at = 1100 + k
+      stream.push(
+        [sim.seal('d', at, { proposal: p.cid }), 'seal-not-steward'],
+        [sim.seal('a', 500 + k, { proposal: p.cid }), 'seal-window'],
+        [
+          sim.seal('b', at, { proposal: p.cid, forgeTally: { yes: 0, no: 3 + k, abstain: 0 } }),
+          'seal-tally-mismatch',
+        ],
+        [sim.seal('c', at, { proposal: elsewhere.cid }), 'proposal-unknown'],
+        [
+          sim.seal('c', at, {
+            proposal: p.cid,
+            votes: [...votes, unsent].map((v) => v.cid).sort(compareCids),
+          }),
+          'record-unknown',
+        ],
+      )
+    }
+    for (const [seal, code] of stream) {
+      sim.add(seal)
+      expect(sim.fold.report(seal.cid)).toMatchObject({ code })
+      expect(canonicalState(sim.fold.state())).toEqual(before)
+      expect(derivationsOf(sim.fold)).toBe(derived)
+    }
+    const batch = createFoldWith(sim, [p, ...votes, ...stream.map(([seal]) => seal)])
+    expect(canonicalState(batch.state())).toEqual(before)
+    for (const [seal] of stream) expect(batch.report(seal.cid)).toEqual(sim.fold.report(seal.cid))
+    // Two stewards' seals that count: each may change the decision, so each derives again.
+    sim.add(sim.seal('a', 1100, { proposal: p.cid }))
+    expect(phaseOf(sim.fold, p.cid)).toBe('undecided')
+    sim.add(sim.seal('b', 1101, { proposal: p.cid }))
+    expect(phaseOf(sim.fold, p.cid)).toBe('final-passed')
+    expect(derivationsOf(sim.fold)).toBe(derived + 2)
   })
 })
 
