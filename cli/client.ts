@@ -90,7 +90,7 @@ export class NodeClient {
         typeof error?.message === 'string'
           ? error.message
           : `the node answered ${res.status} ${res.statusText}`
-      throw new CliError(code, message, EXIT.failed)
+      throw new CliError(code, message, EXIT.failed, typeof error === 'object' && error !== null ? error : {})
     }
     if (body === undefined) throw new CliError('bad-answer', `the node at ${this.base} did not answer JSON`)
     return body as T
@@ -194,11 +194,34 @@ export class NodeClient {
     return this.answer<T>(res)
   }
 
-  /** GETs raw bytes (a certificate CAR); a 4xx/5xx is a CliError with the node's code. */
-  async getBytes(path: string, accept: string): Promise<Uint8Array> {
+  /**
+   * GETs raw bytes (a certificate CAR); a 4xx/5xx is a CliError with the node's code. With
+   * `maxBytes`, a body longer than that is cut off and refused (`answer-too-large`): a hostile
+   * node cannot make the CLI hold an unbounded answer.
+   */
+  async getBytes(path: string, accept: string, maxBytes?: number): Promise<Uint8Array> {
     const res = await this.request(path, { headers: { accept } })
     if (!res.ok) return this.answer<never>(res)
-    return new Uint8Array(await res.arrayBuffer())
+    if (maxBytes === undefined || !res.body) return new Uint8Array(await res.arrayBuffer())
+    const parts: Uint8Array[] = []
+    let size = 0
+    try {
+      for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) {
+        size += part.length
+        if (size > maxBytes) {
+          // Leaving the loop cancels the body.
+          throw new CliError(
+            'answer-too-large',
+            `the node at ${this.base} answered ${path} with more than ${maxBytes} bytes`,
+          )
+        }
+        parts.push(part)
+      }
+    } catch (e) {
+      if (e instanceof CliError) throw e
+      throw this.unreachable(e, this.timeoutMs)
+    }
+    return new Uint8Array(Buffer.concat(parts))
   }
 
   /** Submits one signed record (application/cbor). Rejections come back as CliErrors with the node's code. */

@@ -12,11 +12,19 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
 export class CliError extends Error {
   readonly code: string
   readonly exit: number
-  constructor(code: string, message: string, exit: number = EXIT.failed) {
+  /** More of what the node answered with the error (e.g. `dueAt` beside `not-covered`). */
+  readonly details: Readonly<Record<string, unknown>>
+  constructor(
+    code: string,
+    message: string,
+    exit: number = EXIT.failed,
+    details: Readonly<Record<string, unknown>> = {},
+  ) {
     super(message)
     this.name = 'CliError'
     this.code = code
     this.exit = exit
+    this.details = details
   }
 }
 
@@ -31,6 +39,11 @@ export interface Ctx {
   out(value: unknown, text: string | readonly string[]): void
   /** A remark for people (stderr), never in JSON mode. */
   note(text: string): void
+  /**
+   * Something the user must be told even in JSON mode (stderr): `allmende: note: MESSAGE`, or one
+   * line `{"notice": {code, message}}` with --json. Stdout stays the command's result.
+   */
+  notice(code: string, message: string): void
 }
 
 export function ctxOf(cmd: Command): Ctx {
@@ -43,6 +56,11 @@ export function ctxOf(cmd: Command): Ctx {
     },
     note(text) {
       if (!json) process.stderr.write(`${text}\n`)
+    },
+    notice(code, message) {
+      process.stderr.write(
+        json ? `${JSON.stringify({ notice: { code, message } })}\n` : `allmende: note: ${message}\n`,
+      )
     },
   }
 }

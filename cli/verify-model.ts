@@ -1,9 +1,13 @@
 /**
- * Checking a model directory against its federation (DESIGN.md §5, §7 `verify`): offline with a
- * certificate (the checkpointed status, then every file against the certified manifest), or
- * online against a node's view (its status for name@version and the manifest record it holds).
- * The result is `{ok, status, problems}`; `ok` only when the version is ratified and the files
- * match.
+ * Checking a model directory against its federation (DESIGN.md §5, §7 `verify`). The status is
+ * proven by a certificate, verified from the federation id alone — a file (offline), or the one
+ * a node serves (online), by the same function with the same trust mark. Then the files are
+ * checked against the certified manifest. The result is `{ok, status, problems}`; `ok` only when
+ * a certificate proves the version ratified and every file matches.
+ *
+ * Online, the node's live word may only make the verdict stricter (a revocation or a conflict
+ * that is final but not yet covered by a checkpoint refuses the model, said to be unconfirmed);
+ * a node's "ratified" without a covering certificate never passes.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -11,15 +15,17 @@ import { CID } from 'multiformats/cid'
 import { verifyDirectory } from '../node/weights/verify.js'
 import {
   type AnyVerified,
+  type CertificateVerdict,
   decodeRecord,
+  MAX_CERTIFICATE_BYTES,
   type ManifestBody,
   type TrustMark,
   verifyCertificate,
 } from '../protocol/index.js'
 import type { NodeClient } from './client.js'
-import { CliError } from './context.js'
+import { CliError, EXIT } from './context.js'
 import { allmendeHome } from './identity.js'
-import { getModel } from './records.js'
+import { getModel, type ModelAnswer } from './records.js'
 
 export interface ModelProblem {
   readonly code: string
@@ -33,7 +39,21 @@ export interface ModelVerdict {
   readonly status: string
   readonly manifest?: string
   readonly problems: readonly ModelProblem[]
-  /** The high-water mark to keep for the federation (offline only). */
+  /** The high-water mark to keep for the federation (when a certificate was verified). */
+  readonly trusted?: TrustMark
+}
+
+/**
+ * What is known about a version before its files are read: its status, how it was proven, the
+ * manifest to check files against, and the problems so far.
+ */
+export interface StatusProof {
+  readonly status: string
+  /** True when a verified certificate proves `status` (a node's word alone never does). */
+  readonly certified: boolean
+  readonly manifestId?: string
+  readonly manifest?: ManifestBody
+  readonly problems: readonly ModelProblem[]
   readonly trusted?: TrustMark
 }
 
@@ -60,20 +80,11 @@ function statusProblem(model: string, status: string): ModelProblem | undefined 
   return { code, message: `${model} is ${status}, not ratified` }
 }
 
-async function checkFiles(dir: string, body: ManifestBody, cid: boolean): Promise<ModelProblem[]> {
-  const r = await verifyDirectory(dir, body, { cid })
-  return r.problems.map((p) => ({
-    code: p.code,
-    ...(p.path !== undefined ? { path: p.path } : {}),
-    message: p.message,
-  }))
-}
-
-/** Offline: the certificate proves the status and the manifest; the files are checked against it. */
-export async function verifyModel(dir: string, options: VerifyModelOptions): Promise<ModelVerdict> {
+/** The certificate verified exactly as offline (`verifyCertificate`), as a status proof. */
+export function proveWithCertificate(options: Omit<VerifyModelOptions, 'cid'>): StatusProof {
   const federation =
     typeof options.federation === 'string' ? CID.parse(options.federation) : options.federation
-  const verdict = verifyCertificate(federation, options.certificate, {
+  const verdict: CertificateVerdict = verifyCertificate(federation, options.certificate, {
     now: options.now ?? Date.now(),
     model: options.model,
     ...(options.maxAgeMs !== undefined ? { maxAgeMs: options.maxAgeMs } : {}),
@@ -84,16 +95,45 @@ export async function verifyModel(dir: string, options: VerifyModelOptions): Pro
     const s = statusProblem(options.model, verdict.status)
     if (s) problems.push(s)
   }
-  if (verdict.manifestRecord) {
-    problems.push(...(await checkFiles(dir, verdict.manifestRecord.record.body, options.cid === true)))
-  }
   return {
-    ok: verdict.ok && verdict.status === 'ratified' && problems.length === 0,
     status: verdict.status,
-    ...(verdict.manifest ? { manifest: verdict.manifest.toString() } : {}),
+    certified: verdict.ok,
+    ...(verdict.manifest ? { manifestId: verdict.manifest.toString() } : {}),
+    ...(verdict.manifestRecord ? { manifest: verdict.manifestRecord.record.body } : {}),
     problems,
     ...(verdict.trusted ? { trusted: verdict.trusted } : {}),
   }
+}
+
+/** The files of `dir` against the proof's manifest (when it has one), and the verdict. */
+export async function checkFiles(
+  dir: string,
+  proof: StatusProof,
+  options: { cid?: boolean; extra?: readonly ModelProblem[] } = {},
+): Promise<ModelVerdict> {
+  const problems = [...proof.problems, ...(options.extra ?? [])]
+  if (proof.manifest) {
+    const r = await verifyDirectory(dir, proof.manifest, { cid: options.cid === true })
+    for (const p of r.problems)
+      problems.push({ code: p.code, ...(p.path !== undefined ? { path: p.path } : {}), message: p.message })
+  }
+  return verdictOf(proof, problems)
+}
+
+/** The verdict from a proof and every problem found: ok only when certified ratified and clean. */
+export function verdictOf(proof: StatusProof, problems: readonly ModelProblem[]): ModelVerdict {
+  return {
+    ok: proof.certified && proof.status === 'ratified' && problems.length === 0,
+    status: proof.status,
+    ...(proof.manifestId ? { manifest: proof.manifestId } : {}),
+    problems,
+    ...(proof.trusted ? { trusted: proof.trusted } : {}),
+  }
+}
+
+/** Offline: the certificate proves the status and the manifest; the files are checked against it. */
+export async function verifyModel(dir: string, options: VerifyModelOptions): Promise<ModelVerdict> {
+  return checkFiles(dir, proveWithCertificate(options), { cid: options.cid === true })
 }
 
 /** The manifest record `manifestId` from the node, its signature and CID checked. */
@@ -111,32 +151,145 @@ export async function fetchManifest(
   return record.record.body as ManifestBody
 }
 
-/** Online: the node's status for the version, and the manifest record it holds (signature checked). */
-export async function verifyModelOnline(
-  dir: string,
+// ------------------------------------------------------------------ online: a node's certificate
+
+/** A node's certificate for a version, or why it served none (its error, e.g. `not-covered`). */
+export type NodeCertificate =
+  | { readonly car: Uint8Array }
+  | { readonly refused: { readonly code: string; readonly message: string; readonly dueAt?: number } }
+
+/**
+ * `GET /certificates/N@V`. An answer with an error status is the node's refusal (with `dueAt`
+ * when it says when a covering checkpoint is due); a node that cannot be reached is thrown. The
+ * body is bounded by the certificate size cap: a hostile node cannot fill memory.
+ */
+export async function fetchCertificate(client: NodeClient, model: string): Promise<NodeCertificate> {
+  try {
+    const car = await client.getBytes(
+      `/certificates/${encodeURIComponent(model)}`,
+      'application/vnd.ipld.car',
+      MAX_CERTIFICATE_BYTES + 1,
+    )
+    return { car }
+  } catch (e) {
+    if (!(e instanceof CliError) || e.exit !== EXIT.failed) throw e
+    const dueAt = e.details.dueAt
+    return {
+      refused: {
+        code: e.code,
+        message: e.message,
+        ...(typeof dueAt === 'number' && Number.isSafeInteger(dueAt) ? { dueAt } : {}),
+      },
+    }
+  }
+}
+
+/** `at 2025-05-01T12:00:05.000Z (in 7 s)`: a due time for people, against this machine's clock. */
+export function dueText(dueAt: number, now: number = Date.now()): string {
+  const s = Math.round((dueAt - now) / 1000)
+  return `at ${new Date(dueAt).toISOString()} (${s >= 0 ? `in ${s} s` : `${-s} s ago`})`
+}
+
+export interface OnlineOptions {
+  /** The federation the certificate must chain to (pinned, or given). */
+  readonly federation: CID
+  readonly trusted?: TrustMark
+  readonly maxAgeMs?: number
+  readonly now?: number
+}
+
+/**
+ * Online: the node's certificate, verified exactly as offline; then the node's live word, which
+ * may only make the verdict stricter (DECISIONS 1). Without a covering certificate the version
+ * never passes: the status is then the node's word, and the manifest it names (signature and
+ * federation checked) is only used to name bad files.
+ */
+export async function proveOnline(
   client: NodeClient,
   model: string,
-  options: { cid?: boolean; federation?: CID } = {},
-): Promise<ModelVerdict> {
-  const m = await getModel(client, model)
-  const manifestId = m.manifest ?? (m.manifests.length === 1 ? m.manifests[0]!.id : undefined)
-  const problems: ModelProblem[] = []
-  const s = statusProblem(model, m.status)
-  if (s) problems.push(s)
-  if (manifestId === undefined) {
-    problems.push({
-      code: 'no-manifest',
-      message: `${model} has ${m.manifests.length} rival manifests and none is ratified`,
-    })
-    return { ok: false, status: m.status, problems }
+  options: OnlineOptions,
+): Promise<StatusProof> {
+  const served = await fetchCertificate(client, model)
+  const proof =
+    'car' in served
+      ? proveWithCertificate({
+          model,
+          certificate: served.car,
+          federation: options.federation,
+          ...(options.now !== undefined ? { now: options.now } : {}),
+          ...(options.maxAgeMs !== undefined ? { maxAgeMs: options.maxAgeMs } : {}),
+          ...(options.trusted !== undefined ? { trusted: options.trusted } : {}),
+        })
+      : undefined
+  // The node's live word (throws unknown-model when it knows nothing of the version).
+  const live = await getModel(client, model)
+  const dueAt = 'refused' in served ? served.refused.dueAt : undefined
+  const when =
+    dueAt !== undefined
+      ? `the checkpoint that will confirm it is due ${dueText(dueAt, options.now)}`
+      : 'no checkpoint confirms it yet'
+  if (proof && proof.status !== 'unknown') {
+    const news = stricterNews(client, model, live, proof.status, when)
+    return news ? { ...proof, status: live.status, problems: [...proof.problems, news] } : proof
   }
-  const body = await fetchManifest(client, manifestId, options.federation)
-  problems.push(...(await checkFiles(dir, body, options.cid === true)))
+  // No certificate that proves a status: only the node's word, which never passes. (A certificate
+  // with no decision under its checkpoint is said below, with what the node claims.)
+  const problems = (proof?.problems ?? []).filter((p) => p.code !== 'cert-not-ratified')
+  let status = proof?.status ?? 'unknown'
+  if (live.status === 'ratified') {
+    const why =
+      'refused' in served
+        ? `it serves no certificate for it (${served.refused.code}: ${served.refused.message})`
+        : 'its certificate does not cover the decision'
+    problems.push({
+      code: 'ratified-unconfirmed',
+      message: `the node at ${client.base} says ${model} is ratified, but ${why}; a node's word alone never passes. ${dueAt !== undefined ? `The checkpoint covering the decision is due ${dueText(dueAt, options.now)}: try again then` : 'Try again once a checkpoint covers it'}`,
+    })
+  } else {
+    status = live.status
+    problems.push(stricterNews(client, model, live, 'unknown', when) ?? statusProblem(model, live.status)!)
+  }
+  const named = await namedManifest(client, live, options.federation)
   return {
-    ok: m.status === 'ratified' && problems.length === 0,
-    status: m.status,
-    manifest: manifestId,
+    status,
+    certified: false,
     problems,
+    ...named,
+    ...(proof?.trusted ? { trusted: proof.trusted } : {}),
+  }
+}
+
+/** A final revocation or conflict the node holds that the certificate does not show yet. */
+function stricterNews(
+  client: NodeClient,
+  model: string,
+  live: ModelAnswer,
+  certified: string,
+  when: string,
+): ModelProblem | undefined {
+  if ((live.status !== 'revoked' && live.status !== 'conflicted') || live.status === certified)
+    return undefined
+  const by = live.proposal ? ` by ${live.proposal}` : ''
+  return {
+    code: `${live.status}-unconfirmed`,
+    message: `the node at ${client.base} says ${model} is ${live.status}${by}, final but not yet covered by a counted checkpoint: the node's unconfirmed word, and ${when}; refused until then`,
+  }
+}
+
+/** The manifest the node names for the version (signature and federation checked), to name bad files. */
+async function namedManifest(
+  client: NodeClient,
+  live: ModelAnswer,
+  federation: CID,
+): Promise<{ manifestId?: string; manifest?: ManifestBody }> {
+  const id = live.manifest ?? (live.manifests.length === 1 ? live.manifests[0]!.id : undefined)
+  if (id === undefined) return {}
+  try {
+    return { manifestId: id, manifest: await fetchManifest(client, id, federation) }
+  } catch (e) {
+    // Only to name bad files: a node that will not serve it changes nothing (the version is refused).
+    if (e instanceof CliError && e.exit === EXIT.failed) return {}
+    throw e
   }
 }
 

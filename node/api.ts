@@ -14,6 +14,7 @@ import { CarBufferReader } from '@ipld/car/buffer-reader'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { WritableStorage } from 'ipfs-unixfs-importer'
 import { CID } from 'multiformats/cid'
+import { checkpointDue, uncoveredDecisions } from '../protocol/checkpoint-due.js'
 import {
   buildCertificate,
   cidKey,
@@ -235,6 +236,20 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     const fold = ctx.store.fold
     if (!fold.state().models.has(key))
       throw new NodeError('no-certificate', `no manifest of ${key} is known to this node`, { status: 404 })
+    // A decision no counted checkpoint covers yet: a certificate now would prove an older state (or
+    // nothing), so say when the covering checkpoint is due instead (SPEC.md §11.2).
+    const pending = uncoveredDecisions(fold.state(), key)
+    if (pending.length > 0) {
+      const last = pending.reduce((a, b) => (b.closesAt > a.closesAt ? b : a))
+      const due = checkpointDue(fold.headState().rules, last.closesAt, ctx.clock())
+      const when = due.overdue
+        ? `the checkpoint covering it was due at ${new Date(due.at).toISOString()} and is not counted yet; the next is due at ${new Date(due.nextAt).toISOString()}`
+        : `the checkpoint covering it is due at ${new Date(due.at).toISOString()}`
+      const message = `${key} was decided by ${last.cid} (final), but no counted checkpoint covers it yet; ${when}`
+      return reply.code(409).send({
+        error: { code: 'not-covered', message, decision: last.cid.toString(), dueAt: due.nextAt },
+      })
+    }
     let car: Uint8Array
     try {
       car = buildCertificate(fold, key)

@@ -71,6 +71,14 @@ export function registerModel(cli: Command): Command {
     action<{ node?: string; ratified?: boolean }>(async (ctx, opts, [ref]) => {
       const client = new NodeClient(opts.node)
       const m = await getModel(client, ref!)
+      // Whether a counted checkpoint covers the decision: until it does, the status is the node's
+      // word and no certificate can prove it (`certificate export` refuses, `verify` fails).
+      const confirmed = m.proposal
+        ? await client
+            .get<{ confirmed?: unknown }>(`/proposals/${encodeURIComponent(m.proposal)}`)
+            .then((p) => p.confirmed === true)
+            .catch(() => false)
+        : null
       // The manifest's facts (signature checked) and its lineage: the chain of `base` versions.
       const id = m.manifest ?? (m.manifests.length === 1 ? m.manifests[0]!.id : undefined)
       const body = id === undefined ? undefined : await fetchManifest(client, id)
@@ -100,12 +108,13 @@ export function registerModel(cli: Command): Command {
         status: m.status,
         manifest: m.manifest,
         proposal: m.proposal,
+        confirmed,
         manifests: m.manifests,
         ...(details ? { details } : {}),
         lineage,
       }
       ctx.out(out, [
-        `${m.name}@${m.version}  ${m.status}`,
+        `${m.name}@${m.version}  ${m.status}${confirmed === false ? ' (final, not yet confirmed by a checkpoint: no certificate yet)' : ''}`,
         ...(m.manifest ? [`manifest  ${m.manifest}`] : []),
         ...(m.proposal ? [`${m.status === 'revoked' ? 'revoked by' : 'ratified by'}  ${m.proposal}`] : []),
         ...(m.manifest ? [] : m.manifests.map((x) => `manifest  ${x.id} (${x.status})`)),

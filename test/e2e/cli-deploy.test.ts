@@ -2,7 +2,8 @@
  * The deployer commands through the real binary (`npm run build` first): `fetch` downloads a
  * published model from a node's trustless gateway, every block verified, and resumes after an
  * interruption keeping the files already complete; `exec` refuses to run a command for a model
- * that is not ratified.
+ * that is not ratified, and runs one on a snapshot of a ratified one (online, through the node's
+ * certificate, or offline with an exported one).
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -50,6 +51,13 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
       resolve({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
     )
   })
+}
+
+/** ALLMENDE_MODEL_DIR as exec gave it: a snapshot in the temp directory, not DIR, gone once the command exited. */
+async function isRemovedSnapshot(modelDir: string): Promise<void> {
+  expect(modelDir).not.toBe(join(dir, 'deployed'))
+  expect(modelDir.startsWith(join(tmpdir(), 'allmende-exec-'))).toBe(true)
+  expect(existsSync(modelDir)).toBe(false)
 }
 
 async function sameFiles(a: string, b: string): Promise<void> {
@@ -293,44 +301,62 @@ describe('allmende exec on a ratified model', () => {
     }
     const fetched = await run(['--json', 'fetch', 'ratified-model@1.0.0', '--out', 'deployed'], on)
     expect(fetched.code, fetched.stderr).toBe(0)
-    // A certificate whose checkpoint covers the decision (checkpoints come every 2 s).
-    let checked: Run | undefined
-    for (let i = 0; i < 60; i++) {
-      const exported = await run(
-        ['--json', 'certificate', 'export', 'ratified-model@1.0.0', '-o', join(dir, 'cert.car')],
-        on,
-      )
-      if (exported.code === 0) {
-        checked = await run(
-          [
-            '--json',
-            'verify',
-            'deployed',
-            '--model',
-            'ratified-model@1.0.0',
-            '--certificate',
-            join(dir, 'cert.car'),
-            '--federation',
-            federation,
-            '--max-age',
-            '1h',
-          ],
-          on,
-        )
-        if (checked.code === 0) break
-      }
-      await new Promise((r) => setTimeout(r, 500))
-    }
-    expect(checked?.code, `${checked?.stdout}\n${second.stderr()}`).toBe(0)
+    // A certificate once a checkpoint covers the decision: export waits for it (checkpoints
+    // come every 2 s, signed 6 s after their epoch).
+    const exported = await run(
+      [
+        '--json',
+        'certificate',
+        'export',
+        'ratified-model@1.0.0',
+        '-o',
+        join(dir, 'cert.car'),
+        '--wait',
+        '--timeout',
+        '60s',
+      ],
+      on,
+    )
+    expect(exported.code, `${exported.stderr}\n${second.stderr()}`).toBe(0)
+    const checked = await run(
+      [
+        '--json',
+        'verify',
+        'deployed',
+        '--model',
+        'ratified-model@1.0.0',
+        '--certificate',
+        join(dir, 'cert.car'),
+        '--federation',
+        federation,
+        '--max-age',
+        '1h',
+      ],
+      on,
+    )
+    expect(checked.code, `${checked.stdout}\n${second.stderr()}`).toBe(0)
 
     const marker = join(dir, 'seen.txt')
     const script = `require('node:fs').writeFileSync(${JSON.stringify(marker)}, process.env.ALLMENDE_MODEL_DIR); process.exit(7)`
+    // Online: the node's certificate (fresh within a minute), then the command on a snapshot.
     const online = await run(
-      ['exec', '--model', 'ratified-model@1.0.0', '--dir', 'deployed', '--', process.execPath, '-e', script],
+      [
+        'exec',
+        '--model',
+        'ratified-model@1.0.0',
+        '--dir',
+        'deployed',
+        '--max-age',
+        '1m',
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      ],
       on,
     )
     expect(online.code, online.stderr).toBe(7)
-    expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
+    await isRemovedSnapshot(await readFile(marker, 'utf8'))
     await rm(marker)
 
     const offline = await run(
@@ -354,7 +380,7 @@ describe('allmende exec on a ratified model', () => {
       { ...env, ALLMENDE_NODE: 'http://127.0.0.1:9' },
     )
     expect(offline.code, offline.stderr).toBe(7)
-    expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
+    await isRemovedSnapshot(await readFile(marker, 'utf8'))
     await rm(marker)
 
     // One flipped byte: exec refuses, naming the file, and the command does not run.
@@ -363,7 +389,19 @@ describe('allmende exec on a ratified model', () => {
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff
     await writeFile(join(dir, 'deployed', victim), bytes)
     const tampered = await run(
-      ['exec', '--model', 'ratified-model@1.0.0', '--dir', 'deployed', '--', process.execPath, '-e', script],
+      [
+        'exec',
+        '--model',
+        'ratified-model@1.0.0',
+        '--dir',
+        'deployed',
+        '--max-age',
+        '1m',
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      ],
       on,
     )
     expect(tampered.code).toBe(1)

@@ -7,8 +7,9 @@
  * bootstrap; a publisher publishes a generated model to one node; a license reviewer and an
  * evaluator attest it; a voter proposes to ratify it and the voters vote; the stewards seal on
  * their own, and every node lists the model as ratified; a deployer fetches it from another node
- * than the one it was published to, verifies it online and offline with an exported certificate,
- * and runs a command on it with `exec`; one flipped byte and one extra file are named by `verify`
+ * than the one it was published to, verifies it online (through the node's certificate, the
+ * federation pinned on first use) and offline with an exported certificate, and runs a command on
+ * a snapshot of it with `exec`; one flipped byte and one extra file are named by `verify`
  * and `exec`; a revocation passes, and after a new checkpoint `verify` names it, online and
  * offline with a fresh certificate.
  *
@@ -61,6 +62,20 @@ function run(who: Who, args: string[], options: Options = {}): Promise<Run> {
     ...(options.node ? { node: options.node.api } : {}),
     env: { ...(who === 'bob' ? { ALLMENDE_PASSPHRASE: BOB_PASSPHRASE } : {}), ...options.env },
   })
+}
+
+/**
+ * The node the deployer checks online and exports certificates from. One node: every online
+ * check keeps the node's newest checkpoint as the trust mark, and another node that has not yet
+ * counted that checkpoint (a moment behind) would serve a certificate that is a rollback.
+ */
+const DEPLOYER_NODE = () => nodes[1]!
+
+/** `certificate export MODEL -o FILE` from the deployer's node, and what it printed. */
+async function exportCertificate(file: string): Promise<Record<string, unknown>> {
+  return ok(
+    await run('deployer', ['--json', 'certificate', 'export', MODEL, '-o', file], { node: DEPLOYER_NODE() }),
+  )
 }
 
 /** Exit 0, and the JSON it printed; otherwise the test fails showing everything it said. */
@@ -117,7 +132,10 @@ async function confirmed(node: Daemon, id: string): Promise<ProposalShown> {
   }, `a checkpoint covering ${id}`)
 }
 
-/** `--json verify DIR --model REF`, offline when a certificate is given (fresh within 10 min). */
+/**
+ * `--json verify DIR --model REF`: online through the node's certificate (the federation pinned
+ * on first use), or offline when a certificate file is given; either fresh within 10 min.
+ */
 function verifyArgs(ref: string, dirName: string, certificate?: string, fed = federation): string[] {
   return [
     '--json',
@@ -125,7 +143,9 @@ function verifyArgs(ref: string, dirName: string, certificate?: string, fed = fe
     dirName,
     '--model',
     ref,
-    ...(certificate ? ['--certificate', certificate, '--federation', fed, '--max-age', '10m'] : []),
+    ...(certificate ? ['--certificate', certificate, '--federation', fed] : []),
+    '--max-age',
+    '10m',
   ]
 }
 
@@ -136,15 +156,15 @@ interface Verdict {
 }
 
 /**
- * `exec` of `script(marker)` on MODEL in `dirName`: online, or offline with a certificate (our
- * federation unless another is named; `--max-age` only when given).
+ * `exec` of `script(marker)` on MODEL in `dirName`: online (fresh within 10 min), or offline with
+ * a certificate (our federation unless another is named; `--max-age` only when given).
  */
 function execArgs(
   dirName: string,
   marker: string,
   certificate?: { file: string; federation?: string; maxAge?: string },
 ): string[] {
-  const offline = certificate
+  const trust = certificate
     ? [
         '--certificate',
         certificate.file,
@@ -152,8 +172,15 @@ function execArgs(
         certificate.federation ?? federation,
         ...(certificate.maxAge ? ['--max-age', certificate.maxAge] : []),
       ]
-    : []
-  return ['exec', '--model', MODEL, '--dir', dirName, ...offline, '--', ...script(marker)]
+    : ['--max-age', '10m']
+  return ['exec', '--model', MODEL, '--dir', dirName, ...trust, '--', ...script(marker)]
+}
+
+/** The ALLMENDE_MODEL_DIR exec gave: a snapshot of DIR in the temp directory, removed once the command exited. */
+function expectRemovedSnapshot(modelDir: string, dirName: string): void {
+  expect(modelDir).not.toBe(join(dir, dirName))
+  expect(modelDir.startsWith(join(tmpdir(), 'allmende-exec-'))).toBe(true)
+  expect(existsSync(modelDir)).toBe(false)
 }
 
 /** A command for `exec`: writes the ALLMENDE_MODEL_DIR it was given to `marker`, exits 7. */
@@ -398,19 +425,25 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       ).toBe(0)
     }
 
-    const online = ok<Verdict>(
-      await run('deployer', [...verifyArgs(MODEL, 'deployed'), '--cid'], { node: nodes[1] }),
+    // Online, the node's certificate proves the status: once a checkpoint covers the decision.
+    await confirmed(DEPLOYER_NODE(), ratification)
+    const first = await run('deployer', [...verifyArgs(MODEL, 'deployed'), '--cid'], {
+      node: DEPLOYER_NODE(),
+    })
+    expect(ok<Verdict>(first)).toEqual({ ok: true, status: 'ratified', problems: [] })
+    // The deployer's first online command: the federation is pinned, trust on first use, and said.
+    expect(first.stderr).toMatch(
+      new RegExp(
+        `^\\{"notice":\\{"code":"federation-pinned","message":"trust on first use: pinned federation ${federation}`,
+      ),
     )
-    expect(online).toEqual({ ok: true, status: 'ratified', problems: [] })
 
-    // A certificate once a checkpoint covers the decision; then offline, with no node at all.
-    await confirmed(nodes[1]!, ratification)
-    const exported = ok(
-      await run('deployer', ['--json', 'certificate', 'export', MODEL, '-o', 'ratified.car'], {
-        node: nodes[1],
-      }),
-    )
-    expect(exported).toMatchObject({ model: MODEL, file: 'ratified.car' })
+    // Then offline, with no node at all.
+    expect(await exportCertificate('ratified.car')).toMatchObject({
+      model: MODEL,
+      file: 'ratified.car',
+      status: 'ratified',
+    })
     const offline = ok<Verdict>(
       await run('deployer', [...verifyArgs(MODEL, 'deployed', 'ratified.car'), '--cid']),
     )
@@ -421,20 +454,20 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       new RegExp(`^ok: ${MODEL.replace(/[./]/g, '\\$&')} is ratified and every file matches`),
     )
 
-    // exec: the command runs with ALLMENDE_MODEL_DIR, and allmende exits with its code.
+    // exec: the command runs on a snapshot (ALLMENDE_MODEL_DIR), and allmende exits with its code.
+    // Offline first: an online check keeps the node's newer checkpoint as the trust mark, and an
+    // older certificate file is a rollback from then on.
     const marker = join(dir, 'model-dir.txt')
-    const onlineExec = await run('deployer', execArgs('deployed', marker), {
-      node: nodes[2],
-    })
-    expect(onlineExec.code, onlineExec.stderr).toBe(7)
-    expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
-    await rm(marker)
     const offlineExec = await run(
       'deployer',
       execArgs('deployed', marker, { file: 'ratified.car', maxAge: '10m' }),
     )
     expect(offlineExec.code, offlineExec.stderr).toBe(7)
-    expect(await readFile(marker, 'utf8')).toBe(join(dir, 'deployed'))
+    expectRemovedSnapshot(await readFile(marker, 'utf8'), 'deployed')
+    await rm(marker)
+    const onlineExec = await run('deployer', execArgs('deployed', marker), { node: DEPLOYER_NODE() })
+    expect(onlineExec.code, onlineExec.stderr).toBe(7)
+    expectRemovedSnapshot(await readFile(marker, 'utf8'), 'deployed')
     await rm(marker)
   }, 120_000)
 
@@ -453,8 +486,12 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       ['flipped', 'sha256-mismatch', weight],
       ['extra', 'file-extra', 'notes.txt'],
     ] as const) {
-      const online = await run('deployer', verifyArgs(MODEL, sub), { node: nodes[0] })
-      const offline = await run('deployer', verifyArgs(MODEL, sub, 'ratified.car'))
+      const online = await run('deployer', verifyArgs(MODEL, sub), { node: DEPLOYER_NODE() })
+      const text = await run('deployer', verifyArgs(MODEL, sub).slice(1), { node: DEPLOYER_NODE() })
+      const refused = await run('deployer', execArgs(sub, marker), { node: DEPLOYER_NODE() })
+      // Offline with a certificate exported after those online checks (not older than the mark).
+      await exportCertificate('fresh.car')
+      const offline = await run('deployer', verifyArgs(MODEL, sub, 'fresh.car'))
       for (const r of [online, offline]) {
         expect(r.code, r.stdout).toBe(1)
         expect(r.json<Verdict>()).toEqual({
@@ -463,20 +500,16 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
           problems: [expect.objectContaining({ code, path, message: expect.stringContaining(path) })],
         })
       }
-      const text = await run('deployer', verifyArgs(MODEL, sub).slice(1), { node: nodes[0] })
       expect(text.code).toBe(1)
       expect(text.stdout).toContain(`${code} ${path}: `)
 
-      const refused = await run('deployer', execArgs(sub, marker), {
-        node: nodes[0],
-      })
       expect(refused.code).toBe(1)
       expect(errorLine(refused)).toMatch(
         new RegExp(`^allmende: refusing to run .*: ${code} ${path.replace('.', '\\.')}: `),
       )
       const offlineRefused = await run(
         'deployer',
-        execArgs(sub, marker, { file: 'ratified.car', maxAge: '10m' }),
+        execArgs(sub, marker, { file: 'fresh.car', maxAge: '10m' }),
       )
       expect(offlineRefused.code).toBe(1)
       expect(errorLine(offlineRefused)).toContain(`${code} ${path}: `)
@@ -511,27 +544,29 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
       expect(e).toMatchObject({ status: 'revoked', proposal: revocation, manifests: [manifest] })
     }
 
-    // Online: every node knows at once.
-    const online = await run('deployer', verifyArgs(MODEL, 'deployed'), { node: nodes[1] })
+    // Online: every node knows at once. Until a checkpoint covers the revocation it is the node's
+    // unconfirmed word, which may only make the verdict stricter; after, the certificate proves it.
+    const online = await run('deployer', verifyArgs(MODEL, 'deployed'), { node: DEPLOYER_NODE() })
     expect(online.code).toBe(1)
-    expect(online.json<Verdict>()).toMatchObject({
-      ok: false,
-      status: 'revoked',
-      problems: [{ code: 'revoked', message: `${MODEL} is revoked, not ratified` }],
-    })
-    const refused = await run('deployer', execArgs('deployed', join(dir, 'x')), {
-      node: nodes[1],
-    })
+    const verdict = online.json<Verdict>()
+    expect(verdict).toMatchObject({ ok: false, status: 'revoked' })
+    expect(verdict.problems).toHaveLength(1)
+    const [problem] = verdict.problems
+    if (problem!.code === 'revoked-unconfirmed')
+      expect(problem!.message).toContain(
+        `says ${MODEL} is revoked by ${revocation}, final but not yet covered by a counted checkpoint: the node's unconfirmed word`,
+      )
+    else
+      expect(problem).toEqual({ code: 'cert-revoked', message: `${MODEL} is revoked under the checkpoint` })
+    const refused = await run('deployer', execArgs('deployed', join(dir, 'x')), { node: DEPLOYER_NODE() })
     expect(refused.code).toBe(1)
-    expect(errorLine(refused)).toMatch(/refusing to run .*: revoked: .* is revoked, not ratified$/)
+    expect(errorLine(refused)).toMatch(
+      /refusing to run .*: (revoked-unconfirmed|cert-revoked): .* is revoked/,
+    )
 
     // Offline: once a new checkpoint covers the revocation, a freshly exported certificate proves it.
-    await confirmed(nodes[2]!, revocation)
-    ok(
-      await run('deployer', ['--json', 'certificate', 'export', MODEL, '-o', 'revoked.car'], {
-        node: nodes[2],
-      }),
-    )
+    await confirmed(DEPLOYER_NODE(), revocation)
+    await exportCertificate('revoked.car')
     const offline = await run('deployer', verifyArgs(MODEL, 'deployed', 'revoked.car'))
     expect(offline.code, offline.stdout).toBe(1)
     expect(offline.json<Verdict>()).toMatchObject({
