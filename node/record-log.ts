@@ -98,6 +98,8 @@ export const MAX_RECORD_BYTES = Math.max(LIMITS.maxRecordBytes, LIMITS.maxGenesi
 const MAX_FRAME_PAYLOAD = MAX_RECORD_BYTES + 64 * 1024
 /** Bytes per read while scanning or replaying. */
 const READ_CHUNK = 4 * 1024 * 1024
+/** Most bytes an anchor check reads past its position: three frames (see `isAnchor`). */
+const SCAN_LOOKAHEAD = 3 * (FRAME_HEADER_BYTES + MAX_FRAME_PAYLOAD)
 /** Most bytes one batch writes (a batch holds at least one append, whatever its size). */
 const MAX_BATCH_BYTES = 8 * 1024 * 1024
 const DEFAULT_MAX_BATCH = 4096
@@ -447,7 +449,10 @@ async function findResync(file: FileWindow, pos: number): Promise<Resync | undef
     if (plausibleLength(length)) target = pos + FRAME_HEADER_BYTES + length
   }
   for (let p = pos + 1; p + FRAME_HEADER_BYTES <= file.size; p++) {
-    const length = (file.cached(p, 4) ?? (await file.bytes(p, 4))).readUInt32BE(0)
+    // Keep all an anchor check may read in the window, so the window only ever moves forward.
+    const ahead = Math.min(file.size - p, SCAN_LOOKAHEAD)
+    const window = file.cached(p, ahead) ?? (await file.bytes(p, ahead))
+    const length = window.readUInt32BE(0)
     if (!plausibleLength(length) || p + FRAME_HEADER_BYTES + length > file.size) continue
     if (p === target && (await goodFrameEnd(file, p)) !== undefined) return { method: 'length', next: p }
     if (await isAnchor(file, p)) return { method: p === target ? 'length' : 'scan', next: p }
