@@ -20,13 +20,14 @@ import { CarBlockIterator } from '@ipld/car/iterator'
 import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { exporter } from 'ipfs-unixfs-exporter'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { pathProblem } from '../../node/weights/directory.js'
 import { verifyDirectory } from '../../node/weights/verify.js'
 import { equalBytes } from '../../protocol/bytes.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, EXIT, examples, usage } from '../context.js'
+import { readPin } from '../federation-pin.js'
 import { getModel, parseModelRef } from '../records.js'
 import { fetchManifest } from '../verify-model.js'
 
@@ -201,7 +202,14 @@ export function registerFetch(cli: Command): void {
             ? `no manifest of ${key} is known to the node`
             : `${key} has ${m.manifests.length} rival manifests and none is ratified`,
         )
-      const body: ManifestBody = await fetchManifest(client, manifestId)
+      // Signed by a member of the pinned federation, when this home has pinned one (verify and
+      // exec check the files against a certificate afterwards in any case).
+      const pin = await readPin()
+      const body: ManifestBody = await fetchManifest(
+        client,
+        manifestId,
+        pin ? CID.parse(pin.federation) : undefined,
+      )
       if (body.name !== m.name || body.version !== m.version)
         throw new CliError(
           'bad-answer',

@@ -246,6 +246,8 @@ class Liar {
   model: Record<string, unknown> = {}
   certificate: Uint8Array | 'none' | 'endless' = 'none'
   certificateRequests = 0
+  /** Records served at /records/:id (CBOR). */
+  records = new Map<string, Uint8Array>()
   private readonly server: Server = createServer((req, res) => this.answer(req.url ?? '', res))
   url = ''
 
@@ -263,7 +265,10 @@ class Liar {
     const json = (status: number, body: unknown): void => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
     }
+    const record = this.records.get(decodeURIComponent(url.replace(/^\/records\//, '')))
     if (url === '/status') json(200, { federation: this.federation })
+    else if (url.startsWith('/records/') && record)
+      res.writeHead(200, { 'content-type': 'application/cbor' }).end(Buffer.from(record))
     else if (url === `/models/${encodeURIComponent(MODEL)}`) json(200, this.model)
     else if (url !== `/certificates/${encodeURIComponent(MODEL)}`)
       json(404, { error: { code: 'not-found', message: `no ${url}` } })
@@ -294,7 +299,7 @@ class Liar {
 }
 
 /** Another federation that ratified a `tiny@1.0.0` and checkpointed it: a genuine certificate, of the wrong federation. */
-function elsewhere(): { federation: string; car: Uint8Array } {
+function elsewhere(): { federation: string; car: Uint8Array; manifest: Verified<'manifest'> } {
   const other = new Simulator({
     members: [{ name: 's1', roles: ['publisher', 'steward', 'voter'], weight: 1 }],
     rules: rulesWith({ sealThreshold: 1 }),
@@ -308,7 +313,7 @@ function elsewhere(): { federation: string; car: Uint8Array } {
   other.add(other.vote('s1', 10, { proposal: p.cid, choice: 'yes' }))
   other.add(other.seal('s1', 1_300, { proposal: p.cid }))
   other.add(other.checkpoint('s1', 8_000, 2_000))
-  return { federation: other.federation.toString(), car: buildCertificate(other.fold, MODEL) }
+  return { federation: other.federation.toString(), car: buildCertificate(other.fold, MODEL), manifest: m }
 }
 
 describe('a node that lies never gets a model through', () => {
@@ -472,6 +477,18 @@ describe('a node that lies never gets a model through', () => {
     expect(exported.code).toBe(1)
     expect(jsonError(exported).code).toBe('no-certificate')
     expect(existsSync(join(root, 'none.car'))).toBe(false)
+  }, 60_000)
+
+  it('fetch: a manifest signed in another federation than the pinned one is refused', async () => {
+    const other = elsewhere()
+    liar.federation = sim.federation.toString()
+    liar.model = { ...ratified, manifest: other.manifest.cid.toString() }
+    liar.records.set(other.manifest.cid.toString(), other.manifest.bytes)
+    const out = join(root, 'fetched-from-liar')
+    const r = await run('deployer', ['--json', 'fetch', MODEL, '--out', out], liar.url)
+    expect(r.code).toBe(1)
+    expect(jsonError(r).code).toBe('bad-answer')
+    expect(existsSync(out)).toBe(false)
   }, 60_000)
 
   it('an answer longer than a certificate can be is cut off: answer-too-large', async () => {
