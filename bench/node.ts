@@ -82,7 +82,14 @@ const dir = await mkdtemp(join(tmpdir(), 'allmende-bench-node-'))
 const home = join(dir, 'node')
 const config = await initHome(home, { genesis: sim.genesis, api: '127.0.0.1:0', logLevel: 'warn' })
 
-const node = await startNode({ home, config, genesis: sim.genesis, log: silentLogger, helia: false })
+// 64 HTTP clients from one address: above the default per-address cap, which is sized for strangers.
+const node = await startNode({
+  home,
+  config: { ...config, apiMaxConnectionsPerAddress: 128 },
+  genesis: sim.genesis,
+  log: silentLogger,
+  helia: false,
+})
 // Setup records (manifests, proposals) first, then votes: the measured part.
 await pool(setup, 64, (r) => node.store.ingest(r.bytes))
 
