@@ -49,7 +49,7 @@ export interface ModelVerdict {
  */
 export interface StatusProof {
   readonly status: string
-  /** True when a verified certificate proves `status` (a node's word alone never does). */
+  /** True when a verified certificate proves the version ratified, with no problem (a node's word never does). */
   readonly certified: boolean
   readonly manifestId?: string
   readonly manifest?: ManifestBody
