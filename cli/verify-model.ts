@@ -18,6 +18,7 @@ import {
   type CertificateVerdict,
   decodeRecord,
   MAX_CERTIFICATE_BYTES,
+  MAX_CLOCK_SKEW_MS,
   type ManifestBody,
   type TrustMark,
   verifyCertificate,
@@ -299,8 +300,17 @@ export function trustPath(federation: string, home: string = allmendeHome()): st
   return join(home, 'trust', `${federation}.json`)
 }
 
-/** The highest checkpoint accepted so far for a federation, if any. */
-export async function readTrust(federation: string, home?: string): Promise<TrustMark | undefined> {
+/**
+ * The highest checkpoint accepted so far for a federation, if any. A mark whose epoch lies past
+ * `now + MAX_CLOCK_SKEW_MS` was kept by an older version from a checkpoint dated in the future
+ * (SPEC §12.3 now forbids it): it keeps its height, which still stops rollbacks, but not its
+ * epoch, which would refuse every honest checkpoint of that height until the clock caught up.
+ */
+export async function readTrust(
+  federation: string,
+  home?: string,
+  now: number = Date.now(),
+): Promise<TrustMark | undefined> {
   let text: string
   try {
     text = await readFile(trustPath(federation, home), 'utf8')
@@ -309,8 +319,10 @@ export async function readTrust(federation: string, home?: string): Promise<Trus
   }
   try {
     const v = JSON.parse(text) as { height?: unknown; epoch?: unknown }
-    if (Number.isSafeInteger(v.height) && Number.isSafeInteger(v.epoch))
-      return { height: v.height as number, epoch: v.epoch as number }
+    if (Number.isSafeInteger(v.height) && Number.isSafeInteger(v.epoch)) {
+      const epoch = (v.epoch as number) > now + MAX_CLOCK_SKEW_MS ? 0 : (v.epoch as number)
+      return { height: v.height as number, epoch }
+    }
   } catch {}
   throw new CliError('trust-corrupt', `${trustPath(federation, home)} is not a trust mark {height, epoch}`)
 }
