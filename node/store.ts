@@ -343,8 +343,12 @@ export async function openStore(options: {
   }
 
   const recordLog: RecordLog = await openRecordLog(options.path, {
-    log: (event) =>
-      log.warn(String((event as { event?: string }).event ?? 'record-log'), event as Record<string, unknown>),
+    log: (event) => {
+      const name = String((event as { event?: string }).event ?? 'record-log')
+      // A repair means acknowledged records were lost to damage (sync fetches them back): an
+      // operator should look at the disk. A torn tail or a stale lock is routine after a crash.
+      log.log(name === 'record-log-repaired' ? 'error' : 'warn', name, event as Record<string, unknown>)
+    },
   })
   const witness = await openWitnessLog(join(dirname(options.path), 'witness.log'), (event) =>
     log.warn(String((event as { event?: string }).event ?? 'witness-log'), event as Record<string, unknown>),
@@ -377,6 +381,7 @@ export async function openStore(options: {
     blocks: blocks.size,
     skipped,
     ms: Date.now() - started,
+    ...(recordLog.recovery ? { recovery: recordLog.recovery } : {}),
   })
 
   /**

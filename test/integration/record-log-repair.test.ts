@@ -152,7 +152,7 @@ describe('a node whose record log was damaged while it was stopped', () => {
     b = await start(bHome, bConfig)
     const repaired = b.events.find((e) => e.event === 'record-log-repaired')
     expect(repaired).toMatchObject({
-      level: 'warn',
+      level: 'error',
       framesLost: 3,
       bytesSkipped: at[20]!.size,
       tailBytes: 0,
