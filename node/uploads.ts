@@ -228,6 +228,11 @@ class ByteReader {
     return out
   }
 
+  /** Lets go of the source (a generator's `finally` runs); the reader is not used after. */
+  close(): void {
+    this.it.return?.()?.catch(() => {})
+  }
+
   private skip(n: number): void {
     let left = n
     while (left > 0) {
@@ -586,6 +591,8 @@ export async function* idleBounded(
   const it = source[Symbol.asyncIterator]()
   let waiting: ((e: Error) => void) | undefined
   const timer = setTimeout(() => waiting?.(idleError(ms)), ms)
+  // The timer never keeps the process alive, and is cleared when the reader closes this.
+  timer.unref()
   try {
     for (;;) {
       timer.refresh()
@@ -618,8 +625,8 @@ export function createWeights(options: {
     const writes = new Set<Promise<void>>()
     const buffers = new SectionBuffers()
     let writeFailed: { error: unknown } | undefined
+    const reader = new ByteReader(source, opts.maxBytes)
     try {
-      const reader = new ByteReader(source, opts.maxBytes)
       const root = await readHeader(reader)
       if (opts.root !== undefined && !root.equals(opts.root))
         throw bad(
@@ -696,6 +703,7 @@ export function createWeights(options: {
         pinned,
       }
     } finally {
+      reader.close()
       // Writes still running finish first: a block they stage then goes with the rest.
       await Promise.allSettled([...writes])
       await staged.discard().catch((e) => log.warn('upload-staging-cleanup-failed', { error: e as Error }))
