@@ -83,10 +83,16 @@ export function program(): Command {
       "other stewards' trustless gateways (http://host:port), tried before bitswap when fetching weights",
       [],
     )
+    .option(
+      '--import-root <dir...>',
+      'directories on this machine below which `node import` may read weights (none: import is off)',
+      [],
+    )
   examples(init, [
     'allmende node init --federation genesis.car --listen /ip4/0.0.0.0/tcp/4747',
     'allmende node init --federation bafyrei… --bootstrap /dns4/node.example.org/tcp/4747/p2p/12D3KooW…',
     'allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
+    'allmende node init --federation genesis.car --import-root /srv/models',
   ])
   init.action(
     async (opts: {
@@ -97,6 +103,7 @@ export function program(): Command {
       bootstrap: string[]
       stewardKey?: string
       gateway: string[]
+      importRoot: string[]
     }) => {
       const json = cli.opts().json === true
       try {
@@ -122,6 +129,7 @@ export function program(): Command {
           api: opts.api,
           ...(opts.stewardKey ? { stewardKeyFile: resolve(opts.stewardKey) } : {}),
           ...(opts.gateway.length > 0 ? { gateways: opts.gateway } : {}),
+          ...(opts.importRoot.length > 0 ? { importRoots: opts.importRoot.map((d) => resolve(d)) } : {}),
         })
         const out = {
           home: resolve(opts.home),

@@ -193,9 +193,13 @@ describe('allmende contributor and institution commands', () => {
       '127.0.0.1:0',
       '--steward-key',
       join(home('alice'), 'identity.json'),
+      '--import-root',
+      join(dir, 'models'),
     ])
     expect(init.code, init.stderr).toBe(0)
     expect(init.json().federation).toBe(federation)
+    const config = JSON.parse(await readFile(join(dir, 'node', 'config.json'), 'utf8'))
+    expect(config.importRoots).toEqual([join(dir, 'models')])
     daemon = await startDaemon(join(dir, 'node'))
 
     const status = await run('dave', ['--json', 'node', 'status'])
