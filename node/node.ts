@@ -40,6 +40,7 @@ import { createSync, type SyncOptions, type SyncService } from './sync/service.j
 import { carBudget, openWeights, type Weights } from './uploads.js'
 import { BlockFiles } from './weights/block-files.js'
 import { fetchAndVerify } from './weights/fetch-verify.js'
+import { openPins, type WeightsPins } from './weights/pins.js'
 import { createRetention } from './weights/retention.js'
 import { type Problem, verifyDag } from './weights/verify.js'
 
@@ -74,6 +75,8 @@ export interface AllmendeNode {
   readonly sync?: SyncService
   /** Weights uploads and pins; absent without Helia. */
   readonly weights?: Weights
+  /** The node's pins (weights/pins.ts); absent without Helia. */
+  readonly pins?: WeightsPins
   status(): NodeStatus
   stop(): Promise<void>
 }
@@ -363,15 +366,17 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   }
 
   // Weights live in the node's own FsBlockstore (the gateway never reads through Helia's
-  // networked blockstore, which may wait on bitswap); pins go through Helia's pins API, whose
-  // records are kept in the LevelDatastore. The node runs no GC (see uploads.ts).
+  // networked blockstore, which may wait on bitswap); pins go through the node's pins
+  // (weights/pins.ts: Helia's records in the LevelDatastore, one change at a time, repaired once).
+  // The node runs no GC (see uploads.ts).
   const helia = p2p.helia
+  const pins = blockstore && datastore && helia ? await openPins({ datastore, blockstore, log }) : undefined
   // Uploads are staged in the home and moved into the blockstore once checked (uploads.ts).
   const weights =
-    blockstore && helia
+    blockstore && pins
       ? await openWeights({
           blockstore,
-          pins: helia.pins,
+          pins,
           stagingDir: join(home, FILES.uploadStaging),
           noncesPath: join(home, FILES.uploadNonces),
           federation,
@@ -386,14 +391,14 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
 
   // Revoked weights are let go after the configured delay (weights/retention.ts).
   const retention =
-    blockstore && helia
+    blockstore && pins
       ? createRetention({
           state: () => store.fold.state(),
           weightsOf: (manifest) => {
             const r = store.fold.get(manifest)
             return r?.record.kind === 'manifest' ? r.record.body.weights : undefined
           },
-          pins: helia.pins,
+          pins,
           blockstore,
           clock,
           delayMs: config.unpinRevokedAfterMs ?? DEFAULT_UNPIN_REVOKED_AFTER_MS,
@@ -428,12 +433,12 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
       ],
     },
     status,
-    ...(weights && blockstore && helia
+    ...(weights && blockstore && pins
       ? {
           weights: {
             blockstore,
             service: weights,
-            pins: helia.pins,
+            pins,
             ...(options.maxUploadBytes !== undefined ? { maxUploadBytes: options.maxUploadBytes } : {}),
           },
         }
@@ -499,6 +504,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
       await sync?.stop()
       await p2p!.stop()
       await store.close()
+      await pins?.drain()
       await blockstore?.close()
       await datastore?.close()
       log.info('node-stopped', {})
@@ -516,6 +522,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
     metrics,
     ...(sync ? { sync } : {}),
     ...(weights ? { weights } : {}),
+    ...(pins ? { pins } : {}),
     status,
     stop,
   }

@@ -17,9 +17,20 @@ import { cidKey, type FederationState } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import { type PinWalker, unixfsPinWalker } from './pin-walker.js'
 
+/** The slice of the node's pins (pins.ts) used here. */
 export interface RetentionPins {
-  isPinned(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean>
-  rm(cid: CID, options?: { signal?: AbortSignal; offline?: boolean; walker?: PinWalker }): AsyncIterable<CID>
+  /** Whether `root` has a pin of its own. */
+  hasPin(root: CID): Promise<boolean>
+  /** Unpins `root`; `onReleased` gets each block no pin holds any more, before any other pin change. */
+  rm(
+    root: CID,
+    options?: {
+      signal?: AbortSignal
+      offline?: boolean
+      walker?: PinWalker
+      onReleased?: (cid: CID) => Promise<void>
+    },
+  ): AsyncIterable<CID>
 }
 
 export interface RetentionBlockstore {
@@ -76,24 +87,12 @@ export function createRetention(options: RetentionOptions): Retention {
     for (const root of due(state())) {
       if (signal?.aborted) break
       done.add(root.toString())
-      if (!(await pins.isPinned(root))) continue
-      const walked: CID[] = []
-      try {
-        // offline: every block is here (it was pinned); never wait on the network to unpin.
-        for await (const cid of pins.rm(root, {
-          offline: true,
-          walker: unixfsPinWalker,
-          ...(signal ? { signal } : {}),
-        }))
-          walked.push(cid)
-      } catch (e) {
-        done.delete(root.toString())
-        log.warn('weights-unpin-failed', { root: root.toString(), error: e as Error })
-        continue
-      }
+      // The pin itself, not the root block: a removal cut off has already let the root block go.
+      if (!(await pins.hasPin(root))) continue
+      let walked = 0
       let deleted = 0
-      for (const cid of walked) {
-        if (await pins.isPinned(cid)) continue // still held by another pin
+      // Called in the unpin's turn: no pin can take the block between the release and the delete.
+      const deleteBlock = async (cid: CID) => {
         try {
           await blockstore.delete(cid)
           deleted++
@@ -101,11 +100,25 @@ export function createRetention(options: RetentionOptions): Retention {
           // Already gone, or held open: it is garbage either way; nothing more to do.
         }
       }
+      try {
+        // offline: every block is here (it was pinned); never wait on the network to unpin.
+        for await (const _ of pins.rm(root, {
+          offline: true,
+          walker: unixfsPinWalker,
+          onReleased: deleteBlock,
+          ...(signal ? { signal } : {}),
+        }))
+          walked++
+      } catch (e) {
+        done.delete(root.toString())
+        log.warn('weights-unpin-failed', { root: root.toString(), error: e as Error })
+        continue
+      }
       unpinned.push(root)
       log.info('weights-unpinned', {
         root: root.toString(),
         reason: 'revoked',
-        blocks: walked.length,
+        blocks: walked,
         deleted,
       })
     }
