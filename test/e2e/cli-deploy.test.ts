@@ -359,6 +359,13 @@ describe('allmende exec on a ratified model', () => {
     await isRemovedSnapshot(await readFile(marker, 'utf8'))
     await rm(marker)
 
+    // The online check kept the node's newest checkpoint as the trust mark; one signed since the
+    // export above would make cert.car a rollback (SPEC §12.3). Export again, as a deployer would.
+    const again = await run(
+      ['--json', 'certificate', 'export', 'ratified-model@1.0.0', '-o', join(dir, 'cert-now.car')],
+      on,
+    )
+    expect(again.code, again.stderr).toBe(0)
     const offline = await run(
       [
         'exec',
@@ -367,7 +374,7 @@ describe('allmende exec on a ratified model', () => {
         '--dir',
         'deployed',
         '--certificate',
-        join(dir, 'cert.car'),
+        join(dir, 'cert-now.car'),
         '--federation',
         federation,
         '--max-age',
