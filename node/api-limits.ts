@@ -84,6 +84,20 @@ export const RECORDS_BODY_BYTES = (() => {
   )
 })()
 
+/**
+ * A body that is one record and nothing else (`application/cbor` and the other record types but
+ * the CAR) is at most the largest record: a genesis (DECISIONS 4: the limit derives from one record).
+ */
+export const ONE_RECORD_BODY_BYTES = LIMITS.maxGenesisBytes
+
+const CAR_TYPE = 'application/vnd.ipld.car'
+
+/** The largest body of this type the route takes: one record, unless it is a CAR. */
+function bodyLimitOf(req: FastifyRequest): number {
+  const route = req.routeOptions.bodyLimit
+  return contentType(req) === CAR_TYPE ? route : Math.min(route, ONE_RECORD_BODY_BYTES)
+}
+
 /** Every other body the API takes is a small JSON object (`/admin/dial`, `/weights/import`). */
 export const SMALL_BODY_BYTES = 16 * 1024
 
@@ -298,7 +312,7 @@ function readBody(
   account: BodyAccount | undefined,
   done: (error: Error | null, body?: Buffer) => void,
 ): void {
-  const limit = req.routeOptions.bodyLimit
+  const limit = bodyLimitOf(req)
   const declared = Number(req.headers['content-length'])
   if (declared > limit) {
     const e = tooLarge(limit)

@@ -351,6 +351,11 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
         blockstore: weights.blockstore,
         maxBytes: ctx.store.fold.headState().rules.maxModelBytes,
         admit: admitted.admit,
+      }).catch((e: unknown) => {
+        // The answer names no server path; the operator's log keeps the cause.
+        if (isNodeError(e) && e.code === 'import-failed')
+          ctx.log.warn('weights-import-failed', { path, error: (e.cause as Error) ?? e })
+        throw e
       })
       const pinned = await weights.service.pin(imported.root)
       ctx.log.info('weights-imported', { root: imported.root.toString(), path, bytes: imported.size, pinned })

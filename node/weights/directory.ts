@@ -384,7 +384,14 @@ export async function unixfsRoot(
     }
   } catch (e) {
     if (isNodeError(e)) throw e
-    throw new NodeError('import-failed', `UnixFS import failed: ${(e as Error)?.message ?? e}`, { cause: e })
+    // The importer's and the blockstore's own messages can name the node's directories: the
+    // answer says what happened in general terms, the cause (logged by the caller) has the rest.
+    const code = (e as NodeJS.ErrnoException)?.code
+    throw new NodeError(
+      'import-failed',
+      `the UnixFS import failed${typeof code === 'string' && /^E[A-Z]+$/.test(code) ? ` (${code})` : ''}; the node's log has the details`,
+      { cause: e },
+    )
   }
   if (root === undefined) throw new NodeError('import-failed', 'the UnixFS importer gave no root')
   return root

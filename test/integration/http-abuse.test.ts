@@ -13,7 +13,12 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createKeyFile } from '../../cli/identity.js'
-import { apiLoad, RECORDS_BODY_BYTES } from '../../node/api-limits.js'
+import {
+  apiLoad,
+  ONE_RECORD_BODY_BYTES,
+  RECORDS_BODY_BYTES,
+  SMALL_BODY_BYTES,
+} from '../../node/api-limits.js'
 import { FILES, initHome, type NodeConfig } from '../../node/config.js'
 import { addressKey } from '../../node/http-guard.js'
 import { silentLogger } from '../../node/log.js'
@@ -123,11 +128,11 @@ function errorOf(a: Answer): { code: string; message: string } {
 }
 
 /** Request headers of a POST /records whose body will come later (or never). */
-function recordsHead(length: number, extra: Record<string, string> = {}): string {
+function recordsHead(length: number, extra: Record<string, string> = {}, type = 'application/cbor'): string {
   const lines = [
     'POST /records HTTP/1.1',
     'Host: node',
-    'Content-Type: application/cbor',
+    `Content-Type: ${type}`,
     `Content-Length: ${length}`,
     ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
   ]
@@ -158,11 +163,11 @@ describe('V3: slow bodies and oversize bodies on POST /records', () => {
     const sent = 100 * 1024
     const sockets = await Promise.all(Array.from({ length: slow }, () => open(node)))
     const answers = sockets.map(answerOf)
-    // Each declares a body of the full /records size, sends 100 KiB of it and stops: 4 MiB in all,
+    // Each declares a CAR of the full /records size, sends 100 KiB of it and stops: 4 MiB in all,
     // twice the budget.
     let peak = 0
     for (const s of sockets) {
-      s.write(recordsHead(RECORDS_BODY_BYTES))
+      s.write(recordsHead(RECORDS_BODY_BYTES, {}, 'application/vnd.ipld.car'))
       s.write(Buffer.alloc(sent, 1))
       peak = Math.max(peak, apiLoad(node.api).bufferedBytes)
     }
@@ -187,23 +192,33 @@ describe('V3: slow bodies and oversize bodies on POST /records', () => {
   }, 60_000)
 
   it('one byte more than the /records limit is 413 in the JSON shape, declared or streamed', async () => {
-    // Declared: refused before a byte of the body is read.
-    const declared = await open(node)
-    const declaredAnswer = firstAnswer(declared)
-    declared.write(recordsHead(RECORDS_BODY_BYTES + 1))
-    const a = await declaredAnswer
-    expect(a.status).toBe(413)
-    expect(errorOf(a)).toEqual({
-      code: 'body-too-large',
-      message: `this endpoint takes bodies of at most ${RECORDS_BODY_BYTES} bytes`,
-    })
-    declared.destroy()
+    // Declared: refused before a byte of the body is read. One record (application/cbor) is at
+    // most the largest record; a CAR (a record and its lists) at most RECORDS_BODY_BYTES.
+    const declaredOver = async (type: string, length: number) => {
+      const socket = await open(node)
+      const answer = firstAnswer(socket)
+      socket.write(recordsHead(length, {}, type))
+      const a = await answer
+      socket.destroy()
+      return a
+    }
+    for (const [type, limit] of [
+      ['application/cbor', ONE_RECORD_BODY_BYTES],
+      ['application/vnd.ipld.car', RECORDS_BODY_BYTES],
+    ] as const) {
+      const a = await declaredOver(type, limit + 1)
+      expect(a.status).toBe(413)
+      expect(errorOf(a)).toEqual({
+        code: 'body-too-large',
+        message: `this endpoint takes bodies of at most ${limit} bytes`,
+      })
+    }
 
     // Streamed without a length: counted as it arrives, refused at the byte past the limit.
-    const chunked = async (bytes: number) => {
+    const chunked = async (type: string, bytes: number) => {
       const res = await fetch(`${node.apiUrl}/records`, {
         method: 'POST',
-        headers: { 'content-type': 'application/cbor' },
+        headers: { 'content-type': type },
         body: new ReadableStream({
           start(c) {
             for (let left = bytes; left > 0; left -= 64 * 1024)
@@ -215,14 +230,40 @@ describe('V3: slow bodies and oversize bodies on POST /records', () => {
       } as RequestInit)
       return { status: res.status, error: ((await res.json()) as { error: { code: string } }).error }
     }
-    const over = await chunked(RECORDS_BODY_BYTES + 1)
-    expect(over).toEqual({ status: 413, error: expect.objectContaining({ code: 'body-too-large' }) })
-    // Exactly the limit gets past the body reader: refused for what it is, not for its size.
-    const at = await chunked(RECORDS_BODY_BYTES)
-    expect(at.status).toBe(400)
-    expect(at.error.code).not.toBe('body-too-large')
+    for (const [type, limit] of [
+      ['application/cbor', ONE_RECORD_BODY_BYTES],
+      ['application/vnd.ipld.car', RECORDS_BODY_BYTES],
+    ] as const) {
+      const over = await chunked(type, limit + 1)
+      expect(over).toEqual({ status: 413, error: expect.objectContaining({ code: 'body-too-large' }) })
+      // Exactly the limit gets past the body reader: refused for what it is, not for its size.
+      const at = await chunked(type, limit)
+      expect(at.status).toBe(400)
+      expect(at.error.code).not.toBe('body-too-large')
+    }
     expect(apiLoad(node.api).bufferedBytes).toBe(0)
   }, 60_000)
+
+  it('one byte more than a small JSON body (16 KiB) is 413; at the limit it is read', async () => {
+    const dial = (bytes: number) => {
+      // A JSON object padded to exactly `bytes` bytes.
+      const head = '{"multiaddr":"'
+      const body = `${head}${'a'.repeat(bytes - head.length - 2)}"}`
+      expect(Buffer.byteLength(body)).toBe(bytes)
+      return fetch(`${node.apiUrl}/admin/dial`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })
+    }
+    const over = await dial(SMALL_BODY_BYTES + 1)
+    expect(over.status).toBe(413)
+    expect(((await over.json()) as { error: { code: string } }).error.code).toBe('body-too-large')
+    // At the limit the body is read, and the request is refused for what it is: no admin token.
+    const at = await dial(SMALL_BODY_BYTES)
+    expect(at.status).toBe(401)
+    expect(apiLoad(node.api).bufferedBytes).toBe(0)
+  })
 
   it('a seal with two lists of 10,000 entries (one vote per voter of the largest federation) fits the limit', async () => {
     // The arithmetic of api-limits.ts: 40 full leaves and a branch per list, the record at its
