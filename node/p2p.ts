@@ -55,6 +55,7 @@ import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
+import { MemoryDatastore } from 'datastore-core'
 import { createHeliaLight, type Helia, type HeliaInit } from 'helia'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { LIMITS } from '../protocol/limits.js'
@@ -92,7 +93,7 @@ export interface P2POptions {
   log?: Log
   /** Helia's block store (weights). In memory if absent. Never closed here. */
   blockstore?: Blockstore
-  /** Helia's and libp2p's datastore (peer store, pins). In memory if absent. Never closed here. */
+  /** Helia's datastore (pins; libp2p's peer store stays in memory). In memory if absent. Never closed here. */
   datastore?: Datastore
   /** Build Helia (bitswap) on the same libp2p. Default true. */
   helia?: boolean
@@ -342,7 +343,10 @@ export async function createP2P(options: P2POptions): Promise<P2P> {
       ...(options.blockstore ? { blockstore: options.blockstore } : {}),
       ...(options.datastore ? { datastore: options.datastore } : {}),
     })
-    const withP2P = withLibp2pLight(light, libp2pOptions)
+    // libp2p's peer store gets a datastore of its own, in memory: every peer that connects (any
+    // stranger with a fresh id) writes a record there, and nothing a stranger sends is kept on
+    // disk. Helia's datastore (pins) stays the one given. Bootstrap peers come from the config.
+    const withP2P = withLibp2pLight(light, { ...libp2pOptions, datastore: new MemoryDatastore() })
     const h = withBitswap(withP2P, {
       maxInboundStreams: 32,
       maxOutboundStreams: 128,
