@@ -34,6 +34,8 @@ export interface SyncBudget {
   readonly holdingBytes: number
   /** The same, all sessions together. */
   readonly holdingTotalBytes: number
+  /** Longest a list block waits in a holding area for the record that names it. */
+  readonly holdingMs: number
   /** Junk points past which a peer is banned. */
   readonly junkPoints: number
   readonly junkHalfLifeMs: number
@@ -45,7 +47,8 @@ const MiB = 1024 * 1024
  * Defaults: a session moves at most 256 MiB in 4096 frames (a catch-up on a million records
  * needs about a thousand answers of 1 MiB or less); one peer 1 GiB in 16,384 frames per 10 min.
  * Holding areas: 16 MiB per session (the lists of a seal of 10,000 votes are ~400 KB), 64 MiB
- * for all.
+ * for all, a block waiting at most 30 s (a few frames for an honest sender, who pushes records
+ * first; parked junk would otherwise sit there until the session times out, 120 s).
  */
 export const DEFAULT_BUDGET: SyncBudget = {
   sessionBytes: 256 * MiB,
@@ -55,6 +58,7 @@ export const DEFAULT_BUDGET: SyncBudget = {
   peerWindowMs: 10 * 60_000,
   holdingBytes: 16 * MiB,
   holdingTotalBytes: 64 * MiB,
+  holdingMs: 30_000,
   junkPoints: 64,
   junkHalfLifeMs: 10 * 60_000,
 }

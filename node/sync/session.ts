@@ -15,14 +15,17 @@
  *   unknown authors are ignored, invalid bytes end the session
  *   (`sync-invalid`).
  * - list blocks are kept only where a held seal or checkpoint names them
- *   (store.ts). One that comes before the seal naming it waits in the
- *   session's holding area, bounded per session and for all sessions; a
- *   record that arrives later in the session takes its named blocks from
- *   there. What is still unnamed when the session ends (or does not fit the
- *   holding area) is refused: never written, never in the reconciled set,
- *   its CID not fetched again until something names it, and junk points
- *   against the peer (ledger.ts). Past the ban threshold the session ends
- *   with `sync-junk`.
+ *   (store.ts). One a held record names already goes straight to the store.
+ *   One that comes before the seal naming it waits in the session's holding
+ *   area, bounded per session and for all sessions, and for at most
+ *   `holdingMs`; a record that arrives later in the session takes its named
+ *   blocks from there. What is still unnamed when the session ends, when its
+ *   wait is over, or does not fit the holding area is refused: never
+ *   written, never in the reconciled set, its CID not fetched again until
+ *   something names it, and junk points against the peer (ledger.ts). Past
+ *   the ban threshold the session ends with `sync-junk`. (An initiator asks
+ *   once more for a block whose wait ran out before refusing it: its own
+ *   fetch order can put a list far ahead of its seal.)
  * - budgets: frames and bytes received per session and per peer (ledger.ts);
  *   one frame or one byte more ends the session with `sync-budget`.
  * - an answer must hold only blocks that were asked for; reconciliation is
@@ -33,7 +36,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import type { Uint8ArrayList } from 'uint8arraylist'
-import { blockKey, cidKey } from '../../protocol/index.js'
+import { blockKey, cidFromKey, cidKey } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import { nativeSha256 as sha256 } from '../sha256.js'
 import type { RecordStore } from '../store.js'
@@ -99,6 +102,8 @@ export interface SessionParts {
   readonly maxRounds?: number
   /** Aborted when the node stops: a session cut by it costs the peer nothing. */
   readonly stopping?: AbortSignal
+  /** A monotonic clock in ms, for how long blocks wait in the holding area (default performance.now). */
+  readonly now?: () => number
 }
 
 export interface Sessions {
@@ -184,33 +189,49 @@ interface Shared {
 /** List blocks a session keeps, unwritten, while they wait for a record that names them. */
 function holdingArea(limit: number, total: number, shared: Shared) {
   const blocks = new Map<string, Uint8Array>()
+  /** When each block came, oldest first (insertion order). */
+  const since = new Map<string, number>()
   let used = 0
   const costOf = (b: Uint8Array) => b.length + HOLDING_ENTRY_BYTES
+  const remove = (key: string) => {
+    const b = blocks.get(key)
+    if (!b) return
+    blocks.delete(key)
+    since.delete(key)
+    used -= costOf(b)
+    shared.used -= costOf(b)
+  }
   return {
     blocks: blocks as ReadonlyMap<string, Uint8Array>,
     has: (key: string) => blocks.has(key),
     /** 'held'; 'full' when the session's area has no room; 'shared-full' when all areas have none. */
-    add(key: string, b: Uint8Array): 'held' | 'full' | 'shared-full' {
+    add(key: string, b: Uint8Array, at: number): 'held' | 'full' | 'shared-full' {
       const cost = costOf(b)
       if (used + cost > limit) return 'full'
       if (shared.used + cost > total) return 'shared-full'
       // A compact copy: a view would pin the whole frame it came in.
       blocks.set(key, Uint8Array.prototype.slice.call(b))
+      since.set(key, at)
       used += cost
       shared.used += cost
       return 'held'
     },
-    delete(key: string) {
-      const b = blocks.get(key)
-      if (!b) return
-      blocks.delete(key)
-      used -= costOf(b)
-      shared.used -= costOf(b)
+    delete: remove,
+    /** Takes out the blocks held since before `cutoff`, oldest first. */
+    expire(cutoff: number): [string, Uint8Array][] {
+      const out: [string, Uint8Array][] = []
+      for (const [key, at] of since) {
+        if (at >= cutoff) break
+        out.push([key, blocks.get(key)!])
+      }
+      for (const [key] of out) remove(key)
+      return out
     },
     release() {
       shared.used -= used
       used = 0
       blocks.clear()
+      since.clear()
     },
   }
 }
@@ -224,10 +245,18 @@ interface SessionState {
   generation: number
   refused: number
   refusedBytes: number
+  /** Initiator only: asks for a block again later in the session. */
+  readonly askAgain?: (cid: CID) => void
+  /** Keys of blocks asked for again after their wait ran out: refused the next time. */
+  readonly askedAgain: Set<string>
 }
+
+/** Passes offering the holding area to the store at the end: a block taken can name more (a cascade). */
+const SETTLE_PASSES = 4
 
 export function createSessions(parts: SessionParts): Sessions {
   const { store, log, ledger, budget } = parts
+  const now = parts.now ?? (() => performance.now())
   const maxRounds = Math.min(parts.maxRounds ?? MAX_ROUNDS, MAX_ROUNDS)
   const shared: Shared = { used: 0 }
 
@@ -278,6 +307,8 @@ export function createSessions(parts: SessionParts): Sessions {
    */
   const take = async (s: SessionState, blocks: readonly Uint8Array[]): Promise<number> => {
     const records: Uint8Array[] = []
+    // Blocks of this frame offered to the store without being held.
+    const direct = new Map<string, Uint8Array>()
     const fresh: string[] = []
     let crossed = false
     for (const b of blocks) {
@@ -286,11 +317,18 @@ export function createSessions(parts: SessionParts): Sessions {
         continue
       }
       const key = blockKey(b, sha256)
-      if (store.hasBlock(key) || s.holding.has(key)) continue
-      const room = s.holding.add(key, b)
+      if (store.hasBlock(key) || s.holding.has(key) || direct.has(key)) continue
+      // Named by a held record already: straight to the store, so that junk filling the holding
+      // areas cannot keep a held seal's lists out.
+      if (store.wantsBlock(key)) {
+        direct.set(key, b)
+        continue
+      }
+      const room = s.holding.add(key, b, now())
       if (room === 'held') fresh.push(key)
-      // All holding areas full is no fault of this peer: dropped, asked for again later.
-      else if (room === 'shared-full') continue
+      // All holding areas full is no fault of this peer: offered with this frame (a record in it
+      // may name the block), else dropped and asked for again later.
+      else if (room === 'shared-full') direct.set(key, b)
       else crossed = refuse(s, key, b.length, !parts.stopping?.aborted) || crossed
     }
     if (crossed) throw junkError(s)
@@ -325,7 +363,7 @@ export function createSessions(parts: SessionParts): Sessions {
     const generation = store.namingGeneration()
     const whole = generation !== s.generation
     s.generation = generation
-    const offer = whole ? s.holding.blocks : pick(s.holding.blocks, fresh)
+    const offer = whole ? new Map([...s.holding.blocks, ...direct]) : pick(s.holding.blocks, fresh, direct)
     if (offer.size > 0) taken += (await store.ingestBlocks(offer)).taken
     prune(s, whole || fromHolding ? s.holding.blocks.keys() : fresh)
     return taken
@@ -337,7 +375,11 @@ export function createSessions(parts: SessionParts): Sessions {
    */
   const settle = async (s: SessionState, charge: boolean): Promise<boolean> => {
     try {
-      if (s.holding.blocks.size > 0 && store.namingGeneration() !== s.generation) {
+      for (
+        let pass = 0;
+        pass < SETTLE_PASSES && s.holding.blocks.size > 0 && store.namingGeneration() !== s.generation;
+        pass++
+      ) {
         s.generation = store.namingGeneration()
         await store.ingestBlocks(s.holding.blocks).catch(() => {})
         prune(s, s.holding.blocks.keys())
@@ -360,6 +402,47 @@ export function createSessions(parts: SessionParts): Sessions {
     } finally {
       s.holding.release()
     }
+  }
+
+  /**
+   * Ends the wait of blocks held longer than `holdingMs`, so that parked junk cannot fill the
+   * holding areas until the session times out. A responder refuses them: an honest sender pushes
+   * records before lists. An initiator lets go of them and asks once more after what it still has
+   * to fetch (its own fetch order can put a list far ahead of its seal); the next time, they are
+   * refused. True when the peer is now past the ban threshold.
+   */
+  const expire = (s: SessionState): boolean => {
+    const expired = s.holding.expire(now() - budget.holdingMs)
+    if (expired.length === 0) return false
+    const charge = !parts.stopping?.aborted
+    let crossed = false
+    let blocks = 0
+    let bytes = 0
+    for (const [key, b] of expired) {
+      if (s.askAgain && !s.askedAgain.has(key)) {
+        s.askedAgain.add(key)
+        s.askAgain(cidFromKey(key))
+        continue
+      }
+      crossed = refuse(s, key, b.length, charge) || crossed
+      blocks++
+      bytes += b.length
+    }
+    if (blocks > 0)
+      log.warn('sync-blocks-refused', {
+        peer: s.peer,
+        blocks,
+        bytes,
+        reason: `held ${budget.holdingMs} ms and named by no held seal or checkpoint`,
+      })
+    return crossed
+  }
+
+  /** Reads the next frame; blocks whose wait ran out meanwhile are dealt with first. */
+  const readFrom = async (ch: Channel, s: SessionState) => {
+    const frame = await ch.read()
+    if (expire(s)) throw junkError(s)
+    return frame
   }
 
   const decline = (key: string) => remember(declined, key)
@@ -395,12 +478,14 @@ export function createSessions(parts: SessionParts): Sessions {
     return [...records, ...lists]
   }
 
-  const newState = (peer: string): SessionState => ({
+  const newState = (peer: string, askAgain?: (cid: CID) => void): SessionState => ({
     peer,
     holding: holdingArea(budget.holdingBytes, budget.holdingTotalBytes, shared),
     generation: store.namingGeneration(),
     refused: 0,
     refusedBytes: 0,
+    ...(askAgain ? { askAgain } : {}),
+    askedAgain: new Set(),
   })
 
   /** The outcome of a failed session: the holding area is settled, a crossing becomes `sync-junk`. */
@@ -419,7 +504,9 @@ export function createSessions(parts: SessionParts): Sessions {
     session: AbortSignal,
   ): Promise<SessionOutcome> => {
     const started = Date.now()
-    const s = newState(peer)
+    // CIDs still to ask for, in batches.
+    const queue: CID[] = []
+    const s = newState(peer, (cid) => queue.push(cid))
     let rounds = 0
     let reconcileBytes = 0
     let fetched = 0
@@ -476,7 +563,7 @@ export function createSessions(parts: SessionParts): Sessions {
       })
       // Two gets in flight, and the records of one answer checked (on worker threads) while
       // the next answer is on its way.
-      const queue = [...wanted]
+      queue.push(...wanted)
       const asked: CID[][] = []
       const ask = async () => {
         if (queue.length === 0) return
@@ -497,7 +584,7 @@ export function createSessions(parts: SessionParts): Sessions {
       await ask()
       while (asked.length > 0) {
         const cids = asked.shift()!
-        const answer = await ch.read()
+        const answer = await readFrom(ch, s)
         if (answer.message.type !== 'blocks') throw unexpected(answer.message)
         const got = answer.message.blocks
         const wantedKeys = new Set(cids.map(cidKey))
@@ -564,7 +651,7 @@ export function createSessions(parts: SessionParts): Sessions {
     })
     try {
       for (;;) {
-        const { message, bytes } = await ch.read()
+        const { message, bytes } = await readFrom(ch, s)
         if (message.type === 'done') break
         if (message.type === 'error')
           throw new SyncError('sync-malformed', `the peer gave up: ${message.code}`)
@@ -597,9 +684,12 @@ export function createSessions(parts: SessionParts): Sessions {
   return { initiate, respond }
 }
 
-/** `keys` of `from`, as a map (the blocks that came in one frame). */
-function pick(from: ReadonlyMap<string, Uint8Array>, keys: readonly string[]): Map<string, Uint8Array> {
-  const out = new Map<string, Uint8Array>()
+/** `keys` of `from`, added to `out` (the blocks that came in one frame). */
+function pick(
+  from: ReadonlyMap<string, Uint8Array>,
+  keys: readonly string[],
+  out: Map<string, Uint8Array>,
+): Map<string, Uint8Array> {
   for (const k of keys) {
     const b = from.get(k)
     if (b) out.set(k, b)
