@@ -45,14 +45,15 @@ import { MAX_FRAME_BYTES } from './frames.js'
 import { cidOfId } from './id-set.js'
 import { junkPoints, type PeerLedger, type SyncBudget } from './ledger.js'
 import { decodeMessage, encodeMessage, MAX_GET_CIDS, type SyncMessage } from './messages.js'
+import { RecentSet } from './recent-set.js'
 import { createReconciler, MAX_ROUNDS } from './reconcile.js'
 
 /** Reconciliation messages stay well inside a frame (the rest of a frame is message overhead). */
 export const RECONCILE_FRAME_LIMIT = 1024 * 1024 - 4096
 /** Bytes of blocks packed into one answer or push. */
 const BLOCKS_BUDGET = 1024 * 1024 - 16 * 1024
-/** Remembered declined CIDs (oldest forgotten first); the same bound for refused list blocks. */
-const MAX_DECLINED = 100_000
+/** CIDs remembered as declined, refused or ignored, each kind (oldest forgotten first). */
+export const MAX_REMEMBERED = 100_000
 /** What a held block costs the holding area beyond its bytes (its map entry): bounds the count too. */
 export const HOLDING_ENTRY_BYTES = 64
 
@@ -104,6 +105,8 @@ export interface SessionParts {
   readonly stopping?: AbortSignal
   /** A monotonic clock in ms, for how long blocks wait in the holding area (default performance.now). */
   readonly now?: () => number
+  /** CIDs remembered as declined, refused or ignored, each kind (default MAX_REMEMBERED). */
+  readonly maxRemembered?: number
 }
 
 export interface Sessions {
@@ -259,24 +262,22 @@ export function createSessions(parts: SessionParts): Sessions {
   const now = parts.now ?? (() => performance.now())
   const maxRounds = Math.min(parts.maxRounds ?? MAX_ROUNDS, MAX_ROUNDS)
   const shared: Shared = { used: 0 }
+  const remembered = parts.maxRemembered ?? MAX_REMEMBERED
 
   // CIDs found invalid: never fetched again. Insertion-ordered, so the oldest go first.
-  const declined = new Set<string>()
+  const declined = new RecentSet(remembered)
   // List blocks refused as unnamed: not fetched again while nothing names them.
-  const unnamed = new Set<string>()
-  const remember = (set: Set<string>, key: string) => {
-    set.add(key)
-    if (set.size > MAX_DECLINED) set.delete(set.values().next().value!)
-  }
-  // CIDs ignored (unknown author, ingest limits) under the current governance head.
-  let ignored = new Set<string>()
+  const unnamed = new RecentSet(remembered)
+  // CIDs ignored (unknown author, ingest limits) under the current governance head: a stranger
+  // with throwaway keys can sign any number of such records.
+  const ignored = new RecentSet(remembered)
   let ignoredUnder: unknown
   const ignoredNow = () => {
     // The head state is the same object until something changes the governance chain (or a
     // re-derivation makes a new one, which only forgets the ignored set early).
     const head = store.fold.headState()
     if (head !== ignoredUnder) {
-      ignored = new Set()
+      ignored.clear()
       ignoredUnder = head
     }
     return ignored
@@ -292,7 +293,7 @@ export function createSessions(parts: SessionParts): Sessions {
   const refuse = (s: SessionState, key: string, bytes: number, charge: boolean): boolean => {
     s.refused++
     s.refusedBytes += bytes
-    remember(unnamed, key)
+    unnamed.add(key)
     return charge && ledger.charge(s.peer, junkPoints(bytes))
   }
 
@@ -445,7 +446,7 @@ export function createSessions(parts: SessionParts): Sessions {
     return frame
   }
 
-  const decline = (key: string) => remember(declined, key)
+  const decline = (key: string) => declined.add(key)
 
   /** Blocks held for `cids`, packed into answers that fit a frame. */
   const packed = (cids: readonly CID[]): Uint8Array[][] => {

@@ -19,6 +19,7 @@ import {
   createSessions,
   type FrameChannel,
   HOLDING_ENTRY_BYTES,
+  MAX_REMEMBERED,
   RECONCILE_FRAME_LIMIT,
 } from '../../node/sync/session.js'
 import { buildList, cidKey, cidOfBlock, encode, type Verified } from '../../protocol/index.js'
@@ -53,10 +54,10 @@ const get: SyncMessage = { type: 'get', cids: [someCid] }
 const done: SyncMessage = { type: 'done' }
 
 /**
- * Sessions with `budget` changes, a ledger on a stopped clock (no decay between sessions), and
- * `now` as the holding area's clock.
+ * Sessions with `budget` changes, a ledger on a stopped clock (no decay between sessions),
+ * `now` as the holding area's clock, and at most `maxRemembered` CIDs remembered of each kind.
  */
-function sessions(changes: Partial<SyncBudget>, now?: () => number) {
+function sessions(changes: Partial<SyncBudget>, now?: () => number, maxRemembered?: number) {
   const budget = { ...DEFAULT_BUDGET, ...changes }
   const ledger = createPeerLedger(budget, () => 0)
   return {
@@ -68,6 +69,7 @@ function sessions(changes: Partial<SyncBudget>, now?: () => number) {
       budget,
       frameTimeoutMs: 2_000,
       ...(now ? { now } : {}),
+      ...(maxRemembered ? { maxRemembered } : {}),
     }),
   }
 }
@@ -270,6 +272,58 @@ function timed(
   return channel
 }
 
+/**
+ * A responder holding `held`: honest reconciliation, each get answered by `answer` (what it
+ * returns of the asked blocks, all by default); with `timing`, the clock is set to `at(n)`
+ * before the n-th answer is read.
+ */
+function responder(
+  held: readonly Uint8Array[],
+  answer: (asked: Uint8Array[], n: number) => Uint8Array[] = (asked) => asked,
+  timing?: { clock: { t: number }; at: (n: number) => number },
+) {
+  const byKey = new Map(held.map((b) => [cidKey(cidOfBlock(b)), b]))
+  const rec = createReconciler(createIdSet(held.map((b) => cidOfBlock(b).multihash.digest)), {
+    frameSizeLimit: RECONCILE_FRAME_LIMIT,
+  })
+  const pending: Uint8Array[] = []
+  const gets: CID[][] = []
+  const channel: FrameChannel = {
+    async read({ signal }) {
+      signal.throwIfAborted()
+      const frame = pending.shift()
+      if (!frame) throw Object.assign(new Error('the stream ended'), { name: 'StreamEndedError' })
+      return frame
+    },
+    async write(payload) {
+      const m = decodeMessage(payload)
+      if (m.type === 'reconcile')
+        pending.push(
+          encodeMessage({
+            type: 'reconcile',
+            payload: rec.reconcile(m.payload).reply ?? Uint8Array.of(0x61),
+          }),
+        )
+      else if (m.type === 'get') {
+        gets.push(m.cids)
+        const asked = m.cids.map((c) => byKey.get(cidKey(c))).filter((b): b is Uint8Array => b !== undefined)
+        const n = gets.length - 1
+        // Answers are read in the order asked: the clock moves as each one is read.
+        const blocks = answer(asked, n)
+        pending.push(encodeMessage({ type: 'blocks', blocks }))
+        if (!timing) return
+        const read = channel.read
+        channel.read = async (o) => {
+          channel.read = read
+          timing.clock.t = timing.at(n)
+          return read(o)
+        }
+      }
+    },
+  }
+  return { channel, gets }
+}
+
 describe('how long a block may wait in the holding area', () => {
   const WAIT = 1000
 
@@ -289,59 +343,6 @@ describe('how long a block may wait in the holding area', () => {
     expect(junkSeen).toEqual([0, 0, 0, junkPoints(parked.length)])
   })
 
-  /**
-   * A responder holding `held`: honest reconciliation, each get answered by `answer` (what it
-   * returns of the asked blocks); the clock is set to `at(n)` before the n-th answer is read.
-   */
-  function responder(
-    held: readonly Uint8Array[],
-    answer: (asked: Uint8Array[], n: number) => Uint8Array[],
-    clock: { t: number },
-    at: (n: number) => number,
-  ) {
-    const byKey = new Map(held.map((b) => [cidKey(cidOfBlock(b)), b]))
-    const rec = createReconciler(createIdSet(held.map((b) => cidOfBlock(b).multihash.digest)), {
-      frameSizeLimit: RECONCILE_FRAME_LIMIT,
-    })
-    const pending: Uint8Array[] = []
-    const gets: CID[][] = []
-    const channel: FrameChannel = {
-      async read({ signal }) {
-        signal.throwIfAborted()
-        const frame = pending.shift()
-        if (!frame) throw Object.assign(new Error('the stream ended'), { name: 'StreamEndedError' })
-        return frame
-      },
-      async write(payload) {
-        const m = decodeMessage(payload)
-        if (m.type === 'reconcile')
-          pending.push(
-            encodeMessage({
-              type: 'reconcile',
-              payload: rec.reconcile(m.payload).reply ?? Uint8Array.of(0x61),
-            }),
-          )
-        else if (m.type === 'get') {
-          gets.push(m.cids)
-          const asked = m.cids
-            .map((c) => byKey.get(cidKey(c)))
-            .filter((b): b is Uint8Array => b !== undefined)
-          const n = gets.length - 1
-          // Answers are read in the order asked: the clock moves as each one is read.
-          const blocks = answer(asked, n)
-          pending.push(encodeMessage({ type: 'blocks', blocks }))
-          const read = channel.read
-          channel.read = async (o) => {
-            channel.read = read
-            clock.t = at(n)
-            return read(o)
-          }
-        }
-      },
-    }
-    return { channel, gets }
-  }
-
   it('as initiator: a list whose seal comes after its wait is asked for again and taken, uncharged', async () => {
     const clock = { t: 0 }
     const s = sessions({ holdingMs: WAIT }, () => clock.t)
@@ -351,13 +352,12 @@ describe('how long a block may wait in the holding area', () => {
     const peer = responder(
       [late.seal.bytes, ...lists],
       (asked, n) => (n === 0 ? asked.filter((b) => b !== late.seal.bytes) : asked),
-      clock,
-      (n) => (n === 0 ? 0 : (WAIT + 1) * n),
+      { clock, at: (n) => (WAIT + 1) * n },
     )
     const outcome = await s.run.initiate(peer.channel, 'peer', AbortSignal.timeout(10_000))
     expect(outcome.report).toMatchObject({ ok: true, refused: 0 })
     expect(listsOf(late.seal)?.votes).toHaveLength(2)
-    // Asked for: all three, the seal again (not in the first answer), the lists again.
+    // Asked for: the seal and its lists, the seal again (not in the first answer), the lists again.
     expect(peer.gets.map((g) => g.length)).toEqual([1 + lists.length, 1, lists.length])
     expect(s.ledger.junk('peer')).toBe(0)
   })
@@ -367,16 +367,34 @@ describe('how long a block may wait in the holding area', () => {
     const s = sessions({ holdingMs: WAIT }, () => clock.t)
     const parked = [junk(300, 300), junk(301, 400)]
     // One block per answer, each answer read past the wait of the block before it.
-    const peer = responder(
-      parked,
-      (asked) => asked.slice(0, 1),
-      clock,
-      (n) => (WAIT + 1) * n,
-    )
+    const peer = responder(parked, (asked) => asked.slice(0, 1), { clock, at: (n) => (WAIT + 1) * n })
     const outcome = await s.run.initiate(peer.channel, 'peer', AbortSignal.timeout(10_000))
     expect(outcome.report).toMatchObject({ ok: true, fetched: 4, refused: 2 })
     expect(peer.gets).toHaveLength(4)
     expect(s.ledger.junk('peer')).toBe(junkPoints(parked[0]!.length) + junkPoints(parked[1]!.length))
     for (const b of parked) expect(store.hasBlock(cidKey(cidOfBlock(b)))).toBe(false)
+  })
+})
+
+describe('records ignored for an unknown author', () => {
+  it(`are remembered up to a bound (${MAX_REMEMBERED} by default): one more forgets the oldest`, async () => {
+    const CAP = 3
+    const s = sessions({}, undefined, CAP)
+    // One record per throwaway key, none of them a member: each ignored, none held.
+    const records = Array.from({ length: CAP + 1 }, (_, i) =>
+      sim.vote(`throwaway-${i}`, 40 + i, { proposal: someCid, choice: 'yes' }),
+    )
+    const first = responder(records.map((r) => r.bytes))
+    expect((await s.run.initiate(first.channel, 'peer', AbortSignal.timeout(10_000))).report).toMatchObject({
+      ok: true,
+      fetched: CAP + 1,
+      taken: 0,
+    })
+    for (const r of records) expect(store.fold.has(r.cid)).toBe(false)
+    // The next session asks again only for the one forgotten: the first ignored.
+    const ignoredFirst = first.gets[0]![0]!
+    const second = responder(records.map((r) => r.bytes))
+    await s.run.initiate(second.channel, 'peer', AbortSignal.timeout(10_000))
+    expect(second.gets.map((g) => g.map(String))).toEqual([[String(ignoredFirst)]])
   })
 })
