@@ -22,6 +22,10 @@
  *   record's own lists), or on their own (`ingestBlocks`, sync) — so a block
  *   nobody names is never written, never in `ids`, never served. Blocks of an
  *   older log that nothing names are dropped at start (`record-log-junk-dropped`).
+ * - Only a seal or checkpoint whose author is a steward in some state of the
+ *   governance chain names list blocks (only those can ever count). One by
+ *   any other member is held as a record, its lists not wanted, until a
+ *   decision makes its author a steward (ADR 0005).
  */
 
 import { dirname, join } from 'node:path'
@@ -36,8 +40,11 @@ import {
   type Ed25519Backend,
   type Fold,
   federationIdOf,
+  GOVERNANCE_ACTIONS,
+  type GovState,
   LIMITS,
   type RecordReport,
+  stewardsOf,
   type Verified,
 } from '../protocol/index.js'
 import { decodeOwnRecord } from '../protocol/record.js'
@@ -189,6 +196,8 @@ export async function openStore(options: {
   const votesBy = new Map<string, Map<string, number>>()
   const votesOf = (proposal: CID, author: string): number => votesBy.get(cidKey(proposal))?.get(author) ?? 0
   const proposalsBy = new Map<string, number[]>()
+  /** Governance proposals held: with the head, their electorates are the chain's states. */
+  const governance: CID[] = []
   const unresolved = new Map<string, AnyVerified>()
   const verdicts = new Map<string, number>()
   const inflight = new Map<string, Promise<IngestResult>>()
@@ -244,6 +253,7 @@ export async function openStore(options: {
       const list = proposalsBy.get(r.author)
       if (list) list.push(r.body.closesAt)
       else proposalsBy.set(r.author, [r.body.closesAt])
+      if (GOVERNANCE_ACTIONS.has(r.body.action.type)) governance.push(v.cid)
     }
   }
 
@@ -258,6 +268,56 @@ export async function openStore(options: {
   let namingGeneration = 0
   /** Keys of list blocks being written now (two seals may share a block, e.g. the empty list). */
   const writing = new Set<string>()
+
+  /**
+   * Members with the steward role in some state of the governance chain: the head state, and
+   * every other chain state as the electorate of the governance proposal after it (as
+   * `isPublisher` in uploads.ts). Only their seals and checkpoints can ever count, so only theirs
+   * name list blocks: a member's seal could otherwise make every node keep a million entries
+   * of its choosing. Worked out again when the governance head changes.
+   */
+  let stewards: ReadonlySet<string> = new Set()
+  let stewardsUnder: GovState | undefined
+  const stewardsEver = (): ReadonlySet<string> => {
+    const head = fold.headState()
+    if (head === stewardsUnder) return stewards
+    const found = new Set<string>(stewardsOf(head))
+    for (const p of governance) {
+      const electorate = fold.electorate(p)
+      if (electorate) for (const id of stewardsOf(electorate)) found.add(id)
+    }
+    stewardsUnder = head
+    stewards = found
+    return found
+  }
+  const namesLists = (v: AnyVerified) => stewardsEver().has(v.record.author)
+
+  /**
+   * Held seals and checkpoints whose authors are stewards in no chain state yet: their lists are
+   * not wanted. Records already held, so bounded by them. Looked at again when the governance head
+   * changes: a decision may have made their authors stewards.
+   */
+  const deferred = new Map<string, AnyVerified>()
+  let deferredUnder: GovState | undefined
+  /** Names the lists of `holders` (held already): sync asks for them from now on. */
+  const nameListsOf = (holders: readonly AnyVerified[]) => {
+    if (holders.length > 0) commit(follow(holders.flatMap(listRoots), NO_BLOCKS))
+  }
+  /** A held seal or checkpoint: its lists named now, or deferred until its author is a steward. */
+  const placeLists = (v: AnyVerified) => {
+    if (namesLists(v)) nameListsOf([v])
+    else deferred.set(v.key, v)
+  }
+  const reviewDeferred = () => {
+    if (deferred.size === 0) return
+    const head = fold.headState()
+    if (head === deferredUnder) return
+    deferredUnder = head
+    const now: AnyVerified[] = []
+    for (const v of deferred.values()) if (namesLists(v)) now.push(v)
+    for (const v of now) deferred.delete(v.key)
+    nameListsOf(now)
+  }
 
   /**
    * Follows named positions from `starts` down through held blocks and `candidates`: the
@@ -374,7 +434,14 @@ export async function openStore(options: {
     replayed++
   })
   retryUnresolved()
-  dropUnnamed(listed)
+  // Only a steward's seals and checkpoints name blocks; the others wait for a decision.
+  const naming: AnyVerified[] = []
+  for (const v of listed) {
+    if (namesLists(v)) naming.push(v)
+    else deferred.set(v.key, v)
+  }
+  deferredUnder = fold.headState()
+  dropUnnamed(naming)
   fold.state()
   log.info('record-log-replayed', {
     records: replayed,
@@ -517,6 +584,7 @@ export async function openStore(options: {
       await write(a)
       commit(a)
       retryUnresolved()
+      reviewDeferred()
     }
     return { taken: a.admitted.size, duplicates, refused, refusedBytes }
   }
@@ -553,7 +621,12 @@ export async function openStore(options: {
     const running = inflight.get(key)
     if (running) return running.then((r) => ({ ...r, duplicate: true }))
     const roots = listRoots(v)
-    const a = roots.length > 0 ? follow(roots, keyed(extra)) : { admitted: new Map(), missing: new Map() }
+    // A steward's seal or checkpoint keeps the blocks of its own lists sent along; another
+    // member's keeps none (placeLists below).
+    const named = roots.length > 0 && namesLists(v)
+    const a = named
+      ? follow(roots, keyed(extra))
+      : { admitted: new Map<string, Uint8Array>(), missing: new Map<string, ListPosition>() }
     const work = write(a, v.bytes)
       .then(() => {
         commit(a)
@@ -561,6 +634,9 @@ export async function openStore(options: {
         const kind = v.record.kind
         if (kind === 'vote' || kind === 'proposal' || kind === 'attestation') witness.note(v.key, clock())
         hold(v)
+        // Asked again now that v is held (the head may have moved while it was written).
+        if (roots.length > 0 && !named) placeLists(v)
+        reviewDeferred()
         return {
           verdict: 'accept' as const,
           record: v,
@@ -575,11 +651,13 @@ export async function openStore(options: {
 
   /** The named blocks of a held record's own lists, from `pool`: written, then the record retried. */
   const completeLists = async (v: AnyVerified, pool: KeyedBlocks): Promise<number> => {
+    if (deferred.has(v.key)) return 0
     const a = follow(listRoots(v), pool)
     if (a.admitted.size === 0) return 0
     await write(a)
     commit(a)
     retryUnresolved()
+    reviewDeferred()
     return a.admitted.size
   }
 

@@ -13,9 +13,17 @@ import { createLogger, silentLogger } from '../../node/log.js'
 import { openRecordLog } from '../../node/record-log.js'
 import { MAX_VOTES_PER_VOTER_AND_PROPOSAL, openStore, type RecordStore } from '../../node/store.js'
 import { idOfCid } from '../../node/sync/id-set.js'
-import { buildList, cidKey, cidOfBlock, encode, signRecord, type Verified } from '../../protocol/index.js'
+import {
+  type AnyVerified,
+  buildList,
+  cidKey,
+  cidOfBlock,
+  encode,
+  signRecord,
+  type Verified,
+} from '../../protocol/index.js'
 import { seededBytes } from '../support/prng.js'
-import { rulesWith, Simulator } from '../support/simulator.js'
+import { DEFAULT_RULES, rulesWith, Simulator } from '../support/simulator.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 
 const sim = new Simulator({
@@ -355,6 +363,150 @@ describe('list blocks', () => {
       } finally {
         await s.close()
       }
+    }
+  })
+})
+
+describe("a seal's or checkpoint's lists, by who signed it", () => {
+  const tmp = tempDirForFile('allmende-store-stewards-')
+  let n = 0
+  const opened = (federation: Simulator, log = silentLogger, path = join(tmp(), `records-${n++}.log`)) =>
+    openStore({ path, genesis: federation.genesis, clock: () => NOW, log })
+  /** 20,000 entries: 79 leaves under one branch, about 780 KB. */
+  const LARGE = 20_000
+
+  /** A seal by `by` over `count` made-up votes, with every block of its lists. */
+  function sealBy(federation: Simulator, by: string, count: number, tag: string, at: number) {
+    const votes = fakeVotes(count, tag)
+    const p = open(3000 + at)
+    const seal = federation.seal(by, at, { proposal: p.cid, votes, attestations: [] })
+    const blocks = [...buildList(votes).blocks, ...buildList([]).blocks]
+    return { seal, blocks: blocks.map((b) => b.bytes), cids: blocks.map((b) => b.cid) }
+  }
+
+  it('a member who is no steward names none: no block of its large list is kept, sent along or on their own', async () => {
+    const s = await opened(sim)
+    try {
+      const { seal, blocks, cids } = sealBy(sim, 'v', LARGE, 'member', 1)
+      expect(blocks.length).toBeGreaterThan(80)
+      const before = s.logBytes()
+      // As POST /records with a CAR hands it over: the seal and its blocks together.
+      const r = await s.ingest(seal.bytes, blocks)
+      expect(r.verdict).toBe('accept')
+      expect(r.blocksTaken).toBe(0)
+      // Held as a record (a valid signed member record), reported as the fold sees it.
+      expect(s.fold.has(seal.cid)).toBe(true)
+      expect(s.logBytes() - before).toBeLessThan(seal.bytes.length + 64)
+      // Sent again with its blocks, and the blocks on their own (sync): none taken, none wanted.
+      expect((await s.ingest(seal.bytes, blocks)).blocksTaken ?? 0).toBe(0)
+      expect(await s.ingestBlocks(blocks)).toMatchObject({ taken: 0, refused: blocks.length })
+      for (const c of cids) {
+        expect(s.wantsBlock(cidKey(c))).toBe(false)
+        expect(s.bytesOf(c)).toBeUndefined()
+        expect(s.ids.has(idOfCid(c))).toBe(false)
+      }
+      expect(s.logBytes() - before).toBeLessThan(seal.bytes.length + 64)
+    } finally {
+      await s.close()
+    }
+  })
+
+  it("a steward's seal keeps its large list, as before", async () => {
+    const s = await opened(sim)
+    try {
+      const { seal, blocks, cids } = sealBy(sim, 'a', LARGE, 'steward', 2)
+      const r = await s.ingest(seal.bytes, blocks)
+      expect(r.blocksTaken).toBe(blocks.length)
+      for (const c of cids) expect(s.bytesOf(c)).toBeDefined()
+      expect((s.fold.get(seal.cid) as Verified<'seal'>).lists?.votes).toHaveLength(LARGE)
+    } finally {
+      await s.close()
+    }
+  })
+
+  it("a member's seal and its blocks an older version wrote: the blocks are dropped at start", async () => {
+    const path = join(tmp(), 'old-member.log')
+    const member = sealBy(sim, 'v', 300, 'old-member', 3)
+    const steward = sealBy(sim, 'a', 2, 'old-steward', 4)
+    const old = await openRecordLog(path)
+    await old.appendMany([...member.blocks, member.seal.bytes, ...steward.blocks, steward.seal.bytes])
+    await old.close()
+    const lines: string[] = []
+    const s = await opened(sim, createLogger({ level: 'info', write: (line) => lines.push(line) }), path)
+    try {
+      const dropped = lines.map((l) => JSON.parse(l)).filter((e) => e.event === 'record-log-junk-dropped')
+      // The member's branch and two leaves (its empty list is the steward's too, and kept).
+      expect(dropped).toMatchObject([{ blocks: 3 }])
+      for (const c of member.cids.slice(0, 3)) {
+        expect(s.bytesOf(c)).toBeUndefined()
+        expect(s.wantsBlock(cidKey(c))).toBe(false)
+      }
+      for (const c of steward.cids) expect(s.bytesOf(c)).toBeDefined()
+      expect(s.fold.has(member.seal.cid)).toBe(true)
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('a member made a steward by a later admission: its lists are wanted once the decision arrives', async () => {
+    // x is admitted twice on the genesis basis: as a voter (closing later, decided first here),
+    // and as a steward (closing earlier, so it takes the chain once its seals arrive).
+    const fed = new Simulator({
+      members: [
+        { name: 'a', roles: ['publisher', 'steward', 'voter'], weight: 1 },
+        { name: 'b', roles: ['steward', 'voter'], weight: 1 },
+        { name: 'v', roles: ['voter'], weight: 1 },
+      ],
+      base: 1_800_000_000_000,
+      name: 'store-stewards',
+    })
+    const x = (roles: ('steward' | 'voter')[]) => ({ id: fed.did('x'), roles, weight: 1 })
+    /** An admission of x closing at `closesAt`, its votes and both stewards' seals with their lists. */
+    const admission = (roles: ('steward' | 'voter')[], closesAt: number, at: number) => {
+      const p = fed.proposal('a', at, {
+        closesAt,
+        action: { type: 'admit-member', member: x(roles) },
+        basis: fed.federation,
+      })
+      fed.add(p)
+      const votes = ['a', 'b', 'v'].map((m, i) =>
+        fed.vote(m, at + 10 + i, { proposal: p.cid, choice: 'yes' }),
+      )
+      fed.add(...votes)
+      const seals = ['a', 'b'].map((m, i) =>
+        fed.seal(m, closesAt + DEFAULT_RULES.sealGraceMs + i, { proposal: p.cid }),
+      )
+      fed.add(...seals)
+      return { p, votes, seals }
+    }
+    const asVoter = admission(['voter'], 2_000, 10)
+    const asSteward = admission(['steward', 'voter'], 1_000, 0)
+    const s = await opened(fed)
+    const ingestAll = async (records: readonly AnyVerified[]) => {
+      for (const r of records)
+        expect((await s.ingest(r.bytes, [...fed.blocks.values()])).verdict).toBe('accept')
+    }
+    try {
+      await ingestAll([asVoter.p, ...asVoter.votes, ...asVoter.seals])
+      expect(s.fold.state().head.equals(asVoter.p.cid)).toBe(true)
+      // x is a member now, a voter: its seal is held, its lists are not wanted.
+      const { seal, blocks, cids } = sealBy(fed, 'x', 300, 'x', 5000)
+      expect((await s.ingest(seal.bytes, blocks)).blocksTaken).toBe(0)
+      expect(s.fold.has(seal.cid)).toBe(true)
+      for (const c of cids.slice(0, 3)) expect(s.wantsBlock(cidKey(c))).toBe(false)
+      expect(await s.ingestBlocks(blocks.slice(0, 3))).toMatchObject({ taken: 0 })
+      const generation = s.namingGeneration()
+
+      // The earlier admission, as a steward, arrives: it takes the chain.
+      await ingestAll([asSteward.p, ...asSteward.votes, ...asSteward.seals])
+      expect(s.fold.state().head.equals(asSteward.p.cid)).toBe(true)
+      expect(s.namingGeneration()).toBeGreaterThan(generation)
+      // The root of each list is wanted now (sync asks for it), then what a kept branch names.
+      expect(s.wantsBlock(cidKey(seal.record.body.votes.root))).toBe(true)
+      expect(await s.ingestBlocks(blocks)).toMatchObject({ taken: 3, refused: 0 })
+      expect((s.fold.get(seal.cid) as Verified<'seal'>).lists?.votes).toHaveLength(300)
+    } finally {
+      await s.close()
     }
   })
 })
