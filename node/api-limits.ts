@@ -14,6 +14,7 @@ import { LIMITS } from '../protocol/limits.js'
 import type { ApiLimits } from './config.js'
 import { NodeError } from './errors.js'
 import {
+  addressKey,
   type BodyAccount,
   type ConnectionGuard,
   guardServer,
@@ -251,6 +252,16 @@ function contentType(req: FastifyRequest): string {
 // ------------------------------------------------------------------ guards
 
 const guards = new WeakMap<FastifyInstance, ConnectionGuard>()
+
+/**
+ * The key the client of `req` is counted under: its address (for a trusted proxy, the client it
+ * forwards for), an IPv6 address by its /64.
+ */
+export function clientKeyOf(app: FastifyInstance, req: FastifyRequest): string {
+  const peer = req.raw.socket.remoteAddress
+  const guard = guards.get(app)
+  return addressKey(guard ? guard.clientAddress(peer, req.headers['x-forwarded-for']) : (peer ?? 'unknown'))
+}
 
 /** What the API holds now: open connections and buffered body bytes (for tests and metrics). */
 export function apiLoad(app: FastifyInstance): HttpLoad {

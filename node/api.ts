@@ -24,12 +24,14 @@ import {
   stateRoot,
 } from '../protocol/index.js'
 import {
+  clientKeyOf,
   fastifyLimits,
   frameworkError,
   installLimits,
   RECORDS_BODY_BYTES,
   requireRecordType,
 } from './api-limits.js'
+import { type AuthThrottle, createAuthThrottle } from './auth-throttle.js'
 import { API_LIMIT_DEFAULTS, type ApiLimits, MIN_TOKEN_CHARS } from './config.js'
 import { isNodeError, NodeError } from './errors.js'
 import { type GatewayBlockstore, type GatewayPins, registerGateway } from './gateway.js'
@@ -64,6 +66,8 @@ export interface ApiContext {
   readonly limits?: ApiLimits
   /** Where `/weights/import` may read; absent: nowhere (import-disabled). */
   readonly imports?: ImportPolicy
+  /** The budget of failed signature checks per address (auth-throttle.ts); a default one if absent. */
+  readonly authThrottle?: AuthThrottle
   status(): NodeStatus
   peers(): { id: string; addresses: string[] }[]
   /** Best-effort gossip of bytes already made durable. */
@@ -136,10 +140,28 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
   // Connection caps, the stalled-body answer, and RECORD_TYPES bodies read within the body budget.
   installLimits(app, limits)
 
+  // Forged signatures cost the slow ZIP-215 check each: an address that sent too many is told to
+  // wait before any more of its signatures are checked (auth-throttle.ts). The hook comes before
+  // every route, so the weights routes' own scope inherits it; failures are counted where they
+  // are answered (the error handler, the /records route).
+  const throttle = ctx.authThrottle ?? createAuthThrottle({ clock: ctx.clock })
+  const checksSignatures = (req: FastifyRequest) =>
+    req.method === 'POST' && (req.routeOptions.url === '/records' || req.routeOptions.url === '/weights')
+  app.addHook('onRequest', async (req) => {
+    if (checksSignatures(req) && !throttle.allows(clientKeyOf(app, req)))
+      throw new NodeError(
+        'too-many-bad-signatures',
+        'this address sent too many signatures that do not verify; wait a few seconds, and check the signing key and clock',
+        { status: 429 },
+      )
+  })
+
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, req, reply) => {
     // The rest of a refused body is not read: close after the answer, or the next request on the
     // connection would wait behind unread bytes.
     if (!req.raw.complete) reply.header('connection', 'close')
+    if (isNodeError(error) && error.code === 'upload-signature-invalid')
+      throttle.failed(clientKeyOf(app, req))
     if (isNodeError(error)) return fail(reply, error.status, error.code, error.message)
     const known = frameworkError(error, req)
     if (known) return fail(reply, known.status, known.code, known.message)
@@ -301,6 +323,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     ctx.metrics.ingestSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
     if (result.verdict === 'reject') {
       const code = (result.code ?? 'invalid') as RejectionCode
+      if (code === 'sig-invalid' || code === 'genesis-cosig-invalid') throttle.failed(clientKeyOf(app, req))
       return fail(
         reply,
         isInvalidCode(code) || code.startsWith('cbor') ? 400 : 422,

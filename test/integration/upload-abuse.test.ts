@@ -393,6 +393,102 @@ describe('uploads under attack', () => {
   })
 })
 
+describe('forged signatures from one address', () => {
+  let node: AllmendeNode
+  beforeAll(async () => {
+    const { home, config } = await newHome('forgery')
+    // The node's clock stands still, so no failure is earned back while the test sends them.
+    const now = Date.now()
+    node = await startNode({
+      home,
+      config,
+      genesis: sim.genesis,
+      log: silentLogger,
+      helia: true,
+      clock: () => now,
+    })
+  }, 60_000)
+  afterAll(async () => {
+    await node?.stop()
+  })
+
+  /** POST with a body, from a given loopback address; the status and error code. */
+  function post(path: string, from: string, headers: Record<string, string>, body: Uint8Array) {
+    return new Promise<{ status: number; code?: string }>((resolve, reject) => {
+      const req = request(new URL(path, node.apiUrl), { method: 'POST', headers, localAddress: from })
+      req.on('error', reject)
+      req.on('response', (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => {
+          const error = (
+            JSON.parse(Buffer.concat(chunks).toString() || '{}') as { error?: { code?: string } }
+          ).error
+          resolve({ status: res.statusCode ?? 0, ...(error?.code ? { code: error.code } : {}) })
+        })
+      })
+      req.end(body)
+    })
+  }
+
+  it('past 20 forged statements an address is told to wait before any more are checked; others are not', async () => {
+    const dag = await randomFile(2, 50_000)
+    const car = await carOf(dag.root, dag.blocks)
+    const forged = () => ({
+      ...statementHeaders(sim.signer('p'), {
+        federation: sim.federation,
+        peerId: node.p2p.peerId,
+        root: dag.root,
+        size: dag.size,
+      }),
+      'allmende-upload-signature': Buffer.alloc(64, 7).toString('base64'),
+    })
+    for (let i = 0; i < 20; i++)
+      expect(await post('/weights', '127.0.0.2', forged(), car)).toEqual({
+        status: 401,
+        code: 'upload-signature-invalid',
+      })
+    expect(await post('/weights', '127.0.0.2', forged(), car)).toEqual({
+      status: 429,
+      code: 'too-many-bad-signatures',
+    })
+    // Records from that address wait too; nothing of theirs is checked.
+    const vote = sim.vote('v', 1, { proposal: sim.federation, choice: 'yes' })
+    expect(await post('/records', '127.0.0.2', { 'content-type': 'application/cbor' }, vote.bytes)).toEqual({
+      status: 429,
+      code: 'too-many-bad-signatures',
+    })
+    // Another address is not held up: an honest upload is taken.
+    const honest = statementHeaders(sim.signer('q'), {
+      federation: sim.federation,
+      peerId: node.p2p.peerId,
+      root: dag.root,
+      size: dag.size,
+    })
+    expect(await post('/weights', '127.0.0.1', honest, car)).toMatchObject({ status: 201 })
+  })
+
+  it('forged records count too: the 21st from one address is refused unchecked', async () => {
+    const address = '127.0.0.3'
+    const forgedVote = () => {
+      const v = sim.vote('v', Math.floor(Math.random() * 1e9), { proposal: sim.federation, choice: 'yes' })
+      const bytes = Uint8Array.from(v.bytes)
+      const sig = Buffer.from(bytes).indexOf(Buffer.from(v.record.sig))
+      bytes[sig + 10]! ^= 1 // a byte inside the signature: well-formed, and it does not verify
+      return bytes
+    }
+    for (let i = 0; i < 20; i++)
+      expect(await post('/records', address, { 'content-type': 'application/cbor' }, forgedVote())).toEqual({
+        status: 400,
+        code: 'sig-invalid',
+      })
+    expect(await post('/records', address, { 'content-type': 'application/cbor' }, forgedVote())).toEqual({
+      status: 429,
+      code: 'too-many-bad-signatures',
+    })
+  })
+})
+
 describe('uploads at once', () => {
   let busyNode: AllmendeNode
   const signedFor = (who: string, dag: Dag) =>
