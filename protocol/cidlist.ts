@@ -80,7 +80,8 @@ export function buildList(entries: readonly ListEntry[]): BuiltList {
   return { root: level[0]!, count: sorted.length, blocks }
 }
 
-const LIST_SCAN: ScanLimits = {
+/** The limits a list block is decoded under (strict DAG-CBOR, SPEC §6). */
+export const LIST_SCAN: ScanLimits = {
   maxBytes: LIMITS.maxListBlockBytes,
   maxDepth: 4,
   maxStringBytes: 64,

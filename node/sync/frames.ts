@@ -41,7 +41,7 @@ function limitOf(options: FrameOptions): number {
 }
 
 /** Bytes of the LEB128 varint of `n`. */
-function varintLength(n: number): number {
+export function varintLength(n: number): number {
   let len = 1
   while (n >= 128) {
     n = Math.floor(n / 128)

@@ -15,19 +15,11 @@
  * blocks.
  */
 import { CID } from 'multiformats/cid'
-import { decodeStrict, type ScanLimits } from '../../protocol/cbor.js'
+import { decodeStrict } from '../../protocol/cbor.js'
+import { LIST_SCAN } from '../../protocol/cidlist.js'
 import { LIMITS } from '../../protocol/limits.js'
 
 const FANOUT = LIMITS.listFanout
-
-/** The same limits `readList` applies to a list block. */
-const LIST_SCAN: ScanLimits = {
-  maxBytes: LIMITS.maxListBlockBytes,
-  maxDepth: 4,
-  maxStringBytes: 64,
-  maxBytesLength: 128,
-  maxCollectionItems: FANOUT,
-}
 
 /** A node of the list of `count` entries: `level` 0 holds the leaves; `index` counts from the left. */
 export interface ListPosition {

@@ -41,7 +41,7 @@ import type { Logger } from '../log.js'
 import { nativeSha256 as sha256 } from '../sha256.js'
 import type { RecordStore } from '../store.js'
 import { isSyncError, SyncError } from './errors.js'
-import { MAX_FRAME_BYTES } from './frames.js'
+import { MAX_FRAME_BYTES, varintLength } from './frames.js'
 import { cidOfId } from './id-set.js'
 import { junkPoints, type PeerLedger, type SyncBudget } from './ledger.js'
 import { decodeMessage, encodeMessage, MAX_GET_CIDS, type SyncMessage } from './messages.js'
@@ -114,15 +114,6 @@ export interface Sessions {
   initiate(frames: FrameChannel, peer: string, session: AbortSignal): Promise<SessionOutcome>
   /** One session as responder. Never throws. */
   respond(frames: FrameChannel, peer: string, session: AbortSignal): Promise<SessionOutcome>
-}
-
-function varintLength(n: number): number {
-  let len = 1
-  while (n >= 128) {
-    n = Math.floor(n / 128)
-    len++
-  }
-  return len
 }
 
 const isRecordBytes = (b: Uint8Array) => b[0]! >> 5 !== 4
