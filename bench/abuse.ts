@@ -40,7 +40,7 @@ import { randomBytes } from 'node:crypto'
 import { stat as fsStat, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { connect, type Socket } from 'node:net'
-import { loadavg, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as dagCbor from '@ipld/dag-cbor'
@@ -57,8 +57,9 @@ import { MAX_FRAME_BYTES } from '../node/sync/frames.js'
 import { encodeMessage } from '../node/sync/messages.js'
 import { SYNC_PROTOCOL } from '../node/sync/service.js'
 import { UPLOAD_HEADERS } from '../node/uploads.js'
-import { type AnyVerified, cidKey, stateRoot } from '../protocol/index.js'
-import { type SimMember, Simulator } from '../test/support/simulator.js'
+import { type AnyVerified, stateRoot } from '../protocol/index.js'
+import { Simulator } from '../test/support/simulator.js'
+import { arrivals, benchMembers, f1, load, pct, post, Records, sleep, until } from './gossip-support.js'
 
 const NODES = 5
 const INGEST_RECORDS = 600
@@ -67,27 +68,6 @@ const PROPAGATION_RECORDS = process.argv[2] === 'attacker' ? 0 : Number(process.
 const SLOW_BODIES = 200
 const ATTACKER_ADDRESS = '127.0.0.2'
 const RECORD_TIMEOUT_MS = 10_000
-const VOTERS = 40
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : String(x))
-const load = () =>
-  `load ${loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ')}`
-
-function pct(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.max(0, Math.ceil(p * s.length) - 1)] ?? Number.NaN
-}
-
-async function until(fn: () => boolean, what: string, timeout: number): Promise<void> {
-  const deadline = Date.now() + timeout
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
-    await sleep(25)
-  }
-}
 
 // --- the attacker process ---------------------------------------------------------
 
@@ -345,56 +325,11 @@ function nextMessage<M extends FromAttacker['msg']>(
 
 // --- the honest side ------------------------------------------------------------------
 
-const members: SimMember[] = [
-  { name: 'a', roles: ['publisher', 'steward', 'voter'], weight: 1 },
-  // Three stewards: the simulator's rules seal at 2, and a genesis read from disk must be well-formed.
+// Three stewards: the simulator's rules seal at 2, and a genesis read from disk must be well-formed.
+const members = benchMembers([
   { name: 's2', roles: ['steward'], weight: 1 },
   { name: 's3', roles: ['steward'], weight: 1 },
-  ...Array.from({ length: VOTERS }, (_, i) => ({ name: `v${i}`, roles: ['voter' as const], weight: 1 })),
-]
-
-class Records {
-  private n = 0
-  constructor(readonly sim: Simulator) {}
-
-  /** A manifest and a proposal (unmeasured), then `count` records alternating manifests and votes. */
-  batch(count: number): { setup: AnyVerified[]; measured: AnyVerified[] } {
-    const tag = this.n++
-    const anchor = this.sim.manifest('a', tag * 10_000, {
-      id: `anchor-${tag}`,
-      name: 'anchor',
-      version: `${tag}.0.0`,
-    })
-    const p = this.sim.proposal('a', tag * 10_000 + 1, {
-      closesAt: 24 * 3_600_000,
-      action: { type: 'ratify-model', manifest: anchor.cid },
-      basis: this.sim.federation,
-    })
-    const measured: AnyVerified[] = []
-    for (let i = 0; i < count; i++) {
-      const at = tag * 10_000 + 2 + i
-      measured.push(
-        i % 2 === 0
-          ? this.sim.manifest('a', at, { id: `m-${tag}-${i}`, name: `model-${tag}`, version: `1.0.${i}` })
-          : this.sim.vote(`v${(i >> 1) % VOTERS}`, at, {
-              proposal: p.cid,
-              choice: i % 3 === 0 ? 'no' : 'yes',
-            }),
-      )
-    }
-    return { setup: [anchor, p], measured }
-  }
-}
-
-async function post(node: AllmendeNode, r: AnyVerified): Promise<number> {
-  const res = await fetch(`${node.apiUrl}/records`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/cbor' },
-    body: Buffer.from(r.bytes),
-  })
-  await res.arrayBuffer()
-  return res.status
-}
+])
 
 interface Cluster {
   nodes: AllmendeNode[]
@@ -407,12 +342,7 @@ interface Cluster {
 async function startCluster(sim: Simulator, root: string): Promise<Cluster> {
   const nodes: AllmendeNode[] = []
   const homes: string[] = []
-  const held = new Map<string, { count: number; last: number; done?: (t: number) => void }>()
-  const entry = (key: string) => {
-    let e = held.get(key)
-    if (!e) held.set(key, (e = { count: 0, last: 0 }))
-    return e
-  }
+  const held = arrivals(NODES)
   // A ring with one chord per node: every node has 3–4 neighbours, diameter 2.
   const links = (i: number) => (i === 0 ? [] : i === 1 ? [0] : i === NODES - 1 ? [i - 1, 0, 1] : [i - 1, 0])
   for (let i = 0; i < NODES; i++) {
@@ -428,19 +358,7 @@ async function startCluster(sim: Simulator, root: string): Promise<Cluster> {
     const node = await startNode({ home, config, genesis: sim.genesis, log: silentLogger, helia: i === 0 })
     nodes.push(node)
     homes.push(home)
-    const fold = node.store.fold
-    const add = fold.add.bind(fold)
-    fold.add = (r) => {
-      const fresh = !fold.has(r.cid)
-      const out = add(r)
-      if (fresh && fold.has(r.cid)) {
-        const e = entry(cidKey(r.cid))
-        e.count++
-        e.last = performance.now()
-        if (e.count === NODES) e.done?.(e.last)
-      }
-      return out
-    }
+    held.watch(node)
   }
   await until(
     () => nodes.every((n) => n.p2p.meshPeers().length >= 2 && n.p2p.subscribers().length >= 2),
@@ -450,13 +368,7 @@ async function startCluster(sim: Simulator, root: string): Promise<Cluster> {
   return {
     nodes,
     homes,
-    arrival(r) {
-      const e = entry(cidKey(r.cid))
-      if (e.count === NODES) return Promise.resolve(e.last)
-      return new Promise((resolve) => {
-        e.done = resolve
-      })
-    },
+    arrival: held.arrival,
     stop: async () => {
       await Promise.allSettled(nodes.map((n) => n.stop()))
     },

@@ -31,7 +31,7 @@ import '../node/polyfill.js'
 import { type ChildProcess, fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { loadavg, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
@@ -40,81 +40,28 @@ import { nativeSigner } from '../node/ed25519-native.js'
 import { silentLogger } from '../node/log.js'
 import { type AllmendeNode, startNode } from '../node/node.js'
 import { createP2P, topicFor } from '../node/p2p.js'
-import { type AnyVerified, cidKey, stateRoot } from '../protocol/index.js'
+import { type AnyVerified, stateRoot } from '../protocol/index.js'
 import { prng as mulberry32 } from '../test/support/prng.js'
-import { type SimMember, Simulator } from '../test/support/simulator.js'
+import { Simulator } from '../test/support/simulator.js'
+import { arrivals, benchMembers, f1, load, pct, post, Records, sleep, until } from './gossip-support.js'
 
 const RECORDS = 200
 const WARMUP = 20
 const BOOTSTRAP_PEERS = 2
-const VOTERS = 40
 const RECORD_TIMEOUT_MS = 10_000
 const MESH_TIMEOUT_MS = 60_000
 /** gossipsub's D_lo: below it a node grafts more mesh peers at each heartbeat. */
 const MESH_LOW = 4
 const SEED = Number(process.env.SEED ?? 1)
 
-// --- small helpers --------------------------------------------------------------
+// --- the federation ------------------------------------------------------------------
 
-/** Nearest-rank percentile. */
-function pct(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.max(0, Math.ceil(p * s.length) - 1)] ?? Number.NaN
-}
+const members = benchMembers()
 
-const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : String(x))
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const load = () =>
-  `load ${loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ')}`
-
-async function until(fn: () => boolean, what: string, timeout: number, interval = 25): Promise<void> {
-  const deadline = Date.now() + timeout
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
-    await sleep(interval)
-  }
-}
-
-// --- the federation and its records ---------------------------------------------
-
-const members: SimMember[] = [
-  { name: 'a', roles: ['publisher', 'steward', 'voter'], weight: 1 },
-  ...Array.from({ length: VOTERS }, (_, i) => ({ name: `v${i}`, roles: ['voter' as const], weight: 1 })),
-]
-
-class Records {
-  private n = 0
-  constructor(readonly sim: Simulator) {}
-
-  /** A proposal, then `count` records alternating manifests and votes on it (≤ 10 votes per voter). */
-  batch(count: number): AnyVerified[] {
-    const tag = this.n++
-    const anchor = this.sim.manifest('a', tag * 10_000, {
-      id: `anchor-${tag}`,
-      name: 'anchor',
-      version: `${tag}.0.0`,
-    })
-    const p = this.sim.proposal('a', tag * 10_000 + 1, {
-      closesAt: 24 * 3_600_000,
-      action: { type: 'ratify-model', manifest: anchor.cid },
-      basis: this.sim.federation,
-    })
-    const out: AnyVerified[] = [anchor, p]
-    for (let i = 0; i < count; i++) {
-      const at = tag * 10_000 + 2 + i
-      out.push(
-        i % 2 === 0
-          ? this.sim.manifest('a', at, { id: `m-${tag}-${i}`, name: `model-${tag}`, version: `1.0.${i}` })
-          : this.sim.vote(`v${(i >> 1) % VOTERS}`, at, {
-              proposal: p.cid,
-              choice: i % 3 === 0 ? 'no' : 'yes',
-            }),
-      )
-    }
-    return out
-  }
+/** A batch as one list: the anchor manifest and proposal first (`measureBatch` leaves them unmeasured). */
+const batchOf = (records: Records, count: number): AnyVerified[] => {
+  const b = records.batch(count)
+  return [...b.setup, ...b.measured]
 }
 
 // --- a cluster in a random connected graph ------------------------------------------
@@ -152,13 +99,7 @@ async function startGraph(sim: Simulator, n: number, rng: () => number): Promise
   const root = await mkdtemp(join(tmpdir(), 'allmende-propagation-'))
   const nodes: AllmendeNode[] = []
   const neighbours = Array.from({ length: n }, () => new Set<number>())
-  // Per record: how many nodes hold it, and who waits for the last one.
-  const held = new Map<string, { count: number; last: number; done?: (t: number) => void }>()
-  const entry = (key: string) => {
-    let e = held.get(key)
-    if (!e) held.set(key, (e = { count: 0, last: 0 }))
-    return e
-  }
+  const held = arrivals(n)
   const stop = async () => {
     await Promise.allSettled(nodes.map((x) => x.stop()))
     await rm(root, { recursive: true, force: true })
@@ -183,20 +124,7 @@ async function startGraph(sim: Simulator, n: number, rng: () => number): Promise
       })
       const node = await startNode({ home, config, genesis: sim.genesis, log: silentLogger, helia: false })
       nodes.push(node)
-      // Hook the fold: the first add of a record is the moment this node holds it (after its fsync).
-      const fold = node.store.fold
-      const add = fold.add.bind(fold)
-      fold.add = (r) => {
-        const fresh = !fold.has(r.cid)
-        const out = add(r)
-        if (fresh && fold.has(r.cid)) {
-          const e = entry(cidKey(r.cid))
-          e.count++
-          e.last = performance.now()
-          if (e.count === n) e.done?.(e.last)
-        }
-        return out
-      }
+      held.watch(node)
     }
     await until(
       () =>
@@ -219,13 +147,7 @@ async function startGraph(sim: Simulator, n: number, rng: () => number): Promise
     nodes,
     neighbours,
     diameter: diameterOf(neighbours),
-    arrival(r) {
-      const e = entry(cidKey(r.cid))
-      if (e.count === n) return Promise.resolve(e.last)
-      return new Promise((resolve) => {
-        e.done = resolve
-      })
-    },
+    arrival: held.arrival,
     stop,
   }
 }
@@ -237,16 +159,6 @@ interface Sample {
   ack: number
   /** Request sent → the last node holds it. */
   all: number
-}
-
-async function post(node: AllmendeNode, r: AnyVerified): Promise<number> {
-  const res = await fetch(`${node.apiUrl}/records`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/cbor' },
-    body: Buffer.from(r.bytes),
-  })
-  await res.arrayBuffer()
-  return res.status
 }
 
 /** Submits records one at a time, round-robin over the nodes, each once the previous one is everywhere. */
@@ -322,8 +234,8 @@ async function sizes(ns: number[]): Promise<void> {
         `max ${Math.max(...degrees)}, diameter ${bench.diameter}; ${load()}`,
     )
     try {
-      await measure(bench, records.batch(WARMUP))
-      const { samples, lost } = await measureBatch(bench, records.batch(RECORDS))
+      await measure(bench, batchOf(records, WARMUP))
+      const { samples, lost } = await measureBatch(bench, batchOf(records, RECORDS))
       const s = summary(samples)
       const agree = rootsAgree(bench)
       console.log(
@@ -477,7 +389,7 @@ async function phase(
   loop.enable()
   const t0 = performance.now()
   const cpu0 = process.cpuUsage()
-  const { samples, lost } = await measureBatch(bench, records.batch(RECORDS))
+  const { samples, lost } = await measureBatch(bench, batchOf(records, RECORDS))
   const used = process.cpuUsage(cpu0)
   const cpu = (used.user + used.system) / 1000 / (performance.now() - t0)
   loop.disable()
@@ -528,7 +440,7 @@ async function flood(rate: number): Promise<void> {
   try {
     const ready = await nextMessage(child, 'ready')
     await until(() => victim.p2p.subscribers().includes(ready.peerId), 'the attacker subscribed', 30_000)
-    await measureBatch(bench, records.batch(WARMUP))
+    await measureBatch(bench, batchOf(records, WARMUP))
 
     const rejects = () => victim.store.counters.verdicts.get('unknown|reject') ?? 0
     const quiet = await phase('quiet  ', bench, records, child)

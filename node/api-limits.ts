@@ -274,8 +274,12 @@ export function apiLoad(app: FastifyInstance): HttpLoad {
  * Installs the caps, the idle answer and the body reader for `RECORD_TYPES` on `app` (made with
  * `fastifyLimits`). Call before any route is added.
  */
-export function installLimits(app: FastifyInstance, limits: ApiLimits): void {
-  const guard = guardServer(app.server, limits)
+export function installLimits(
+  app: FastifyInstance,
+  limits: ApiLimits,
+  refuseAddress?: (key: string) => boolean,
+): void {
+  const guard = guardServer(app.server, { ...limits, ...(refuseAddress ? { refuseAddress } : {}) })
   guards.set(app, guard)
   const idle = watchIdle(app.server, CLOSE_GRACE_MS)
   const accounts = new WeakMap<IncomingMessage, BodyAccount>()

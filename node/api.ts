@@ -137,14 +137,15 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     // A client that stops reading a CAR stream (or stops sending one) must not hold up `close`.
     forceCloseConnections: true,
   })
-  // Connection caps, the stalled-body answer, and RECORD_TYPES bodies read within the body budget.
-  installLimits(app, limits)
-
   // Forged signatures cost the slow ZIP-215 check each: an address that sent too many is told to
-  // wait before any more of its signatures are checked (auth-throttle.ts). The hook comes before
-  // every route, so the weights routes' own scope inherits it; failures are counted where they
-  // are answered (the error handler, the /records route).
+  // wait (auth-throttle.ts) — at accept, before the HTTP parser runs, for new connections, and
+  // before any signature is checked on connections already open.
   const throttle = ctx.authThrottle ?? createAuthThrottle({ clock: ctx.clock })
+  // Connection caps, the stalled-body answer, and RECORD_TYPES bodies read within the body budget.
+  installLimits(app, limits, (key) => !throttle.allows(key))
+
+  // The hook comes before every route, so the weights routes' own scope inherits it; failures are
+  // counted where they are answered (the error handler, the /records route).
   const checksSignatures = (req: FastifyRequest) =>
     req.method === 'POST' && (req.routeOptions.url === '/records' || req.routeOptions.url === '/weights')
   app.addHook('onRequest', async (req) => {
@@ -159,7 +160,12 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, req, reply) => {
     // The rest of a refused body is not read: close after the answer, or the next request on the
     // connection would wait behind unread bytes.
-    if (!req.raw.complete) reply.header('connection', 'close')
+    if (!req.raw.complete) {
+      // Once the answer is out, the socket goes: left open, Node would go on reading (and
+      // dropping) whatever body the client keeps streaming, as fast as it sends it.
+      reply.header('connection', 'close')
+      reply.raw.once('finish', () => req.raw.socket.destroy())
+    }
     if (isNodeError(error) && error.code === 'upload-signature-invalid')
       throttle.failed(clientKeyOf(app, req))
     if (isNodeError(error)) return fail(reply, error.status, error.code, error.message)

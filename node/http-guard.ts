@@ -5,7 +5,9 @@
  *
  * - A total connection cap and a per-address cap, checked when a socket is accepted, before
  *   the HTTP parser sees a byte: a refused socket gets one `429`/`503` JSON answer, what it sends
- *   is read and dropped, and it is closed within REFUSED_GRACE_MS. An IPv6 address counts by its
+ *   is read and dropped, and it is closed within REFUSED_GRACE_MS.
+ *   An address past its budget of forged signatures (auth-throttle.ts) is answered and closed
+ *   at once, unread. An IPv6 address counts by its
  *   /64 (one host gets a whole /64). Sockets from a trusted proxy are not capped per address
  *   (the proxy carries many clients); their requests are, by the client address in
  *   `X-Forwarded-For`, while they are in flight. `X-Forwarded-For` from anyone else is ignored.
@@ -26,6 +28,11 @@ export interface GuardOptions {
   readonly maxBufferedBytes: number
   /** Addresses and ranges (`10.0.0.0/8`) whose `X-Forwarded-For` is believed. */
   readonly trustedProxies: readonly string[]
+  /**
+   * Whether an address (its key, `addressKey`) is refused at accept for now: one that sent more
+   * forged signatures than its budget (auth-throttle.ts) is answered before the HTTP parser runs.
+   */
+  readonly refuseAddress?: (key: string) => boolean
 }
 
 export interface HttpLoad {
@@ -133,6 +140,13 @@ const TOO_MANY_FROM_ADDRESS = errorResponse(
   'your address has as many open API connections as the node takes from one address (apiMaxConnectionsPerAddress); close one or try again shortly',
 )
 
+const TOO_MANY_BAD_SIGNATURES = errorResponse(
+  429,
+  'Too Many Requests',
+  'too-many-bad-signatures',
+  'this address sent too many signatures that do not verify; wait a few seconds, and check the signing key and clock',
+)
+
 /**
  * Takes over `server`'s connection event: every socket is counted, and one over a cap is
  * answered and closed without reaching the HTTP parser. Call before the server listens.
@@ -189,6 +203,14 @@ export function guardServer(server: Server, options: GuardOptions): ConnectionGu
     if (key !== undefined && (perAddress.get(key) ?? 0) >= options.maxConnectionsPerAddress) {
       refused.perAddress++
       return refuse(socket, TOO_MANY_FROM_ADDRESS)
+    }
+    if (key !== undefined && options.refuseAddress?.(key)) {
+      // An address that forges signatures is not read: the answer goes out and the socket is
+      // destroyed once it has (reading and dropping a body it streams would cost what it sends).
+      refused.perAddress++
+      socket.on('error', () => socket.destroy())
+      socket.end(TOO_MANY_BAD_SIGNATURES, () => socket.destroy())
+      return
     }
     count(socket, key)
     for (const listener of httpListeners) listener.call(server, socket)
