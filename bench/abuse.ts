@@ -59,7 +59,18 @@ import { SYNC_PROTOCOL } from '../node/sync/service.js'
 import { UPLOAD_HEADERS } from '../node/uploads.js'
 import { type AnyVerified, stateRoot } from '../protocol/index.js'
 import { Simulator } from '../test/support/simulator.js'
-import { arrivals, benchMembers, f1, load, pct, post, Records, sleep, until } from './gossip-support.js'
+import {
+  arrivals,
+  benchMembers,
+  f1,
+  load,
+  nextMessage,
+  pct,
+  post,
+  Records,
+  sleep,
+  until,
+} from './gossip-support.js'
 
 const NODES = 5
 const INGEST_RECORDS = 600
@@ -304,24 +315,8 @@ async function attacker(sinkHome: string): Promise<void> {
   send({ msg: 'ready', sinkApi: sink.apiUrl, sinkPeer: sink.p2p.addresses()[0]! })
 }
 
-function nextMessage<M extends FromAttacker['msg']>(
-  child: ChildProcess,
-  what: M,
-): Promise<Extract<FromAttacker, { msg: M }>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the attacker did not answer '${what}'`)), 120_000)
-    const onExit = (code: number | null) => reject(new Error(`the attacker exited (${code})`))
-    const onMessage = (m: FromAttacker) => {
-      if (m.msg !== what) return
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      child.off('exit', onExit)
-      resolve(m as Extract<FromAttacker, { msg: M }>)
-    }
-    child.on('message', onMessage)
-    child.once('exit', onExit)
-  })
-}
+const attackerSays = <M extends FromAttacker['msg']>(child: ChildProcess, what: M) =>
+  nextMessage<FromAttacker, M>(child, what, 120_000)
 
 // --- the honest side ------------------------------------------------------------------
 
@@ -497,7 +492,7 @@ async function phase(
   let attack: AttackReport | undefined
   if (target) {
     child.send({ cmd: 'pause' } satisfies ToAttacker)
-    attack = await nextMessage(child, 'paused')
+    attack = await attackerSays(child, 'paused')
   }
   // Let whatever the attack left in flight settle (a node may still be closing sockets).
   await sleep(1_000)
@@ -558,7 +553,7 @@ async function main(): Promise<void> {
   }
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))
   try {
-    const ready = await nextMessage(child, 'ready')
+    const ready = await attackerSays(child, 'ready')
     const victim = cluster.nodes[0]!
     const publisher = sim.did('a')
     const federation = sim.federation.toString()
@@ -587,7 +582,7 @@ async function main(): Promise<void> {
     )
     const agree = new Set(cluster.nodes.map((n) => stateRoot(n.store.fold.state()).toString())).size === 1
     child.send({ cmd: 'stop' } satisfies ToAttacker)
-    await nextMessage(child, 'stopped')
+    await attackerSays(child, 'stopped')
 
     const junkTotal = (p: PhaseResult) =>
       Math.max(...p.junk.map((j) => Math.max(0, j.log) + Math.max(0, j.witness) + Math.max(0, j.blocks)))

@@ -1,8 +1,10 @@
 /**
  * What the benchmarks that time records across several real nodes (bench/propagation.ts,
  * bench/abuse.ts) share: small statistics and waiting helpers, the honest records they submit,
- * `POST /records`, and a hook on each node's fold that tells when the last node holds a record.
+ * `POST /records`, a hook on each node's fold that tells when the last node holds a record, and
+ * the wait for an attacker process's next message.
  */
+import type { ChildProcess } from 'node:child_process'
 import { loadavg } from 'node:os'
 import type { AllmendeNode } from '../node/node.js'
 import { type AnyVerified, cidKey } from '../protocol/index.js'
@@ -121,4 +123,28 @@ export function arrivals(total: number) {
       })
     },
   }
+}
+
+/**
+ * The next message `child` sends whose `msg` is `what`; rejects if the child exits first or says
+ * nothing of the kind within `timeoutMs`.
+ */
+export function nextMessage<T extends { msg: string }, M extends T['msg']>(
+  child: ChildProcess,
+  what: M,
+  timeoutMs: number,
+): Promise<Extract<T, { msg: M }>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the child process did not answer '${what}'`)), timeoutMs)
+    const onExit = (code: number | null) => reject(new Error(`the child process exited (${code})`))
+    const onMessage = (m: T) => {
+      if (m.msg !== what) return
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      resolve(m as Extract<T, { msg: M }>)
+    }
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+  })
 }

@@ -43,7 +43,18 @@ import { createP2P, topicFor } from '../node/p2p.js'
 import { type AnyVerified, stateRoot } from '../protocol/index.js'
 import { prng as mulberry32 } from '../test/support/prng.js'
 import { Simulator } from '../test/support/simulator.js'
-import { arrivals, benchMembers, f1, load, pct, post, Records, sleep, until } from './gossip-support.js'
+import {
+  arrivals,
+  benchMembers,
+  f1,
+  load,
+  nextMessage,
+  pct,
+  post,
+  Records,
+  sleep,
+  until,
+} from './gossip-support.js'
 
 const RECORDS = 200
 const WARMUP = 20
@@ -345,24 +356,8 @@ async function attacker(victim: string, topic: string): Promise<void> {
   send({ msg: 'ready', peerId: publishers.victim.peerId })
 }
 
-function nextMessage<M extends FromAttacker['msg']>(
-  child: ChildProcess,
-  what: M,
-): Promise<Extract<FromAttacker, { msg: M }>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the attacker did not answer '${what}'`)), 60_000)
-    const onExit = (code: number | null) => reject(new Error(`the attacker exited (${code})`))
-    const onMessage = (m: FromAttacker) => {
-      if (m.msg !== what) return
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      child.off('exit', onExit)
-      resolve(m as Extract<FromAttacker, { msg: M }>)
-    }
-    child.on('message', onMessage)
-    child.once('exit', onExit)
-  })
-}
+const attackerSays = <M extends FromAttacker['msg']>(child: ChildProcess, what: M) =>
+  nextMessage<FromAttacker, M>(child, what, 60_000)
 
 interface Phase {
   name: string
@@ -396,7 +391,7 @@ async function phase(
   let flood: FloodReport | undefined
   if (attack) {
     child.send({ cmd: 'pause' } satisfies ToAttacker)
-    flood = await nextMessage(child, 'paused')
+    flood = await attackerSays(child, 'paused')
   }
   const p: Phase = {
     name,
@@ -438,7 +433,7 @@ async function flood(rate: number): Promise<void> {
     topicFor(sim.federation.toString()),
   ])
   try {
-    const ready = await nextMessage(child, 'ready')
+    const ready = await attackerSays(child, 'ready')
     await until(() => victim.p2p.subscribers().includes(ready.peerId), 'the attacker subscribed', 30_000)
     await measureBatch(bench, batchOf(records, WARMUP))
 
@@ -453,7 +448,7 @@ async function flood(rate: number): Promise<void> {
         `state roots agree: ${rootsAgree(bench)}`,
     )
     child.send({ cmd: 'stop' } satisfies ToAttacker)
-    await nextMessage(child, 'stopped')
+    await attackerSays(child, 'stopped')
 
     const row = (p: Phase) =>
       `| ${p.name.trim()} | ${f1(p.s.all50)} | ${f1(p.s.all99)} | ${f1(p.s.ack50)} | ` +

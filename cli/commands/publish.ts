@@ -60,7 +60,14 @@ export async function uploadTarget(client: NodeClient): Promise<UploadTarget> {
   const status = await client.get<{ federation: string; peerId: string }>('/status')
   if (typeof status.peerId !== 'string' || peerIdBytes(status.peerId) === undefined)
     throw new CliError('bad-answer', `the node at ${client.base} did not name its peer id in /status`)
-  return { federation: parseCidArg(status.federation, 'federation'), peerId: status.peerId }
+  let federation: CID
+  try {
+    federation = CID.parse(String(status.federation))
+  } catch {
+    // The node's answer, not the user's input: not a usage error.
+    throw new CliError('bad-answer', `the node at ${client.base} did not name its federation in /status`)
+  }
+  return { federation, peerId: status.peerId }
 }
 
 /**

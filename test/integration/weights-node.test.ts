@@ -12,7 +12,6 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarBlockIterator } from '@ipld/car/iterator'
-import { CarWriter } from '@ipld/car/writer'
 import { FsBlockstore } from 'blockstore-fs'
 import { exporter, recursive as exportRecursive } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
@@ -30,6 +29,7 @@ import { peerIdBytes, signRecord, uploadStatementBytes } from '../../protocol/in
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
 import { Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
+import { carOf } from '../support/uploads.js'
 
 const CAR = 'application/vnd.ipld.car'
 
@@ -62,18 +62,6 @@ async function makeModel(base: string, seed: number): Promise<Model> {
   const root = held.get(imp.root.toString())!
   const rest = [...held.values()].filter((b) => !b.cid.equals(imp.root))
   return { dir, root: imp.root, size: imp.size, files: [...imp.files], blocks: [root, ...rest] }
-}
-
-async function carOf(root: CID, blocks: Block[]): Promise<Uint8Array> {
-  const { writer, out } = CarWriter.create([root])
-  const collected = (async () => {
-    const parts: Uint8Array[] = []
-    for await (const c of out) parts.push(c)
-    return new Uint8Array(Buffer.concat(parts))
-  })()
-  for (const b of blocks) await writer.put(b)
-  await writer.close()
-  return collected
 }
 
 /**
