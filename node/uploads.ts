@@ -1,19 +1,23 @@
 /**
  * Weights uploads (DESIGN.md §6 "Weights", SPEC.md §7): a CARv1 stream from a publisher (or the
  * admin), authenticated before its first byte is read, staged outside the blockstore, and moved
- * in only once the DAG under its root is complete and checked.
+ * in only once the DAG under its root is complete and checked. This file holds the receiving
+ * side: the CAR reader, the checks of each block, the walk of the DAG (`measureDag`), the move
+ * from staging into the blockstore, the pin, and the slots and nonces an upload takes. The HTTP
+ * side, `POST /weights` and the upload statement in its headers, is in upload-routes.ts.
  *
  * How an upload goes:
- * - Before the body is read: the admin token, or a publisher's upload statement (version 2,
- *   SPEC.md §7) in the headers — signed over this federation, this node's peer id, the root, the
- *   time, the size and a nonce never used before; the size within `maxModelBytes`. Then a slot
- *   (uploads at once, per author and in all) and the nonce, recorded durably. Anything else is
- *   refused with nothing read but the headers.
+ * - Before the body is read (upload-routes.ts): the admin token, or a publisher's upload
+ *   statement (version 2, SPEC.md §7) in the headers — signed over this federation, this node's
+ *   peer id, the root, the time, the size and a nonce never used before; the size within
+ *   `maxModelBytes`. Then a slot (uploads at once, per author and in all) and the nonce, recorded
+ *   durably. Anything else is refused with nothing read but the headers.
  * - The body is read as a stream through a small CARv1 reader (header, then `varint ‖ CID ‖
  *   bytes` sections), bounded by the CAR budget of the signed size (`carBudget`) and by an idle
- *   timeout: a body that sends nothing for `idleMs` ends the upload. At most `WRITES_IN_FLIGHT`
- *   blocks are in memory at a time, being hashed and written while the next sections are read;
- *   a section longer than a block can be is refused before its bytes are read.
+ *   timeout: a body that sends nothing for `idleMs` ends the upload (`idleBounded`, in
+ *   upload-routes.ts). At most `WRITES_IN_FLIGHT` blocks are in memory at a time, being hashed
+ *   and written while the next sections are read; a section longer than a block can be is
+ *   refused before its bytes are read.
  * - The header must name exactly one root, the one the statement signs. Every block: CIDv0/v1,
  *   codec raw or dag-pb (what UnixFS weights are made of), hash sha2-256, recomputed and compared
  *   before the block is staged (upload-staging.ts). A mismatch ends the upload with 400
@@ -37,31 +41,16 @@
 import { webcrypto } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UnixFS } from 'ipfs-unixfs'
-import type { ReadableStorage } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
 import { equalBytes } from '../protocol/bytes.js'
 import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE, SHA2_256_CODE } from '../protocol/cid.js'
-import {
-  type Did,
-  type Fold,
-  type ManifestBody,
-  parseDid,
-  peerIdBytes,
-  UPLOAD_NONCE_BYTES,
-  UPLOAD_STATEMENT_VERSION,
-  uploadStatementBytes,
-} from '../protocol/index.js'
-import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
-import { CAR_TYPE } from './gateway.js'
 import { type Logger, silentLogger } from './log.js'
 import { openUploadNonces, type UploadNonces } from './upload-nonces.js'
 import { type StagedUpload, type StagingTarget, UploadStaging } from './upload-staging.js'
 import { CHUNK_BYTES } from './weights/directory.js'
 import { type PinWalker, unixfsPinWalker } from './weights/pin-walker.js'
-import { verifyDag } from './weights/verify.js'
 
 /** What uploads need of a blockstore (blockstore-fs 4, its default layout: see upload-staging.ts). */
 export interface UploadBlockstore extends StagingTarget {
@@ -114,6 +103,9 @@ export interface UploadGate {
   /** How far a statement's `at` may be from the node's clock. */
   readonly windowMs: number
 }
+
+/** How far an upload statement's `at` may be from the node's clock. */
+export const UPLOAD_WINDOW_MS = 10 * 60 * 1000
 
 export interface Weights {
   receive(source: AsyncIterable<Uint8Array>, options: ReceiveOptions): Promise<UploadResult>
@@ -572,43 +564,6 @@ export class UploadSlots {
   }
 }
 
-function idleError(ms: number): NodeError {
-  return new NodeError(
-    'upload-idle',
-    `the upload sent nothing for ${ms / 1000} s and was ended; send the CAR again`,
-    { status: 408 },
-  )
-}
-
-/**
- * `source`, ended with `upload-idle` when it yields nothing for `ms` while it is waited on. Only
- * the sender's silence counts: the time this node spends on a chunk (hashing, writing) does not.
- */
-export async function* idleBounded(
-  source: AsyncIterable<Uint8Array>,
-  ms: number,
-): AsyncGenerator<Uint8Array> {
-  const it = source[Symbol.asyncIterator]()
-  let waiting: ((e: Error) => void) | undefined
-  const timer = setTimeout(() => waiting?.(idleError(ms)), ms)
-  // The timer never keeps the process alive, and is cleared when the reader closes this.
-  timer.unref()
-  try {
-    for (;;) {
-      timer.refresh()
-      const next = await new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
-        waiting = reject
-        it.next().then(resolve, reject)
-      })
-      waiting = undefined
-      if (next.done) return
-      yield next.value
-    }
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 export function createWeights(options: {
   blockstore: UploadBlockstore
   staging: UploadStaging
@@ -785,343 +740,5 @@ export async function openWeights(options: OpenWeightsOptions): Promise<Weights>
       idleMs: options.idleMs,
       windowMs: UPLOAD_WINDOW_MS,
     },
-  })
-}
-
-// ---------------------------------------------------------------- HTTP routes
-
-/** How far an upload statement's `at` may be from the node's clock. */
-export const UPLOAD_WINDOW_MS = 10 * 60 * 1000
-
-/** The headers of an upload statement (SPEC.md §7). */
-export const UPLOAD_HEADERS = {
-  version: 'allmende-upload-version',
-  author: 'allmende-upload-author',
-  federation: 'allmende-upload-federation',
-  node: 'allmende-upload-node',
-  root: 'allmende-upload-root',
-  at: 'allmende-upload-at',
-  size: 'allmende-upload-size',
-  nonce: 'allmende-upload-nonce',
-  signature: 'allmende-upload-signature',
-} as const
-
-export interface WeightsRoutesOptions {
-  readonly weights: Weights
-  /** The node's own blockstore, read by the checks. */
-  readonly blockstore: ReadableStorage
-  readonly fold: Pick<Fold, 'get' | 'headState' | 'state' | 'electorate' | 'knownMember'>
-  readonly clock: () => number
-  /** Throws `NodeError('unauthorized')` unless the request carries the admin token. */
-  readonly requireAdmin: (req: FastifyRequest) => void
-  /** The largest CAR accepted; by default the CAR budget of the signed size (or of `maxModelBytes`). */
-  readonly maxUploadBytes?: number
-}
-
-/** An upload statement read from the headers: well-formed, not yet checked. */
-interface Statement {
-  readonly author: Did
-  readonly publicKey: Uint8Array
-  readonly federation: CID
-  readonly node: Uint8Array
-  readonly nodeText: string
-  readonly root: CID
-  readonly at: number
-  readonly size: number
-  readonly nonce: Uint8Array
-  readonly signature: Uint8Array
-}
-
-function header(req: FastifyRequest, name: string): string | undefined {
-  const v = req.headers[name]
-  return Array.isArray(v) ? v[0] : v
-}
-
-function statementError(message: string): NodeError {
-  return new NodeError('upload-statement-invalid', message, { status: 401 })
-}
-
-const UINT = /^(0|[1-9][0-9]{0,15})$/
-
-function uintHeader(req: FastifyRequest, name: string, what: string): number {
-  const text = header(req, name) ?? ''
-  if (!UINT.test(text) || !Number.isSafeInteger(Number(text))) throw statementError(`${name} must be ${what}`)
-  return Number(text)
-}
-
-function cidHeader(req: FastifyRequest, name: string, what: string): CID {
-  try {
-    return CID.parse(header(req, name) ?? '')
-  } catch {
-    throw statementError(`${name} must be ${what} (CID text)`)
-  }
-}
-
-/** Refuses any statement version but 2, telling an old CLI's user what to do. */
-function checkVersion(req: FastifyRequest): void {
-  const version = header(req, UPLOAD_HEADERS.version)
-  if (version === String(UPLOAD_STATEMENT_VERSION)) return
-  if (version === undefined || version === '1')
-    throw new NodeError(
-      'upload-statement-outdated',
-      `this node takes upload statements of version ${UPLOAD_STATEMENT_VERSION} only (signed for this node, with a nonce); version 1 came from an older allmende: upgrade the allmende CLI and publish again`,
-      { status: 400 },
-    )
-  throw new NodeError(
-    'upload-statement-version',
-    `${UPLOAD_HEADERS.version} ${version.slice(0, 16)} is not known here: this node takes version ${UPLOAD_STATEMENT_VERSION}; use a CLI of the node's version or upgrade the node`,
-    { status: 400 },
-  )
-}
-
-/** The upload statement in the headers, checked for form only. */
-function readStatement(req: FastifyRequest): Statement {
-  checkVersion(req)
-  const author = header(req, UPLOAD_HEADERS.author) ?? ''
-  const key = parseDid(author)
-  if (!key.ok) throw statementError(`${UPLOAD_HEADERS.author} is not a did:key: ${key.message}`)
-  const federation = cidHeader(req, UPLOAD_HEADERS.federation, 'the federation id')
-  const nodeText = header(req, UPLOAD_HEADERS.node) ?? ''
-  const node = peerIdBytes(nodeText)
-  if (node === undefined)
-    throw statementError(`${UPLOAD_HEADERS.node} must be the node's peer id (12D3KooW…)`)
-  const root = cidHeader(req, UPLOAD_HEADERS.root, 'the root of the upload')
-  const at = uintHeader(req, UPLOAD_HEADERS.at, 'the signing time in ms since the epoch')
-  const size = uintHeader(req, UPLOAD_HEADERS.size, 'the signed size in bytes')
-  const nonceText = header(req, UPLOAD_HEADERS.nonce) ?? ''
-  if (!new RegExp(`^[0-9a-f]{${2 * UPLOAD_NONCE_BYTES}}$`).test(nonceText))
-    throw statementError(
-      `${UPLOAD_HEADERS.nonce} must be ${UPLOAD_NONCE_BYTES} random bytes in lowercase hex`,
-    )
-  const sigText = header(req, UPLOAD_HEADERS.signature) ?? ''
-  const signature = /^[A-Za-z0-9+/]{86}={0,2}$/.test(sigText)
-    ? new Uint8Array(Buffer.from(sigText, 'base64'))
-    : new Uint8Array()
-  if (signature.length !== 64)
-    throw statementError(`${UPLOAD_HEADERS.signature} must be a base64 Ed25519 signature (64 bytes)`)
-  return {
-    author,
-    publicKey: key.value,
-    federation,
-    node,
-    nodeText,
-    root,
-    at,
-    size,
-    nonce: new Uint8Array(Buffer.from(nonceText, 'hex')),
-    signature,
-  }
-}
-
-/** A publisher in some governance state of the chain: the head, or the electorate of a governance proposal. */
-export function isPublisher(fold: WeightsRoutesOptions['fold'], did: Did): boolean {
-  const publisherIn = (members: ReadonlyMap<Did, { roles: readonly string[] }>) =>
-    members.get(did)?.roles.includes('publisher') === true
-  if (publisherIn(fold.headState().members)) return true
-  if (!fold.knownMember(did)) return false
-  // Every chain state but the head is the basis (the electorate) of its successor.
-  for (const p of fold.state().proposals.values()) {
-    if (!p.governance) continue
-    const electorate = fold.electorate(p.cid)
-    if (electorate && publisherIn(electorate.members)) return true
-  }
-  return false
-}
-
-/**
- * Every check of a statement that needs no body (SPEC.md §7), cheapest first: it names this
- * federation and this node, is fresh, within maxModelBytes, signed, by a publisher, and its
- * nonce was never taken.
- */
-function checkStatement(
-  s: Statement,
-  gate: UploadGate,
-  fold: WeightsRoutesOptions['fold'],
-  now: number,
-): void {
-  if (!s.federation.equals(gate.federation))
-    throw new NodeError(
-      'upload-federation-mismatch',
-      `the upload statement is for federation ${s.federation}; this node is of federation ${gate.federation}`,
-      { status: 401 },
-    )
-  if (s.nodeText !== gate.peerId)
-    throw new NodeError(
-      'upload-node-mismatch',
-      `the upload statement is for node ${s.nodeText.slice(0, 64)}; this node is ${gate.peerId}: sign one for this node`,
-      { status: 401 },
-    )
-  if (Math.abs(s.at - now) > gate.windowMs)
-    throw new NodeError(
-      'upload-stale',
-      `the upload statement was signed at ${s.at}, more than ${gate.windowMs / 60_000} minutes from this node's clock (${now})`,
-      { status: 401 },
-    )
-  const maxModelBytes = fold.headState().rules.maxModelBytes
-  if (s.size > maxModelBytes)
-    throw new NodeError(
-      'upload-too-large',
-      `the upload statement signs ${s.size} bytes; this federation takes models of at most ${maxModelBytes} bytes (maxModelBytes)`,
-      { status: 413 },
-    )
-  const signed = uploadStatementBytes({
-    federation: s.federation,
-    node: s.node,
-    root: s.root,
-    at: s.at,
-    size: s.size,
-    nonce: s.nonce,
-  })
-  if (!fastEd25519.verify(s.signature, signed, s.publicKey))
-    throw new NodeError(
-      'upload-signature-invalid',
-      `the upload statement's signature by ${s.author} does not cover root ${s.root}, size ${s.size}, at ${s.at} and its nonce for this node`,
-      { status: 401 },
-    )
-  if (!isPublisher(fold, s.author))
-    throw new NodeError(
-      'not-a-publisher',
-      `${s.author} is not a publisher in any governance state of this federation`,
-      { status: 403 },
-    )
-  if (gate.nonces.has(s.nonce))
-    throw new NodeError('upload-replayed', 'this upload statement was used before: sign a new one', {
-      status: 401,
-    })
-}
-
-function parseCid(text: string): CID {
-  try {
-    return CID.parse(text)
-  } catch {
-    throw new NodeError('bad-cid', `not a CID: ${text.slice(0, 80)}`, { status: 400 })
-  }
-}
-
-/**
- * `POST /weights` (a CARv1 body, the admin token or a publisher's upload statement) and
- * `GET /weights/:cid/check?manifest=<cid>` (admin: `verifyDag` against a held manifest).
- * Registered in their own scope: the body of an upload is a stream, never a buffer.
- */
-export async function registerWeightsRoutes(
-  app: FastifyInstance,
-  options: WeightsRoutesOptions,
-): Promise<void> {
-  const { weights, fold, clock } = options
-  const { gate } = weights
-  await app.register(async (scope) => {
-    scope.removeAllContentTypeParsers()
-    // The body is handed over unread: the route decides whether to read it at all.
-    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
-
-    scope.post('/weights', async (req, reply) => {
-      try {
-        return await upload(req, reply)
-      } catch (e) {
-        // The rest of a refused body is not read: close the connection after the answer, or the
-        // next request on it would wait behind unread bytes (a half-read stream is not dumped).
-        if (!req.raw.complete) reply.header('connection', 'close')
-        throw e
-      }
-    })
-
-    /** The credential of an upload, from its headers alone: who it counts against, and the statement. */
-    const authenticate = (req: FastifyRequest): { author: string; statement?: Statement } => {
-      if (header(req, 'authorization') !== undefined) {
-        options.requireAdmin(req)
-        return { author: 'the admin' }
-      }
-      if (header(req, UPLOAD_HEADERS.author) === undefined)
-        throw new NodeError(
-          'unauthorized',
-          'uploads need the admin token or a publisher upload statement (Allmende-Upload-* headers, SPEC.md §7)',
-          { status: 401 },
-        )
-      const statement = readStatement(req)
-      checkStatement(statement, gate, fold, clock())
-      return { author: statement.author, statement }
-    }
-
-    const upload = async (req: FastifyRequest, reply: FastifyReply) => {
-      const type = (header(req, 'content-type') ?? '').toLowerCase()
-      if (!type.startsWith(CAR_TYPE)) {
-        throw new NodeError('unsupported-media-type', `send the weights as ${CAR_TYPE} (a CARv1 file)`, {
-          status: 415,
-        })
-      }
-      const maxModelBytes = fold.headState().rules.maxModelBytes
-      const { author, statement } = authenticate(req)
-      // The signed size bounds the CAR; the admin's uploads are bounded by maxModelBytes.
-      const budget = carBudget(statement?.size ?? maxModelBytes)
-      const maxBytes = Math.min(options.maxUploadBytes ?? budget.maxBytes, budget.maxBytes)
-      const declared = Number(header(req, 'content-length') ?? 0)
-      if (declared > maxBytes)
-        throw new NodeError('upload-too-large', `this upload may be at most ${maxBytes} bytes of CAR`, {
-          status: 413,
-        })
-      const source = req.body as AsyncIterable<Uint8Array> | undefined
-      if (source === undefined || source === null || typeof source[Symbol.asyncIterator] !== 'function')
-        throw new NodeError('bad-car', 'the body is empty: send a CARv1 file', { status: 400 })
-
-      const release = gate.slots.acquire(author)
-      try {
-        // Recorded on disk before the first byte of the body is read: a replay is refused even
-        // after a crash and restart.
-        if (statement) await gate.nonces.take(statement.nonce, statement.at)
-        const controller = new AbortController()
-        reply.raw.once('close', () => {
-          if (!reply.raw.writableFinished) controller.abort()
-        })
-        const result = await weights.receive(idleBounded(source, gate.idleMs), {
-          maxBytes,
-          maxBlocks: budget.maxBlocks,
-          maxLogicalBytes: maxModelBytes,
-          signal: controller.signal,
-          ...(statement ? { root: statement.root, size: statement.size } : {}),
-        })
-        return reply.code(201).send({
-          root: result.root.toString(),
-          blocks: result.blocks,
-          bytes: result.bytes,
-          carBytes: result.carBytes,
-          dropped: result.dropped,
-          pinned: result.pinned,
-        })
-      } finally {
-        release()
-      }
-    }
-
-    scope.get('/weights/:cid/check', async (req) => {
-      options.requireAdmin(req)
-      const root = parseCid((req.params as { cid: string }).cid)
-      const manifestText = (req.query as Record<string, string | undefined>).manifest
-      if (typeof manifestText !== 'string')
-        throw new NodeError('bad-request', 'name the manifest to check against: ?manifest=<cid>', {
-          status: 400,
-        })
-      const manifestCid = parseCid(manifestText)
-      const r = fold.get(manifestCid)
-      if (r?.record.kind !== 'manifest')
-        throw new NodeError('unknown-manifest', `no manifest ${manifestCid} is held here`, { status: 404 })
-      const body = r.record.body as ManifestBody
-      if (!body.weights.equals(root)) {
-        return {
-          ok: false,
-          problems: [
-            {
-              code: 'root-mismatch',
-              message: `manifest ${manifestCid} names weights ${body.weights}, not ${root}`,
-            },
-          ],
-        }
-      }
-      const controller = new AbortController()
-      req.raw.socket.once('close', () => controller.abort())
-      return verifyDag(options.blockstore, body, {
-        maxModelBytes: fold.headState().rules.maxModelBytes,
-        signal: controller.signal,
-      })
-    })
   })
 }

@@ -12,7 +12,7 @@ import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { UPLOAD_HEADERS } from '../../node/uploads.js'
+import { UPLOAD_HEADERS } from '../../node/upload-routes.js'
 import { directoryCar } from '../../node/weights/car-stream.js'
 import {
   CID_PROFILE,
