@@ -20,13 +20,12 @@
  * Cases: FUZZ_RUNS (default 2,000 for each role, so `npm test` stays short);
  * `FUZZ_RUNS=10000 npx vitest run test/unit/sync-fuzz.test.ts` is the long run.
  */
-import { join } from 'node:path'
 import fc from 'fast-check'
 import type { CID } from 'multiformats/cid'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { nativeSigner } from '../../node/ed25519-native.js'
 import { silentLogger } from '../../node/log.js'
-import { openStore, type RecordStore } from '../../node/store.js'
+import type { RecordStore } from '../../node/store.js'
 import { createIdSet } from '../../node/sync/id-set.js'
 import { createPeerLedger, DEFAULT_BUDGET } from '../../node/sync/ledger.js'
 import { decodeMessage, encodeMessage, type SyncMessage } from '../../node/sync/messages.js'
@@ -40,8 +39,7 @@ import {
 import { buildList, cidKey, cidOfBlock, encode } from '../../protocol/index.js'
 import { seededBytes } from '../support/prng.js'
 import { Simulator } from '../support/simulator.js'
-import { tempDirForFile } from '../support/temp-dir.js'
-import { scripted } from './helpers/sync-channel.js'
+import { scripted, storeForFile } from './helpers/sync-channel.js'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2_000)
 /** A session of a fuzz case that takes longer than this hangs (they take milliseconds). */
@@ -201,18 +199,10 @@ function rogueResponder(held: readonly Uint8Array[], script: readonly (Uint8Arra
 
 // ---------------------------------------------------------------- the store
 
-const tmp = tempDirForFile('allmende-sync-fuzz-')
+const storeOf = storeForFile(sim, 'allmende-sync-fuzz-')
 let store: RecordStore
-beforeAll(async () => {
-  store = await openStore({
-    path: join(tmp(), 'records.log'),
-    genesis: sim.genesis,
-    clock: () => sim.base,
-    log: silentLogger,
-  })
-})
-afterAll(async () => {
-  await store?.close()
+beforeAll(() => {
+  store = storeOf()
 })
 
 /** Fresh sessions (a fresh ledger: one peer's spent budget would end every later case at once). */

@@ -6,11 +6,10 @@
  * session cut by a budget keeps nothing it should not; strangers filling the
  * holding areas keep no held seal's lists out.
  */
-import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../node/log.js'
-import { openStore, type RecordStore } from '../../node/store.js'
+import type { RecordStore } from '../../node/store.js'
 import { createIdSet } from '../../node/sync/id-set.js'
 import { createPeerLedger, DEFAULT_BUDGET, junkPoints, type SyncBudget } from '../../node/sync/ledger.js'
 import { decodeMessage, encodeMessage, type SyncMessage } from '../../node/sync/messages.js'
@@ -25,26 +24,17 @@ import {
 import { buildList, cidKey, cidOfBlock, encode, type Verified } from '../../protocol/index.js'
 import { seededBytes } from '../support/prng.js'
 import { Simulator } from '../support/simulator.js'
-import { tempDirForFile } from '../support/temp-dir.js'
-import { frameBytes, scripted } from './helpers/sync-channel.js'
+import { frameBytes, scripted, storeForFile } from './helpers/sync-channel.js'
 
 const sim = new Simulator({
   members: [{ name: 'a', roles: ['publisher', 'steward', 'voter'], weight: 1 }],
   base: 1_800_000_000_000,
   name: 'sync-session',
 })
-const tmp = tempDirForFile('allmende-sync-session-')
+const storeOf = storeForFile(sim, 'allmende-sync-session-')
 let store: RecordStore
-beforeAll(async () => {
-  store = await openStore({
-    path: join(tmp(), 'records.log'),
-    genesis: sim.genesis,
-    clock: () => sim.base,
-    log: silentLogger,
-  })
-})
-afterAll(async () => {
-  await store?.close()
+beforeAll(() => {
+  store = storeOf()
 })
 
 /** A list-shaped block nothing names. */

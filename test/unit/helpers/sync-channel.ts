@@ -1,11 +1,18 @@
 /**
  * Frame channels for driving sync sessions (node/sync/session.ts) without a
  * network: the peer's frames are given in advance, what the session sends is
- * decoded and kept.
+ * decoded and kept. Also the record store such a test file runs its sessions
+ * against.
  */
 
+import { join } from 'node:path'
+import { afterAll, beforeAll } from 'vitest'
+import { silentLogger } from '../../../node/log.js'
+import { openStore, type RecordStore } from '../../../node/store.js'
 import { decodeMessage, encodeMessage, type SyncMessage } from '../../../node/sync/messages.js'
 import type { FrameChannel } from '../../../node/sync/session.js'
+import type { Simulator } from '../../support/simulator.js'
+import { tempDirForFile } from '../../support/temp-dir.js'
 
 export interface ScriptedChannel extends FrameChannel {
   /** What the session sent, decoded. */
@@ -46,4 +53,29 @@ export function frameBytes(m: SyncMessage): number {
   let prefix = 1
   for (let v = n; v >= 128; v = Math.floor(v / 128)) prefix++
   return n + prefix
+}
+
+/**
+ * Registers the file's beforeAll (a record store on `sim`'s genesis in a temp dir named after
+ * `prefix`, its clock stopped at `sim.base`) and afterAll (closing it); call it at the top level
+ * of a test file. The returned function gives the store, in tests and hooks.
+ */
+export function storeForFile(sim: Pick<Simulator, 'genesis' | 'base'>, prefix: string): () => RecordStore {
+  const tmp = tempDirForFile(prefix)
+  let store: RecordStore | undefined
+  beforeAll(async () => {
+    store = await openStore({
+      path: join(tmp(), 'records.log'),
+      genesis: sim.genesis,
+      clock: () => sim.base,
+      log: silentLogger,
+    })
+  })
+  afterAll(async () => {
+    await store?.close()
+  })
+  return () => {
+    if (store === undefined) throw new Error(`${prefix}: the store is open only while the tests run`)
+    return store
+  }
 }
