@@ -48,6 +48,7 @@ import {
   type Verified,
 } from '../protocol/index.js'
 import { decodeOwnRecord } from '../protocol/record.js'
+import { chainStates } from './chain-states.js'
 import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import type { Logger } from './log.js'
@@ -271,8 +272,8 @@ export async function openStore(options: {
 
   /**
    * Members with the steward role in some state of the governance chain: the head state, and
-   * every other chain state as the electorate of the governance proposal after it (as
-   * `isPublisher` in uploads.ts). Only their seals and checkpoints can ever count, so only theirs
+   * every other chain state as the electorate of the governance proposal after it
+   * (chain-states.ts, as for who may upload). Only their seals and checkpoints can ever count, so only theirs
    * name list blocks: a member's seal could otherwise make every node keep a million entries
    * of its choosing. Worked out again when the governance head changes.
    */
@@ -281,11 +282,8 @@ export async function openStore(options: {
   const stewardsEver = (): ReadonlySet<string> => {
     const head = fold.headState()
     if (head === stewardsUnder) return stewards
-    const found = new Set<string>(stewardsOf(head))
-    for (const p of governance) {
-      const electorate = fold.electorate(p)
-      if (electorate) for (const id of stewardsOf(electorate)) found.add(id)
-    }
+    const found = new Set<string>()
+    for (const state of chainStates(fold, governance)) for (const id of stewardsOf(state)) found.add(id)
     stewardsUnder = head
     stewards = found
     return found

@@ -12,6 +12,7 @@ import { CID } from 'multiformats/cid'
 import {
   type Did,
   type Fold,
+  hasRole,
   type ManifestBody,
   parseDid,
   peerIdBytes,
@@ -19,9 +20,11 @@ import {
   UPLOAD_STATEMENT_VERSION,
   uploadStatementBytes,
 } from '../protocol/index.js'
+import { governanceProposals, heldRoleEver } from './chain-states.js'
 import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import { CAR_TYPE } from './gateway.js'
+import { parseCid } from './http-params.js'
 import { carBudget, type UploadGate, type UploadResult, type Weights } from './uploads.js'
 import { verifyDag } from './weights/verify.js'
 
@@ -147,17 +150,9 @@ function readStatement(req: FastifyRequest): Statement {
 
 /** A publisher in some governance state of the chain: the head, or the electorate of a governance proposal. */
 export function isPublisher(fold: WeightsRoutesOptions['fold'], did: Did): boolean {
-  const publisherIn = (members: ReadonlyMap<Did, { roles: readonly string[] }>) =>
-    members.get(did)?.roles.includes('publisher') === true
-  if (publisherIn(fold.headState().members)) return true
-  if (!fold.knownMember(did)) return false
-  // Every chain state but the head is the basis (the electorate) of its successor.
-  for (const p of fold.state().proposals.values()) {
-    if (!p.governance) continue
-    const electorate = fold.electorate(p.cid)
-    if (electorate && publisherIn(electorate.members)) return true
-  }
-  return false
+  // A DID that is a member in no known state is a publisher in none: no walk over the chain.
+  if (!fold.knownMember(did) && !hasRole(fold.headState(), did, 'publisher')) return false
+  return heldRoleEver(fold, governanceProposals(fold), did, 'publisher')
 }
 
 /**
@@ -220,14 +215,6 @@ function checkStatement(
     throw new NodeError('upload-replayed', 'this upload statement was used before: sign a new one', {
       status: 401,
     })
-}
-
-function parseCid(text: string): CID {
-  try {
-    return CID.parse(text)
-  } catch {
-    throw new NodeError('bad-cid', `not a CID: ${text.slice(0, 80)}`, { status: 400 })
-  }
 }
 
 function idleError(ms: number): NodeError {
