@@ -13,7 +13,6 @@ import { isAbsolute } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { WritableStorage } from 'ipfs-unixfs-importer'
-import { CID } from 'multiformats/cid'
 import { checkpointDue, uncoveredDecisions } from '../protocol/checkpoint-due.js'
 import {
   buildCertificate,
@@ -35,6 +34,7 @@ import { type AuthThrottle, createAuthThrottle } from './auth-throttle.js'
 import { API_LIMIT_DEFAULTS, type ApiLimits, MIN_TOKEN_CHARS } from './config.js'
 import { isNodeError, NodeError } from './errors.js'
 import { type GatewayBlockstore, type GatewayPins, registerGateway } from './gateway.js'
+import { parseCid } from './http-params.js'
 import { proposalJson, stateJson, toJson } from './json.js'
 import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
@@ -94,14 +94,6 @@ export const MAX_BODY_BYTES = RECORDS_BODY_BYTES
 
 function fail(reply: FastifyReply, status: number, code: string, message: string) {
   return reply.code(status).send({ error: { code, message } })
-}
-
-function parseCid(text: string): CID {
-  try {
-    return CID.parse(text)
-  } catch {
-    throw new NodeError('bad-cid', `not a CID: ${text.slice(0, 80)}`, { status: 400 })
-  }
 }
 
 /** A body as a record and the list blocks sent with it. */

@@ -20,6 +20,7 @@ import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { UPLOAD_NONCE_BYTES } from '../protocol/index.js'
 import { NodeError } from './errors.js'
+import { syncDirectory } from './record-log-frames.js'
 
 const ENTRY_BYTES = 8 + UPLOAD_NONCE_BYTES
 
@@ -66,15 +67,6 @@ function liveEntries(bytes: Uint8Array, now: number, windowMs: number): Map<stri
   return live
 }
 
-async function syncDirectory(path: string): Promise<void> {
-  const handle = await open(dirname(path), 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
 /** Writes `live` as the whole file, atomically (temp file, fsync, rename, fsync of the directory). */
 async function rewrite(path: string, live: Map<string, number>): Promise<void> {
   const temporary = `${path}.tmp`
@@ -87,7 +79,7 @@ async function rewrite(path: string, live: Map<string, number>): Promise<void> {
     await handle.close()
   }
   await rename(temporary, path)
-  await syncDirectory(path)
+  await syncDirectory(dirname(path))
 }
 
 export async function openUploadNonces(path: string, options: NonceOptions): Promise<UploadNonces> {
