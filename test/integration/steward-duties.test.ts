@@ -157,6 +157,12 @@ describe('governance proposals on one basis', () => {
         () => net.nodes.every((n) => n.store.fold.state().head.equals(order[0]!.cid)),
         'the earliest proposal as the head everywhere',
       )
+      // The head needs only its own seals; the others are decided once the other stewards' seals
+      // (and their lists) have reached every node too.
+      await until(
+        () => net.nodes.every((n) => order.every((p) => viewOf(n, p.cid)?.phase !== 'undecided')),
+        'all four decided everywhere',
+      )
       for (const n of net.nodes) {
         expect(viewOf(n, order[0]!.cid)?.phase).toBe('final-passed')
         for (const p of order.slice(1)) expect(viewOf(n, p.cid)?.phase).toBe('superseded')
