@@ -1,5 +1,5 @@
 /**
- * The Ed25519 verification rule (DESIGN.md §2, protocol/ed25519.ts): ZIP-215,
+ * The Ed25519 verification rule (protocol/SPEC.md §4.2, protocol/ed25519.ts): ZIP-215,
  * checked on the 12 edge cases of "Taming the many EdDSAs"
  * (fixtures/ed25519-speccheck-cases.json) for every backend the project uses,
  * plus did:key parsing and registration, and interoperability with OpenSSL.
@@ -42,8 +42,6 @@ const CASES = (
 
 /** The protocol's rule: ZIP-215 (Zebra's verdicts in the paper), cases 0–11. */
 const ZIP215_VERDICTS = 'VVVVVVXXXVVV'
-/** OpenSSL 3.0 (node:crypto), measured; the paper reports the same for OpenSSL. */
-const OPENSSL_VERDICTS = 'VVVVXXXXXXXV'
 
 function verdicts(backend: Ed25519Backend): string {
   return CASES.map((c) => (backend.verify(c.signature, c.message, c.publicKey) ? 'V' : 'X')).join('')
@@ -75,24 +73,36 @@ describe('Ed25519 rule on the speccheck edge cases', () => {
     expect(verdicts(withZip215Fallback(nativeEd25519))).toBe(ZIP215_VERDICTS)
   })
 
-  it('raw node:crypto (OpenSSL) gives different verdicts: this is why the fallback exists', () => {
+  // Raw node:crypto's verdicts change with the Node and OpenSSL build (Node 20 and 22:
+  // VVVVXXXXXXXV; Node 24, which also refuses small-order keys: XXXVXXXXXXXX), so they are
+  // printed, not pinned. The fast path relies on two things only, asserted on this build.
+  it('raw node:crypto (OpenSSL) accepts only what ZIP-215 accepts, and the fast path is ZIP-215', () => {
     const native = verdicts(nativeEd25519)
-    expect(native).toBe(OPENSSL_VERDICTS)
-    expect(native).not.toBe(ZIP215_VERDICTS)
-    // OpenSSL rejects, ZIP-215 accepts: cofactored-only (4, 5), non-canonical R (9), non-canonical A (10).
-    const disagree = [...native].flatMap((v, i) => (v !== ZIP215_VERDICTS[i] ? [i] : []))
-    expect(disagree).toEqual([4, 5, 9, 10])
-  })
-
-  it("OpenSSL's accept set is a subset of ZIP-215's, so its accepts may be final", () => {
-    for (let i = 0; i < CASES.length; i++) {
-      if (OPENSSL_VERDICTS[i] === 'V') expect(ZIP215_VERDICTS[i], `case ${i}`).toBe('V')
-    }
-    // The same, straight from the backends rather than the constants.
+    console.info(
+      `node:crypto verdicts on the speccheck cases: ${native} (OpenSSL ${process.versions.openssl}, ZIP-215 ${ZIP215_VERDICTS})`,
+    )
+    expect(native).toMatch(/^[VX]{12}$/)
+    // Its accepts may be final: native accept ⊆ ZIP-215 accept, on every case.
     for (const [i, c] of CASES.entries()) {
       if (nativeEd25519.verify(c.signature, c.message, c.publicKey)) {
         expect(zip215.verify(c.signature, c.message, c.publicKey), `case ${i}`).toBe(true)
       }
+    }
+    // Its rejects are re-decided by ZIP-215: the fast path agrees with ZIP-215 on all 12.
+    for (const [i, c] of CASES.entries()) {
+      expect(fastEd25519.verify(c.signature, c.message, c.publicKey), `case ${i}`).toBe(
+        zip215.verify(c.signature, c.message, c.publicKey),
+      )
+    }
+  })
+
+  it("OpenSSL's accept set is a subset of ZIP-215's, so its accepts may be final", () => {
+    // Straight from the backends, case by case, in both directions of the subset.
+    for (const [i, c] of CASES.entries()) {
+      const native = nativeEd25519.verify(c.signature, c.message, c.publicKey)
+      const reference = zip215.verify(c.signature, c.message, c.publicKey)
+      expect(reference || !native, `case ${i}: node:crypto accepts what ZIP-215 rejects`).toBe(true)
+      expect(reference, `case ${i}`).toBe(ZIP215_VERDICTS[i] === 'V')
     }
   })
 
