@@ -15,7 +15,7 @@
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as CarBufferWriter from '@ipld/car/buffer-writer'
 import type { CID } from 'multiformats/cid'
-import { nativeSigner } from '../../../node/ed25519-native.js'
+import { nativeSigner } from '../../node/ed25519-native.js'
 import {
   type Action,
   type Block,
@@ -31,8 +31,8 @@ import {
   type Rules,
   signRecord,
   type Verified,
-} from '../../../protocol/index.js'
-import { DEFAULT_RULES, type SimMember, Simulator } from '../../support/simulator.js'
+} from '../../protocol/index.js'
+import { DEFAULT_RULES, type SimMember, Simulator } from './simulator.js'
 
 // ---------------------------------------------------------------- CAR surgery
 

@@ -7,12 +7,12 @@
 
 import { join } from 'node:path'
 import { afterAll, beforeAll } from 'vitest'
-import { silentLogger } from '../../../node/log.js'
-import { openStore, type RecordStore } from '../../../node/store.js'
-import { decodeMessage, encodeMessage, type SyncMessage } from '../../../node/sync/messages.js'
-import type { FrameChannel } from '../../../node/sync/session.js'
-import type { Simulator } from '../../support/simulator.js'
-import { tempDirForFile } from '../../support/temp-dir.js'
+import { silentLogger } from '../../node/log.js'
+import { openStore, type RecordStore } from '../../node/store.js'
+import { decodeMessage, encodeMessage, type SyncMessage } from '../../node/sync/messages.js'
+import type { FrameChannel } from '../../node/sync/session.js'
+import type { Simulator } from './simulator.js'
+import { tempDirForFile } from './temp-dir.js'
 
 export interface ScriptedChannel extends FrameChannel {
   /** What the session sent, decoded. */

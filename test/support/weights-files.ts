@@ -5,7 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { isNodeError } from '../../../node/errors.js'
+import { isNodeError } from '../../node/errors.js'
 
 /** Writes each file under `dir` (subdirectories made as needed). */
 export async function writeFiles(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {

@@ -3,7 +3,7 @@
  * federation id alone, that a name@version is ratified under a checkpoint
  * signed by the seal threshold of stewards.
  *
- * The fixture (helpers/federation.ts) ratifies llama@1.0.0 four governance
+ * The fixture (test/support/federation.ts) ratifies llama@1.0.0 four governance
  * decisions after the genesis — two admissions, the replacement of steward
  * s3's key by s3b, a rule change — and checkpoints the result, signed by s1
  * and s3b (t = 2). Each test below damages the certificate in one way (by
@@ -34,7 +34,6 @@ import {
   verifyCertificate,
 } from '../../protocol/index.js'
 import { fromSignedRecord } from '../../protocol/record.js'
-import { DEFAULT_RULES } from '../support/simulator.js'
 import {
   blockOf,
   buildFixture,
@@ -49,7 +48,8 @@ import {
   rewriteCar,
   simulator,
   writeCar,
-} from './helpers/federation.js'
+} from '../support/federation.js'
+import { DEFAULT_RULES } from '../support/simulator.js'
 
 const SEAL_DEADLINE = DEFAULT_RULES.sealDeadlineMs
 
@@ -128,7 +128,7 @@ describe('a valid certificate', () => {
     try {
       const file = join(dir, 'llama.car')
       writeFileSync(file, fx.car)
-      const script = fileURLToPath(new URL('./helpers/verify-offline.ts', import.meta.url))
+      const script = fileURLToPath(new URL('../support/verify-offline.ts', import.meta.url))
       const out = execFileSync(
         process.execPath,
         ['--import', 'tsx', script, file, fx.sim.federation.toString(), String(fx.now)],

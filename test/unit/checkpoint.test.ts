@@ -36,8 +36,8 @@ import {
   type Verified,
 } from '../../protocol/index.js'
 import { fromSignedRecord } from '../../protocol/record.js'
+import { type Decision, decide, HOUR, member, simulator } from '../support/federation.js'
 import { DEFAULT_RULES, type SimMember, type Simulator } from '../support/simulator.js'
-import { type Decision, decide, HOUR, member, simulator } from './helpers/federation.js'
 
 const SEAL_DEADLINE = DEFAULT_RULES.sealDeadlineMs
 

@@ -18,7 +18,7 @@ import {
   tokenSource,
 } from '../../node/config.js'
 import { tempDirForFile } from '../support/temp-dir.js'
-import { codeOf } from './helpers/weights-files.js'
+import { codeOf } from '../support/weights-files.js'
 
 const federation = 'bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
 const base = {

@@ -39,7 +39,7 @@ import {
 import { buildList, cidKey, cidOfBlock, encode } from '../../protocol/index.js'
 import { seededBytes } from '../support/prng.js'
 import { Simulator } from '../support/simulator.js'
-import { scripted, storeForFile } from './helpers/sync-channel.js'
+import { scripted, storeForFile } from '../support/sync-channel.js'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2_000)
 /** A session of a fuzz case that takes longer than this hangs (they take milliseconds). */

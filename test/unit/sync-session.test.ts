@@ -24,7 +24,7 @@ import {
 import { buildList, cidKey, cidOfBlock, encode, type Verified } from '../../protocol/index.js'
 import { seededBytes } from '../support/prng.js'
 import { Simulator } from '../support/simulator.js'
-import { frameBytes, scripted, storeForFile } from './helpers/sync-channel.js'
+import { frameBytes, scripted, storeForFile } from '../support/sync-channel.js'
 
 const sim = new Simulator({
   members: [{ name: 'a', roles: ['publisher', 'steward', 'voter'], weight: 1 }],

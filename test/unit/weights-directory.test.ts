@@ -21,7 +21,7 @@ import { generateModel } from '../../fixtures/models.js'
 import { NodeError } from '../../node/errors.js'
 import { CHUNK_BYTES, importDirectory, listDirectory } from '../../node/weights/directory.js'
 import { tempDirForFile } from '../support/temp-dir.js'
-import { codeOf, pattern, writeFiles } from './helpers/weights-files.js'
+import { codeOf, pattern, writeFiles } from '../support/weights-files.js'
 
 const run = promisify(execFile)
 const IPFS_CAR_BIN = fileURLToPath(new URL('../../node_modules/ipfs-car/bin.js', import.meta.url))

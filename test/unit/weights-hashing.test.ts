@@ -26,7 +26,7 @@ import {
 } from '../../node/weights/directory.js'
 import { hashFiles } from '../../node/weights/hash-pool.js'
 import { tempDirForFile } from '../support/temp-dir.js'
-import { codeOf, pattern, writeFiles } from './helpers/weights-files.js'
+import { codeOf, pattern, writeFiles } from '../support/weights-files.js'
 
 const run = promisify(execFile)
 

@@ -19,7 +19,7 @@ import {
   readSafetensorsHeader,
 } from '../../node/weights/headers.js'
 import { tempDirForFile } from '../support/temp-dir.js'
-import { codeOf } from './helpers/weights-files.js'
+import { codeOf } from '../support/weights-files.js'
 
 const tmp = tempDirForFile('allmende-weights-headers-')
 
