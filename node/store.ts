@@ -32,9 +32,11 @@ import { dirname, join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import {
   type AnyVerified,
+  admit,
   attachLists,
   blockKey,
   cidKey,
+  createAdmissionTally,
   createFold,
   decodeRecord,
   type Ed25519Backend,
@@ -95,8 +97,7 @@ export interface StoreCounters {
   readonly verdicts: Map<string, number>
 }
 
-/** At most this many votes per voter and proposal are taken from the network (DESIGN.md §3). */
-export const MAX_VOTES_PER_VOTER_AND_PROPOSAL = 10
+export { MAX_VOTES_PER_VOTER_AND_PROPOSAL } from '../protocol/index.js'
 
 export interface RecordStore {
   readonly fold: Fold
@@ -193,10 +194,8 @@ export async function openStore(options: {
     ids.add(idScratch)
   }
   const getBlock = (cid: CID) => blocks.get(cidKey(cid))
-  /** Votes held per proposal (key) and voter: the ingest limit. Nested maps share the keys held anyway. */
-  const votesBy = new Map<string, Map<string, number>>()
-  const votesOf = (proposal: CID, author: string): number => votesBy.get(cidKey(proposal))?.get(author) ?? 0
-  const proposalsBy = new Map<string, number[]>()
+  /** What the ingest limits count (protocol/admission.ts). */
+  const tally = createAdmissionTally()
   /** Governance proposals held: with the head, their electorates are the chain's states. */
   const governance: CID[] = []
   const unresolved = new Map<string, AnyVerified>()
@@ -244,18 +243,9 @@ export async function openStore(options: {
       fold.add(v)
       unresolved.set(v.key, v)
     }
+    tally.add(v)
     const r = v.record
-    if (r.kind === 'vote') {
-      const pKey = cidKey(r.body.proposal)
-      let byVoter = votesBy.get(pKey)
-      if (!byVoter) votesBy.set(pKey, (byVoter = new Map()))
-      byVoter.set(r.author, (byVoter.get(r.author) ?? 0) + 1)
-    } else if (r.kind === 'proposal') {
-      const list = proposalsBy.get(r.author)
-      if (list) list.push(r.body.closesAt)
-      else proposalsBy.set(r.author, [r.body.closesAt])
-      if (GOVERNANCE_ACTIONS.has(r.body.action.type)) governance.push(v.cid)
-    }
+    if (r.kind === 'proposal' && GOVERNANCE_ACTIONS.has(r.body.action.type)) governance.push(v.cid)
   }
 
   /** A new list block may complete seals or checkpoints that waited for it. */
@@ -490,49 +480,15 @@ export async function openStore(options: {
     return judge(d.value)
   }
 
-  /** The node's policy for a record whose bytes passed every check: duplicates, authors, limits. */
+  /** The node's policy for a record whose bytes passed every check (protocol/admission.ts). */
   const judge = (v: AnyVerified): Checked => {
-    const r = v.record
-    if (fold.has(v.key) || r.kind === 'genesis') {
-      count(r.kind, 'duplicate')
-      return { verdict: 'ignore', code: 'duplicate', message: 'this record is already held', record: v }
+    const admission = admit(v, { fold, tally }, clock())
+    if (admission.admitted) {
+      count(v.record.kind, 'accept')
+      return { verdict: 'accept', record: v }
     }
-    if (!fold.knownMember(r.author)) {
-      count(r.kind, 'ignore')
-      return {
-        verdict: 'ignore',
-        code: 'unknown-author',
-        message: 'the author is a member in no known state',
-        record: v,
-      }
-    }
-    if (r.kind === 'vote') {
-      const n = votesOf(r.body.proposal, r.author)
-      if (n >= MAX_VOTES_PER_VOTER_AND_PROPOSAL) {
-        count(r.kind, 'ignore')
-        return {
-          verdict: 'ignore',
-          code: 'ingest-limit',
-          message: `at most ${MAX_VOTES_PER_VOTER_AND_PROPOSAL} votes per voter and proposal are taken`,
-          record: v,
-        }
-      }
-    } else if (r.kind === 'proposal') {
-      const now = clock()
-      const open = (proposalsBy.get(r.author) ?? []).filter((c) => c > now).length
-      const max = fold.headState().rules.maxOpenProposalsPerAuthor
-      if (r.body.closesAt > now && open >= max) {
-        count(r.kind, 'ignore')
-        return {
-          verdict: 'ignore',
-          code: 'ingest-limit',
-          message: `at most ${max} open proposals per author are taken`,
-          record: v,
-        }
-      }
-    }
-    count(r.kind, 'accept')
-    return { verdict: 'accept', record: v }
+    count(v.record.kind, admission.code === 'duplicate' ? 'duplicate' : 'ignore')
+    return { verdict: 'ignore', code: admission.code, message: admission.message, record: v }
   }
 
   // Workers for batches (sync), started on first use.

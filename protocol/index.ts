@@ -1,4 +1,5 @@
 /** The pure protocol: encoding, identities, records, the fold, certificates. No I/O, no clock. */
+export * from './admission.js'
 export * from './bytes.js'
 export * from './canonical.js'
 export * from './cbor.js'
