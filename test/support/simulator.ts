@@ -1,14 +1,16 @@
 /**
  * A federation simulator (in the manner of python-tuf's RepositorySimulator):
  * members with fixed keys, and builders for every record kind, signed with
- * the project's own code. Used by the fold tests, the conformance runner and
- * the benchmarks.
+ * the project's own code. Used by the fold tests, the conformance runner,
+ * the benchmarks and the record vectors (fixtures/generate/), which also
+ * forge records the schema refuses (`forge`, `forgeGenesis`).
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import {
   type Action,
   type AnyVerified,
+  type BodyOf,
   buildList,
   type Choice,
   checkpointFor,
@@ -18,8 +20,10 @@ import {
   createSigner,
   type Ed25519Signer,
   eligibleWeight,
+  type FinalizedEntry,
   type Fold,
   federationIdOf,
+  type Kind,
   type ManifestFile,
   type Member,
   nobleSigner,
@@ -28,7 +32,9 @@ import {
   type Rules,
   rawCidOfDigest,
   ruleFor,
+  type SealLists,
   type Signer,
+  signingBytes,
   signRecord,
   type Tally,
   utf8,
@@ -69,7 +75,19 @@ export interface SimulatorOptions {
   /** Time 0 of the simulation, in ms since the epoch. */
   readonly base?: number
   readonly name?: string
+  /** The genesis nonce; derived from `name` when absent. */
+  readonly nonce?: Uint8Array
   readonly signer?: Ed25519Signer
+}
+
+/** Record kinds a member signs alone (a genesis is the simulator's own and co-signed). */
+export type MemberKind = Exclude<Kind, 'genesis'>
+
+/** A plain record (or one being forged) as the schema sees it: field name to value. */
+export type PlainRecord = Record<string, unknown>
+
+function byId(a: { readonly id: string }, b: { readonly id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 }
 
 export class Simulator {
@@ -91,13 +109,13 @@ export class Simulator {
     const rules = options.rules ?? DEFAULT_RULES
     const members: Member[] = options.members
       .map((m) => ({ id: this.did(m.name), roles: [...m.roles].sort(), weight: m.weight }))
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .sort(byId)
     const founder = options.members.find((m) => m.roles.includes('steward')) ?? options.members[0]!
     const body = {
       name: options.name ?? 'simulated federation',
       members,
       rules,
-      nonce: sha256(utf8.encode(`nonce:${options.name ?? ''}`)).subarray(0, 16),
+      nonce: options.nonce ?? sha256(utf8.encode(`nonce:${options.name ?? ''}`)).subarray(0, 16),
     }
     const unsigned = {
       v: 1 as const,
@@ -109,7 +127,7 @@ export class Simulator {
     const cosigs = options.members
       .filter((m) => m.roles.includes('steward') && m.name !== founder.name)
       .map((m) => cosignGenesis(unsigned, this.signer(m.name)))
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .sort(byId)
     this.genesis = signRecord({ kind: 'genesis', at: this.base, body }, this.signer(founder.name), { cosigs })
     this.federation = federationIdOf(this.genesis.record)
     this.fold = createFold(this.genesis)
@@ -118,11 +136,16 @@ export class Simulator {
   signer(name: string): Signer {
     let s = this.signers.get(name)
     if (!s) {
-      s = createSigner(sha256(utf8.encode(this.keyPrefix + name)), this.backend)
+      s = createSigner(this.secretKey(name), this.backend)
       this.signers.set(name, s)
       this.names.set(s.did, name)
     }
     return s
+  }
+
+  /** The secret key of member `name`: sha256(utf8(keyPrefix + name)). */
+  secretKey(name: string): Uint8Array {
+    return sha256(utf8.encode(this.keyPrefix + name))
   }
 
   did(name: string): string {
@@ -133,11 +156,34 @@ export class Simulator {
     return this.names.get(did)
   }
 
-  private envelope<K extends 'manifest' | 'attestation' | 'proposal' | 'vote' | 'seal' | 'checkpoint'>(
+  /**
+   * A record of this federation with `body` as given, signed by `by` at `at` (simulation time);
+   * the builders below fill in the body, this takes it whole.
+   */
+  record<K extends MemberKind>(
     kind: K,
+    by: string,
     at: number,
-  ) {
-    return { kind, federation: this.federation, at: this.base + at }
+    body: BodyOf[K],
+    extra: { lists?: SealLists; finalized?: readonly FinalizedEntry[] } = {},
+  ): Verified<K> {
+    const fields = { kind, federation: this.federation, at: this.base + at, body }
+    return signRecord(fields as Parameters<typeof signRecord<K>>[0], this.signer(by), extra)
+  }
+
+  /**
+   * `record` signed by `by` over its own signing bytes, with none of the checks `record` makes:
+   * how a test or a vector builds a record the schema must refuse. Its `author` is kept.
+   */
+  forge(record: PlainRecord, by: string): PlainRecord {
+    return { ...record, sig: this.signer(by).sign(signingBytes(record as never)) }
+  }
+
+  /** A genesis-shaped `record` signed by `author` and co-signed by `cosigners` (in DID order), unchecked. */
+  forgeGenesis(record: PlainRecord, author: string, cosigners: readonly string[]): PlainRecord {
+    const message = signingBytes(record as never)
+    const cosigs = cosigners.map((n) => ({ id: this.did(n), sig: this.signer(n).sign(message) })).sort(byId)
+    return { ...record, sig: this.signer(author).sign(message), cosigs }
   }
 
   manifest(
@@ -154,56 +200,51 @@ export class Simulator {
     },
   ): Verified<'manifest'> {
     const digest = sha256(utf8.encode(m.id))
-    return signRecord(
-      {
-        ...this.envelope('manifest', at),
-        body: {
-          name: m.name,
-          version: m.version,
-          weights: m.weights?.root ?? rawCidOfDigest(digest),
-          cidProfile: 'unixfs-v1-2025',
-          files: m.weights ? [...m.weights.files] : [{ path: 'model.safetensors', size: 1, sha256: digest }],
-          size: m.weights?.size ?? 1,
-          format: 'safetensors',
-          license: 'Apache-2.0',
-          languages: ['de'],
-          ...(m.base ? { base: m.base } : {}),
-          ...(m.description ? { description: m.description } : {}),
-        },
-      },
-      this.signer(by),
-    )
+    return this.record('manifest', by, at, {
+      name: m.name,
+      version: m.version,
+      weights: m.weights?.root ?? rawCidOfDigest(digest),
+      cidProfile: 'unixfs-v1-2025',
+      files: m.weights ? [...m.weights.files] : [{ path: 'model.safetensors', size: 1, sha256: digest }],
+      size: m.weights?.size ?? 1,
+      format: 'safetensors',
+      license: 'Apache-2.0',
+      languages: ['de'],
+      ...(m.base ? { base: m.base } : {}),
+      ...(m.description ? { description: m.description } : {}),
+    })
   }
 
   attestation(
     by: string,
     at: number,
-    a: { subject: CID; kind: string; result: 'pass' | 'fail' },
+    a: {
+      subject: CID
+      kind: string
+      result: 'pass' | 'fail'
+      report?: CID
+      metrics?: Readonly<Record<string, number>>
+    },
   ): Verified<'attestation'> {
-    return signRecord({ ...this.envelope('attestation', at), body: { ...a } }, this.signer(by))
+    return this.record('attestation', by, at, { ...a })
   }
 
   proposal(
     by: string,
     at: number,
-    p: { closesAt: number; action: Action; basis?: CID; title?: string },
+    p: { closesAt: number; action: Action; basis?: CID; title?: string; description?: string },
   ): Verified<'proposal'> {
-    return signRecord(
-      {
-        ...this.envelope('proposal', at),
-        body: {
-          action: p.action,
-          basis: p.basis ?? this.fold.state().head,
-          closesAt: this.base + p.closesAt,
-          title: p.title ?? `${p.action.type} proposal`,
-        },
-      },
-      this.signer(by),
-    )
+    return this.record('proposal', by, at, {
+      action: p.action,
+      basis: p.basis ?? this.fold.state().head,
+      closesAt: this.base + p.closesAt,
+      title: p.title ?? `${p.action.type} proposal`,
+      ...(p.description === undefined ? {} : { description: p.description }),
+    })
   }
 
-  vote(by: string, at: number, v: { proposal: CID; choice: Choice }): Verified<'vote'> {
-    return signRecord({ ...this.envelope('vote', at), body: { ...v } }, this.signer(by))
+  vote(by: string, at: number, v: { proposal: CID; choice: Choice; reason?: string }): Verified<'vote'> {
+    return this.record('vote', by, at, { ...v })
   }
 
   /**
@@ -247,19 +288,18 @@ export class Simulator {
     const al = buildList(attestations)
     for (const b of [...vl.blocks, ...al.blocks]) this.blocks.set(cidKey(b.cid), b.bytes)
     const weightsVerified = ratify ? (s.weightsVerified ?? true) : undefined
-    return signRecord(
+    return this.record(
+      'seal',
+      by,
+      at,
       {
-        ...this.envelope('seal', at),
-        body: {
-          proposal: s.proposal,
-          votes: { root: vl.root, count: vl.count },
-          attestations: { root: al.root, count: al.count },
-          tally: claimed,
-          outcome,
-          ...(weightsVerified !== undefined ? { weightsVerified } : {}),
-        },
+        proposal: s.proposal,
+        votes: { root: vl.root, count: vl.count },
+        attestations: { root: al.root, count: al.count },
+        tally: claimed,
+        outcome,
+        ...(weightsVerified !== undefined ? { weightsVerified } : {}),
       },
-      this.signer(by),
       { lists: { votes: [...votes], attestations: [...attestations] } },
     )
   }
@@ -271,13 +311,7 @@ export class Simulator {
   checkpoint(by: string, at: number, epoch: number): Verified<'checkpoint'> {
     const content = checkpointFor(this.fold.state(), this.base + epoch)
     for (const b of content.blocks) this.blocks.set(cidKey(b.cid), b.bytes)
-    return signRecord(
-      { kind: 'checkpoint', federation: this.federation, at: this.base + at, body: content.body },
-      this.signer(by),
-      {
-        finalized: content.finalized,
-      },
-    )
+    return this.record('checkpoint', by, at, content.body, { finalized: content.finalized })
   }
 
   /** Adds records to the simulator's own fold. */
