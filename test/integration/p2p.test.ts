@@ -25,7 +25,7 @@ import {
   topicFor,
   type Verdict,
 } from '../../node/p2p.js'
-import { waitFor } from '../support/wait.js'
+import { until } from '../support/until.js'
 
 const TOPIC = topicFor('bafyreitestfederation')
 const LISTEN = ['/ip4/127.0.0.1/tcp/0']
@@ -85,17 +85,17 @@ function addr(node: TestNode): string {
 
 /** Waits until `node`'s topic mesh holds every one of `peers`. */
 async function meshed(node: TestNode, ...peers: TestNode[]): Promise<void> {
-  await waitFor(() => peers.every((p) => node.p2p.meshPeers().includes(p.id)), {
-    timeout: 5_000,
-    message: `mesh of ${node.id} holds ${peers.map((p) => p.id).join(', ')}`,
-  })
+  await until(
+    () => peers.every((p) => node.p2p.meshPeers().includes(p.id)),
+    `mesh of ${node.id} holds ${peers.map((p) => p.id).join(', ')}`,
+  )
 }
 
 async function subscribed(node: TestNode, ...peers: TestNode[]): Promise<void> {
-  await waitFor(() => peers.every((p) => node.p2p.subscribers().includes(p.id)), {
-    timeout: 5_000,
-    message: `${node.id} sees subscribers ${peers.map((p) => p.id).join(', ')}`,
-  })
+  await until(
+    () => peers.every((p) => node.p2p.subscribers().includes(p.id)),
+    `${node.id} sees subscribers ${peers.map((p) => p.id).join(', ')}`,
+  )
 }
 
 function has(node: TestNode, data: string): boolean {
@@ -142,10 +142,10 @@ describe('p2p: gossip', () => {
 
     const sent = await a.p2p.publish(text.encode('hello'))
     expect(sent.delivered).toBe(1)
-    await waitFor(() => has(c, 'hello'), { message: 'C receives hello' })
+    await until(() => has(c, 'hello'), 'C receives hello')
     // A second message flushes the B→C stream: anything duplicated would be there by now.
     await a.p2p.publish(text.encode('flush'))
-    await waitFor(() => has(c, 'flush'), { message: 'C receives flush' })
+    await until(() => has(c, 'flush'), 'C receives flush')
 
     expect(b.received).toEqual([
       { data: 'hello', from: a.id },
@@ -168,7 +168,7 @@ describe('p2p: gossip', () => {
     await subscribed(a, b)
     // Not stuck in the seen-cache: the earlier publish never left the node.
     await expect(a.p2p.publish(text.encode('lonely'))).resolves.toEqual({ delivered: 1 })
-    await waitFor(() => has(b, 'lonely'), { message: 'B receives the re-published message' })
+    await until(() => has(b, 'lonely'), 'B receives the re-published message')
   })
 
   it('rejected messages are not forwarded and lower the sender’s score below 0', async () => {
@@ -183,13 +183,13 @@ describe('p2p: gossip', () => {
     expect(b.p2p.score(a.id)).toBeGreaterThanOrEqual(0)
 
     for (let i = 0; i < 20; i++) await a.p2p.publish(text.encode(`bad ${i}`))
-    await waitFor(() => b.p2p.score(a.id) < 0, { timeout: 5_000, message: 'score of A at B drops below 0' })
+    await until(() => b.p2p.score(a.id) < 0, 'score of A at B drops below 0')
     expect(b.validated.length).toBeGreaterThan(0)
     expect(b.validated.every((v) => v.from === a.id && v.data.startsWith('bad '))).toBe(true)
 
     // B's own message to C flushes the B→C stream: nothing of A's came before it.
     await b.p2p.publish(text.encode('sentinel'))
-    await waitFor(() => has(c, 'sentinel'), { message: 'C receives the sentinel' })
+    await until(() => has(c, 'sentinel'), 'C receives the sentinel')
     expect(c.received).toEqual([{ data: 'sentinel', from: b.id }])
     expect(b.received).toEqual([])
     expect(b.p2p.score(c.id)).toBeGreaterThanOrEqual(0)
@@ -209,7 +209,7 @@ describe('p2p: gossip', () => {
     await a.p2p.publish(text.encode('boom 1'))
     await a.p2p.publish(text.encode('boom 2'))
     await a.p2p.publish(text.encode('fine'))
-    await waitFor(() => has(b, 'fine'), { message: 'B receives fine' })
+    await until(() => has(b, 'fine'), 'B receives fine')
     expect(b.received).toEqual([{ data: 'fine', from: a.id }])
     expect(b.logs.filter((l) => l.event === 'gossip-validator-threw')).toHaveLength(2)
     expect(b.p2p.score(a.id)).toBeGreaterThanOrEqual(0)
@@ -225,11 +225,11 @@ describe('p2p: gossip', () => {
 
     expect((await a.p2p.publish(text.encode('same'))).delivered).toBe(1)
     expect(await a.p2p.publish(text.encode('same'))).toEqual({ delivered: 0 })
-    await waitFor(() => has(b, 'same'), { message: 'B receives same' })
+    await until(() => has(b, 'same'), 'B receives same')
     await c.p2p.publish(text.encode('same'))
     await a.p2p.publish(text.encode('after a'))
     await c.p2p.publish(text.encode('after c'))
-    await waitFor(() => has(b, 'after a') && has(b, 'after c'), { message: 'B receives both sentinels' })
+    await until(() => has(b, 'after a') && has(b, 'after c'), 'B receives both sentinels')
 
     expect(b.received.filter((m) => m.data === 'same')).toHaveLength(1)
     expect(b.validated.filter((v) => v.data === 'same')).toHaveLength(1)
@@ -246,18 +246,16 @@ describe('p2p: connections', () => {
       bootstrap: [addr(a), missingAddr, 'not a multiaddr', '/ip4/127.0.0.1/tcp/9'],
       redial: { initialMs: 100, maxMs: 400 },
     })
-    await waitFor(() => b.p2p.peers().some((p) => p.id === a.id), { message: 'B connects to A' })
+    await until(() => b.p2p.peers().some((p) => p.id === a.id), 'B connects to A')
     const connects = () => b.logs.filter((l) => l.event === 'bootstrap-connected').length
     expect(connects()).toBe(1)
 
     await b.p2p.hangUp(a.id)
-    await waitFor(() => connects() === 2 && b.p2p.peers().some((p) => p.id === a.id), {
-      timeout: 5_000,
-      message: 'B re-dials A',
-    })
-    await waitFor(() => b.logs.some((l) => l.event === 'bootstrap-dial-failed'), {
-      message: 'failed dial to the stopped peer is logged',
-    })
+    await until(() => connects() === 2 && b.p2p.peers().some((p) => p.id === a.id), 'B re-dials A')
+    await until(
+      () => b.logs.some((l) => l.event === 'bootstrap-dial-failed'),
+      'failed dial to the stopped peer is logged',
+    )
     expect(b.logs.some((l) => l.event === 'bootstrap-bad-multiaddr')).toBe(true)
     expect(b.logs.some((l) => l.event === 'bootstrap-no-peer-id')).toBe(true)
 
@@ -266,7 +264,7 @@ describe('p2p: connections', () => {
     await b.p2p.dial(addr(c))
     expect(b.p2p.peers().map((p) => p.id)).toContain(c.id)
     await b.p2p.hangUp(c.id)
-    await waitFor(() => !b.p2p.peers().some((p) => p.id === c.id), { message: 'B hangs up on C' })
+    await until(() => !b.p2p.peers().some((p) => p.id === c.id), 'B hangs up on C')
   })
 })
 
@@ -278,7 +276,7 @@ describe('p2p: helia', () => {
     const hb = b.p2p.helia
     if (ha == null || hb == null) throw new Error('helia missing')
     expect(ha.libp2p).toBe(a.p2p.libp2p)
-    await waitFor(() => b.p2p.peers().some((p) => p.id === a.id), { message: 'B connects to A' })
+    await until(() => b.p2p.peers().some((p) => p.id === a.id), 'B connects to A')
 
     const bytes = text.encode('a small raw block for bitswap')
     const cid = CID.createV1(raw.code, await sha256.digest(bytes))
