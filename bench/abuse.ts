@@ -56,7 +56,7 @@ import { createP2P, topicFor } from '../node/p2p.js'
 import { MAX_FRAME_BYTES } from '../node/sync/frames.js'
 import { encodeMessage } from '../node/sync/messages.js'
 import { SYNC_PROTOCOL } from '../node/sync/service.js'
-import { UPLOAD_HEADERS } from '../node/upload-routes.js'
+import { UPLOAD_HEADERS } from '../node/weights/upload-routes.js'
 import { type AnyVerified, stateRoot } from '../protocol/index.js'
 import { Simulator } from '../test/support/simulator.js'
 import {

@@ -55,10 +55,10 @@ import * as dagPb from '@ipld/dag-pb'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
-import { DAG_CBOR_CODE } from '../protocol/cbor.js'
-import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE } from '../protocol/cid.js'
-import { type Logger, silentLogger } from './log.js'
-import { carHeader, sectionPrefix } from './weights/car-sections.js'
+import { DAG_CBOR_CODE } from '../../protocol/cbor.js'
+import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE } from '../../protocol/cid.js'
+import { type Logger, silentLogger } from '../log.js'
+import { carHeader, sectionPrefix } from './car-sections.js'
 
 /** What the gateway needs of a blockstore: `get` (blockstore-fs 4 and interface-blockstore 7 shape). */
 export interface GatewayBlockstore {

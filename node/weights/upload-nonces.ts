@@ -18,9 +18,9 @@
  */
 import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { UPLOAD_NONCE_BYTES } from '../protocol/index.js'
-import { NodeError } from './errors.js'
-import { syncDirectory } from './record-log-frames.js'
+import { UPLOAD_NONCE_BYTES } from '../../protocol/index.js'
+import { NodeError } from '../errors.js'
+import { syncDirectory } from '../files.js'
 
 const ENTRY_BYTES = 8 + UPLOAD_NONCE_BYTES
 

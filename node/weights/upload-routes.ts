@@ -19,14 +19,14 @@ import {
   UPLOAD_NONCE_BYTES,
   UPLOAD_STATEMENT_VERSION,
   uploadStatementBytes,
-} from '../protocol/index.js'
-import { governanceProposals, heldRoleEver } from './chain-states.js'
-import { fastEd25519 } from './ed25519-native.js'
-import { NodeError } from './errors.js'
+} from '../../protocol/index.js'
+import { governanceProposals, heldRoleEver } from '../chain-states.js'
+import { fastEd25519 } from '../ed25519-native.js'
+import { NodeError } from '../errors.js'
 import { CAR_TYPE } from './gateway.js'
-import { parseCid } from './http-params.js'
+import { parseCid } from '../http-params.js'
 import { carBudget, type UploadGate, type UploadResult, type Weights } from './uploads.js'
-import { verifyDag } from './weights/verify.js'
+import { verifyDag } from './verify.js'
 
 /** The headers of an upload statement (SPEC.md §7). */
 export const UPLOAD_HEADERS = {

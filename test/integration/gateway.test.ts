@@ -26,7 +26,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type GatewayPins, registerGateway } from '../../node/gateway.js'
+import { type GatewayPins, registerGateway } from '../../node/weights/gateway.js'
 import { createLogger } from '../../node/log.js'
 import { type PinWalker, unixfsPinWalker } from '../../node/weights/pin-walker.js'
 

@@ -1,5 +1,5 @@
 /**
- * The nonce file of upload statements (node/upload-nonces.ts) on a real file: a nonce is taken
+ * The nonce file of upload statements (node/weights/upload-nonces.ts) on a real file: a nonce is taken
  * once, kept across a reopen while its statement can be fresh and forgotten after; the live set
  * is bounded (one more than the cap is refused, not forgotten); a torn last entry and entries no
  * window allows are dropped on open; the file is rewritten before it grows past twice the cap.
@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { appendFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { openUploadNonces } from '../../node/upload-nonces.js'
+import { openUploadNonces } from '../../node/weights/upload-nonces.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 
 const WINDOW = 10 * 60_000
