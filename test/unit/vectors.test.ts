@@ -15,7 +15,7 @@ import {
   type InvalidVector,
   VECTORS_PATH,
   type Vectors,
-} from '../../fixtures/generate.js'
+} from '../../fixtures/generate/index.js'
 import { decodeStrict, encode } from '../../protocol/cbor.js'
 import { cidOfBlock } from '../../protocol/cid.js'
 import { readList } from '../../protocol/cidlist.js'
