@@ -8,5 +8,5 @@ export {
   type ModelVerdict,
   type VerifyModelOptions,
   verifyModel,
-} from './cli/verify-model.js'
+} from './node/verify-model.js'
 export * from './protocol/index.js'

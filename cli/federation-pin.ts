@@ -9,12 +9,13 @@
  * `federation-mismatch`; `--federation ID --pin` replaces the pin on purpose, `--federation ID`
  * alone trusts another federation for one run.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
+import { writeAtomic } from '../node/files.js'
 import type { NodeClient } from './client.js'
 import { CliError, usage } from './context.js'
-import { allmendeHome } from './identity.js'
+import { allmendeHome } from './homes.js'
 import { parseCidArg } from './records.js'
 
 export interface Pin {
@@ -58,9 +59,7 @@ export async function readPin(home?: string): Promise<Pin | undefined> {
 export async function writePin(pin: Pin, home?: string): Promise<string> {
   const path = pinPath(home)
   await mkdir(join(path, '..'), { recursive: true, mode: 0o700 })
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, `${JSON.stringify(pin)}\n`, { mode: 0o600 })
-  await rename(tmp, path)
+  await writeAtomic(path, `${JSON.stringify(pin)}\n`, { mode: 0o600 })
   return path
 }
 

@@ -4,11 +4,11 @@
  * reading here is lenient: canonical bytes, schema and the author's signature are checked;
  * co-signatures are checked one by one and reported; what is missing is listed.
  */
-import { randomBytes } from 'node:crypto'
-import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as CarBufferWriter from '@ipld/car/buffer-writer'
 import type { CID } from 'multiformats/cid'
+import { writeAtomic } from '../node/files.js'
 import {
   decodeRecord,
   decodeStrict,
@@ -100,30 +100,17 @@ export function genesisCar(record: SignedRecord<'genesis'>): Uint8Array {
   return writer.close({ resize: true })
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** Writes the file through a temporary name and a rename, so a reader never sees half a genesis. */
+/** Writes the file atomically (node/files.ts), so a reader never sees half a genesis. */
 export async function writeGenesisFile(
   path: string,
   record: SignedRecord<'genesis'>,
   options: { overwrite: boolean },
 ): Promise<void> {
-  if (!options.overwrite && (await exists(path)))
-    throw new CliError('file-exists', `${path} already exists (use --force to replace it)`)
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
   try {
-    await writeFile(tmp, genesisCar(record), { flag: 'wx', mode: 0o644 })
-    await rename(tmp, path)
+    await writeAtomic(path, genesisCar(record), { mode: 0o644, overwrite: options.overwrite })
   } catch (e) {
-    await unlink(tmp).catch(() => {})
-    if (e instanceof CliError) throw e
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST' && !options.overwrite)
+      throw new CliError('file-exists', `${path} already exists (use --force to replace it)`)
     throw new CliError('write-failed', `cannot write ${path}: ${(e as Error).message}`)
   }
 }

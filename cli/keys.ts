@@ -5,8 +5,9 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
+import { loadSigner, readKeyFile, type Signer } from '../node/identity.js'
 import { CliError, usage } from './context.js'
-import { identityPath, loadSigner, readKeyFile, type Signer } from './identity.js'
+import { identityPath } from './homes.js'
 import { askHidden, canPrompt } from './prompt.js'
 
 export interface KeyOptions {

@@ -32,9 +32,10 @@ import { registerPropose } from './commands/propose.js'
 import { registerVerify } from './commands/verify.js'
 import { registerVote } from './commands/vote.js'
 import { examples, printError } from './context.js'
-import { defaultNodeHome } from './identity.js'
+import { defaultNodeHome, identityPath } from './homes.js'
+import { versionText } from './version.js'
 
-const VERSION = '0.1.0'
+const VERSION = versionText()
 
 function fail(message: string, code: string, exit: number, json: boolean): never {
   process.stderr.write(json ? `${JSON.stringify({ error: { code, message } })}\n` : `allmende: ${message}\n`)
@@ -154,7 +155,12 @@ export function program(): Command {
   start.action(async (opts: { home: string }) => {
     const json = cli.opts().json === true
     try {
-      const n = await startNode({ home: opts.home })
+      const passphrase = process.env.ALLMENDE_STEWARD_PASSPHRASE
+      const n = await startNode({
+        home: opts.home,
+        ...(passphrase ? { stewardPassphrase: passphrase } : {}),
+        privateFiles: [identityPath()],
+      })
       const ready = { ready: true, api: n.apiUrl, peerId: n.p2p.peerId, addresses: n.p2p.addresses() }
       process.stdout.write(
         json ? `${JSON.stringify(ready)}\n` : `node running: API ${n.apiUrl}, peer ${n.p2p.peerId}\n`,

@@ -33,7 +33,7 @@ import { dirname, join } from 'node:path'
 import { NodeError } from '../node/errors.js'
 import { type LocalFile, listDirectory, openListed, type PathIssue } from '../node/weights/directory.js'
 import { CliError } from './context.js'
-import { allmendeHome } from './identity.js'
+import { allmendeHome } from './homes.js'
 
 /** Left free on the disk after a copy. */
 const FREE_RESERVE = 64 * 2 ** 20

@@ -1,5 +1,6 @@
 /**
- * A node's home directory and its config file (DESIGN.md §6, §7).
+ * A node's home directory and its config file. The config, the genesis, the peer key and the
+ * token are written atomically (node/files.ts).
  *
  *     HOME/config.json   {version, federation, listen, bootstrap, api, stewardKeyFile?, logLevel,
  *                         gateways?, unpinRevokedAfterMs?, importRoots?, trustedProxies?,
@@ -20,7 +21,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { readFileSync, type Stats, statSync } from 'node:fs'
-import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { isAbsolute, join } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
@@ -28,6 +29,7 @@ import { CID } from 'multiformats/cid'
 import { decodeRecord, federationIdOf, type Verified } from '../protocol/index.js'
 import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
+import { writeAtomic } from './files.js'
 import { isLevel, type Level } from './log.js'
 
 export interface NodeConfig {
@@ -326,12 +328,6 @@ export async function loadGenesis(home: string, config: NodeConfig): Promise<Ver
   return g
 }
 
-/** Writes a file only the owner can read (keys, tokens). */
-export async function writePrivate(path: string, data: string | Uint8Array): Promise<void> {
-  await writeFile(path, data, { mode: 0o600 })
-  await chmod(path, 0o600)
-}
-
 /**
  * The shortest admin token a node accepts. The token is the only thing between the network and
  * the admin endpoints, so it must be unguessable: 32 characters are 128 bits even as hex (what
@@ -387,7 +383,7 @@ export async function adminToken(home: string): Promise<string> {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }
   const token = newToken()
-  await writePrivate(join(home, FILES.token), `${token}\n`)
+  await writeAtomic(join(home, FILES.token), `${token}\n`, { mode: 0o600 })
   return token
 }
 
@@ -428,22 +424,14 @@ export function tokenSource(home: string, onProblem: (error: Error) => void): ()
 }
 
 /**
- * Replaces the admin token with a fresh one (`node token --rotate`): written to a private
- * temporary file and renamed over the old one, so a reader sees the old token or the new one,
- * never half of it. A running node reads the new token at its next admin request.
+ * Replaces the admin token with a fresh one (`node token --rotate`), atomically (node/files.ts),
+ * so a reader sees the old token or the new one, never half of it. A running node reads the new
+ * token at its next admin request.
  */
 export async function rotateToken(home: string): Promise<{ path: string; token: string }> {
   const path = join(home, FILES.token)
   const token = newToken()
-  const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`
-  try {
-    await writeFile(temporary, `${token}\n`, { mode: 0o600, flag: 'wx' })
-    await chmod(temporary, 0o600)
-    await rename(temporary, path)
-  } catch (e) {
-    await rm(temporary, { force: true })
-    throw e
-  }
+  await writeAtomic(path, `${token}\n`, { mode: 0o600 })
   return { path, token }
 }
 
@@ -489,8 +477,8 @@ export async function initHome(home: string, options: InitOptions): Promise<Node
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }
-  await writeFile(join(home, FILES.genesis), options.genesis.bytes)
-  await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`)
+  await writeAtomic(join(home, FILES.genesis), options.genesis.bytes)
+  await writeAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`)
   await adminToken(home)
   return config
 }

@@ -1,7 +1,10 @@
 /**
- * Personal identities and steward keys on disk (DESIGN.md §2 "Keys on disk",
- * §7 `allmende init`). A key file is JSON with the `did` at top level (the
- * node reads only that field of a steward key), in one of two forms:
+ * Key files on disk: personal identities and steward keys (`allmende init`;
+ * the choices and their measurements are docs/adr/0011-key-files.md). Where a
+ * key lives and how its passphrase is asked for are the caller's business (the
+ * CLI's): nothing here reads the environment. A key file is JSON with the `did`
+ * at top level (the node reads only that field of a steward key), in one of two
+ * forms:
  *
  *     { "version": 1, "did": "did:key:z6Mk…", "secretKey": "<base64, 32 bytes>" }
  *     { "version": 1, "did": "did:key:z6Mk…",
@@ -9,22 +12,15 @@
  *       "cipher": { "name": "xchacha20-poly1305", "nonce": "<base64, 24 bytes>" },
  *       "ciphertext": "<base64, 32 + 16 bytes>" }
  *
- * Why these choices:
- * - scrypt (@noble/hashes) makes each passphrase guess cost memory as well as
- *   time; XChaCha20-Poly1305 (@noble/ciphers) has a 24-byte nonce, so a random
- *   nonce per write is safe, and its tag detects any change to the ciphertext.
- * - The AEAD's associated data is `"allmende/key/v1\n" ‖ version ‖ "\n" ‖ did`:
- *   a file whose clear-text did or version was swapped fails to decrypt
- *   instead of presenting someone else's identity. The kdf parameters need no
- *   binding: changing them changes the key, which fails the same way.
- * - Files are written to a temporary name created with mode 0600 (never
- *   readable by others, not even briefly), fsync'd, then moved into place:
- *   `link` when the target must not exist (atomic no-clobber, unlike a
- *   check-then-rename), `rename` when overwriting. The directory is fsync'd.
+ * - scrypt (@noble/hashes) for the passphrase, XChaCha20-Poly1305
+ *   (@noble/ciphers) for the secret key, with the version and did bound as
+ *   associated data: a file whose clear-text did or version was swapped fails
+ *   to decrypt instead of presenting someone else's identity.
+ * - Written atomically with mode 0600 from creation (node/files.ts), never
+ *   replacing a key unless asked to.
  * - Loading refuses a file that group or others may read, as ssh does, and
  *   checks that the did is the one the secret key gives.
- * - Signing uses node:crypto (OpenSSL), ~17× faster than noble, with
- *   byte-identical signatures (node/ed25519-native.ts).
+ * - Signing uses node:crypto (node/ed25519-native.ts).
  *
  * Errors are `NodeError`s with stable codes: `key-exists`, `key-not-found`,
  * `key-invalid`, `key-permissions`, `key-passphrase-required`,
@@ -32,26 +28,22 @@
  */
 import { randomBytes, randomFillSync } from 'node:crypto'
 import { constants } from 'node:fs'
-import { link, mkdir, open, rename, stat, unlink } from 'node:fs/promises'
-import { homedir } from 'node:os'
-import { basename, dirname, join } from 'node:path'
+import { mkdir, open } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { scryptAsync } from '@noble/hashes/scrypt.js'
-import { nativeSigner } from '../node/ed25519-native.js'
-import { NodeError } from '../node/errors.js'
 import { parseDid } from '../protocol/did.js'
 import { createSigner, type Signer } from '../protocol/signing.js'
+import { nativeSigner } from './ed25519-native.js'
+import { NodeError } from './errors.js'
+import { pathExists, writeAtomic } from './files.js'
 
 export type { Signer }
 
 export const KEY_FILE_VERSION = 1
-export const IDENTITY_FILE = 'identity.json'
 /**
- * scrypt N for new files: 2^15 with r = 8, p = 1 (32 MiB of memory per
- * guess), the parameters long recommended for interactive logins. With
- * @noble/hashes on a 2-core machine one unlock took 0.3–0.45 s idle (0.5–0.7 s
- * under load); 2^16 took 0.6–1.3 s and 2^17 1.2 s or more, too slow for a key
- * unlocked on every command. Files record their N, so it can rise later.
+ * scrypt N for new files: 2^15 with r = 8, p = 1 (32 MiB of memory per guess);
+ * why not more: docs/adr/0011-key-files.md. Files record their N, so it can rise later.
  */
 export const DEFAULT_SCRYPT_N = 2 ** 15
 /** Bounds on parameters read from a file: a tampered file must not make us allocate a GiB. */
@@ -87,22 +79,6 @@ export interface CreateKeyOptions {
 
 export interface LoadKeyOptions {
   passphrase?: string
-}
-
-/** `$ALLMENDE_HOME`, or `~/.allmende`. */
-export function allmendeHome(env: Record<string, string | undefined> = process.env): string {
-  const home = env.ALLMENDE_HOME
-  return home && home.length > 0 ? home : join(homedir(), '.allmende')
-}
-
-/** Where `node init` puts a node, and where node commands look for one: `$ALLMENDE_HOME/node`. */
-export function defaultNodeHome(env: Record<string, string | undefined> = process.env): string {
-  return join(allmendeHome(env), 'node')
-}
-
-/** Where the personal identity lives in a home directory. */
-export function identityPath(home: string = allmendeHome()): string {
-  return join(home, IDENTITY_FILE)
 }
 
 function keyError(code: string, message: string, cause?: unknown): NodeError {
@@ -160,37 +136,6 @@ async function deriveKey(
   return scryptAsync(normalisePassphrase(passphrase), salt, { ...params, dkLen: 32 })
 }
 
-/** Writes `bytes` to `path` atomically, mode 0600 from creation; refuses to replace unless `overwrite`. */
-async function writeAtomic(path: string, bytes: Uint8Array, overwrite: boolean): Promise<void> {
-  const dir = dirname(path)
-  await mkdir(dir, { recursive: true, mode: 0o700 })
-  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
-  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-  try {
-    await handle.writeFile(bytes)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  try {
-    if (overwrite) {
-      await rename(temp, path)
-    } else {
-      try {
-        await link(temp, path)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw existsError(path)
-        // A filesystem without hard links: fall back to check-then-rename.
-        if (await exists(path)) throw existsError(path)
-        await rename(temp, path)
-      }
-    }
-  } finally {
-    await unlink(temp).catch(() => {})
-  }
-  await fsyncDir(dir)
-}
-
 function existsError(path: string): NodeError {
   return keyError(
     'key-exists',
@@ -198,25 +143,14 @@ function existsError(path: string): NodeError {
   )
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Writes the key file, mode 0600 from creation, in a 0700 directory; never replaces one unless `overwrite`. */
+async function writeKeyFile(path: string, file: KeyFile, overwrite: boolean): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   try {
-    await stat(path)
-    return true
-  } catch {
-    return false
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const h = await open(dir, constants.O_RDONLY)
-    try {
-      await h.sync()
-    } finally {
-      await h.close()
-    }
-  } catch {
-    // Some platforms cannot open or fsync a directory; the rename is still atomic there.
+    await writeAtomic(path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, overwrite })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST' && !overwrite) throw existsError(path)
+    throw e
   }
 }
 
@@ -226,7 +160,7 @@ async function fsyncDir(dir: string): Promise<void> {
  * unless `overwrite` is set (code `key-exists`).
  */
 export async function createKeyFile(path: string, options: CreateKeyOptions = {}): Promise<{ did: string }> {
-  if (!options.overwrite && (await exists(path))) throw existsError(path)
+  if (!options.overwrite && (await pathExists(path))) throw existsError(path)
   // Filled in place: `randomBytes` may hand out a slice of Node's shared buffer pool.
   const secretKey = randomFillSync(new Uint8Array(32))
   try {
@@ -250,11 +184,7 @@ export async function createKeyFile(path: string, options: CreateKeyOptions = {}
         ciphertext: b64(ciphertext),
       }
     }
-    await writeAtomic(
-      path,
-      new TextEncoder().encode(`${JSON.stringify(file, null, 2)}\n`),
-      options.overwrite === true,
-    )
+    await writeKeyFile(path, file, options.overwrite === true)
     return { did }
   } finally {
     secretKey.fill(0)

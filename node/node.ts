@@ -14,7 +14,6 @@ import type { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import type { FastifyInstance } from 'fastify'
 import type { CID } from 'multiformats/cid'
-import { identityPath, loadSigner } from '../cli/identity.js'
 import { cidKey, federationIdOf, type Signer, type Verified } from '../protocol/index.js'
 import { createApi, type NodeStatus } from './api.js'
 import {
@@ -28,20 +27,21 @@ import {
   type NodeConfig,
   tokenSource,
   UPLOAD_LIMIT_DEFAULTS,
-  writePrivate,
 } from './config.js'
 import { NodeError } from './errors.js'
+import { writeAtomic } from './files.js'
+import { loadSigner } from './identity.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createP2P, generatePeerKey, type P2P, peerKeyFromBytes, peerKeyToBytes, topicFor } from './p2p.js'
 import { createSteward } from './steward.js'
 import { type Checked, openStore, type RecordStore } from './store.js'
 import { createSync, type SyncOptions, type SyncService } from './sync/service.js'
-import { carBudget, openWeights, type Weights } from './uploads.js'
 import { BlockFiles } from './weights/block-files.js'
 import { fetchAndVerify } from './weights/fetch-verify.js'
 import { openPins, type WeightsPins } from './weights/pins.js'
 import { createRetention } from './weights/retention.js'
+import { carBudget, openWeights, type Weights } from './weights/uploads.js'
 import { type Problem, verifyDag } from './weights/verify.js'
 
 export interface NodeOptions {
@@ -60,6 +60,10 @@ export interface NodeOptions {
   readonly retentionTickMs?: number
   /** The largest weights upload (CAR bytes); default the head state's maxModelBytes plus CAR overhead. */
   readonly maxUploadBytes?: number
+  /** Unlocks an encrypted steward key file (the launcher reads it; the node never asks the environment). */
+  readonly stewardPassphrase?: string
+  /** Files that `POST /weights/import` never reads besides the node's own keys (the personal identity). */
+  readonly privateFiles?: readonly string[]
 }
 
 export interface AllmendeNode {
@@ -91,17 +95,20 @@ async function loadPeerKey(home: string) {
     }
   }
   const key = await generatePeerKey()
-  await writePrivate(path, peerKeyToBytes(key))
+  await writeAtomic(path, peerKeyToBytes(key), { mode: 0o600 })
   return key
 }
 
 /**
  * The steward key, if this node is a steward's: a key file as `allmende init --steward-key`
- * writes it; an encrypted one is unlocked with $ALLMENDE_STEWARD_PASSPHRASE.
+ * writes it; an encrypted one is unlocked with the passphrase the launcher was given.
  */
-async function stewardSigner(home: string, config: NodeConfig): Promise<Signer | undefined> {
+async function stewardSigner(
+  home: string,
+  config: NodeConfig,
+  passphrase?: string,
+): Promise<Signer | undefined> {
   if (!config.stewardKeyFile) return undefined
-  const passphrase = process.env.ALLMENDE_STEWARD_PASSPHRASE
   return loadSigner(inHome(home, config.stewardKeyFile), passphrase ? { passphrase } : {})
 }
 
@@ -256,7 +263,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
   if (federation.toString() !== config.federation) {
     throw new NodeError('genesis-invalid', `the genesis is not that of federation ${config.federation}`)
   }
-  const stewardKey = await stewardSigner(home, config)
+  const stewardKey = await stewardSigner(home, config, options.stewardPassphrase)
   const steward = stewardKey?.did ?? null
   // Refuses to start with an empty or short token (and makes one for a new home).
   await adminToken(home)
@@ -429,7 +436,7 @@ export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
         join(home, FILES.peerKey),
         join(home, FILES.token),
         ...(config.stewardKeyFile ? [inHome(home, config.stewardKeyFile)] : []),
-        identityPath(),
+        ...(options.privateFiles ?? []),
       ],
     },
     status,

@@ -1,9 +1,9 @@
 /**
  * The record log's frames (the format is described in node/record-log.ts):
  * the header and size bounds, CRC-32, writing a frame, walking the frames of
- * a file, and the two durable-write steps the log and its repair share.
+ * a file, and writing all of a buffer (the directory sync is node/files.ts).
  */
-import { constants, type FileHandle, open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
 import * as zlib from 'node:zlib'
 import { LIMITS } from '../protocol/limits.js'
 
@@ -134,16 +134,5 @@ export async function writeAll(fh: FileHandle, data: Uint8Array, position: numbe
     const { bytesWritten } = await fh.write(data, done, data.length - done, position + done)
     if (bytesWritten <= 0) throw new Error('write made no progress')
     done += bytesWritten
-  }
-}
-
-/** fsync a directory so a newly created entry survives a crash (not possible on Windows; skipped there). */
-export async function syncDirectory(dir: string): Promise<void> {
-  if (process.platform === 'win32') return
-  const dh = await open(dir, constants.O_RDONLY)
-  try {
-    await dh.sync()
-  } finally {
-    await dh.close()
   }
 }

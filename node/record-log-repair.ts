@@ -6,6 +6,7 @@
  */
 import { chmod, constants, copyFile, type FileHandle, open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { syncDirectory } from './files.js'
 import { errorCode, failure } from './record-log-errors.js'
 import {
   crc32,
@@ -17,7 +18,6 @@ import {
   READ_CHUNK,
   type ScanResult,
   scanFrames,
-  syncDirectory,
   type TearReason,
   writeAll,
 } from './record-log-frames.js'

@@ -76,6 +76,7 @@
 import { constants, type FileHandle, mkdir, open, realpath } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { NodeError } from './errors.js'
+import { syncDirectory } from './files.js'
 import { createGroupCommit, type GroupCommit, type LogState } from './record-log-commit.js'
 import { failure, ioError } from './record-log-errors.js'
 import {
@@ -86,7 +87,6 @@ import {
   RECORD_LOG_MAGIC,
   type ScanResult,
   scanFrames,
-  syncDirectory,
   writeAll,
   writeFrame,
 } from './record-log-frames.js'

@@ -13,8 +13,10 @@ import { join } from 'node:path'
 import type { Command } from 'commander'
 import type { CID } from 'multiformats/cid'
 import { initHome } from '../../node/config.js'
+import { createKeyFile, loadSigner, type Signer } from '../../node/identity.js'
 import { silentLogger } from '../../node/log.js'
 import { type AllmendeNode, startNode } from '../../node/node.js'
+import { verifyModel } from '../../node/verify-model.js'
 import { CID_PROFILE, importDirectory } from '../../node/weights/directory.js'
 import { describeModel } from '../../node/weights/headers.js'
 import {
@@ -27,9 +29,8 @@ import {
   wellFormedProblem,
 } from '../../protocol/index.js'
 import { action, type Ctx, examples } from '../context.js'
+import { identityPath } from '../homes.js'
 import { generateModel } from '../demo-model.js'
-import { createKeyFile, loadSigner, type Signer } from '../identity.js'
-import { verifyModel } from '../verify-model.js'
 import { uploadHeaders, writeCar } from './publish.js'
 
 const STEWARDS = ['steward-1', 'steward-2', 'steward-3', 'steward-4'] as const
@@ -184,6 +185,7 @@ async function demo(ctx: Ctx): Promise<'ok' | 'failed' | 'interrupted'> {
           helia: true,
           stewardTickMs: 100,
           sync: { intervalMs: 1_000 },
+          privateFiles: [identityPath()],
         }),
       )
     }

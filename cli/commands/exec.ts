@@ -19,11 +19,11 @@ import { rmSync } from 'node:fs'
 import { constants } from 'node:os'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
+import { checkFiles, type ModelVerdict, verdictOf } from '../../node/verify-model.js'
 import { withNode } from '../client.js'
 import { action, CliError, EXIT, examples, usage } from '../context.js'
 import { parseSize } from '../durations.js'
 import { requireDirectory, takeSnapshot } from '../snapshot.js'
-import { checkFiles, type ModelVerdict, verdictOf } from '../verify-model.js'
 import { proveStatus, type VerifyOptions, withTrust } from './verify.js'
 
 interface ExecOptions extends VerifyOptions {

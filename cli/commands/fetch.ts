@@ -29,7 +29,7 @@ import { NodeClient, withNode } from '../client.js'
 import { action, CliError, EXIT, examples, usage } from '../context.js'
 import { readPin } from '../federation-pin.js'
 import { getModel, parseModelRef } from '../records.js'
-import { fetchManifest } from '../verify-model.js'
+import { fetchManifest } from '../verify-online.js'
 
 const SHA256 = 0x12
 const IDENTITY = 0x00

@@ -2,8 +2,9 @@
 import { mkdir } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import type { Command } from 'commander'
+import { createKeyFile } from '../../node/identity.js'
 import { action, CliError, examples, usage } from '../context.js'
-import { allmendeHome, createKeyFile, identityPath } from '../identity.js'
+import { allmendeHome, identityPath } from '../homes.js'
 import { passphrase } from '../keys.js'
 import { askHidden, canPrompt } from '../prompt.js'
 

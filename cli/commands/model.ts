@@ -6,7 +6,7 @@ import type { Command } from 'commander'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { getModel } from '../records.js'
-import { fetchManifest } from '../verify-model.js'
+import { fetchManifest } from '../verify-online.js'
 import { table } from './proposals.js'
 import { registerPublish } from './publish.js'
 

@@ -10,7 +10,7 @@ import type { NodeStatus } from '../../node/api.js'
 import { FILES, loadConfig, MIN_TOKEN_CHARS, readToken, rotateToken } from '../../node/config.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
-import { defaultNodeHome } from '../identity.js'
+import { defaultNodeHome } from '../homes.js'
 
 /** The JSON shape of GET /status (DESIGN.md §7): the node's own type. */
 type Status = NodeStatus

@@ -12,7 +12,7 @@ import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { UPLOAD_HEADERS } from '../../node/upload-routes.js'
+import type { Signer } from '../../node/identity.js'
 import { directoryCar } from '../../node/weights/car-stream.js'
 import {
   CID_PROFILE,
@@ -21,6 +21,7 @@ import {
   planDirectory,
 } from '../../node/weights/directory.js'
 import { describeModel } from '../../node/weights/headers.js'
+import { UPLOAD_HEADERS } from '../../node/weights/upload-routes.js'
 import {
   type ManifestBody,
   peerIdBytes,
@@ -31,7 +32,6 @@ import {
 } from '../../protocol/index.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, examples, usage } from '../context.js'
-import type { Signer } from '../identity.js'
 import { type KeyOptions, signerOf, withKey } from '../keys.js'
 import { parseCidArg, resolveManifest, type StateView, submit } from '../records.js'
 

@@ -11,8 +11,15 @@
  * use, said so). Exit 0 only when a certificate proves the version ratified and every file
  * matches.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
+import { writeAtomic } from '../../node/files.js'
+import {
+  checkFiles,
+  type ModelVerdict,
+  proveWithCertificate,
+  type StatusProof,
+} from '../../node/verify-model.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, EXIT, examples, usage } from '../context.js'
 import { parseDuration } from '../durations.js'
@@ -26,17 +33,8 @@ import {
 } from '../federation-pin.js'
 import { parseModelRef } from '../records.js'
 import { requireDirectory } from '../snapshot.js'
-import {
-  checkFiles,
-  dueText,
-  fetchCertificate,
-  keepTrust,
-  type ModelVerdict,
-  proveOnline,
-  proveWithCertificate,
-  readTrust,
-  type StatusProof,
-} from '../verify-model.js'
+import { keepTrust, readTrust } from '../trust-marks.js'
+import { dueText, fetchCertificate, proveOnline } from '../verify-online.js'
 
 export interface VerifyOptions extends FederationChoice {
   node?: string
@@ -289,10 +287,8 @@ async function exportCertificate(ctx: Ctx, ref: string, opts: ExportOptions): Pr
 }
 
 async function writeAtomically(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`
   try {
-    await writeFile(tmp, bytes)
-    await rename(tmp, file)
+    await writeAtomic(file, bytes)
   } catch (e) {
     throw new CliError('write-failed', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`)
   }

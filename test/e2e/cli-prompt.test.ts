@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadSigner } from '../../cli/identity.js'
+import { loadSigner } from '../../node/identity.js'
 import { bin, errorLine, runCli } from '../support/cli.js'
 
 const hasScript = spawnSync('script', ['--version']).status === 0

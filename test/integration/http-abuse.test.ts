@@ -12,7 +12,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createKeyFile } from '../../cli/identity.js'
+import { createKeyFile } from '../../node/identity.js'
 import {
   apiLoad,
   ONE_RECORD_BODY_BYTES,

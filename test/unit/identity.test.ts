@@ -8,16 +8,15 @@ import { chmod, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { allmendeHome, identityPath } from '../../cli/homes.js'
+import { isNodeError } from '../../node/errors.js'
 import {
-  allmendeHome,
   createKeyFile,
   DEFAULT_SCRYPT_N,
   type EncryptedKeyFile,
-  identityPath,
   keyFileDid,
   loadSigner,
-} from '../../cli/identity.js'
-import { isNodeError } from '../../node/errors.js'
+} from '../../node/identity.js'
 import { decodeRecord, parseDid, signRecord, utf8, zip215 } from '../../protocol/index.js'
 import { Simulator } from '../support/simulator.js'
 

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { keepTrust, readTrust, trustPath } from '../../cli/verify-model.js'
+import { keepTrust, readTrust, trustPath } from '../../cli/trust-marks.js'
 import { MAX_CLOCK_SKEW_MS } from '../../protocol/index.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 
