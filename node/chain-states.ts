@@ -7,7 +7,7 @@
  * chain is ever visited.
  */
 import type { CID } from 'multiformats/cid'
-import { type Did, type Fold, type GovState, hasRole, type Role } from '../protocol/index.js'
+import { type Did, type Fold, type GovState, hasRole, type Role, stewardsOf } from '../protocol/index.js'
 
 export type ChainView = Pick<Fold, 'headState' | 'electorate'>
 
@@ -29,4 +29,23 @@ export function* governanceProposals(fold: Pick<Fold, 'state'>): Iterable<CID> {
 export function heldRoleEver(fold: ChainView, governance: Iterable<CID>, did: Did, role: Role): boolean {
   for (const state of chainStates(fold, governance)) if (hasRole(state, did, role)) return true
   return false
+}
+
+/**
+ * The members with the steward role in some state of the chain, as a function that works them
+ * out again only when the head state has changed since it last did (the fold makes a new object
+ * for a new head): asked once per seal or checkpoint held, this keeps the walk off that path.
+ */
+export function stewardsEver(fold: ChainView, governance: Iterable<CID>): () => ReadonlySet<Did> {
+  let stewards: ReadonlySet<Did> = new Set()
+  let under: GovState | undefined
+  return () => {
+    const head = fold.headState()
+    if (head === under) return stewards
+    const found = new Set<Did>()
+    for (const state of chainStates(fold, governance)) for (const id of stewardsOf(state)) found.add(id)
+    under = head
+    stewards = found
+    return found
+  }
 }

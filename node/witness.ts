@@ -1,18 +1,24 @@
 /**
- * Witness times (DESIGN.md §4): when this node first received each proposal
- * and vote, by its own clock, kept in an append-only file beside the record
- * log. A steward counts only votes it received before `closesAt +
- * sealGraceMs/2` and never seals a proposal it first saw after `at +
- * sealGraceMs`, so a backdated record (signed `at` in the past, sent late)
- * is never counted. A record with no witness time (received before the
+ * Witness times (SPEC.md §10, steward duties): when this node first received
+ * each proposal, vote and attestation, by its own clock, kept in an
+ * append-only file beside the record log. A steward counts only votes and
+ * attestations it received before `closesAt + sealGraceMs/2` and never seals
+ * a proposal it first saw after `at + sealGraceMs`, so a backdated record
+ * (signed `at` in the past, sent late) is never counted. A record with no witness time (received before the
  * file existed, or whose entry was lost to a crash) counts as seen too late:
  * the safe side.
  *
  * Each entry is one frame of the record-log format: the record's CID key
  * (36 bytes) then the time (u64, big-endian ms).
  */
+import type { Kind } from '../protocol/index.js'
 import { NodeError } from './errors.js'
 import { openRecordLog, type RecordLog } from './record-log.js'
+
+/** Whether a steward's duties ask when records of this kind were first received. */
+export function isWitnessed(kind: Kind): boolean {
+  return kind === 'vote' || kind === 'proposal' || kind === 'attestation'
+}
 
 export interface WitnessLog {
   /** When the record under `key` was first received here, if known. */
