@@ -1,115 +1,61 @@
 /**
- * Stewards fetch the weights they do not hold (DESIGN.md §4): four steward nodes at seal
- * threshold 3, only the first holding the model; the others find blocks missing, fetch them in
- * the background (from the first steward's trustless gateway when configured, else bitswap),
- * check them on a later tick and seal `weightsVerified: true`. Weights that never appear, or do
- * not match their manifest, are sealed `false` and the ratification is final-rejected. Once a
- * ratified version is revoked, its weights are unpinned after the configured delay.
+ * Stewards fetch the weights they do not hold (protocol/SPEC.md §10, steward duties): four steward
+ * nodes at seal threshold 3 (test/support/stewards.ts), only the first holding the model; the
+ * others find blocks missing, fetch them in the background (from the first steward's trustless
+ * gateway when configured, else bitswap), check them on a later tick and seal
+ * `weightsVerified: true`. Weights that never appear, or do not match their manifest, are sealed
+ * `false` and the ratification is final-rejected. Once a ratified version is revoked, its weights
+ * are unpinned after the configured delay.
  */
-import { createHash } from 'node:crypto'
 import { appendFile, cp, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { initHome } from '../../node/config.js'
-import { createLogger } from '../../node/log.js'
-import { type AllmendeNode, startNode } from '../../node/node.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import { verifyDag } from '../../node/weights/verify.js'
-import { type CID, cidKey, type ProposalView } from '../../protocol/index.js'
+import type { CID, Rules } from '../../protocol/index.js'
 import { submit } from '../support/cluster.js'
-import type { Simulator } from '../support/simulator.js'
-import { ratification, stewardFederation, votesBy } from '../support/stewards.js'
+import { holdWeights, ratification, startOnRealClock, viewOf, votesBy } from '../support/stewards.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-steward-fetch-test:'
-const stewards = ['s1', 's2', 's3', 's4']
 
 const root = tempDirForFile('allmende-steward-fetch-')
 
-/** Log lines of every node, for asserting which path a fetch took. */
-const logLines: string[] = []
-
 /**
- * Four Helia steward nodes, each with its steward key file, in a star around the first. With
- * `gateways`, the other three fetch from the first one's trustless gateway before bitswap.
+ * A fresh federation (it starts "now") and four Helia steward nodes, each with its steward key
+ * file, in a star around the first; the other three fetch from the first one's trustless gateway
+ * before bitswap.
  */
-async function startStewards(
-  sim: Simulator,
-  tag: string,
-  options: { gateways?: boolean; unpinRevokedAfterMs?: number } = {},
-): Promise<AllmendeNode[]> {
-  const nodes: AllmendeNode[] = []
-  for (const [i, name] of stewards.entries()) {
-    const home = join(root(), `${tag}-${name}`)
-    const keyFile = join(root(), `${tag}-${name}.key`)
-    const secretKey = createHash('sha256')
-      .update(KEY_PREFIX + name)
-      .digest()
-    await writeFile(
-      keyFile,
-      JSON.stringify({ version: 1, did: sim.did(name), secretKey: secretKey.toString('base64') }),
-      { mode: 0o600 },
-    )
-    const config = await initHome(home, {
-      genesis: sim.genesis,
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: i === 0 ? [] : [nodes[0]!.p2p.addresses()[0]!],
-      api: '127.0.0.1:0',
-      stewardKeyFile: keyFile,
-      logLevel: 'warn',
-      ...(options.gateways && i > 0 ? { gateways: [nodes[0]!.apiUrl] } : {}),
-      ...(options.unpinRevokedAfterMs !== undefined
-        ? { unpinRevokedAfterMs: options.unpinRevokedAfterMs }
-        : {}),
-    })
-    nodes.push(
-      await startNode({
-        home,
-        config,
-        genesis: sim.genesis,
-        log: createLogger({
-          level: 'info',
-          name,
-          write: (line) => {
-            logLines.push(line)
-            if (process.env.STEWARD_LOG) process.stderr.write(line)
-          },
-        }),
-        helia: true,
-        stewardTickMs: 100,
-        retentionTickMs: 200,
-        sync: { intervalMs: 1_000 },
-      }),
-    )
-  }
-  await until(() => nodes.every((n) => n.p2p.subscribers().length >= 1), 'subscriptions')
-  return nodes
-}
-
-const view = (n: AllmendeNode, p: CID): ProposalView | undefined =>
-  n.store.fold.state().proposals.get(cidKey(p))
+const federation = (name: string, tag: string, rules: Partial<Rules>, unpinRevokedAfterMs?: number) =>
+  startOnRealClock(
+    { name, keyPrefix: KEY_PREFIX, rules },
+    {
+      root: root(),
+      tag,
+      helia: true,
+      gateways: true,
+      retentionTickMs: 200,
+      ...(unpinRevokedAfterMs !== undefined ? { unpinRevokedAfterMs } : {}),
+    },
+  )
 
 describe('stewards without the weights', () => {
   it('fetch them from the gateway of the steward that holds them, seal weightsVerified: true, and unpin them once revoked', async () => {
-    const sim = stewardFederation({
-      name: 'steward-fetch',
-      keyPrefix: KEY_PREFIX,
-      base: Date.now(),
-      stewards,
-      rules: { weightsDeadlineMs: 8_000, sealDeadlineMs: 12_000 },
-    })
     const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 5 })
-    const nodes = await startStewards(sim, 'fetch', { gateways: true, unpinRevokedAfterMs: 0 })
+    const { sim, net } = await federation(
+      'steward-fetch',
+      'fetch',
+      { weightsDeadlineMs: 8_000, sealDeadlineMs: 12_000 },
+      0,
+    )
+    const nodes = net.nodes
     try {
       // Only s1 holds the weights.
-      const held = new FsBlockstore(join(nodes[0]!.home, 'blocks'))
-      await held.open()
-      const weights = await importDirectory(modelDir, { blockstore: held })
-      await held.close()
+      const weights = await holdWeights([nodes[0]!], modelDir)
       // Pinned as an import pins it: the gateway serves only weights under a pinned root.
       await nodes[0]!.weights!.pin(weights.root)
       const manifest = { weights: weights.root, files: [...weights.files], size: weights.size }
@@ -120,11 +66,11 @@ describe('stewards without the weights', () => {
       for (const r of [m, p, ...votesBy(sim, ['s1', 's2', 's3'], t + 10, p.cid, 'yes')])
         expect((await submit(nodes[0]!, r)).status).toBe(201)
       await until(
-        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
         'ratified everywhere',
         25_000,
       )
-      expect(view(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
+      expect(viewOf(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
       // Seals from stewards other than s1 say true: they fetched and checked the weights.
       const seals = [...nodes[0]!.store.fold.records()].filter(
         (r) => r.record.kind === 'seal' && r.record.body.proposal.equals(p.cid),
@@ -137,7 +83,7 @@ describe('stewards without the weights', () => {
       expect([...trueBy].filter((a) => a !== sim.did('s1')).length).toBeGreaterThanOrEqual(2)
       // The stewards that sealed hold the weights, verified and pinned.
       for (const [i, n] of nodes.entries()) {
-        if (!trueBy.has(sim.did(stewards[i]!))) continue
+        if (!trueBy.has(sim.did(net.names[i]!))) continue
         const store = new FsBlockstore(join(n.home, 'blocks'))
         await store.open()
         try {
@@ -148,9 +94,7 @@ describe('stewards without the weights', () => {
         if (i > 0) expect(await n.p2p.helia!.pins.isPinned(weights.root)).toBe(true)
       }
       // The path they took: the first steward's gateway, every block of the DAG.
-      const fetchedLines = logLines
-        .map((l) => JSON.parse(l) as { event: string; root?: string; viaGateway?: number; blocks?: number })
-        .filter((l) => l.event === 'weights-fetched' && l.root === weights.root.toString())
+      const fetchedLines = net.events('weights-fetched', { root: weights.root.toString() })
       expect(fetchedLines.length).toBeGreaterThanOrEqual(2)
       for (const l of fetchedLines) expect(l.viaGateway).toBe(l.blocks)
 
@@ -171,18 +115,12 @@ describe('stewards without the weights', () => {
         'revoked everywhere',
         25_000,
       )
-      const pinned = nodes.slice(1).filter((_, i) => trueBy.has(sim.did(stewards[i + 1]!)))
+      const pinned = nodes.slice(1).filter((_, i) => trueBy.has(sim.did(net.names[i + 1]!)))
       for (const n of pinned) {
-        const name = stewards[nodes.indexOf(n)]!
+        const name = net.names[nodes.indexOf(n)]!
         // The log line comes once the pin is gone and the blocks are deleted.
         await until(
-          () =>
-            logLines.some(
-              (l) =>
-                l.includes('"weights-unpinned"') &&
-                l.includes(`"node":"${name}"`) &&
-                l.includes(weights.root.toString()),
-            ),
+          () => net.events('weights-unpinned', { node: name, root: weights.root.toString() }).length > 0,
           `${name} unpinned`,
           10_000,
         )
@@ -197,24 +135,15 @@ describe('stewards without the weights', () => {
           await store.close()
         }
       }
-      expect(
-        logLines.some((l) => l.includes('"weights-unpinned"') && l.includes(weights.root.toString())),
-      ).toBe(true)
+      expect(net.events('weights-unpinned', { root: weights.root.toString() }).length > 0).toBe(true)
     } finally {
-      await Promise.allSettled(nodes.map((n) => n.stop()))
+      await net.stop()
     }
   }, 90_000)
 })
 
 describe('weights that never appear or do not match their manifest', () => {
   it('are sealed weightsVerified: false and the ratification is final-rejected', async () => {
-    const sim = stewardFederation({
-      name: 'steward-mismatch',
-      keyPrefix: KEY_PREFIX,
-      base: Date.now(),
-      stewards,
-      rules: { weightsDeadlineMs: 4_000, sealDeadlineMs: 12_000 },
-    })
     // The honest model, then a copy with one byte flipped and a copy with an extra file.
     const good = join(root(), 'mismatch-good')
     await generateModel(good, { seed: 9 })
@@ -228,14 +157,15 @@ describe('weights that never appear or do not match their manifest', () => {
     await cp(good, extraDir, { recursive: true })
     await appendFile(join(extraDir, 'notes.txt'), 'not in the manifest\n')
 
-    const nodes = await startStewards(sim, 'mismatch', { gateways: true })
+    const { sim, net } = await federation('steward-mismatch', 'mismatch', {
+      weightsDeadlineMs: 4_000,
+      sealDeadlineMs: 12_000,
+    })
+    const nodes = net.nodes
     try {
-      const held = new FsBlockstore(join(nodes[0]!.home, 'blocks'))
-      await held.open()
-      const honest = await importDirectory(good, { blockstore: held })
-      const flipped = await importDirectory(flippedDir, { blockstore: held })
-      const extra = await importDirectory(extraDir, { blockstore: held })
-      await held.close()
+      const honest = await holdWeights([nodes[0]!], good)
+      const flipped = await holdWeights([nodes[0]!], flippedDir)
+      const extra = await holdWeights([nodes[0]!], extraDir)
       for (const w of [honest, flipped, extra]) await nodes[0]!.weights!.pin(w.root)
       // Weights nobody holds: imported into a store no node reads.
       const nowhere = new FsBlockstore(join(root(), 'mismatch-nowhere'))
@@ -266,12 +196,12 @@ describe('weights that never appear or do not match their manifest', () => {
           expect((await submit(nodes[0]!, r)).status).toBe(201)
       }
       await until(
-        () => nodes.every((n) => proposals.every((p) => view(n, p)?.phase === 'final-rejected')),
+        () => nodes.every((n) => proposals.every((p) => viewOf(n, p)?.phase === 'final-rejected')),
         'final-rejected everywhere',
         30_000,
       )
       for (const p of proposals) {
-        const v = view(nodes[3]!, p)!
+        const v = viewOf(nodes[3]!, p)!
         expect(v.outcome).toBe('passed') // the members said yes; the weights said no
         expect(v.weightsVerified).toBe(false)
       }
@@ -280,7 +210,7 @@ describe('weights that never appear or do not match their manifest', () => {
         (r) => r.record.kind === 'seal' && r.record.body.proposal.equals(proposals[0]!),
       )
       expect(absentSeals.length).toBeGreaterThanOrEqual(3)
-      const absentCloses = view(nodes[0]!, proposals[0]!)!.closesAt
+      const absentCloses = viewOf(nodes[0]!, proposals[0]!)!.closesAt
       for (const r of absentSeals) expect(r.record.at).toBeGreaterThanOrEqual(absentCloses + 4_000)
       // No steward sealed any of them true.
       const sealsTrue = [...nodes[0]!.store.fold.records()].filter(
@@ -293,16 +223,17 @@ describe('weights that never appear or do not match their manifest', () => {
       // The mismatches were found in the weights themselves, each named. A steward seals false at
       // the weights deadline whether or not its check has finished, so under load the finding can
       // be logged after the seal: wait for it.
+      const logText = () => net.lines.map((l) => JSON.stringify(l)).join('\n')
       await until(
-        () => logLines.join('').includes('sha256-mismatch') && logLines.join('').includes('file-extra'),
+        () => logText().includes('sha256-mismatch') && logText().includes('file-extra'),
         'the mismatches logged',
         30_000,
       ).catch(() => {})
-      const text = logLines.join('')
+      const text = logText()
       expect(text).toContain('sha256-mismatch')
       expect(text).toContain('file-extra')
     } finally {
-      await Promise.allSettled(nodes.map((n) => n.stop()))
+      await net.stop()
     }
   }, 90_000)
 })

@@ -1,107 +1,45 @@
 /**
- * Steward nodes seal on their own (DESIGN.md §4): four steward nodes at seal
- * threshold 3 on 127.0.0.1, real time with short timing rules.
+ * Steward nodes seal on their own (protocol/SPEC.md §10, steward duties): four steward nodes at
+ * seal threshold 3 on 127.0.0.1 (test/support/stewards.ts), real time with short timing rules.
  */
-import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FsBlockstore } from 'blockstore-fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { initHome } from '../../node/config.js'
-import { createLogger, silentLogger } from '../../node/log.js'
-import { type AllmendeNode, startNode } from '../../node/node.js'
-import { importDirectory } from '../../node/weights/directory.js'
-import {
-  buildCertificate,
-  type CID,
-  cidKey,
-  type ProposalView,
-  proposalStatus,
-  type Rules,
-  verifyCertificate,
-} from '../../protocol/index.js'
+import { buildCertificate, proposalStatus, type Rules, verifyCertificate } from '../../protocol/index.js'
 import { submit } from '../support/cluster.js'
-import { rulesWith, Simulator } from '../support/simulator.js'
+import {
+  holdWeights,
+  ratification,
+  SHORT_RULES,
+  startOnRealClock,
+  viewOf,
+  votesBy,
+} from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-steward-test:'
-const stewards = ['s1', 's2', 's3', 's4']
-const rules = rulesWith({
-  sealThreshold: 3,
-  votingPeriodMs: 2_500,
-  sealGraceMs: 1_000,
-  weightsDeadlineMs: 1_500,
-  sealDeadlineMs: 5_000,
-})
-/** A fresh federation per test: each starts "now", so its proposals are open while it runs. */
-function federation(name: string, changes: Partial<Rules> = {}): Simulator {
-  return new Simulator({
-    members: [
-      ...stewards.map((n) => ({ name: n, roles: ['publisher', 'steward', 'voter'] as const, weight: 1 })),
-      { name: 'v1', roles: ['voter'] as const, weight: 1 },
-    ].map((m) => ({ ...m, roles: [...m.roles] })),
-    rules: { ...rules, ...changes },
-    keyPrefix: KEY_PREFIX,
-    base: Date.now(),
-    name,
-  })
-}
+const { sealGraceMs, sealDeadlineMs } = SHORT_RULES
+const root = tempDirForFile('allmende-steward-')
 
-let root: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'allmende-steward-'))
-})
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true })
-})
-
-/** Four steward nodes, each with its steward key file, in a star around the first. */
-async function startStewards(sim: Simulator, tag: string, helia = false): Promise<AllmendeNode[]> {
-  const nodes: AllmendeNode[] = []
-  for (const [i, name] of stewards.entries()) {
-    const home = join(root, `${tag}-${name}`)
-    const keyFile = join(root, `${tag}-${name}.key`)
-    const secretKey = createHash('sha256')
-      .update(KEY_PREFIX + name)
-      .digest()
-    await writeFile(
-      keyFile,
-      JSON.stringify({ version: 1, did: sim.did(name), secretKey: secretKey.toString('base64') }),
-      { mode: 0o600 },
-    )
-    const config = await initHome(home, {
-      genesis: sim.genesis,
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: i === 0 ? [] : [nodes[0]!.p2p.addresses()[0]!],
-      api: '127.0.0.1:0',
-      stewardKeyFile: keyFile,
-      logLevel: 'warn',
-    })
-    nodes.push(
-      await startNode({
-        home,
-        config,
-        genesis: sim.genesis,
-        log: process.env.STEWARD_LOG ? createLogger({ level: 'info' }) : silentLogger,
-        helia,
-        stewardTickMs: 100,
-        sync: { intervalMs: 1_000 },
-      }),
-    )
-  }
-  await until(() => nodes.every((n) => n.p2p.subscribers().length >= 1), 'subscriptions')
-  return nodes
-}
-
-const view = (n: AllmendeNode, p: CID): ProposalView | undefined =>
-  n.store.fold.state().proposals.get(cidKey(p))
+/**
+ * A fresh federation per test (it starts "now", so its proposals are open while it runs) and its
+ * four steward nodes, each with its steward key file, in a star around the first.
+ */
+const federation = (name: string, tag: string, options: { rules?: Partial<Rules>; helia?: boolean } = {}) =>
+  startOnRealClock(
+    { name, keyPrefix: KEY_PREFIX, rules: options.rules ?? {} },
+    {
+      root: root(),
+      tag,
+      helia: options.helia ?? false,
+    },
+  )
 
 describe('four steward nodes at threshold 3', () => {
   it('take a proposal from open to final on their own, and the fourth agrees', async () => {
-    const sim = federation('seal-final')
-    const nodes = await startStewards(sim, 'final')
+    const { sim, net } = await federation('seal-final', 'final')
+    const nodes = net.nodes
     // Simulation time now: node start-up takes a while, and a proposal signed at base + 0
     // would be first seen after at + sealGraceMs, i.e. backdated.
     const t = Date.now() - sim.base
@@ -116,10 +54,10 @@ describe('four steward nodes at threshold 3', () => {
         const vote = sim.vote(v, t + 10 + i, { proposal: p.cid, choice: v === 'v1' ? 'no' : 'yes' })
         expect((await submit(nodes[i % 4]!, vote)).status).toBe(201)
       }
-      expect(view(nodes[0]!, p.cid)?.reason).toBeUndefined()
-      expect(proposalStatus(view(nodes[0]!, p.cid)!, Date.now())).toBe('open')
+      expect(viewOf(nodes[0]!, p.cid)?.reason).toBeUndefined()
+      expect(proposalStatus(viewOf(nodes[0]!, p.cid)!, Date.now())).toBe('open')
       await until(
-        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
         'final-passed on every node',
         15_000,
       )
@@ -141,15 +79,15 @@ describe('four steward nodes at threshold 3', () => {
         expect(s.record.body.tally).toEqual({ yes: 3, no: 1, abstain: 0 })
         expect(nodes[3]!.store.fold.report(s.cid)?.status).toBe('applied')
       }
-      expect(view(nodes[3]!, p.cid)?.equivocators).toEqual([])
+      expect(viewOf(nodes[3]!, p.cid)?.equivocators).toEqual([])
     } finally {
-      await Promise.allSettled(nodes.map((n) => n.stop()))
+      await net.stop()
     }
   }, 60_000)
 
   it('leave a proposal expired when only 2 of 4 are up', async () => {
-    const sim = federation('seal-expired')
-    const nodes = await startStewards(sim, 'expired')
+    const { sim, net } = await federation('seal-expired', 'expired')
+    const nodes = net.nodes
     // Simulation time now: node start-up takes a while, and a proposal signed at base + 0
     // would be first seen after at + sealGraceMs, i.e. backdated.
     try {
@@ -171,20 +109,20 @@ describe('four steward nodes at threshold 3', () => {
         'two seals',
         10_000,
       )
-      const deadline = p.record.body.closesAt + rules.sealDeadlineMs
+      const deadline = p.record.body.closesAt + sealDeadlineMs
       await until(() => Date.now() > deadline, 'the seal deadline', 15_000, 100)
       for (const n of nodes.slice(0, 2)) {
-        expect(view(n, p.cid)?.phase).toBe('undecided')
-        expect(proposalStatus(view(n, p.cid)!, Date.now())).toBe('expired')
+        expect(viewOf(n, p.cid)?.phase).toBe('undecided')
+        expect(proposalStatus(viewOf(n, p.cid)!, Date.now())).toBe('expired')
       }
     } finally {
-      await Promise.allSettled(nodes.map((n) => n.stop()))
+      await net.stop()
     }
   }, 60_000)
 
   it('never count a backdated vote, and never seal a backdated proposal', async () => {
-    const sim = federation('seal-backdated')
-    const nodes = await startStewards(sim, 'backdated')
+    const { sim, net } = await federation('seal-backdated', 'backdated')
+    const nodes = net.nodes
     // Simulation time now: node start-up takes a while, and a proposal signed at base + 0
     // would be first seen after at + sealGraceMs, i.e. backdated.
     const t = Date.now() - sim.base
@@ -211,26 +149,26 @@ describe('four steward nodes at threshold 3', () => {
       ).toBe(201)
       // Between close + grace/2 (the witness cut-off) and close + grace (when sealing starts): a
       // vote signed before close, received too late to count, yet before any steward has sealed.
-      const cutoff = p.record.body.closesAt + Math.floor(rules.sealGraceMs / 2)
+      const cutoff = p.record.body.closesAt + Math.floor(sealGraceMs / 2)
       await until(() => Date.now() > cutoff + 20, 'close + grace/2', 10_000, 5)
       expect(
         (await submit(nodes[2]!, sim.vote('s4', t + 1_000, { proposal: p.cid, choice: 'no' }))).status,
       ).toBe(201)
       // After close + grace: another vote signed before close, sent now.
-      await until(() => Date.now() > p.record.body.closesAt + rules.sealGraceMs, 'close + grace', 10_000, 50)
+      await until(() => Date.now() > p.record.body.closesAt + sealGraceMs, 'close + grace', 10_000, 50)
       expect(
         (await submit(nodes[2]!, sim.vote('v1', t + 1_000, { proposal: p.cid, choice: 'no' }))).status,
       ).toBe(201)
       await until(
-        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
         'final on every node',
         15_000,
       )
       // Only the votes received in time count: the backdated noes are in no seal.
-      for (const n of nodes) expect(view(n, p.cid)?.tally).toEqual({ yes: 3, no: 0, abstain: 0 })
+      for (const n of nodes) expect(viewOf(n, p.cid)?.tally).toEqual({ yes: 3, no: 0, abstain: 0 })
       // The backdated proposal: no steward seals it.
       await until(
-        () => Date.now() > old.record.body.closesAt + rules.sealGraceMs + 1_000,
+        () => Date.now() > old.record.body.closesAt + sealGraceMs + 1_000,
         'a few ticks',
         10_000,
         50,
@@ -242,51 +180,35 @@ describe('four steward nodes at threshold 3', () => {
         expect(seals).toHaveLength(0)
       }
     } finally {
-      await Promise.allSettled(nodes.map((n) => n.stop()))
+      await net.stop()
     }
   }, 60_000)
 })
 
 describe('stewards with the weights', () => {
   it('verify them, seal the ratification, sign agreeing checkpoints, and a certificate verifies offline', async () => {
-    const sim = federation('checkpoints', { checkpointIntervalMs: 2_000 })
-    const modelDir = join(root, 'model')
+    const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 7 })
-    const nodes = await startStewards(sim, 'cp', true)
+    const { sim, net } = await federation('checkpoints', 'cp', {
+      rules: { checkpointIntervalMs: 2_000 },
+      helia: true,
+    })
+    const nodes = net.nodes
     try {
       // Every steward holds the weights (as after an upload or a fetch).
-      let weights: Awaited<ReturnType<typeof importDirectory>> | undefined
-      for (const n of nodes) {
-        const blockstore = new FsBlockstore(join(n.home, 'blocks'))
-        await blockstore.open()
-        weights = await importDirectory(modelDir, { blockstore })
-        await blockstore.close()
-      }
+      const weights = await holdWeights(nodes, modelDir)
       // Simulation time now (setup took a while; a proposal signed at base + 0 would be backdated).
       const t = Date.now() - sim.base
-      const m = sim.manifest('s1', t, {
-        id: 'cp',
-        name: 'tiny',
-        version: '1.0.0',
-        weights: { root: weights!.root, files: weights!.files, size: weights!.size },
-      })
-      const p = sim.proposal('s1', t + 1, {
-        closesAt: t + 2_600,
-        action: { type: 'ratify-model', manifest: m.cid },
-        basis: sim.federation,
-      })
-      for (const r of [
-        m,
-        p,
-        ...['s1', 's2', 's3'].map((v) => sim.vote(v, t + 10, { proposal: p.cid, choice: 'yes' })),
-      ])
+      const m = sim.manifest('s1', t, { id: 'cp', name: 'tiny', version: '1.0.0', weights })
+      const p = ratification(sim, 's1', t + 1, m.cid, t + 2_600)
+      for (const r of [m, p, ...votesBy(sim, ['s1', 's2', 's3'], t + 10, p.cid, 'yes')])
         expect((await submit(nodes[0]!, r)).status).toBe(201)
       await until(
-        () => nodes.every((n) => view(n, p.cid)?.phase === 'final-passed'),
+        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
         'ratified everywhere',
         15_000,
       )
-      expect(view(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
+      expect(viewOf(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
       // A counted checkpoint covering the decision, on every node.
       await until(
         () => nodes.every((n) => (n.store.fold.state().checkpoint?.epoch ?? 0) >= p.record.body.closesAt),
@@ -315,7 +237,7 @@ describe('stewards with the weights', () => {
       const stale = verifyCertificate(sim.federation, car, { now: Date.now() + 120_000, maxAgeMs: 60_000 })
       expect(stale.ok).toBe(false)
     } finally {
-      await Promise.allSettled(nodes.map((n) => n.stop()))
+      await net.stop()
     }
   }, 90_000)
 })

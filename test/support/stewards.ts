@@ -1,20 +1,24 @@
 /**
- * Steward federations on 127.0.0.1 for integration tests (DESIGN.md §4, §6): a Simulator whose
- * stewards are real nodes, each with its steward key file, in a star around the first; every
- * node's log lines kept and parsed; a node can be stopped and started again on the same home.
+ * Steward federations on 127.0.0.1 for integration tests (protocol/SPEC.md §10, steward duties):
+ * a Simulator whose stewards are real nodes, each with its steward key file, in a star around the
+ * first; every node's log lines kept and parsed; a node can be stopped and started again on the
+ * same home.
  *
- * With a `FakeClock`, the protocol's time (record `at`, witness times, the steward duty, the
- * retention of revoked weights) moves only when the test moves it, while the network, the
- * steward's and the retention's timers run in real time. Sealing then happens at exactly the
- * simulated moment the test chose, however slow the machine is.
+ * With a `FakeClock` (`startOnFakeClock`), the protocol's time (record `at`, witness times, the
+ * steward duty, the retention of revoked weights) moves only when the test moves it, while the
+ * network, the steward's and the retention's timers run in real time. Sealing then happens at
+ * exactly the simulated moment the test chose, however slow the machine is. `startOnRealClock`
+ * is for the tests that let the wall clock run the federation.
  */
 import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { FsBlockstore } from 'blockstore-fs'
 import { adminToken, initHome, type NodeConfig } from '../../node/config.js'
 import { createLogger } from '../../node/log.js'
-import { type AllmendeNode, type NodeOptions, startNode } from '../../node/node.js'
+import { type AllmendeNode, type NodeOptions, startNode } from '../../node/index.js'
+import { type DirectoryImport, importDirectory } from '../../node/weights/directory.js'
 import {
   type AnyVerified,
   type Choice,
@@ -279,6 +283,43 @@ export async function startOnFakeClock(
   const clock = fakeClock(base)
   const net = await startStewards(sim, { ...nodes, keyPrefix: federation.keyPrefix, clock })
   return { sim, clock, net, at: (t) => clock.set(sim.base + t) }
+}
+
+export interface RealClockStewards {
+  readonly sim: Simulator
+  readonly net: StewardNodes
+}
+
+/**
+ * A fresh federation (`stewardFederation`) whose genesis is now, so its proposals are open while
+ * the test runs, and its steward nodes (`startStewards`) on the real clock.
+ */
+export async function startOnRealClock(
+  federation: { name: string; keyPrefix: string; stewards?: readonly string[]; rules?: Partial<Rules> },
+  nodes: Omit<StewardNodesOptions, 'keyPrefix' | 'clock'>,
+): Promise<RealClockStewards> {
+  const sim = stewardFederation({ ...federation, base: Date.now() })
+  const net = await startStewards(sim, { ...nodes, keyPrefix: federation.keyPrefix })
+  return { sim, net }
+}
+
+/**
+ * Imports a model directory straight into each node's blockstore, unpinned, without the node's
+ * API (as if it had arrived by an upload or a fetch). Returns the import (the same for each node).
+ */
+export async function holdWeights(nodes: readonly AllmendeNode[], dir: string): Promise<DirectoryImport> {
+  let weights: DirectoryImport | undefined
+  for (const n of nodes) {
+    const blockstore = new FsBlockstore(join(n.home, 'blocks'))
+    await blockstore.open()
+    try {
+      weights = await importDirectory(dir, { blockstore })
+    } finally {
+      await blockstore.close()
+    }
+  }
+  if (weights === undefined) throw new Error('holdWeights: no nodes')
+  return weights
 }
 
 /** A proposal as node `n` sees it. */
