@@ -5,7 +5,7 @@
  */
 import { encode } from './cbor.js'
 import { compareCids } from './cid.js'
-import type { FederationState } from './fold.js'
+import type { FederationState } from './fold/index.js'
 
 export function canonicalState(state: FederationState): Uint8Array {
   const proposals = [...state.proposals.values()]

@@ -6,7 +6,7 @@
  * node says when to come back instead. Pure: `now` is a parameter.
  */
 import { cidKey } from './cid.js'
-import type { FederationState, ProposalView } from './fold.js'
+import type { FederationState, ProposalView } from './fold/index.js'
 import type { Rules } from './types.js'
 
 export type CheckpointTiming = Pick<Rules, 'checkpointIntervalMs' | 'sealDeadlineMs'>

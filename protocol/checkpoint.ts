@@ -12,7 +12,7 @@
 import type { CID } from 'multiformats/cid'
 import { cidKey, compareCids } from './cid.js'
 import { type Block, type BuiltList, buildList } from './cidlist.js'
-import { DECIDED_PHASES, type FederationState, type ProposalView } from './fold.js'
+import { DECIDED_PHASES, type FederationState, type ProposalView } from './fold/index.js'
 import { type BuiltStateRoot, buildStateRoot, type MapEntry, type MapValue, proveKey } from './stateroot.js'
 import type { CheckpointBody } from './types.js'
 

@@ -8,7 +8,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { type BuiltList, buildList } from './cidlist.js'
-import type { Fold } from './fold.js'
+import type { Fold } from './fold/index.js'
 import { eligibleWeight, ruleFor } from './govstate.js'
 import { outcomeOf } from './tally.js'
 import type { SealBody, Tally } from './types.js'

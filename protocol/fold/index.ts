@@ -22,13 +22,13 @@
  *   (counted nowhere), with a stable code.
  */
 import type { CID } from 'multiformats/cid'
-import { cidKey, compareCids } from './cid.js'
-import type { InapplicableCode, InvalidCode, PendingCode } from './codes.js'
-import type { Did } from './did.js'
-import { applyAction, eligibleWeight, type GovState, genesisState, hasRole, ruleFor } from './govstate.js'
-import type { AnyVerified, Verified } from './record.js'
-import { federationIdOf } from './signing.js'
-import { EMPTY_TALLY, outcomeOf, sameTally } from './tally.js'
+import { cidKey, compareCids } from '../cid.js'
+import type { InapplicableCode, InvalidCode, PendingCode } from '../codes.js'
+import type { Did } from '../did.js'
+import { applyAction, eligibleWeight, type GovState, genesisState, hasRole, ruleFor } from '../govstate.js'
+import type { AnyVerified, Verified } from '../record.js'
+import { federationIdOf } from '../signing.js'
+import { EMPTY_TALLY, outcomeOf, sameTally } from '../tally.js'
 import {
   type Action,
   type ActionRule,
@@ -37,7 +37,7 @@ import {
   type Outcome,
   type Rules,
   type Tally,
-} from './types.js'
+} from '../types.js'
 
 // ---------------------------------------------------------------- public types
 
