@@ -18,7 +18,7 @@ import { junkPoints } from './ledger.js'
 const SETTLE_PASSES = 4
 
 /** One session's admission of blocks: its holding area and what it refused. */
-export interface SessionState {
+export interface Admission {
   readonly peer: string
   readonly holding: Holding
   /** The store's naming generation when the holding area was last offered whole. */
@@ -31,11 +31,7 @@ export interface SessionState {
   readonly askedAgain: Set<string>
 }
 
-export function newSessionState(
-  ctx: SessionContext,
-  peer: string,
-  askAgain?: (cid: CID) => void,
-): SessionState {
+export function newAdmission(ctx: SessionContext, peer: string, askAgain?: (cid: CID) => void): Admission {
   return {
     peer,
     holding: holdingArea(ctx.budget.holdingBytes, ctx.budget.holdingTotalBytes, ctx.holdingTotal),
@@ -47,24 +43,30 @@ export function newSessionState(
   }
 }
 
-export function junkError(s: SessionState): SyncError {
+export function junkError(admission: Admission): SyncError {
   return new SyncError(
     'sync-junk',
-    `the peer sent ${s.refused} list blocks (${s.refusedBytes} bytes) that no held seal or checkpoint names`,
+    `the peer sent ${admission.refused} list blocks (${admission.refusedBytes} bytes) that no held seal or checkpoint names`,
   )
 }
 
 /** Refuses one unnamed block; true when the peer is now past the ban threshold. */
-function refuse(ctx: SessionContext, s: SessionState, key: string, bytes: number, charge: boolean): boolean {
-  s.refused++
-  s.refusedBytes += bytes
+function refuse(
+  ctx: SessionContext,
+  admission: Admission,
+  key: string,
+  bytes: number,
+  charge: boolean,
+): boolean {
+  admission.refused++
+  admission.refusedBytes += bytes
   ctx.unnamed.add(key)
-  return charge && ctx.ledger.charge(s.peer, junkPoints(bytes))
+  return charge && ctx.ledger.charge(admission.peer, junkPoints(bytes))
 }
 
 /** Drops from the holding area what the store holds now. */
-function prune(ctx: SessionContext, s: SessionState, keys: Iterable<string>): void {
-  for (const key of [...keys]) if (ctx.store.hasBlock(key)) s.holding.delete(key)
+function prune(ctx: SessionContext, admission: Admission, keys: Iterable<string>): void {
+  for (const key of [...keys]) if (ctx.store.hasBlock(key)) admission.holding.delete(key)
 }
 
 /**
@@ -73,7 +75,7 @@ function prune(ctx: SessionContext, s: SessionState, keys: Iterable<string>): vo
  */
 export async function take(
   ctx: SessionContext,
-  s: SessionState,
+  admission: Admission,
   blocks: readonly Uint8Array[],
 ): Promise<number> {
   const { store } = ctx
@@ -88,38 +90,40 @@ export async function take(
       continue
     }
     const key = blockKey(b, sha256)
-    if (store.hasBlock(key) || s.holding.has(key) || direct.has(key)) continue
+    if (store.hasBlock(key) || admission.holding.has(key) || direct.has(key)) continue
     // Named by a held record already: straight to the store, so that junk filling the holding
     // areas cannot keep a held seal's lists out.
     if (store.wantsBlock(key)) {
       direct.set(key, b)
       continue
     }
-    const room = s.holding.add(key, b, ctx.now())
+    const room = admission.holding.add(key, b, ctx.now())
     if (room === 'held') fresh.push(key)
     // All holding areas full is no fault of this peer: offered with this frame (a record in it
     // may name the block), else dropped and asked for again later.
     else if (room === 'shared-full') direct.set(key, b)
-    else crossed = refuse(ctx, s, key, b.length, !ctx.stopping?.aborted) || crossed
+    else crossed = refuse(ctx, admission, key, b.length, !ctx.stopping?.aborted) || crossed
   }
-  if (crossed) throw junkError(s)
-  const { taken: recordsTaken, fromHolding } = await takeRecords(ctx, s, records)
+  if (crossed) throw junkError(admission)
+  const { taken: recordsTaken, fromHolding } = await takeRecords(ctx, admission, records)
   let taken = recordsTaken
   // Blocks named by records held before (a seal that came by gossip): what came now, and the
   // whole holding area when something new has been named since it was last offered.
   const generation = store.namingGeneration()
-  const whole = generation !== s.generation
-  s.generation = generation
-  const offer = whole ? new Map([...s.holding.blocks, ...direct]) : pick(s.holding.blocks, fresh, direct)
+  const whole = generation !== admission.generation
+  admission.generation = generation
+  const offer = whole
+    ? new Map([...admission.holding.blocks, ...direct])
+    : pick(admission.holding.blocks, fresh, direct)
   if (offer.size > 0) taken += (await store.ingestBlocks(offer)).taken
-  prune(ctx, s, whole || fromHolding ? s.holding.blocks.keys() : fresh)
+  prune(ctx, admission, whole || fromHolding ? admission.holding.blocks.keys() : fresh)
   return taken
 }
 
 /** The records of one frame through the gossip validator; `fromHolding` when one took held blocks. */
 async function takeRecords(
   ctx: SessionContext,
-  s: SessionState,
+  admission: Admission,
   records: readonly Uint8Array[],
 ): Promise<{ taken: number; fromHolding: boolean }> {
   let taken = 0
@@ -138,7 +142,7 @@ async function takeRecords(
         return 0
       }
       // A seal or checkpoint takes the blocks its lists name from the holding area.
-      const r = await store.ingest(bytes, s.holding.blocks, checked)
+      const r = await store.ingest(bytes, admission.holding.blocks, checked)
       if (r.verdict === 'ignore' && r.record && r.code !== 'duplicate') ignoreSet.add(r.record.key)
       if (r.blocksTaken) fromHolding = true
       return (r.verdict === 'accept' && !r.duplicate ? 1 : 0) + (r.blocksTaken ?? 0)
@@ -155,35 +159,37 @@ async function takeRecords(
  * Ends the holding area: a last offer, then what is still unnamed is refused and charged.
  * True when the peer is past the ban threshold.
  */
-export async function settle(ctx: SessionContext, s: SessionState, charge: boolean): Promise<boolean> {
+export async function settle(ctx: SessionContext, admission: Admission, charge: boolean): Promise<boolean> {
   const { store } = ctx
   try {
     for (
       let pass = 0;
-      pass < SETTLE_PASSES && s.holding.blocks.size > 0 && store.namingGeneration() !== s.generation;
+      pass < SETTLE_PASSES &&
+      admission.holding.blocks.size > 0 &&
+      store.namingGeneration() !== admission.generation;
       pass++
     ) {
-      s.generation = store.namingGeneration()
-      await store.ingestBlocks(s.holding.blocks).catch(() => {})
-      prune(ctx, s, s.holding.blocks.keys())
+      admission.generation = store.namingGeneration()
+      await store.ingestBlocks(admission.holding.blocks).catch(() => {})
+      prune(ctx, admission, admission.holding.blocks.keys())
     }
     let points = 0
-    const before = s.refused
-    const bytesBefore = s.refusedBytes
-    for (const [key, b] of s.holding.blocks) {
-      refuse(ctx, s, key, b.length, false)
+    const before = admission.refused
+    const bytesBefore = admission.refusedBytes
+    for (const [key, b] of admission.holding.blocks) {
+      refuse(ctx, admission, key, b.length, false)
       points += junkPoints(b.length)
     }
-    if (s.refused > before)
+    if (admission.refused > before)
       ctx.log.warn('sync-blocks-refused', {
-        peer: s.peer,
-        blocks: s.refused - before,
-        bytes: s.refusedBytes - bytesBefore,
+        peer: admission.peer,
+        blocks: admission.refused - before,
+        bytes: admission.refusedBytes - bytesBefore,
         reason: 'no held seal or checkpoint names them',
       })
-    return charge && points > 0 && ctx.ledger.charge(s.peer, points)
+    return charge && points > 0 && ctx.ledger.charge(admission.peer, points)
   } finally {
-    s.holding.release()
+    admission.holding.release()
   }
 }
 
@@ -194,27 +200,27 @@ export async function settle(ctx: SessionContext, s: SessionState, charge: boole
  * to fetch (its own fetch order can put a list far ahead of its seal); the next time, they are
  * refused. True when the peer is now past the ban threshold.
  */
-function expire(ctx: SessionContext, s: SessionState): boolean {
+function expire(ctx: SessionContext, admission: Admission): boolean {
   const { budget } = ctx
-  const expired = s.holding.expire(ctx.now() - budget.holdingMs)
+  const expired = admission.holding.expire(ctx.now() - budget.holdingMs)
   if (expired.length === 0) return false
   const charge = !ctx.stopping?.aborted
   let crossed = false
   let blocks = 0
   let bytes = 0
   for (const [key, b] of expired) {
-    if (s.askAgain && !s.askedAgain.has(key)) {
-      s.askedAgain.add(key)
-      s.askAgain(cidFromKey(key))
+    if (admission.askAgain && !admission.askedAgain.has(key)) {
+      admission.askedAgain.add(key)
+      admission.askAgain(cidFromKey(key))
       continue
     }
-    crossed = refuse(ctx, s, key, b.length, charge) || crossed
+    crossed = refuse(ctx, admission, key, b.length, charge) || crossed
     blocks++
     bytes += b.length
   }
   if (blocks > 0)
     ctx.log.warn('sync-blocks-refused', {
-      peer: s.peer,
+      peer: admission.peer,
       blocks,
       bytes,
       reason: `held ${budget.holdingMs} ms and named by no held seal or checkpoint`,
@@ -223,17 +229,17 @@ function expire(ctx: SessionContext, s: SessionState): boolean {
 }
 
 /** Reads the next frame; blocks whose wait ran out meanwhile are dealt with first. */
-export async function readFrom(ctx: SessionContext, ch: CountedChannel, s: SessionState) {
-  const frame = await ch.read()
-  if (expire(ctx, s)) throw junkError(s)
+export async function readFrom(ctx: SessionContext, channel: CountedChannel, admission: Admission) {
+  const frame = await channel.read()
+  if (expire(ctx, admission)) throw junkError(admission)
   return frame
 }
 
 /** The outcome of a failed session: the holding area is settled, a crossing becomes `sync-junk`. */
-export async function failed(ctx: SessionContext, s: SessionState, e: unknown, session: AbortSignal) {
+export async function failed(ctx: SessionContext, admission: Admission, e: unknown, session: AbortSignal) {
   const charge = !ctx.stopping?.aborted
-  const crossed = await settle(ctx, s, charge)
-  const error = crossed && !isSyncError(e) ? junkError(s) : e
+  const crossed = await settle(ctx, admission, charge)
+  const error = crossed && !isSyncError(e) ? junkError(admission) : e
   return { error, code: isSyncError(error) ? error.code : errorCode(error, session) }
 }
 

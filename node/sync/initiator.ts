@@ -6,7 +6,7 @@
 import type { CID } from 'multiformats/cid'
 import { blockKey, cidKey } from '../../protocol/index.js'
 import { nativeSha256 as sha256 } from '../sha256.js'
-import { failed, junkError, newSessionState, readFrom, type SessionState, settle, take } from './admission.js'
+import { type Admission, failed, junkError, newAdmission, readFrom, settle, take } from './admission.js'
 import { type CountedChannel, countedChannel, type FrameChannel, unexpected } from './channel.js'
 import { isRecordBytes, packed, RECONCILE_FRAME_LIMIT, type SessionContext } from './context.js'
 import { SyncError } from './errors.js'
@@ -34,7 +34,7 @@ export async function initiate(
   const started = Date.now()
   // CIDs still to ask for, in batches.
   const queue: CID[] = []
-  const s = newSessionState(ctx, peer, (cid) => queue.push(cid))
+  const admission = newAdmission(ctx, peer, (cid) => queue.push(cid))
   const tally: InitiatorTally = {
     rounds: 0,
     reconcileBytes: 0,
@@ -43,7 +43,7 @@ export async function initiate(
     taken: 0,
     complete: true,
   }
-  const ch = countedChannel(frames, peer, ctx, session)
+  const channel = countedChannel(frames, peer, ctx, session)
   const report = (ok: boolean, code?: string): SyncReport => ({
     peer,
     role: 'initiator',
@@ -51,18 +51,18 @@ export async function initiate(
     complete: tally.complete,
     ...(code ? { code } : {}),
     rounds: tally.rounds,
-    bytesSent: ch.sent,
-    bytesReceived: ch.received,
+    bytesSent: channel.sent,
+    bytesReceived: channel.received,
     reconcileBytes: tally.reconcileBytes,
     fetched: tally.fetched,
     pushed: tally.pushed,
     taken: tally.taken,
-    refused: s.refused,
-    refusedBytes: s.refusedBytes,
+    refused: admission.refused,
+    refusedBytes: admission.refusedBytes,
     ms: Date.now() - started,
   })
   try {
-    const { need, have } = await reconcileIds(ctx, ch, tally)
+    const { need, have } = await reconcileIds(ctx, channel, tally)
     // Fetch what we lack, but never what we declined, nor list blocks refused before that
     // nothing names yet.
     const ignoreSet = ctx.ignoredNow()
@@ -71,27 +71,27 @@ export async function initiate(
       return !ctx.declined.has(k) && !ignoreSet.has(k) && !(ctx.unnamed.has(k) && !ctx.store.wantsBlock(k))
     })
     queue.push(...wanted)
-    await fetchQueued(ctx, ch, s, queue, tally)
-    if (await settle(ctx, s, !ctx.stopping?.aborted)) throw junkError(s)
+    await fetchQueued(ctx, channel, admission, queue, tally)
+    if (await settle(ctx, admission, !ctx.stopping?.aborted)) throw junkError(admission)
     // Push what the peer lacks.
     for (const batch of packed(ctx.store, recordsFirst(ctx, have.map(cidOfId)))) {
-      await ch.send({ type: 'blocks', blocks: batch })
+      await channel.send({ type: 'blocks', blocks: batch })
       tally.pushed += batch.length
     }
-    await ch.send({ type: 'done' })
+    await channel.send({ type: 'done' })
     return { report: report(true) }
   } catch (e) {
-    const { error, code } = await failed(ctx, s, e, session)
+    const { error, code } = await failed(ctx, admission, e, session)
     return { report: report(false, code), error }
   }
 }
 
 /** Reconciles the id sets: the ids this node needs and the ids the peer lacks. */
-async function reconcileIds(ctx: SessionContext, ch: CountedChannel, tally: InitiatorTally) {
-  const rec = createReconciler(ctx.store.ids, { frameSizeLimit: RECONCILE_FRAME_LIMIT })
+async function reconcileIds(ctx: SessionContext, channel: CountedChannel, tally: InitiatorTally) {
+  const reconciler = createReconciler(ctx.store.ids, { frameSizeLimit: RECONCILE_FRAME_LIMIT })
   const need: Uint8Array[] = []
   const have: Uint8Array[] = []
-  let message: Uint8Array | null = rec.initiate()
+  let message: Uint8Array | null = reconciler.initiate()
   while (message) {
     // At the round cap, stop reconciling but keep what was found: every id reported so far
     // is right, so it is fetched and pushed now and the next session finds the rest. (An
@@ -101,11 +101,11 @@ async function reconcileIds(ctx: SessionContext, ch: CountedChannel, tally: Init
       break
     }
     tally.rounds++
-    tally.reconcileBytes += await ch.send({ type: 'reconcile', payload: message })
-    const answer = await ch.read()
+    tally.reconcileBytes += await channel.send({ type: 'reconcile', payload: message })
+    const answer = await channel.read()
     tally.reconcileBytes += answer.bytes
     if (answer.message.type !== 'reconcile') throw unexpected(answer.message)
-    const step = rec.reconcile(answer.message.payload)
+    const step = reconciler.reconcile(answer.message.payload)
     need.push(...step.need)
     have.push(...step.have)
     message = step.reply
@@ -119,8 +119,8 @@ async function reconcileIds(ctx: SessionContext, ch: CountedChannel, tally: Init
  */
 async function fetchQueued(
   ctx: SessionContext,
-  ch: CountedChannel,
-  s: SessionState,
+  channel: CountedChannel,
+  admission: Admission,
   queue: CID[],
   tally: InitiatorTally,
 ): Promise<void> {
@@ -131,7 +131,7 @@ async function fetchQueued(
     if (queue.length === 0) return
     const cids = queue.splice(0, MAX_GET_CIDS)
     asked.push(cids)
-    await ch.send({ type: 'get', cids })
+    await channel.send({ type: 'get', cids })
   }
   const taking: Promise<number>[] = []
   let failure: unknown
@@ -146,7 +146,7 @@ async function fetchQueued(
   await ask()
   while (asked.length > 0) {
     const cids = asked.shift()!
-    const answer = await readFrom(ctx, ch, s)
+    const answer = await readFrom(ctx, channel, admission)
     if (answer.message.type !== 'blocks') throw unexpected(answer.message)
     const got = answer.message.blocks
     const wantedKeys = new Set(cids.map(cidKey))
@@ -158,7 +158,7 @@ async function fetchQueued(
     // means the peer no longer holds these; move on.
     if (got.length > 0) queue.push(...cids.filter((c) => !answered.has(cidKey(c))))
     await ask()
-    taking.push(take(ctx, s, got))
+    taking.push(take(ctx, admission, got))
     if (taking.length > 2) await settleTake(taking.shift()!)
     if (failure) throw failure
   }

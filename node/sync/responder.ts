@@ -2,7 +2,7 @@
  * A sync session as responder: answers the initiator's reconciliation and
  * gets until it says done, and takes in the blocks it pushes unasked.
  */
-import { failed, junkError, newSessionState, readFrom, settle, take } from './admission.js'
+import { failed, junkError, newAdmission, readFrom, settle, take } from './admission.js'
 import { countedChannel, type FrameChannel } from './channel.js'
 import { packed, RECONCILE_FRAME_LIMIT, type SessionContext } from './context.js'
 import { SyncError } from './errors.js'
@@ -17,13 +17,13 @@ export async function respond(
 ): Promise<SessionOutcome> {
   const { store } = ctx
   const started = Date.now()
-  const s = newSessionState(ctx, peer)
-  const ch = countedChannel(frames, peer, ctx, session)
+  const admission = newAdmission(ctx, peer)
+  const channel = countedChannel(frames, peer, ctx, session)
   let rounds = 0
   let reconcileBytes = 0
   let pushed = 0
   let taken = 0
-  let rec: ReturnType<typeof createReconciler> | undefined
+  let reconciler: ReturnType<typeof createReconciler> | undefined
   const report = (ok: boolean, code?: string): SyncReport => ({
     peer,
     role: 'responder',
@@ -31,43 +31,43 @@ export async function respond(
     complete: true,
     ...(code ? { code } : {}),
     rounds,
-    bytesSent: ch.sent,
-    bytesReceived: ch.received,
+    bytesSent: channel.sent,
+    bytesReceived: channel.received,
     reconcileBytes,
     fetched: pushed,
     pushed: 0,
     taken,
-    refused: s.refused,
-    refusedBytes: s.refusedBytes,
+    refused: admission.refused,
+    refusedBytes: admission.refusedBytes,
     ms: Date.now() - started,
   })
   try {
     for (;;) {
-      const { message, bytes } = await readFrom(ctx, ch, s)
+      const { message, bytes } = await readFrom(ctx, channel, admission)
       if (message.type === 'done') break
       if (message.type === 'error') throw new SyncError('sync-malformed', `the peer gave up: ${message.code}`)
       if (message.type === 'reconcile') {
         if (++rounds > MAX_ROUNDS)
           throw new SyncError('sync-malformed', `no agreement after ${MAX_ROUNDS} rounds`)
-        rec ??= createReconciler(store.ids, { frameSizeLimit: RECONCILE_FRAME_LIMIT })
-        const step = rec.reconcile(message.payload)
+        reconciler ??= createReconciler(store.ids, { frameSizeLimit: RECONCILE_FRAME_LIMIT })
+        const step = reconciler.reconcile(message.payload)
         reconcileBytes += bytes
-        reconcileBytes += await ch.send({ type: 'reconcile', payload: step.reply ?? new Uint8Array(0) })
+        reconcileBytes += await channel.send({ type: 'reconcile', payload: step.reply ?? new Uint8Array(0) })
       } else if (message.type === 'get') {
         // One answer per get: what fits a frame, in the order asked; the initiator asks again.
         const [first = []] = packed(store, message.cids)
-        await ch.send({ type: 'blocks', blocks: first })
+        await channel.send({ type: 'blocks', blocks: first })
       } else {
         // What the initiator says we lack: records validated like gossip, list blocks kept
         // only where a held record names them.
         pushed += message.blocks.length
-        taken += await take(ctx, s, message.blocks)
+        taken += await take(ctx, admission, message.blocks)
       }
     }
-    if (await settle(ctx, s, !ctx.stopping?.aborted)) throw junkError(s)
+    if (await settle(ctx, admission, !ctx.stopping?.aborted)) throw junkError(admission)
     return { report: report(true) }
   } catch (e) {
-    const { error, code } = await failed(ctx, s, e, session)
+    const { error, code } = await failed(ctx, admission, e, session)
     return { report: report(false, code), error }
   }
 }
