@@ -1,9 +1,9 @@
 /**
- * Joining a federation by its id alone (DESIGN.md §6): a new node knows the
- * federation id and one or more bootstrap peers, asks them for the genesis
- * over the sync protocol (`get` of the federation id) and keeps it only if
- * it is a valid genesis whose unsigned CID is that id. A peer serving any
- * other genesis is refused; the next bootstrap peer is tried.
+ * Joining a federation by its id alone (protocol/SPEC.md §14.4): a new node
+ * knows the federation id and one or more bootstrap peers, asks them for the
+ * genesis over the sync protocol (`get` of the federation id) and keeps it
+ * only if it is a valid genesis whose unsigned CID is that id. A peer serving
+ * any other genesis is refused; the next bootstrap peer is tried.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'

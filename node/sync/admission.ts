@@ -1,9 +1,10 @@
 /**
- * What a sync session keeps of the blocks a peer sends (ADR 0005), in either
- * role: records through the gossip validator, list blocks only where a held
- * seal or checkpoint names them, the rest waiting in the session's holding
- * area (holding.ts) for at most `holdingMs`, then refused and charged as junk
- * (ledger.ts). Ending the session settles its holding area.
+ * What a sync session keeps of the blocks a peer sends (protocol/SPEC.md
+ * §14.5, ADR 0005), in either role: records through the gossip validator,
+ * list blocks only where a held seal or checkpoint names them, the rest
+ * waiting in the session's holding area (holding.ts) for at most
+ * `holdingMs`, then refused and charged as junk (ledger.ts). Ending the
+ * session settles its holding area.
  */
 import type { CID } from 'multiformats/cid'
 import { blockKey, cidFromKey } from '../../protocol/index.js'

@@ -1,7 +1,8 @@
 /**
  * The set of record ids a node holds, kept in the shape set reconciliation
- * needs (reconcile.ts): sorted, with the fingerprint of any index range in
- * O(1). An id is the 32-byte sha2-256 digest inside a record's CID.
+ * needs (reconcile.ts, protocol/SPEC.md §14.3): sorted, with the fingerprint
+ * of any index range in O(1). An id is the 32-byte sha2-256 digest inside a
+ * record's CID.
  *
  * Why this shape:
  * - `add` runs once per ingested record, so it must stay cheap: it only

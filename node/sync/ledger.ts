@@ -1,5 +1,6 @@
 /**
- * What each peer costs this node in sync, kept across its sessions:
+ * What each peer costs this node in sync (protocol/SPEC.md §14.6), kept
+ * across its sessions:
  *
  * - a per-peer budget: frames and bytes received from the peer, all its
  *   sessions together, per window (`peerBytes`, `peerFrames` per

@@ -1,24 +1,10 @@
 /**
- * The messages of the sync stream (`/allmende/sync/1.0.0`), one per frame
- * (frames.ts): a tag byte, then the payload.
- *
- *     0x01 reconcile  a reconciliation message (reconcile.ts), as is
- *     0x02 get        DAG-CBOR array of CIDs as byte strings (1..MAX_GET_CIDS
- *                     CIDv1 dag-cbor sha2-256: records and list blocks)
- *     0x03 blocks     DAG-CBOR array of byte strings (0..MAX_BLOCKS), the
- *                     blocks found for a get; a peer leaves out what it lacks
- *     0x04 done       empty: the sender has nothing more to say
- *     0x05 error      DAG-CBOR map {code: string}: why the sender stops
- *
- * Why a tag byte: the reconcile payload (the bulk of the traffic) goes
- * through without a copy or a CBOR wrapper; the lists use DAG-CBOR because
- * the node already speaks it and it delimits byte strings for free.
+ * The messages of the sync stream, one per frame: a tag byte, then the
+ * payload (protocol/SPEC.md §14.2 gives the tags and shapes).
  *
  * `decodeMessage` takes untrusted bytes and throws only `SyncError`
- * (`sync-malformed`), for anything it does not recognise exactly: unknown
- * tag, bad CBOR, wrong shapes, CIDs of another kind, lists too long, bytes
- * after an empty message. Blocks are not verified here: the receiver checks
- * each against the CID it asked for.
+ * (`sync-malformed`), for anything it does not recognise exactly. Blocks are
+ * not verified here: the receiver checks each against the CID it asked for.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'

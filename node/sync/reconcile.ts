@@ -26,7 +26,7 @@ export { PROTOCOL_VERSION } from './reconcile-wire.js'
 export const MAX_ROUNDS = 32
 export const DEFAULT_FRAME_SIZE_LIMIT = 64 * 1024
 export const MIN_FRAME_SIZE_LIMIT = 4 * 1024
-/** Half Negentropy's 16 buckets and 32-id lists: half the bytes once differences are many (ADR 0017). */
+/** Negentropy's are 16 and 32; these cost about half the bytes once differences are many (ADR 0017). */
 export const DEFAULT_BUCKETS = 8
 export const DEFAULT_ID_LIST_THRESHOLD = 8
 

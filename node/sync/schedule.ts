@@ -1,5 +1,5 @@
 /**
- * When a node syncs (protocol/SPEC.md §14.4): gossip only carries what happens
+ * When a node syncs (protocol/SPEC.md §14.1): gossip only carries what happens
  * while a node listens, so it reconciles with each peer as it connects and
  * then periodically, one session per peer at a time, and goes on at once
  * after a session the round cap cut short while sessions make progress.
