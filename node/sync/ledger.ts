@@ -14,10 +14,9 @@
  *   a few points at a time; junk at full speed crosses the line within a
  *   few frames.
  *
- * Our own score rather than gossipsub's: gossipsub scores only messages on
- * its topics and offers no way to add a penalty from outside, and a sync
- * stream is not a topic. Bounded: at most `MAX_PEERS` peers are remembered,
- * the least recently seen forgotten first. Clock passed in (tests).
+ * Why our own score rather than gossipsub's: ADR 0005. Bounded: at most
+ * `MAX_PEERS` peers are remembered, the least recently seen forgotten first.
+ * Clock passed in (tests).
  */
 import { SyncError } from './errors.js'
 
