@@ -1,5 +1,5 @@
 /**
- * Properties of the fold (DESIGN.md §4): the state is a function of the
+ * Properties of the fold (SPEC.md §8): the state is a function of the
  * record *set* — order, duplicates, splitting and merging, and the
  * incremental path (`apply`) change nothing — and later seals never
  * un-finalize a decision.

@@ -1,5 +1,5 @@
 /**
- * Named cases of the fold (DESIGN.md §3–§4): federation binding, exact
+ * Named cases of the fold (SPEC.md §8): federation binding, exact
  * tallies beyond 2^53, seal validity, CID tie-breaks, pending records,
  * key replacement, conflicted models, display statuses at their boundaries
  * and well-formedness of admissions.
