@@ -87,81 +87,97 @@ export function emptyFill(): ListFill {
   return { admitted: new Map(), missing: new Map() }
 }
 
+/** What is held and under way, as `follow` and `offer` read it. */
+interface HeldBlocks {
+  readonly blocks: ReadonlyMap<string, Uint8Array>
+  /** List blocks a held seal or checkpoint names that are not here yet, by key: where each goes. */
+  readonly named: ReadonlyMap<string, ListPosition>
+  /** Keys of list blocks being written now (two seals may share a block, e.g. the empty list). */
+  readonly writing: ReadonlySet<string>
+}
+
+// Levels only go down, so this ends; it reads each block at most once per start.
+function follow(
+  held: HeldBlocks,
+  starts: Iterable<readonly [string, ListPosition]>,
+  candidates: KeyedBlocks,
+  reached?: Set<string>,
+): ListFill {
+  const fill = emptyFill()
+  const visit = (key: string, p: ListPosition): void => {
+    if (fill.admitted.has(key) || held.writing.has(key)) return
+    const kept = held.blocks.get(key)
+    if (kept !== undefined) {
+      reached?.add(key)
+      // A held leaf names nothing; a held branch may name blocks still to come.
+      if (p.level === 0) return
+    }
+    const bytes = kept ?? candidates.get(key)
+    if (bytes === undefined) {
+      fill.missing.set(key, p)
+      return
+    }
+    const children = fitAt(bytes, p)
+    if (children === undefined) {
+      if (kept === undefined) fill.missing.set(key, p)
+      return
+    }
+    // A compact copy: a view would pin the whole network frame it came in.
+    if (kept === undefined) fill.admitted.set(key, Uint8Array.prototype.slice.call(bytes))
+    for (let j = 0; j < children.length; j++) visit(cidKey(children[j]!), childPosition(p, j))
+  }
+  for (const [key, p] of starts) visit(key, p)
+  return fill
+}
+
+/** Candidates by key; blocks of no possible list size are left out. */
+function keyed(candidates: readonly Uint8Array[] | KeyedBlocks): KeyedBlocks {
+  if (!Array.isArray(candidates)) return candidates as KeyedBlocks
+  const out = new Map<string, Uint8Array>()
+  for (const b of candidates as readonly Uint8Array[]) {
+    if (outOfSize(b)) continue
+    out.set(blockKey(b, nativeSha256), b)
+  }
+  return out
+}
+
+/** Blocks offered on their own start only at named positions; held ones are duplicates. */
+function offer(held: HeldBlocks, candidates: readonly Uint8Array[] | KeyedBlocks): Offer {
+  const pool = keyed(candidates)
+  const inHand = (key: string) => held.blocks.has(key) || held.writing.has(key)
+  let duplicates = 0
+  const starts: [string, ListPosition][] = []
+  for (const key of pool.keys()) {
+    if (inHand(key)) {
+      duplicates++
+      continue
+    }
+    const p = held.named.get(key)
+    if (p) starts.push([key, p])
+  }
+  const fill = follow(held, starts, pool)
+  let refusedBytes = 0
+  for (const [key, bytes] of pool) if (!fill.admitted.has(key) && !inHand(key)) refusedBytes += bytes.length
+  if (Array.isArray(candidates))
+    for (const b of candidates as readonly Uint8Array[]) if (outOfSize(b)) refusedBytes += b.length
+  const refused = countOf(candidates) - duplicates - fill.admitted.size
+  return { fill, duplicates, refused, refusedBytes }
+}
+
 export function createListBlocks(parts: {
   ids: HeldIds
   /** Appends frames to the record log, durable when it resolves. */
   append: (frames: Uint8Array[]) => Promise<unknown>
 }): ListBlocks {
   const { ids, append } = parts
-  const blocks = new Map<string, Uint8Array>()
-  /** List blocks a held seal or checkpoint names that are not here yet, by key: where each goes. */
-  const named = new Map<string, ListPosition>()
+  const held = {
+    blocks: new Map<string, Uint8Array>(),
+    named: new Map<string, ListPosition>(),
+    writing: new Set<string>(),
+  }
+  const { blocks, named, writing } = held
   /** Changes whenever a block not held becomes named: blocks refused before may be named now. */
   let namingGeneration = 0
-  /** Keys of list blocks being written now (two seals may share a block, e.g. the empty list). */
-  const writing = new Set<string>()
-
-  // Levels only go down, so this ends; it reads each block at most once per start.
-  const follow: ListBlocks['follow'] = (starts, candidates, reached) => {
-    const fill = emptyFill()
-    const visit = (key: string, p: ListPosition): void => {
-      if (fill.admitted.has(key) || writing.has(key)) return
-      const held = blocks.get(key)
-      if (held !== undefined) {
-        reached?.add(key)
-        // A held leaf names nothing; a held branch may name blocks still to come.
-        if (p.level === 0) return
-      }
-      const bytes = held ?? candidates.get(key)
-      if (bytes === undefined) {
-        fill.missing.set(key, p)
-        return
-      }
-      const children = fitAt(bytes, p)
-      if (children === undefined) {
-        if (held === undefined) fill.missing.set(key, p)
-        return
-      }
-      // A compact copy: a view would pin the whole network frame it came in.
-      if (held === undefined) fill.admitted.set(key, Uint8Array.prototype.slice.call(bytes))
-      for (let j = 0; j < children.length; j++) visit(cidKey(children[j]!), childPosition(p, j))
-    }
-    for (const [key, p] of starts) visit(key, p)
-    return fill
-  }
-
-  const keyed: ListBlocks['keyed'] = (candidates) => {
-    if (!Array.isArray(candidates)) return candidates as KeyedBlocks
-    const out = new Map<string, Uint8Array>()
-    for (const b of candidates as readonly Uint8Array[]) {
-      if (outOfSize(b)) continue
-      out.set(blockKey(b, nativeSha256), b)
-    }
-    return out
-  }
-
-  const offer: ListBlocks['offer'] = (candidates) => {
-    const pool = keyed(candidates)
-    let duplicates = 0
-    const starts: [string, ListPosition][] = []
-    for (const key of pool.keys()) {
-      if (blocks.has(key) || writing.has(key)) {
-        duplicates++
-        continue
-      }
-      const p = named.get(key)
-      if (p) starts.push([key, p])
-    }
-    const fill = follow(starts, pool)
-    let refusedBytes = 0
-    for (const [key, bytes] of pool)
-      if (!fill.admitted.has(key) && !blocks.has(key) && !writing.has(key)) refusedBytes += bytes.length
-    if (Array.isArray(candidates))
-      for (const b of candidates as readonly Uint8Array[]) if (outOfSize(b)) refusedBytes += b.length
-    const refused = countOf(candidates) - duplicates - fill.admitted.size
-    return { fill, duplicates, refused, refusedBytes }
-  }
-
   return {
     get: (key) => blocks.get(key),
     has: (key) => blocks.has(key),
@@ -170,8 +186,8 @@ export function createListBlocks(parts: {
     get size() {
       return blocks.size
     },
-    follow,
-    offer,
+    follow: (starts, candidates, reached) => follow(held, starts, candidates, reached),
+    offer: (candidates) => offer(held, candidates),
     keyed,
     async write(fill, record) {
       const keys = [...fill.admitted.keys()]

@@ -1,5 +1,5 @@
 /**
- * The record store's validator policy (DESIGN.md §6, the gossip validator):
+ * The record store's validator policy (ADR 0015, the gossip validator):
  * reject only invalid bytes; ignore duplicates, unknown authors and records
  * past the ingest limits; accept the rest — inapplicable records are kept
  * and reported, never dropped. On a real record log in a temp directory.
