@@ -33,9 +33,9 @@ import { createHeliaLight } from 'helia'
 import { initHome } from '../node/config.js'
 import { silentLogger } from '../node/log.js'
 import type { AllmendeNode } from '../node/node.js'
-import type { UploadPins } from '../node/weights/uploads.js'
 import { importDirectory } from '../node/weights/directory.js'
 import { unixfsPinWalker } from '../node/weights/pin-walker.js'
+import type { UploadPins } from '../node/weights/uploads.js'
 import { startDaemon } from '../test/support/daemon.js'
 import { rulesWith, Simulator } from '../test/support/simulator.js'
 
@@ -43,7 +43,7 @@ import { rulesWith, Simulator } from '../test/support/simulator.js'
 // from sources, its hashing workers would start through tsx's loader, several times slower.
 const compiled = async <T>(path: string): Promise<T> =>
   (await import(new URL(`../dist/${path}`, import.meta.url).href)) as T
-const { startNode } = await compiled<typeof import('../node/node.js')>('node/node.js')
+const { startNode } = await compiled<typeof import('../node/index.js')>('node/index.js')
 const { BlockFiles } = await compiled<typeof import('../node/weights/block-files.js')>(
   'node/weights/block-files.js',
 )

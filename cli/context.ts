@@ -5,7 +5,7 @@
  * Exit codes (DESIGN.md §7): 0 ok, 1 failed or rejected, 2 usage, 3 node unreachable.
  */
 import type { Command } from 'commander'
-import { isNodeError } from '../node/errors.js'
+import { isNodeError } from '../node/index.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
 

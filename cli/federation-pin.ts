@@ -12,7 +12,7 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
-import { writeAtomic } from '../node/files.js'
+import { writeAtomic } from '../node/index.js'
 import type { NodeClient } from './client.js'
 import { CliError, usage } from './context.js'
 import { allmendeHome } from './homes.js'

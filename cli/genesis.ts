@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as CarBufferWriter from '@ipld/car/buffer-writer'
 import type { CID } from 'multiformats/cid'
-import { writeAtomic } from '../node/files.js'
+import { writeAtomic } from '../node/index.js'
 import {
   decodeRecord,
   decodeStrict,

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { loadSigner, readKeyFile, type Signer } from '../node/identity.js'
+import { loadSigner, readKeyFile, type Signer } from '../node/index.js'
 import { CliError, usage } from './context.js'
 import { identityPath } from './homes.js'
 import { askHidden, canPrompt } from './prompt.js'

@@ -6,7 +6,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeAtomic } from '../node/files.js'
+import { writeAtomic } from '../node/index.js'
 import { MAX_CLOCK_SKEW_MS, type TrustMark } from '../protocol/index.js'
 import { CliError } from './context.js'
 import { allmendeHome } from './homes.js'

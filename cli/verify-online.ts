@@ -6,12 +6,7 @@
  * "ratified" without a covering certificate never passes.
  */
 import type { CID } from 'multiformats/cid'
-import {
-  type ModelProblem,
-  proveWithCertificate,
-  type StatusProof,
-  statusProblem,
-} from '../node/verify-model.js'
+import { type ModelProblem, proveWithCertificate, type StatusProof, statusProblem } from '../node/index.js'
 import {
   type AnyVerified,
   decodeRecord,

@@ -1,45 +1,72 @@
 /**
- * `allmende-node HOME`: runs a node in the foreground until SIGINT or
- * SIGTERM, then stops gracefully (in-flight writes finish, stores close).
- * Logs go to stderr as JSON lines. The CLI's `allmende node start` runs the
- * same function.
+ * A node kept in a home directory (node/config.ts lists its files): `startNode` reads what the
+ * caller did not pass in — the config, the genesis, the peer key (made on first start), the
+ * steward key (unlocked with the passphrase the launcher was given) — makes sure the admin
+ * token is sound, and builds the node from those parts (`createNode`, node/node.ts). The CLI's
+ * `allmende node start` is the launcher: it reads the passphrase from the environment and runs
+ * the node until a signal.
  */
 import './polyfill.js'
-import { isNodeError } from './errors.js'
-import { startNode } from './node.js'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Signer } from '../protocol/index.js'
+import { adminToken, FILES, inHome, loadConfig, loadGenesis, type NodeConfig } from './config.js'
+import { NodeError } from './errors.js'
+import { writeAtomic } from './files.js'
+import { loadSigner } from './identity.js'
+import { createLogger } from './log.js'
+import { type AllmendeNode, createNode, type NodeInit } from './node.js'
+import { generatePeerKey, type PrivateKey, peerKeyFromBytes, peerKeyToBytes } from './p2p.js'
 
-export async function runDaemon(home: string): Promise<void> {
-  const node = await startNode({ home })
-  // One line on stdout that scripts can wait for.
-  process.stdout.write(
-    `${JSON.stringify({ ready: true, api: node.apiUrl, peerId: node.p2p.peerId, addresses: node.p2p.addresses() })}\n`,
-  )
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      process.off('SIGINT', done)
-      process.off('SIGTERM', done)
-      resolve()
-    }
-    process.on('SIGINT', done)
-    process.on('SIGTERM', done)
-  })
-  await node.stop()
+/** A home, and any parts to use instead of what the home holds (tests pass a config, a clock…). */
+export interface NodeOptions extends Partial<Omit<NodeInit, 'home'>> {
+  readonly home: string
+  /** Unlocks an encrypted steward key file; the node never reads it from the environment. */
+  readonly stewardPassphrase?: string
 }
 
-const invokedDirectly = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '')
-if (invokedDirectly) {
-  const home = process.argv[2]
-  if (!home) {
-    process.stderr.write('usage: daemon HOME\n')
-    process.exit(2)
+/** The peer key in the home; a new one, written there, on first start. */
+async function loadPeerKey(home: string): Promise<PrivateKey> {
+  const path = join(home, FILES.peerKey)
+  try {
+    return peerKeyFromBytes(await readFile(path))
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new NodeError('peer-key-invalid', `${path} is not a peer key: ${(e as Error).message}`)
+    }
   }
-  runDaemon(home).then(
-    () => process.exit(0),
-    (e: unknown) => {
-      process.stderr.write(
-        `${JSON.stringify({ level: 'error', event: 'node-failed', code: isNodeError(e) ? e.code : 'internal', message: (e as Error).message })}\n`,
-      )
-      process.exit(1)
-    },
-  )
+  const key = await generatePeerKey()
+  await writeAtomic(path, peerKeyToBytes(key), { mode: 0o600 })
+  return key
+}
+
+/** The steward key, if the config names one (a key file as `allmende init --steward-key` writes it). */
+async function loadStewardKey(
+  home: string,
+  config: NodeConfig,
+  passphrase: string | undefined,
+): Promise<Signer | undefined> {
+  if (!config.stewardKeyFile) return undefined
+  return loadSigner(inHome(home, config.stewardKeyFile), passphrase ? { passphrase } : {})
+}
+
+/** Starts the node kept in `options.home`, with any parts the caller passed in instead. */
+export async function startNode(options: NodeOptions): Promise<AllmendeNode> {
+  const { home, stewardPassphrase, ...parts } = options
+  const config = parts.config ?? (await loadConfig(home))
+  const log = parts.log ?? createLogger({ level: config.logLevel })
+  const genesis = parts.genesis ?? (await loadGenesis(home, config))
+  const stewardKey = parts.stewardKey ?? (await loadStewardKey(home, config, stewardPassphrase))
+  // Refuses to start with an empty or short token (and makes one for a new home).
+  await adminToken(home)
+  return createNode({
+    ...parts,
+    home,
+    config,
+    genesis,
+    clock: parts.clock ?? Date.now,
+    log,
+    peerKey: parts.peerKey ?? (await loadPeerKey(home)),
+    ...(stewardKey ? { stewardKey } : {}),
+  })
 }

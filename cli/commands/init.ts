@@ -2,7 +2,7 @@
 import { mkdir } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import type { Command } from 'commander'
-import { createKeyFile } from '../../node/identity.js'
+import { createKeyFile } from '../../node/index.js'
 import { action, CliError, examples, usage } from '../context.js'
 import { allmendeHome, identityPath } from '../homes.js'
 import { passphrase } from '../keys.js'

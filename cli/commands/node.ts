@@ -6,8 +6,14 @@
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { NodeStatus } from '../../node/api.js'
-import { FILES, loadConfig, MIN_TOKEN_CHARS, readToken, rotateToken } from '../../node/config.js'
+import {
+  FILES,
+  loadConfig,
+  MIN_TOKEN_CHARS,
+  type NodeStatus,
+  readToken,
+  rotateToken,
+} from '../../node/index.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { defaultNodeHome } from '../homes.js'

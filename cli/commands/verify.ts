@@ -13,13 +13,13 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { writeAtomic } from '../../node/files.js'
 import {
   checkFiles,
   type ModelVerdict,
   proveWithCertificate,
   type StatusProof,
-} from '../../node/verify-model.js'
+  writeAtomic,
+} from '../../node/index.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, EXIT, examples, usage } from '../context.js'
 import { parseDuration } from '../durations.js'

@@ -12,7 +12,6 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createKeyFile } from '../../node/identity.js'
 import {
   apiLoad,
   ONE_RECORD_BODY_BYTES,
@@ -21,8 +20,9 @@ import {
 } from '../../node/api-limits.js'
 import { FILES, initHome, type NodeConfig } from '../../node/config.js'
 import { addressKey } from '../../node/http-guard.js'
+import { createKeyFile } from '../../node/identity.js'
+import { type AllmendeNode, startNode } from '../../node/index.js'
 import { silentLogger } from '../../node/log.js'
-import { type AllmendeNode, startNode } from '../../node/node.js'
 import { cidOfBlock } from '../../protocol/cid.js'
 import { buildList } from '../../protocol/cidlist.js'
 import { runCli } from '../support/cli.js'

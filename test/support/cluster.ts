@@ -6,8 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { initHome } from '../../node/config.js'
+import { type AllmendeNode, type NodeOptions, startNode } from '../../node/index.js'
 import { type Logger, silentLogger } from '../../node/log.js'
-import { type AllmendeNode, type NodeOptions, startNode } from '../../node/node.js'
 import type { AnyVerified, Verified } from '../../protocol/index.js'
 
 export interface Cluster {
