@@ -39,12 +39,12 @@ export function createCheckpointDuty(parts: {
       signer,
       { finalized: content.finalized },
     )
-    const res = await store.ingest(
+    const taken = await store.ingest(
       record.bytes,
       content.blocks.map((b) => b.bytes),
     )
-    if (res.verdict !== 'accept') {
-      log.error('checkpoint-not-taken', { epoch, code: res.code, message: res.message })
+    if (taken.verdict !== 'accept') {
+      log.error('checkpoint-not-taken', { epoch, code: taken.code, message: taken.message })
       return
     }
     own.signedEpoch = epoch

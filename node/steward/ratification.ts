@@ -6,17 +6,14 @@
  * weightsDeadlineMs`; for one whose tally fails, `false` without looking at the weights.
  */
 import type { CID } from 'multiformats/cid'
-import {
-  cidKey,
-  type Fold,
-  type ProposalView,
-  type Rules,
-  sealContent,
-  type Verified,
-} from '../../protocol/index.js'
+import { cidKey, type Fold, sealContent, type Verified } from '../../protocol/index.js'
 import { type OwnRecords, ratifies } from './own-records.js'
+import type { Sealable } from './seal-duty.js'
 
-/** The weights check of a manifest: true when verified, false when they can never pass, undefined when not (yet) available. */
+/**
+ * The weights check of a manifest: true when verified, false when they can never pass, undefined
+ * when not (yet) available. How it fetches and retries is the weights wing's (node/weights/).
+ */
 export type CheckWeights = (
   manifest: Verified<'manifest'>,
   maxModelBytes: number,
@@ -33,7 +30,7 @@ export type RatificationStep =
   | { readonly step: 'wait' }
 
 export type Ratification = (
-  p: ProposalView & { rules: Rules },
+  p: Sealable,
   counted: { votes: CID[]; attestations: CID[] },
   now: number,
 ) => Promise<RatificationStep>

@@ -18,7 +18,6 @@ import {
   type Signer,
   sealContent,
   signRecord,
-  type Verified,
 } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import type { RecordStore } from '../store.js'
@@ -28,7 +27,8 @@ import type { Ratification } from './ratification.js'
 /** Phases of a proposal that can be sealed: valid ones (final or not). */
 const UNSEALABLE = new Set(['void', 'pending'])
 
-type Sealable = ProposalView & { readonly rules: Rules }
+/** A valid proposal: one with the rules of its electorate. */
+export type Sealable = ProposalView & { readonly rules: Rules }
 
 /** The proposals due for sealing at `now` that are not handled yet, in the order they are sealed. */
 export function dueForSealing(state: FederationState, handled: ReadonlySet<string>, now: number): Sealable[] {
@@ -103,8 +103,7 @@ export function createSealDuty(parts: {
       votes: fold.countedVotes(p.cid, witnessedBy(cutoff)),
       attestations: fold.countedAttestations(p.cid, witnessedBy(cutoff)),
     }
-    const proposal = fold.get(p.cid) as Verified<'proposal'>
-    const ratifying = proposal.record.body.action.type === 'ratify-model'
+    const ratifying = p.action.type === 'ratify-model'
     const weightsVerified = ratifying ? await weightsFor(p, counted, now) : undefined
     if (ratifying && weightsVerified === undefined) return
     const content = sealContent(fold, p.cid, {
@@ -118,12 +117,12 @@ export function createSealDuty(parts: {
       { lists: content.lists },
     )
     // Durable first: a seal is never published (nor signed again) unless it is in our log.
-    const res = await store.ingest(
+    const taken = await store.ingest(
       seal.bytes,
       content.blocks.map((b) => b.bytes),
     )
-    if (res.verdict !== 'accept') {
-      log.error('seal-not-taken', { proposal: p.cid.toString(), code: res.code, message: res.message })
+    if (taken.verdict !== 'accept') {
+      log.error('seal-not-taken', { proposal: p.cid.toString(), code: taken.code, message: taken.message })
       return
     }
     own.handled.add(key)

@@ -59,26 +59,29 @@ export function createIngest(parts: {
   }
 
   /** A record admission did not take: a held seal may still come with its lists. */
-  const answerIgnored = (c: Checked, extra: readonly Uint8Array[] | KeyedBlocks): Promise<IngestResult> => {
-    const v = c.record!
+  const answerIgnored = (
+    judged: Checked,
+    sentAlong: readonly Uint8Array[] | KeyedBlocks,
+  ): Promise<IngestResult> => {
+    const v = judged.record!
     const held = fold.has(v.key)
-    if (held && records.waitsForLists(v.key) && countOf(extra) > 0)
-      return completeLists(v, blocks.keyed(extra)).then((taken) => ({
-        ...c,
+    if (held && records.waitsForLists(v.key) && countOf(sentAlong) > 0)
+      return completeLists(v, blocks.keyed(sentAlong)).then((taken) => ({
+        ...judged,
         report: fold.report(v.key)!,
         duplicate: true,
         blocksTaken: taken,
       }))
-    return Promise.resolve({ ...c, ...(held ? { report: fold.report(v.key)!, duplicate: true } : {}) })
+    return Promise.resolve({ ...judged, ...(held ? { report: fold.report(v.key)!, duplicate: true } : {}) })
   }
 
   /** Writes a taken record after the blocks of its own lists sent along, then holds it. */
-  const take = (v: AnyVerified, extra: readonly Uint8Array[] | KeyedBlocks): Promise<IngestResult> => {
+  const take = (v: AnyVerified, sentAlong: readonly Uint8Array[] | KeyedBlocks): Promise<IngestResult> => {
     const roots = listRoots(v)
     // A steward's seal or checkpoint keeps the blocks of its own lists sent along; another
     // member's keeps none (naming.place below).
     const named = roots.length > 0 && naming.namesLists(v)
-    const fill = named ? blocks.follow(roots, blocks.keyed(extra)) : emptyFill()
+    const fill = named ? blocks.follow(roots, blocks.keyed(sentAlong)) : emptyFill()
     return blocks.write(fill, v.bytes).then(() => {
       blocks.commit(fill)
       if (fill.admitted.size > 0) records.attachWaiting()
@@ -97,19 +100,19 @@ export function createIngest(parts: {
   }
 
   return {
-    ingest(bytes, extra = [], checked) {
+    ingest(bytes, sentAlong = [], checked) {
       if (closed) return Promise.reject(storeClosed())
       // The gossip validator's verdict on the same bytes: an accepted record is not decoded twice.
-      const c =
+      const judged =
         checked?.verdict === 'accept' && checked.record && !fold.has(checked.record.key)
           ? checked
           : validator.check(bytes)
-      if (c.verdict === 'reject') return Promise.resolve(c)
-      if (c.verdict === 'ignore') return answerIgnored(c, extra)
-      const v = c.record!
+      if (judged.verdict === 'reject') return Promise.resolve(judged)
+      if (judged.verdict === 'ignore') return answerIgnored(judged, sentAlong)
+      const v = judged.record!
       const running = inflight.get(v.key)
       if (running) return running.then((r) => ({ ...r, duplicate: true }))
-      const work = take(v, extra).finally(() => inflight.delete(v.key))
+      const work = take(v, sentAlong).finally(() => inflight.delete(v.key))
       inflight.set(v.key, work)
       return work
     },
