@@ -1,6 +1,6 @@
 /**
- * "Never seal a second ratification of a `name@version` already ratified" (DESIGN.md §4,
- * SPEC.md steward duties) when the version is `conflicted`: two of its manifests are ratified
+ * "Never seal a second ratification of a `name@version` already ratified" (protocol/SPEC.md
+ * §10, steward duties) when the version is `conflicted`: two of its manifests are ratified
  * (two ratifications that closed together; this steward seals only the first and defers the other
  * while the first may pass, but other stewards make both final), and a third ratification of the
  * same version comes. The steward refuses it, as it refuses a second

@@ -1,8 +1,8 @@
 /**
- * The steward duties of DESIGN.md §4 that node/steward.ts implements, each seen from outside:
- * four steward nodes at threshold 3 on 127.0.0.1 sharing a fake clock (test/support/stewards.ts),
- * so each proposal becomes due exactly when the test moves the clock past `closesAt +
- * sealGraceMs`, while gossip, sync and the steward's 100 ms tick run in real time.
+ * The steward duties of protocol/SPEC.md §10 that node/steward.ts implements, each seen from
+ * outside: four steward nodes at threshold 3 on 127.0.0.1 sharing a fake clock
+ * (test/support/stewards.ts), so each proposal becomes due exactly when the test moves the clock
+ * past `closesAt + sealGraceMs`, while gossip, sync and the steward's 100 ms tick run in real time.
  *
  * - one seal per proposal and steward, also across a restart (the seal is in the log first);
  * - governance proposals on one basis are sealed in `(closesAt, CID)` order;
@@ -15,6 +15,7 @@ import { generateModel } from '../../fixtures/models.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import { type CID, compareCids, proposalStatus } from '../../protocol/index.js'
 import {
+  admission,
   importWeights,
   type LogLine,
   ratification,
@@ -47,16 +48,8 @@ describe('a steward seals once per proposal', () => {
     try {
       at(100)
       // P1 is due from 3700 to 7700; P2 from 4700.
-      const p1 = sim.proposal('s1', 100, {
-        closesAt: 2_700,
-        action: { type: 'admit-member', member: { id: sim.did('new1'), roles: ['voter'], weight: 1 } },
-        basis: sim.federation,
-      })
-      const p2 = sim.proposal('s1', 100, {
-        closesAt: 3_700,
-        action: { type: 'admit-member', member: { id: sim.did('new2'), roles: ['voter'], weight: 1 } },
-        basis: sim.federation,
-      })
+      const p1 = admission(sim, 's1', 100, 'new1', 2_700)
+      const p2 = admission(sim, 's1', 100, 'new2', 3_700)
       const votes = [p1, p2].flatMap((p) => votesBy(sim, ['s1', 's2', 's3'], 110, p.cid, 'yes'))
       await net.submitAll([p1, p2, ...votes])
 
@@ -107,12 +100,7 @@ describe('governance proposals on one basis', () => {
     const { sim, net, at } = await federation('order')
     try {
       at(100)
-      const admit = (who: string, closesAt: number) =>
-        sim.proposal('s1', 100, {
-          closesAt,
-          action: { type: 'admit-member', member: { id: sim.did(who), roles: ['voter'], weight: 1 } },
-          basis: sim.federation,
-        })
+      const admit = (who: string, closesAt: number) => admission(sim, 's1', 100, who, closesAt)
       // Three closing together (their CIDs decide) and one closing 50 ms earlier.
       const admitted = ['a', 'b', 'c', 'd']
       const proposals = [admit('a', 2_700), admit('b', 2_700), admit('c', 2_650), admit('d', 2_700)]

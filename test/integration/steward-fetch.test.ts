@@ -16,7 +16,15 @@ import { importDirectory } from '../../node/weights/directory.js'
 import { verifyDag } from '../../node/weights/verify.js'
 import type { CID, Rules } from '../../protocol/index.js'
 import { submit } from '../support/cluster.js'
-import { holdWeights, ratification, startOnRealClock, viewOf, votesBy } from '../support/stewards.js'
+import {
+  holdWeights,
+  ratification,
+  startOnRealClock,
+  submitRatificationNow,
+  untilFinalPassed,
+  viewOf,
+  votesBy,
+} from '../support/stewards.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
@@ -60,16 +68,8 @@ describe('stewards without the weights', () => {
       await nodes[0]!.weights!.pin(weights.root)
       const manifest = { weights: weights.root, files: [...weights.files], size: weights.size }
 
-      const t = Date.now() - sim.base
-      const m = sim.manifest('s1', t, { id: 'fetch', name: 'tiny', version: '1.0.0', weights })
-      const p = ratification(sim, 's1', t + 1, m.cid, t + 2_600)
-      for (const r of [m, p, ...votesBy(sim, ['s1', 's2', 's3'], t + 10, p.cid, 'yes')])
-        expect((await submit(nodes[0]!, r)).status).toBe(201)
-      await until(
-        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
-        'ratified everywhere',
-        25_000,
-      )
+      const { manifest: m, proposal: p } = await submitRatificationNow(sim, nodes[0]!, 'fetch', weights)
+      await untilFinalPassed(nodes, p.cid)
       expect(viewOf(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
       // Seals from stewards other than s1 say true: they fetched and checked the weights.
       const seals = [...nodes[0]!.store.fold.records()].filter(

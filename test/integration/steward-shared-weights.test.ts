@@ -1,7 +1,7 @@
 /**
- * Two manifests naming the same weights (DESIGN.md §4): four steward nodes at threshold 3 on
- * 127.0.0.1 sharing a fake clock (test/support/stewards.ts); only s1 holds the weights, the
- * others fetch them from s1's trustless gateway. Two ratifications of different models with the
+ * Two manifests naming the same weights (protocol/SPEC.md §10, steward duties): four steward
+ * nodes at threshold 3 on 127.0.0.1 sharing a fake clock (test/support/stewards.ts); only s1
+ * holds the weights, the others fetch them from s1's trustless gateway. Two ratifications of different models with the
  * same weights root close together, so each steward's duty asks for both weights checks in one
  * run. A fetching steward fetches the root once: the second manifest waits until that fetch has
  * ended and is then checked against the blocks it brought, with no fetch of its own. Both
@@ -20,6 +20,7 @@ import {
   SHORT_RULES,
   sealsOf,
   startOnFakeClock,
+  untilFinalPassed,
   viewOf,
   votesBy,
 } from '../support/stewards.js'
@@ -110,10 +111,7 @@ describe('two ratifications whose manifests name the same weights', () => {
             expect.objectContaining({ outcome: 'passed', weightsVerified: true }),
           ])
         const model = `shared-${['alpha', 'beta'][i]}@1.0.0`
-        await until(
-          () => net.nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
-          `${model} final-passed everywhere`,
-        )
+        await untilFinalPassed(net.nodes, p.cid)
         for (const n of net.nodes) {
           const seals = sealsOf(n, p.cid)
           expect(seals).toHaveLength(4)

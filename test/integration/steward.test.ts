@@ -8,12 +8,13 @@ import { generateModel } from '../../fixtures/models.js'
 import { buildCertificate, proposalStatus, type Rules, verifyCertificate } from '../../protocol/index.js'
 import { submit } from '../support/cluster.js'
 import {
+  admission,
   holdWeights,
-  ratification,
   SHORT_RULES,
   startOnRealClock,
+  submitRatificationNow,
+  untilFinalPassed,
   viewOf,
-  votesBy,
 } from '../support/stewards.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
@@ -44,11 +45,7 @@ describe('four steward nodes at threshold 3', () => {
     // would be first seen after at + sealGraceMs, i.e. backdated.
     const t = Date.now() - sim.base
     try {
-      const p = sim.proposal('s1', t, {
-        closesAt: t + 2_600,
-        action: { type: 'admit-member', member: { id: sim.did('new'), roles: ['voter'], weight: 1 } },
-        basis: sim.federation,
-      })
+      const p = admission(sim, 's1', t, 'new', t + 2_600)
       expect((await submit(nodes[0]!, p)).status).toBe(201)
       for (const [i, v] of ['s1', 's2', 's3', 'v1'].entries()) {
         const vote = sim.vote(v, t + 10 + i, { proposal: p.cid, choice: v === 'v1' ? 'no' : 'yes' })
@@ -56,11 +53,7 @@ describe('four steward nodes at threshold 3', () => {
       }
       expect(viewOf(nodes[0]!, p.cid)?.reason).toBeUndefined()
       expect(proposalStatus(viewOf(nodes[0]!, p.cid)!, Date.now())).toBe('open')
-      await until(
-        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
-        'final-passed on every node',
-        15_000,
-      )
+      await untilFinalPassed(nodes, p.cid)
       // Every steward sealed, once, the same tally; the fourth's seal agrees with the others.
       await until(
         () =>
@@ -127,22 +120,14 @@ describe('four steward nodes at threshold 3', () => {
     // would be first seen after at + sealGraceMs, i.e. backdated.
     const t = Date.now() - sim.base
     try {
-      const p = sim.proposal('s1', t, {
-        closesAt: t + 2_600,
-        action: { type: 'admit-member', member: { id: sim.did('late'), roles: ['voter'], weight: 1 } },
-        basis: sim.federation,
-      })
+      const p = admission(sim, 's1', t, 'late', t + 2_600)
       expect((await submit(nodes[0]!, p)).status).toBe(201)
       for (const v of ['s1', 's2', 's3']) {
         const vote = sim.vote(v, t + 10, { proposal: p.cid, choice: 'yes' })
         expect((await submit(nodes[0]!, vote)).status).toBe(201)
       }
       // A proposal signed as if made 10 s ago and closing as the other does, first seen now.
-      const old = sim.proposal('s2', t - 10_000, {
-        closesAt: t + 2_600,
-        action: { type: 'admit-member', member: { id: sim.did('old'), roles: ['voter'], weight: 1 } },
-        basis: sim.federation,
-      })
+      const old = admission(sim, 's2', t - 10_000, 'old', t + 2_600)
       expect((await submit(nodes[1]!, old)).status).toBe(201)
       expect(
         (await submit(nodes[1]!, sim.vote('s2', t + 20, { proposal: old.cid, choice: 'yes' }))).status,
@@ -159,11 +144,7 @@ describe('four steward nodes at threshold 3', () => {
       expect(
         (await submit(nodes[2]!, sim.vote('v1', t + 1_000, { proposal: p.cid, choice: 'no' }))).status,
       ).toBe(201)
-      await until(
-        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
-        'final on every node',
-        15_000,
-      )
+      await untilFinalPassed(nodes, p.cid)
       // Only the votes received in time count: the backdated noes are in no seal.
       for (const n of nodes) expect(viewOf(n, p.cid)?.tally).toEqual({ yes: 3, no: 0, abstain: 0 })
       // The backdated proposal: no steward seals it.
@@ -197,17 +178,8 @@ describe('stewards with the weights', () => {
     try {
       // Every steward holds the weights (as after an upload or a fetch).
       const weights = await holdWeights(nodes, modelDir)
-      // Simulation time now (setup took a while; a proposal signed at base + 0 would be backdated).
-      const t = Date.now() - sim.base
-      const m = sim.manifest('s1', t, { id: 'cp', name: 'tiny', version: '1.0.0', weights })
-      const p = ratification(sim, 's1', t + 1, m.cid, t + 2_600)
-      for (const r of [m, p, ...votesBy(sim, ['s1', 's2', 's3'], t + 10, p.cid, 'yes')])
-        expect((await submit(nodes[0]!, r)).status).toBe(201)
-      await until(
-        () => nodes.every((n) => viewOf(n, p.cid)?.phase === 'final-passed'),
-        'ratified everywhere',
-        15_000,
-      )
+      const { manifest: m, proposal: p } = await submitRatificationNow(sim, nodes[0]!, 'cp', weights)
+      await untilFinalPassed(nodes, p.cid)
       expect(viewOf(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
       // A counted checkpoint covering the decision, on every node.
       await until(

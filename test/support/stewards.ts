@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { adminToken, initHome, type NodeConfig } from '../../node/config.js'
-import { createLogger } from '../../node/log.js'
 import { type AllmendeNode, type NodeOptions, startNode } from '../../node/index.js'
+import { createLogger } from '../../node/log.js'
 import { type DirectoryImport, importDirectory } from '../../node/weights/directory.js'
 import {
   type AnyVerified,
@@ -113,6 +113,44 @@ export function ratification(
   closesAt: number,
 ): Verified<'proposal'> {
   return sim.proposal(by, at, { closesAt, action: { type: 'ratify-model', manifest }, basis: sim.federation })
+}
+
+/** A proposal by `by`, made at `at`, to admit `who` as a voter of weight 1, closing at `closesAt`, on the genesis basis. */
+export function admission(
+  sim: Simulator,
+  by: string,
+  at: number,
+  who: string,
+  closesAt: number,
+): Verified<'proposal'> {
+  return sim.proposal(by, at, {
+    closesAt,
+    action: { type: 'admit-member', member: { id: sim.did(who), roles: ['voter'], weight: 1 } },
+    basis: sim.federation,
+  })
+}
+
+/**
+ * For federations on the wall clock: s1's manifest `id` of tiny@1.0.0 with `weights`, made now (a
+ * record signed at the genesis would be backdated, as setting up takes a while), its ratification
+ * closing 2.6 s from now, and yes votes by s1, s2 and s3, each submitted through `node`, which
+ * must answer 201.
+ */
+export async function submitRatificationNow(
+  sim: Simulator,
+  node: AllmendeNode,
+  id: string,
+  weights: DirectoryImport,
+): Promise<{ manifest: Verified<'manifest'>; proposal: Verified<'proposal'> }> {
+  const t = Date.now() - sim.base
+  const manifest = sim.manifest('s1', t, { id, name: 'tiny', version: '1.0.0', weights })
+  const proposal = ratification(sim, 's1', t + 1, manifest.cid, t + 2_600)
+  for (const r of [manifest, proposal, ...votesBy(sim, ['s1', 's2', 's3'], t + 10, proposal.cid, 'yes')]) {
+    const res = await submit(node, r)
+    if (res.status !== 201)
+      throw new Error(`${r.record.kind} ${r.cid} answered ${res.status}: ${JSON.stringify(res.body)}`)
+  }
+  return { manifest, proposal }
 }
 
 /** One parsed JSON log line; `node` names the node that wrote it. */
@@ -325,6 +363,19 @@ export async function holdWeights(nodes: readonly AllmendeNode[], dir: string): 
 /** A proposal as node `n` sees it. */
 export function viewOf(n: AllmendeNode, p: CID): ProposalView | undefined {
   return n.store.fold.state().proposals.get(cidKey(p))
+}
+
+/** Waits until every one of `nodes` sees proposal `p` final-passed. */
+export async function untilFinalPassed(
+  nodes: readonly AllmendeNode[],
+  p: CID,
+  timeout = 30_000,
+): Promise<void> {
+  await until(
+    () => nodes.every((n) => viewOf(n, p)?.phase === 'final-passed'),
+    `${p} final-passed on every node`,
+    timeout,
+  )
 }
 
 /** The seals node `n` holds for proposal `p`, by `author` when given, in the order it took them. */
