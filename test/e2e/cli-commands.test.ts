@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sha256 } from '@noble/hashes/sha2.js'
@@ -12,8 +11,9 @@ import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadSigner } from '../../node/identity.js'
 import { cidOfBlock, rawCidOfDigest, signRecord } from '../../protocol/index.js'
-import { type Run, runCli } from '../support/cli.js'
+import { closedPort, nodeInitArgs, type Run, runCli } from '../support/cli.js'
 import { type Daemon, postRecord, startDaemon } from '../support/daemon.js'
+import { until } from '../support/until.js'
 
 let dir: string
 let daemon: Daemon | undefined
@@ -28,14 +28,6 @@ function oneLine(r: Run): string {
   expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1)
   expect(r.stderr).not.toMatch(/\n\s+at /)
   return r.stderr.trim()
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 const dids: Record<string, string> = {}
@@ -181,16 +173,7 @@ describe('allmende contributor and institution commands', () => {
 
     const init = await run('alice', [
       '--json',
-      'node',
-      'init',
-      '--federation',
-      'genesis.car',
-      '--home',
-      join(dir, 'node'),
-      '--listen',
-      '/ip4/127.0.0.1/tcp/0',
-      '--api',
-      '127.0.0.1:0',
+      ...nodeInitArgs('genesis.car', join(dir, 'node')),
       '--steward-key',
       join(home('alice'), 'identity.json'),
       '--import-root',
@@ -271,9 +254,15 @@ describe('allmende contributor and institution commands', () => {
     expect(table.stdout.split('\n')[0]).toMatch(/^ID +STATUS +ACTION/)
     expect(table.stdout).toContain(id)
 
-    // After closing, with one steward node of the two a decision needs, it awaits seals.
-    await new Promise((r) =>
-      setTimeout(r, Math.max(0, (proposed.json().closesAt as number) - Date.now() + 300)),
+    // After closing, with one steward node of the two a decision needs, it awaits seals. The close
+    // is a moment on the wall clock: wait for it to pass, then for the node to see it closed.
+    const closesAt = proposed.json().closesAt as number
+    await until(() => Date.now() > closesAt, 'the close of the voting period', 30_000, 100)
+    await until(
+      async () => (await run('dave', ['--json', 'proposal', 'show', id])).json().status !== 'open',
+      'the node to see the proposal closed',
+      30_000,
+      250,
     )
     const closed = await run('dave', ['proposal', 'show', id])
     expect(closed.stdout).toMatch(/status +closed-awaiting-seals/)
@@ -414,18 +403,7 @@ describe('allmende contributor and institution commands', () => {
     // `node import` takes the node's address from its home, so the message says where it is set.
     const port = await closedPort()
     const down = join(dir, 'down')
-    const init = await run('bob', [
-      'node',
-      'init',
-      '--federation',
-      'genesis.car',
-      '--home',
-      down,
-      '--listen',
-      '/ip4/127.0.0.1/tcp/0',
-      '--api',
-      `127.0.0.1:${port}`,
-    ])
+    const init = await run('bob', nodeInitArgs('genesis.car', down, `127.0.0.1:${port}`))
     expect(init.code, init.stderr).toBe(0)
     const imp = await run('bob', ['node', 'import', dir, '--home', down])
     expect(imp.code).toBe(3)

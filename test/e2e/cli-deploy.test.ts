@@ -5,52 +5,22 @@
  * that is not ratified, and runs one on a snapshot of a ratified one (online, through the node's
  * certificate, or offline with an exported one).
  */
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type GeneratedModel, generateModel } from '../../fixtures/models.js'
+import { foundOneMemberFederation, nodeInitArgs, type Run, runCli } from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const bin = join(root, 'bin/allmende.js')
-
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-  json: () => Record<string, unknown>
-}
+import { until } from '../support/until.js'
 
 let dir: string
 let daemon: Daemon | undefined
 let model: GeneratedModel
 
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: dir,
-      env: {
-        ...process.env,
-        ALLMENDE_HOME: join(dir, 'alice'),
-        ALLMENDE_NODE: daemon?.api ?? 'http://127.0.0.1:9',
-        ALLMENDE_PASSPHRASE: '',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.once('error', reject)
-    child.once('close', (code) =>
-      resolve({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
-    )
-  })
+  return runCli(args, { cwd: dir, home: join(dir, 'alice'), node: daemon?.api, env })
 }
 
 /** ALLMENDE_MODEL_DIR as exec gave it: a snapshot in the temp directory, not DIR, gone once the command exited. */
@@ -68,35 +38,7 @@ async function sameFiles(a: string, b: string): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'allmende-cli-deploy-'))
-  const init = await run(['--json', 'init'])
-  expect(init.code, init.stderr).toBe(0)
-  const did = init.json().did as string
-  const created = await run([
-    '--json',
-    'federation',
-    'create',
-    '--name',
-    'deploy test',
-    '--member',
-    `${did}:steward,publisher,voter`,
-    '--out',
-    'genesis.car',
-  ])
-  expect(created.code, created.stderr).toBe(0)
-  const node = await run([
-    '--json',
-    'node',
-    'init',
-    '--federation',
-    'genesis.car',
-    '--home',
-    join(dir, 'node'),
-    '--listen',
-    '/ip4/127.0.0.1/tcp/0',
-    '--api',
-    '127.0.0.1:0',
-  ])
-  expect(node.code, node.stderr).toBe(0)
+  await foundOneMemberFederation(run, 'deploy test', join(dir, 'node'))
   daemon = await startDaemon(join(dir, 'node'))
   // Small shards, so the model has several weight files.
   model = await generateModel(join(dir, 'model'), {
@@ -253,16 +195,7 @@ describe('allmende exec on a ratified model', () => {
     const node = await run(
       [
         '--json',
-        'node',
-        'init',
-        '--federation',
-        'genesis2.car',
-        '--home',
-        join(dir, 'node2'),
-        '--listen',
-        '/ip4/127.0.0.1/tcp/0',
-        '--api',
-        '127.0.0.1:0',
+        ...nodeInitArgs('genesis2.car', join(dir, 'node2')),
         '--steward-key',
         join(dir, 'steward.key'),
       ],
@@ -294,11 +227,13 @@ describe('allmende exec on a ratified model', () => {
     const vote = await run(['--json', 'vote', proposed.json().proposal as string, 'yes'], on)
     expect(vote.code, vote.stderr).toBe(0)
 
-    for (let i = 0; i < 60; i++) {
-      const shown = await run(['--json', 'model', 'show', 'ratified-model@1.0.0'], on)
-      if (shown.json().status === 'ratified') break
-      await new Promise((r) => setTimeout(r, 500))
-    }
+    await until(
+      async () =>
+        (await run(['--json', 'model', 'show', 'ratified-model@1.0.0'], on)).json().status === 'ratified',
+      'ratified-model@1.0.0 ratified',
+      60_000,
+      500,
+    )
     const fetched = await run(['--json', 'fetch', 'ratified-model@1.0.0', '--out', 'deployed'], on)
     expect(fetched.code, fetched.stderr).toBe(0)
     // A certificate once a checkpoint covers the decision: export waits for it (checkpoints

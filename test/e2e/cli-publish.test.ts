@@ -11,7 +11,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { type Run, runCli } from '../support/cli.js'
+import { foundOneMemberFederation, type Run, runCli } from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
 
 let dir: string
@@ -34,35 +34,7 @@ describe('allmende model publish and verify', () => {
   let weights: string
 
   it('publish: uploads the weights and submits the manifest', async () => {
-    const init = await run(['--json', 'init'])
-    expect(init.code, init.stderr).toBe(0)
-    const did = init.json().did as string
-    const created = await run([
-      '--json',
-      'federation',
-      'create',
-      '--name',
-      'publish test',
-      '--member',
-      `${did}:steward,publisher,voter`,
-      '--out',
-      'genesis.car',
-    ])
-    expect(created.code, created.stderr).toBe(0)
-    const node = await run([
-      '--json',
-      'node',
-      'init',
-      '--federation',
-      'genesis.car',
-      '--home',
-      join(dir, 'node'),
-      '--listen',
-      '/ip4/127.0.0.1/tcp/0',
-      '--api',
-      '127.0.0.1:0',
-    ])
-    expect(node.code, node.stderr).toBe(0)
+    await foundOneMemberFederation(run, 'publish test', join(dir, 'node'))
     daemon = await startDaemon(join(dir, 'node'))
 
     const model = await generateModel(join(dir, 'model'), { seed: 7, layers: 2, hidden: 64, vocab: 256 })

@@ -2,16 +2,14 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initHome } from '../../node/config.js'
+import { bin, nodeInitArgs } from '../support/cli.js'
 import { postRecord, startDaemon } from '../support/daemon.js'
 import { Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const bin = join(root, 'bin/allmende.js')
 let dir: string
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'allmende-cli-'))
@@ -83,22 +81,7 @@ describe('allmende node init', () => {
       const home = join(dir, 'joined')
       const init = spawnSync(
         process.execPath,
-        [
-          bin,
-          '--json',
-          'node',
-          'init',
-          '--federation',
-          sim.federation.toString(),
-          '--bootstrap',
-          a.addresses[0]!,
-          '--home',
-          home,
-          '--listen',
-          '/ip4/127.0.0.1/tcp/0',
-          '--api',
-          '127.0.0.1:0',
-        ],
+        [bin, '--json', ...nodeInitArgs(sim.federation.toString(), home), '--bootstrap', a.addresses[0]!],
         { encoding: 'utf8' },
       )
       expect(init.stderr).toBe('')

@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { type GeneratedModel, generateModel } from '../../fixtures/models.js'
-import { closedPort, errorLine, jsonError, type Run, runCli } from '../support/cli.js'
+import { closedPort, errorLine, jsonError, nodeInitArgs, type Run, runCli } from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
 import { until } from '../support/until.js'
 
@@ -259,16 +259,7 @@ beforeAll(async () => {
   const nodeInit = (s: Who, from: string, bootstrap: string[]) =>
     run(s, [
       '--json',
-      'node',
-      'init',
-      '--federation',
-      from,
-      '--home',
-      `${s}/node`,
-      '--listen',
-      '/ip4/127.0.0.1/tcp/0',
-      '--api',
-      '127.0.0.1:0',
+      ...nodeInitArgs(from, `${s}/node`),
       '--steward-key',
       `${s}/steward.key`,
       ...(bootstrap.length > 0 ? ['--bootstrap', ...bootstrap] : []),

@@ -26,9 +26,10 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type GatewayPins, registerGateway } from '../../node/weights/gateway.js'
 import { createLogger } from '../../node/log.js'
+import { type GatewayPins, registerGateway } from '../../node/weights/gateway.js'
 import { type PinWalker, unixfsPinWalker } from '../../node/weights/pin-walker.js'
+import { until } from '../support/until.js'
 
 const run = promisify(execFile)
 const MiB = 1024 * 1024
@@ -92,17 +93,25 @@ describe('trustless gateway', () => {
     }
   }
 
-  /** Waits until `read()` has not changed for a few polls in a row (bounded), and returns it. */
+  /**
+   * Waits until `read()` has not changed for five polls 20 ms apart, and returns it: the walk has
+   * stopped (a stop has no event to wait for; 100 ms of no change is what the test calls stopped).
+   */
   async function settled(read: () => number): Promise<number> {
-    let last = read()
+    let last: number | undefined
     let still = 0
-    for (let i = 0; i < 200 && still < 5; i++) {
-      await new Promise((r) => setTimeout(r, 20))
-      const now = read()
-      still = now === last ? still + 1 : 0
-      last = now
-    }
-    return last
+    await until(
+      () => {
+        const now = read()
+        still = now === last ? still + 1 : 0
+        last = now
+        return still >= 5
+      },
+      'the count to stop changing',
+      15_000,
+      20,
+    )
+    return last!
   }
 
   /** Every block of a CAR, each re-hashed against its CID (throws on a mismatch). */

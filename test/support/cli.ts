@@ -92,6 +92,61 @@ export async function runCli(args: readonly string[], options: RunOptions): Prom
 }
 
 /**
+ * `node init` of a home that lives on this machine only: gossip on any free loopback port, the
+ * API on `api` (any free loopback port unless given). More options may follow.
+ */
+export function nodeInitArgs(federation: string, home: string, api = '127.0.0.1:0'): string[] {
+  return [
+    'node',
+    'init',
+    '--federation',
+    federation,
+    '--home',
+    home,
+    '--listen',
+    '/ip4/127.0.0.1/tcp/0',
+    '--api',
+    api,
+  ]
+}
+
+/**
+ * A federation of one member founded the way a user does it: `init` an identity, `federation
+ * create` NAME with that identity as steward, publisher and voter (genesis.car in the working
+ * directory) and `node init` a home at `nodeHome` on loopback; each command must exit 0. Returns
+ * the member's DID; the caller starts the node.
+ */
+export async function foundOneMemberFederation(
+  run: (args: string[]) => Promise<Run>,
+  name: string,
+  nodeHome: string,
+): Promise<string> {
+  const init = succeeded(await run(['--json', 'init']))
+  const did = init.json().did as string
+  succeeded(
+    await run([
+      '--json',
+      'federation',
+      'create',
+      '--name',
+      name,
+      '--member',
+      `${did}:steward,publisher,voter`,
+      '--out',
+      'genesis.car',
+    ]),
+  )
+  succeeded(await run(['--json', ...nodeInitArgs('genesis.car', nodeHome)]))
+  return did
+}
+
+/** `r` when it exited 0; else throws with what it wrote. */
+function succeeded(r: Run): Run {
+  if (r.code !== 0) throw new Error(`exit ${r.code}, expected 0:\n${r.stdout}\n${r.stderr}`)
+  return r
+}
+
+/**
  * The error a command printed: exactly one line on stderr and no stack trace, as every failure
  * must be (`allmende: MESSAGE`, or `{"error": {code, message}}` with --json). Throws otherwise.
  */
