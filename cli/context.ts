@@ -2,7 +2,7 @@
  * What every command shares: errors with exit codes, output as JSON or text, and the action
  * wrapper that turns any failure into one line on stderr (never a stack trace).
  *
- * Exit codes (DESIGN.md §7): 0 ok, 1 failed or rejected, 2 usage, 3 node unreachable.
+ * Exit codes: 0 ok, 1 failed or rejected, 2 usage, 3 node unreachable.
  */
 import type { Command } from 'commander'
 import { isNodeError } from '../node/index.js'

@@ -1,5 +1,5 @@
 /**
- * Genesis files as founders pass them around (DESIGN.md §3, §7): a CARv1 whose root block is
+ * Genesis files as founders pass them around (protocol/SPEC.md §5): a CARv1 whose root block is
  * the genesis record. While co-signatures are still missing the genesis is not yet valid, so
  * reading here is lenient: canonical bytes, schema and the author's signature are checked;
  * co-signatures are checked one by one and reported; what is missing is listed.

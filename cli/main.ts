@@ -1,5 +1,5 @@
 /**
- * The `allmende` command (DESIGN.md §7), on commander: subcommands, help with
+ * The `allmende` command, on commander: subcommands, help with
  * examples, and usage errors for free, from a well-kept library.
  *
  * Exit codes: 0 ok, 1 failed (verification, rejection, a node that could not
@@ -39,27 +39,8 @@ function fail(message: string, code: string, exit: number, json: boolean): never
   process.exit(exit)
 }
 
-export function program(): Command {
-  const cli = new Command('allmende')
-    .description('A federated, peer-to-peer model registry and ballot network.')
-    .version(VERSION)
-    .option('--json', 'machine-readable output and errors')
-    .exitOverride()
-    .configureOutput({
-      // With --json a usage error is JSON too; commander's own text otherwise.
-      outputError: (s, write) =>
-        process.argv.includes('--json') ? printError(true, 'usage', s.replace(/^error: /, '')) : write(s),
-    })
-  registerInit(cli)
-  registerFederation(cli)
-
-  const node = cli.command('node').description('run a federation node')
-  examples(node, [
-    'allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
-    'allmende node start',
-    'allmende node status',
-    'allmende node import /srv/models/mistral-7b-de',
-  ])
+/** `node init`: a node home for a federation, from its genesis file or fetched by its id. */
+function registerNodeInit(node: Command, cli: Command): void {
   const init = node
     .command('init')
     .description('create a node home: config, genesis, peer key and admin token')
@@ -144,6 +125,14 @@ export function program(): Command {
       }
     },
   )
+}
+
+/**
+ * `node start`: the node's launcher. It runs the node in the home until SIGINT or SIGTERM; the
+ * steward key's passphrase comes from $ALLMENDE_STEWARD_PASSPHRASE, and the personal identity is
+ * a file the node never imports.
+ */
+function registerNodeStart(node: Command, cli: Command): void {
   const start = node
     .command('start')
     .description('run the node in the foreground until Ctrl-C (logs to stderr as JSON lines)')
@@ -171,6 +160,31 @@ export function program(): Command {
       fail((e as Error).message, isNodeError(e) ? e.code : 'internal', 1, json)
     }
   })
+}
+
+export function program(): Command {
+  const cli = new Command('allmende')
+    .description('A federated, peer-to-peer model registry and ballot network.')
+    .version(VERSION)
+    .option('--json', 'machine-readable output and errors')
+    .exitOverride()
+    .configureOutput({
+      // With --json a usage error is JSON too; commander's own text otherwise.
+      outputError: (s, write) =>
+        process.argv.includes('--json') ? printError(true, 'usage', s.replace(/^error: /, '')) : write(s),
+    })
+  registerInit(cli)
+  registerFederation(cli)
+
+  const node = cli.command('node').description('run a federation node')
+  examples(node, [
+    'allmende node init --federation genesis.car --steward-key steward.key --gateway http://steward-b.example.org:7070',
+    'allmende node start',
+    'allmende node status',
+    'allmende node import /srv/models/mistral-7b-de',
+  ])
+  registerNodeInit(node, cli)
+  registerNodeStart(node, cli)
   registerNodeQueries(node)
   registerPropose(cli)
   registerVote(cli)

@@ -1,5 +1,5 @@
 /**
- * `allmende federation create | cosign | show` (DESIGN.md §3, §7). The founder signs the
+ * `allmende federation create | cosign | show` (the genesis: protocol/SPEC.md §5). The founder signs the
  * genesis; every other founding steward co-signs the same signing bytes. The federation id is
  * the CID of the genesis without signatures, so it is printed at creation and never changes.
  */
@@ -49,6 +49,13 @@ export function registerFederation(cli: Command): void {
     'allmende federation show genesis.car',
   ])
 
+  registerCreate(federation)
+  registerCosign(federation)
+  registerShow(federation)
+}
+
+/** `federation create`: a genesis signed by the founder, waiting for the founding stewards' co-signatures. */
+function registerCreate(federation: Command): void {
   const create = federation
     .command('create')
     .description('write a genesis signed by your identity (you must be one of the members)')
@@ -109,7 +116,10 @@ export function registerFederation(cli: Command): void {
       },
     ),
   )
+}
 
+/** `federation cosign`: a founding steward's co-signature added to the genesis file. */
+function registerCosign(federation: Command): void {
   const cosign = federation
     .command('cosign')
     .description(
@@ -152,7 +162,10 @@ export function registerFederation(cli: Command): void {
       ])
     }),
   )
+}
 
+/** `federation show`: the genesis's members and rules, and who has co-signed. */
+function registerShow(federation: Command): void {
   const show = federation
     .command('show')
     .description('print a genesis: members, rules, and who has co-signed and who is missing')

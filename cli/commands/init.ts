@@ -1,4 +1,4 @@
-/** `allmende init`: a personal identity, or a node's steward key (DESIGN.md §7). */
+/** `allmende init`: a personal identity, or a node's steward key. */
 import { mkdir } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import type { Command } from 'commander'

@@ -1,5 +1,5 @@
 /**
- * `allmende model list | show N@V` (DESIGN.md §7). `model publish` lives with the weights code
+ * `allmende model list | show N@V`. `model publish` lives with the weights code
  * and is added to the command returned here.
  */
 import type { Command } from 'commander'

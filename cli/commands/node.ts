@@ -1,5 +1,5 @@
 /**
- * `allmende node status | peers` (DESIGN.md §7): what a running node reports about itself;
+ * `allmende node status | peers`: what a running node reports about itself;
  * `node import DIR`: weights from a directory on the node's own machine, with its admin token;
  * and `node token [--rotate]`: the admin token's state, or a fresh one in its place.
  */
@@ -18,7 +18,7 @@ import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { defaultNodeHome } from '../homes.js'
 
-/** The JSON shape of GET /status (DESIGN.md §7): the node's own type. */
+/** The JSON shape of GET /status: the node's own type. */
 type Status = NodeStatus
 
 export function registerNodeQueries(node: Command): void {

@@ -1,4 +1,4 @@
-/** `allmende proposals [--open]` and `allmende proposal show ID` (DESIGN.md §7). */
+/** `allmende proposals [--open]` and `allmende proposal show ID`. */
 import type { Command } from 'commander'
 import { NodeClient, withNode } from '../client.js'
 import { action, examples } from '../context.js'

@@ -1,5 +1,5 @@
 /**
- * `allmende propose ratify | revoke | admit | remove | replace-key | rules` (DESIGN.md §7):
+ * `allmende propose ratify | revoke | admit | remove | replace-key | rules`:
  * a proposal signed with your key, on the node's current head, closing after the federation's
  * voting period unless --closes says later.
  */

@@ -1,7 +1,7 @@
 /**
  * `allmende verify DIR --model N@V [--certificate FILE] [--federation ID [--pin]] [--max-age DUR]
- * [--cid]` and `allmende certificate export N@V -o FILE [--wait [--timeout DUR]]` (DESIGN.md §5,
- * §7).
+ * [--cid]` and `allmende certificate export N@V -o FILE [--wait [--timeout DUR]]` (protocol/SPEC.md
+ * §12).
  *
  * The status is always proven by a certificate, verified from the federation id alone: the file
  * given (offline), or the one the node serves (online) — the same check, the same trust mark
