@@ -1,8 +1,8 @@
 /**
- * A worker thread that checks record bytes the way `decodeRecord` does —
- * canonical encoding, schema, federation, signature — and answers with a
- * verdict per record (null for valid, else the rejection's code and
- * message). See verify-pool.ts for why.
+ * A worker thread that checks record bytes the way `decodeRecord` does — canonical encoding,
+ * schema, federation, signature — and answers each request with a verdict per record (null for
+ * valid, else the rejection's code and message), in the order of the requests. See
+ * verify-pool.ts for why.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { CID } from 'multiformats/cid'
@@ -11,16 +11,13 @@ import { fastEd25519 } from './ed25519-native.js'
 import { nativeSha256 as sha256 } from './sha256.js'
 
 export interface VerifyRequest {
-  readonly id: number
   readonly records: readonly Uint8Array[]
 }
 
 export type VerifyVerdict = null | { readonly code: string; readonly message: string; readonly path?: string }
 
-export interface VerifyAnswer {
-  readonly id: number
-  readonly verdicts: readonly VerifyVerdict[]
-}
+/** A verdict per record of the request, in order. */
+export type VerifyAnswer = readonly VerifyVerdict[]
 
 const federation = CID.parse((workerData as { federation: string }).federation)
 
@@ -33,5 +30,5 @@ parentPort!.on('message', (request: VerifyRequest) => {
       return { code: 'internal', message: `validation failed unexpectedly: ${(e as Error).message}` }
     }
   })
-  parentPort!.postMessage({ id: request.id, verdicts } satisfies VerifyAnswer)
+  parentPort!.postMessage(verdicts satisfies VerifyAnswer)
 })

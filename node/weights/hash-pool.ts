@@ -1,5 +1,5 @@
 /**
- * Hashing a model's files on worker threads, several files at once (DESIGN.md §7 `verify`,
+ * Hashing a model's files on worker threads, several files at once (`verify`,
  * `model publish`).
  *
  * Why: sha256 through OpenSSL runs at about 2 GB/s on one core, so a model of tens of GiB is
@@ -8,18 +8,15 @@
  * cores; one file's sha256 is sequential and stays on one thread. Files are handed out largest
  * first, each to the next idle worker, which keeps the threads busy to the end.
  *
- * The worker (hash-worker.ts) sits next to this module: `hash-worker.js` in the compiled tree
- * and beside the bundle (scripts/bundle.mjs builds it there), the `.ts` source through tsx when
- * running from sources (tests), as for the record verification pool (node/verify-pool.ts).
+ * The workers (hash-worker.ts) are those of node/worker-pool.ts.
  *
  * Each file gets an outcome, never a throw: its digest, or the typed error that reading it
  * raised (`unreadable`, `special-file`, `file-changed`, `aborted`). Files not started when the
  * signal fires are `aborted` too. Only a worker that dies is an exception.
  */
 import { availableParallelism } from 'node:os'
-import type { Worker } from 'node:worker_threads'
 import { NodeError } from '../errors.js'
-import { startWorker } from '../worker-thread.js'
+import { startChannels, type WorkerChannel } from '../worker-pool.js'
 import type { HashAnswer, HashDone, HashRequest, HashWorkerData } from './hash-worker.js'
 
 export type { HashDone }
@@ -54,6 +51,17 @@ function failure(code: string, message: string): HashOutcome {
   return { ok: false, error: new NodeError(code, message, { status: STATUS[code] ?? 400 }) }
 }
 
+function hashRequest(file: HashableFile, id: number, options: HashFilesOptions): HashRequest {
+  return {
+    id,
+    location: file.location,
+    path: file.path,
+    size: file.size,
+    whole: options.whole !== false,
+    leaves: options.leaves === true,
+  }
+}
+
 /** Hashes `files`; the outcomes are in the order of `files`. */
 export async function hashFiles(
   files: readonly HashableFile[],
@@ -70,67 +78,33 @@ export async function hashFiles(
   options.signal?.addEventListener('abort', onAbort, { once: true })
   const queue = files.map((_, i) => i).sort((a, b) => files[b]!.size - files[a]!.size || a - b)
   const threads = Math.max(1, Math.min(options.threads ?? Math.min(8, availableParallelism()), files.length))
-  const workers: Worker[] = []
+  const workers = startChannels<HashRequest, HashAnswer>(
+    import.meta.url,
+    'hash-worker',
+    { abort, chunkBytes: options.chunkBytes } satisfies HashWorkerData,
+    threads,
+    { what: 'a hashing worker', isNews: (answer) => 'progress' in answer },
+  )
+  const onNews = (news: HashAnswer) => {
+    if ('progress' in news) options.onBytes?.(news.progress)
+  }
+  // Each worker takes the next file as soon as it is done with one, largest first.
+  const drain = async (worker: WorkerChannel<HashRequest, HashAnswer>) => {
+    for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+      if (flag[0] !== 0) {
+        outcomes[i] = failure('aborted', 'the operation was aborted')
+        continue
+      }
+      const answer = await worker.ask(hashRequest(files[i]!, i, options), onNews)
+      if ('done' in answer) outcomes[i] = { ok: true, digest: answer.done }
+      else if ('error' in answer) outcomes[i] = failure(answer.error.code, answer.error.message)
+    }
+  }
   try {
-    await new Promise<void>((resolve, reject) => {
-      let running = 0
-      let failed = false
-      const next = (w: Worker) => {
-        const i = queue.shift()
-        if (i === undefined || failed) {
-          if (--running === 0) resolve()
-          return
-        }
-        if (flag[0] !== 0) {
-          outcomes[i] = failure('aborted', 'the operation was aborted')
-          next(w)
-          return
-        }
-        const f = files[i]!
-        const request: HashRequest = {
-          id: i,
-          location: f.location,
-          path: f.path,
-          size: f.size,
-          whole: options.whole !== false,
-          leaves: options.leaves === true,
-        }
-        w.postMessage(request)
-      }
-      for (let t = 0; t < threads; t++) {
-        const w = startWorker(import.meta.url, 'hash-worker', {
-          abort,
-          chunkBytes: options.chunkBytes,
-        } satisfies HashWorkerData)
-        workers.push(w)
-        running++
-        w.on('message', (answer: HashAnswer) => {
-          if ('progress' in answer) {
-            options.onBytes?.(answer.progress)
-            return
-          }
-          outcomes[answer.id] =
-            'done' in answer
-              ? { ok: true, digest: answer.done }
-              : failure(answer.error.code, answer.error.message)
-          next(w)
-        })
-        w.on('error', (e) => {
-          failed = true
-          reject(e)
-        })
-        // Workers are only terminated once every file has an outcome: an exit before is a fault.
-        w.on('exit', (code) => {
-          failed = true
-          reject(new Error(`a hashing worker exited (${code}) before its files were hashed`))
-        })
-        next(w)
-      }
-    })
+    await Promise.all(workers.map(drain))
   } finally {
     options.signal?.removeEventListener('abort', onAbort)
-    for (const w of workers) w.removeAllListeners('exit')
-    await Promise.all(workers.map((w) => w.terminate()))
+    await Promise.all(workers.map((w) => w.stop()))
   }
   return outcomes.map((o) => o ?? failure('aborted', 'the operation was aborted'))
 }

@@ -1,59 +1,21 @@
 /**
  * Hashing a streamed DAG's blocks, and its files' bytes, on worker threads (gateway-fetch.ts).
  *
- * Why: a steward's fetch from a gateway hashes every byte twice — each block against its CID,
- * and each file for the manifest's sha256 — at 1.3–2 GB/s per pass on one core. On the main
- * thread that adds both passes to the time the stream's reading, parsing and writing take. Here
- * they run beside it, on two workers: one hashes each block, the other the files (a file's sha256
- * is sequential, so its worker takes the leaves in the order they were sent). With one worker
- * doing both passes, that worker was the slowest part of a 256 MiB fetch (bench/fetch.ts).
+ * Why two workers and shared slots (measured: docs/adr/0012-weights-transfer-speed.md): a fetch
+ * hashes every byte twice, each block against its CID and each file for the manifest's sha256;
+ * here both passes run beside the stream, one worker each (a file's sha256 is sequential, so its
+ * worker takes the leaves in the order they were sent).
  *
  * A leaf lies in a slot of a buffer shared with both workers: the CAR reader puts it there
  * straight from the socket's chunks (`place`), or `block` copies it in. The caller stores it from
  * the slot once the digest is back and then gives the slot back (`release`); it is reused when
- * both workers have answered too. Posting the blocks themselves was measured slower: every
- * structured clone is a fresh 1 MiB allocation, and the garbage collector then took more time
- * than the hashing saved.
+ * both workers have answered too. The workers are node/worker-pool.ts channels.
  */
-import type { Worker } from 'node:worker_threads'
-import { startWorker } from '../worker-thread.js'
+import { startWorker, WorkerChannel } from '../worker-pool.js'
 import type { LeafBytes, LeafHashAnswer, LeafHashRequest, LeafHashWorkerData } from './leaf-hash-worker.js'
 
 /** A profile leaf (1 MiB) fits a slot; a larger block is posted as a copy. */
 const SLOT_BYTES = 1024 * 1024
-
-/** A worker answering every request, in order. */
-class InOrder {
-  private readonly worker: Worker
-  private readonly waiting: { resolve: (a: LeafHashAnswer) => void; reject: (e: Error) => void }[] = []
-  failed: Error | undefined
-
-  constructor(data: LeafHashWorkerData) {
-    this.worker = startWorker(import.meta.url, 'leaf-hash-worker', data)
-    this.worker.on('message', (answer: LeafHashAnswer) => this.waiting.shift()?.resolve(answer))
-    this.worker.on('error', (e) => this.fail(e))
-    this.worker.on('exit', (code) => this.fail(new Error(`a hashing worker exited (${code})`)))
-  }
-
-  ask(request: LeafHashRequest): Promise<LeafHashAnswer> {
-    if (this.failed) return Promise.reject(this.failed)
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject })
-      this.worker.postMessage(request)
-    })
-  }
-
-  async stop(): Promise<void> {
-    this.failed ??= new Error('the hashing worker was stopped')
-    await this.worker.terminate()
-    this.fail(this.failed)
-  }
-
-  private fail(e: Error): void {
-    this.failed ??= e
-    for (const w of this.waiting.splice(0)) w.reject(this.failed)
-  }
-}
 
 /** Room for one block in a slot of the shared buffer (`LeafHasher.place`). */
 export interface Placed {
@@ -63,8 +25,8 @@ export interface Placed {
 }
 
 export class LeafHasher {
-  private readonly blocks: InOrder
-  private readonly files: InOrder
+  private readonly blocks: LeafChannel
+  private readonly files: LeafChannel
   private nextFile = 0
   private readonly slots: SharedArrayBuffer
   private readonly free: number[]
@@ -78,8 +40,8 @@ export class LeafHasher {
     this.slots = new SharedArrayBuffer(slots * SLOT_BYTES)
     this.free = Array.from({ length: slots }, (_, i) => slots - 1 - i)
     const data: LeafHashWorkerData = { slots: this.slots, slotBytes: SLOT_BYTES }
-    this.blocks = new InOrder(data)
-    this.files = new InOrder(data)
+    this.blocks = leafChannel(data)
+    this.files = leafChannel(data)
   }
 
   /** A new file whose sha256 the leaves given with it feed. */
@@ -139,7 +101,7 @@ export class LeafHasher {
   async stop(): Promise<void> {
     this.stopped = true
     for (const wake of this.waitingForSlot.splice(0)) wake()
-    await Promise.all([this.blocks.stop(), this.files.stop()])
+    await Promise.all([this.blocks.stop(stopped()), this.files.stop(stopped())])
   }
 
   private async ask(
@@ -169,6 +131,19 @@ export class LeafHasher {
     this.free.push(slot)
     this.waitingForSlot.shift()?.()
   }
+}
+
+type LeafChannel = WorkerChannel<LeafHashRequest, LeafHashAnswer>
+
+/** A hashing worker, answering every request in order. */
+function leafChannel(data: LeafHashWorkerData): LeafChannel {
+  return new WorkerChannel(startWorker(import.meta.url, 'leaf-hash-worker', data), {
+    what: 'a hashing worker',
+  })
+}
+
+function stopped(): Error {
+  return new Error('the hashing worker was stopped')
 }
 
 /** The same callback for both outcomes of a promise. */
