@@ -13,7 +13,7 @@ import {
   type TrustMark,
   verifyCertificate,
 } from '../protocol/index.js'
-import { verifyDirectory } from './weights/verify.js'
+import { verifyDirectory } from './weights/verify-directory.js'
 
 export interface ModelProblem {
   readonly code: string

@@ -1,16 +1,11 @@
 /**
  * The node's blockstore: blockstore-fs's layout, with each block read and written in one go.
  *
- * Why: blockstore-fs 4 reads a block through `createReadStream`, 64 KiB at a time, which the
- * reader then joins again: for a 1 MiB leaf that is sixteen round trips to the thread pool, sixteen
- * buffers and a copy. Serving a model's CAR from the gateway spent most of its time there and in
- * the garbage collector those buffers feed (bench/fetch.ts). A block is at most a few MiB, so it
- * is read whole (`readFile`: one buffer of the file's size).
- *
- * Writes stay atomic (a temporary file in the block's directory, renamed over the block's name),
- * as blockstore-fs's are, but take four calls to the thread pool instead of six: the directory is
- * made once per store (not before every block) and the block goes in one write. A steward's fetch
- * writes a block per MiB, and its writes were the slowest part of the stream (bench/fetch.ts).
+ * Why (measured: docs/adr/0012-weights-transfer-speed.md): blockstore-fs 4 reads a block through
+ * `createReadStream`, 64 KiB at a time, joined again; a block is at most a few MiB, so it is read
+ * whole (`readFile`). Writes stay atomic (a temporary file in the block's directory, renamed over
+ * the block's name), as blockstore-fs's are, in four calls to the thread pool instead of six: the
+ * directory is made once per store and the block goes in one write.
  *
  * Everything else — the sharded layout, `has`, `delete`, listing — is blockstore-fs's own, so
  * Helia and older homes see the same files (temporary files do not end in `.data`, so a listing

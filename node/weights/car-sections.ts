@@ -1,28 +1,28 @@
 /**
- * CARv1 framing: writing a header and section prefixes (the gateway's CAR responses, `model
- * publish`'s upload), and reading a stream section by section, each block's bytes copied straight
- * from the network's chunks into a place the caller chooses (gateway-fetch.ts).
+ * CARv1 framing (ipld.io/specs/transport/car/carv1): writing a header and section prefixes (the
+ * gateway's CAR responses, `model publish`'s upload), and the one reader of CAR streams, for a
+ * gateway fetch (gateway-fetch.ts) and an upload (upload-car.ts) alike: each block's bytes are
+ * copied straight from the network's chunks into a place the caller chooses, with one copy and no
+ * allocation (docs/adr/0012-weights-transfer-speed.md says why not @ipld/car's reader).
  *
- * Why not @ipld/car's `CarBlockIterator`: it joins the chunks of every block into a fresh buffer,
- * so a 256 MiB fetch allocated 256 MiB more than it received, and the garbage collector (whose
- * full collections the allocation of that much outside memory sets off) took more of the main
- * thread than any other part of the fetch (bench/fetch.ts). Here a block lands where the caller
- * says — for a weights leaf, a slot of the buffer the hashing workers read — with one copy and no
- * allocation. The format is small: a varint-prefixed dag-cbor header `{version: 1, roots}`, then
- * sections `varint(len) ‖ CID ‖ block` (ipld.io/specs/transport/car/carv1).
- *
- * Bounded: the header and every section have a size limit, checked before anything is placed.
- * Malformed input ends with `NodeError('car-invalid')`; a stream that stops inside a section, with
- * `car-truncated` (what came before it is whole).
+ * Bounded: the stream, the header and every section have a size limit, checked before anything is
+ * placed. Malformed input ends with `NodeError('car-invalid')`, a stream that stops inside a
+ * section with `car-truncated` (what came before it is whole), unless the caller maps each fault
+ * to errors of its own (`faults`).
  */
 import { decode as decodeCbor, encode as encodeCbor } from '@ipld/dag-cbor'
 import { varint } from 'multiformats'
 import { CID } from 'multiformats/cid'
 import { NodeError } from '../errors.js'
 
-const MAX_HEADER_BYTES = 64 * 1024
+export const MAX_CAR_HEADER_BYTES = 64 * 1024
 /** A CID's bytes are read from at most this much of the start of a section. */
-const CID_PREFIX_BYTES = 128
+export const CID_PREFIX_BYTES = 128
+/**
+ * The longest length varint read: eight bytes, past any length a section can have (the value of
+ * one of eight bytes is then refused by the limits, as too large).
+ */
+const MAX_VARINT_BYTES = 8
 
 /** The header of a CARv1 naming `roots`: `varint(len) ‖ dag-cbor {version: 1, roots}`. */
 export function carHeader(roots: readonly CID[]): Uint8Array {
@@ -57,65 +57,157 @@ export interface CarSection {
   readonly bytes: Uint8Array
 }
 
-export interface CarSectionsOptions {
+/** What is wrong with a CAR stream, for `faults` to say in the caller's words. */
+export type CarFault =
+  | { readonly kind: 'empty' }
+  | { readonly kind: 'too-many-bytes'; readonly maxBytes: number }
+  | { readonly kind: 'length-too-long' }
+  | { readonly kind: 'ends-in-length' }
+  | { readonly kind: 'ends-in-section' }
+  | { readonly kind: 'header-length'; readonly length: number }
+  | { readonly kind: 'header-not-cbor'; readonly reason: string }
+  | { readonly kind: 'version'; readonly version: unknown }
+  | { readonly kind: 'roots' }
+  | { readonly kind: 'section-length'; readonly length: number; readonly maxLength: number }
+  | { readonly kind: 'not-a-cid'; readonly reason: string }
+  | {
+      readonly kind: 'block-too-large'
+      readonly cid: CID
+      readonly length: number
+      readonly maxBytes: number
+    }
+
+export interface CarReaderOptions {
   /** The largest block accepted. */
   readonly maxBlockBytes: number
   /** Where a block of `length` bytes goes: a view of exactly `length` bytes (may wait for room). */
   readonly place: (cid: CID, length: number) => Uint8Array | Promise<Uint8Array>
+  /**
+   * Checks a section's CID and its block's length before a byte of the block is placed; by
+   * default a block over `maxBlockBytes` is refused (`block-too-large`), which `admit` then does.
+   */
+  readonly admit?: (cid: CID, length: number) => void
+  /**
+   * A CID that does not decode from the first `CID_PREFIX_BYTES` of a section is looked for in the
+   * whole section, read first (so a cut section is told before a bad CID); by default it is refused.
+   */
+  readonly longCids?: boolean
+  /** The most bytes read from the stream, in all (by default no bound but the sections'). */
+  readonly maxBytes?: number
+  /** The error each fault ends the read with (by default `car-invalid` and `car-truncated`). */
+  readonly faults?: (fault: CarFault) => Error
 }
 
-/** The header's roots, then each section of the CAR read from `chunks`. */
+/** The header's roots, read first, then each section as it is asked for. */
+export class CarReader {
+  private readonly input: ChunkReader
+  private readonly admit: (cid: CID, length: number) => void
+  private readonly fail: (fault: CarFault) => Error
+
+  constructor(
+    chunks: AsyncIterable<Uint8Array>,
+    private readonly options: CarReaderOptions,
+  ) {
+    this.fail = options.faults ?? carError
+    this.input = new ChunkReader(chunks[Symbol.asyncIterator](), options.maxBytes ?? Infinity, this.fail)
+    this.admit =
+      options.admit ??
+      ((cid, length) => {
+        if (length > options.maxBlockBytes)
+          throw this.fail({ kind: 'block-too-large', cid, length, maxBytes: options.maxBlockBytes })
+      })
+  }
+
+  /** Bytes read from the stream so far. */
+  get bytesRead(): number {
+    return this.input.total
+  }
+
+  /** The roots the header names (any number of them); first, before any section. */
+  async header(): Promise<CID[]> {
+    const length = await this.input.varint(true)
+    if (length === undefined) throw this.fail({ kind: 'empty' })
+    if (length === 0 || length > MAX_CAR_HEADER_BYTES) throw this.fail({ kind: 'header-length', length })
+    const header = await this.input.take(length)
+    let decoded: unknown
+    try {
+      decoded = decodeCbor(header)
+    } catch (e) {
+      throw this.fail({ kind: 'header-not-cbor', reason: (e as Error).message })
+    }
+    const { version, roots } = (decoded ?? {}) as { version?: unknown; roots?: unknown }
+    if (version !== 1) throw this.fail({ kind: 'version', version })
+    if (!Array.isArray(roots) || !roots.every((r) => CID.asCID(r) !== null))
+      throw this.fail({ kind: 'roots' })
+    return roots.map((r) => CID.asCID(r)!)
+  }
+
+  /** The next section, its block where `place` put it; undefined at a clean end of the stream. */
+  async next(): Promise<CarSection | undefined> {
+    const maxLength = this.options.maxBlockBytes + CID_PREFIX_BYTES
+    const length = await this.input.varint(true)
+    if (length === undefined) return undefined
+    if (length === 0 || length > maxLength) throw this.fail({ kind: 'section-length', length, maxLength })
+    const { cid, head, rest } = await this.sectionCid(length)
+    const blockLength = length - (head.length - rest.length)
+    this.admit(cid, blockLength)
+    const bytes = await this.options.place(cid, blockLength)
+    bytes.set(rest, 0)
+    await this.input.copyInto(bytes, rest.length)
+    return { cid, bytes }
+  }
+
+  /**
+   * The CID at the start of a section of `length`: `head`, the bytes of the section read to find
+   * it, and `rest`, those of them past it.
+   */
+  private async sectionCid(length: number): Promise<{ cid: CID; head: Uint8Array; rest: Uint8Array }> {
+    const prefix = await this.input.take(Math.min(length, CID_PREFIX_BYTES))
+    try {
+      const [cid, rest] = CID.decodeFirst(prefix)
+      return { cid, head: prefix, rest }
+    } catch (e) {
+      if (!this.options.longCids || prefix.length === length)
+        throw this.fail({ kind: 'not-a-cid', reason: (e as Error).message })
+    }
+    const whole = new Uint8Array(length)
+    whole.set(prefix, 0)
+    await this.input.copyInto(whole, prefix.length)
+    try {
+      const [cid, rest] = CID.decodeFirst(whole)
+      return { cid, head: whole, rest }
+    } catch (e) {
+      throw this.fail({ kind: 'not-a-cid', reason: (e as Error).message })
+    }
+  }
+
+  /** Lets go of the stream (a generator's `finally` runs); the reader is not used after. */
+  close(): void {
+    this.input.close()
+  }
+}
+
+/** Each section of the CAR read from `chunks`, after its header. */
 export async function* carSections(
   chunks: AsyncIterable<Uint8Array>,
-  options: CarSectionsOptions,
+  options: CarReaderOptions,
 ): AsyncGenerator<CarSection, void, undefined> {
-  const input = new ChunkReader(chunks[Symbol.asyncIterator]())
-  const headerLength = await input.varint(true)
-  if (headerLength === undefined) throw invalid('the stream is empty')
-  if (headerLength === 0 || headerLength > MAX_HEADER_BYTES)
-    throw invalid(`a header of ${headerLength} bytes (at most ${MAX_HEADER_BYTES})`)
-  const header = await input.take(headerLength)
-  let decoded: unknown
-  try {
-    decoded = decodeCbor(header)
-  } catch (e) {
-    throw invalid(`the header is not dag-cbor: ${(e as Error).message}`)
-  }
-  const { version, roots } = (decoded ?? {}) as { version?: unknown; roots?: unknown }
-  if (version !== 1) throw invalid(`version ${String(version)}, not 1`)
-  if (!Array.isArray(roots) || !roots.every((r) => CID.asCID(r) !== null))
-    throw invalid('the header has no list of root CIDs')
-
-  const maxSection = options.maxBlockBytes + CID_PREFIX_BYTES
-  for (;;) {
-    const length = await input.varint(true)
-    if (length === undefined) return
-    if (length === 0 || length > maxSection)
-      throw invalid(`a section of ${length} bytes (at most ${maxSection})`)
-    const prefix = await input.take(Math.min(length, CID_PREFIX_BYTES))
-    let cid: CID
-    let rest: Uint8Array
-    try {
-      ;[cid, rest] = CID.decodeFirst(prefix)
-    } catch (e) {
-      throw invalid(`a section does not start with a CID: ${(e as Error).message}`)
-    }
-    const blockLength = length - (prefix.length - rest.length)
-    if (blockLength > options.maxBlockBytes)
-      throw invalid(`block ${cid} has ${blockLength} bytes (at most ${options.maxBlockBytes})`)
-    const bytes = await options.place(cid, blockLength)
-    bytes.set(rest, 0)
-    await input.copyInto(bytes, rest.length)
-    yield { cid, bytes }
-  }
+  const reader = new CarReader(chunks, options)
+  await reader.header()
+  for (let section = await reader.next(); section !== undefined; section = await reader.next()) yield section
 }
 
 /** Reads exact amounts from a stream of chunks, holding on to one chunk at a time. */
 class ChunkReader {
   private chunk: Uint8Array = new Uint8Array(0)
   private at = 0
+  total = 0
 
-  constructor(private readonly source: AsyncIterator<Uint8Array>) {}
+  constructor(
+    private readonly source: AsyncIterator<Uint8Array>,
+    private readonly maxBytes: number,
+    private readonly fail: (fault: CarFault) => Error,
+  ) {}
 
   /** The next chunk with bytes left; false at the end of the stream. */
   private async fill(): Promise<boolean> {
@@ -124,23 +216,25 @@ class ChunkReader {
       if (next.done) return false
       this.chunk = next.value
       this.at = 0
+      this.total += next.value.length
+      if (this.total > this.maxBytes) throw this.fail({ kind: 'too-many-bytes', maxBytes: this.maxBytes })
     }
     return true
   }
 
-  /** An unsigned varint (at most 7 bytes); undefined at a clean end when `endOk`. */
+  /** An unsigned varint; undefined at a clean end when `endOk`. */
   async varint(endOk: boolean): Promise<number | undefined> {
     let value = 0
-    for (let i = 0; i < 7; i++) {
+    for (let i = 0; i < MAX_VARINT_BYTES; i++) {
       if (!(await this.fill())) {
         if (i === 0 && endOk) return undefined
-        throw truncated('a length')
+        throw this.fail({ kind: 'ends-in-length' })
       }
       const byte = this.chunk[this.at++]!
       value += (byte & 0x7f) * 2 ** (7 * i)
       if (byte < 0x80) return value
     }
-    throw invalid('a length over 7 bytes')
+    throw this.fail({ kind: 'length-too-long' })
   }
 
   /** The next `n` bytes, as a copy (small amounts: headers and CID prefixes). */
@@ -154,12 +248,46 @@ class ChunkReader {
   async copyInto(target: Uint8Array, offset: number): Promise<void> {
     let filled = offset
     while (filled < target.length) {
-      if (!(await this.fill())) throw truncated('a section')
+      if (!(await this.fill())) throw this.fail({ kind: 'ends-in-section' })
       const n = Math.min(target.length - filled, this.chunk.length - this.at)
       target.set(this.chunk.subarray(this.at, this.at + n), filled)
       this.at += n
       filled += n
     }
+  }
+
+  close(): void {
+    this.source.return?.()?.catch(() => {})
+  }
+}
+
+/** The reader's own errors: `car-invalid` for malformed input, `car-truncated` for a cut stream. */
+function carError(fault: CarFault): NodeError {
+  switch (fault.kind) {
+    case 'ends-in-length':
+      return truncated('a length')
+    case 'ends-in-section':
+      return truncated('a section')
+    case 'empty':
+      return invalid('the stream is empty')
+    case 'too-many-bytes':
+      return invalid(`a stream of over ${fault.maxBytes} bytes`)
+    case 'length-too-long':
+      return invalid(`a length over ${MAX_VARINT_BYTES} bytes`)
+    case 'header-length':
+      return invalid(`a header of ${fault.length} bytes (at most ${MAX_CAR_HEADER_BYTES})`)
+    case 'header-not-cbor':
+      return invalid(`the header is not dag-cbor: ${fault.reason}`)
+    case 'version':
+      return invalid(`version ${String(fault.version)}, not 1`)
+    case 'roots':
+      return invalid('the header has no list of root CIDs')
+    case 'section-length':
+      return invalid(`a section of ${fault.length} bytes (at most ${fault.maxLength})`)
+    case 'not-a-cid':
+      return invalid(`a section does not start with a CID: ${fault.reason}`)
+    case 'block-too-large':
+      return invalid(`block ${fault.cid} has ${fault.length} bytes (at most ${fault.maxBytes})`)
   }
 }
 

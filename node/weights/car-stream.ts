@@ -1,5 +1,5 @@
 /**
- * A planned model directory as a CARv1 stream (DESIGN.md §6 "Weights", §7 `model publish`): the
+ * A planned model directory as a CARv1 stream (`model publish`; SPEC.md §7): the
  * header naming the root, then every raw leaf read from its file, then the file and directory
  * nodes, the root last. Nothing is held but the chunk being sent, so publishing a model of any
  * size takes memory in proportion to its number of files, not its bytes. Each file's sha256 (for
@@ -16,15 +16,10 @@ import { createHash } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
 import { NodeError } from '../errors.js'
 import { carHeader, sectionPrefix, sectionPrefixLength, writeSectionPrefix } from './car-sections.js'
-import {
-  aborted,
-  CHUNK_BYTES,
-  type DirectoryPlan,
-  type FileDigest,
-  openListed,
-  type PlannedFile,
-} from './directory.js'
+import type { DirectoryPlan, PlannedFile } from './directory.js'
 import { fileStamp } from './file-stamp.js'
+import { aborted, type FileDigest, openListed } from './local-files.js'
+import { CHUNK_BYTES } from './profile.js'
 
 export interface CarStreamOptions {
   readonly signal?: AbortSignal

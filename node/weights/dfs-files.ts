@@ -21,7 +21,7 @@ import type * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
 import { IDENTITY_CODE, RAW_CODE } from '../../protocol/cid.js'
-import type { FileDigest } from './directory.js'
+import type { FileDigest } from './local-files.js'
 
 /** Where files' bytes are hashed (`LeafHasher`): a leaf goes there with the file it feeds. */
 export interface FileHashing {

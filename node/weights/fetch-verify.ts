@@ -1,13 +1,11 @@
 /**
- * A steward's weights check (DESIGN.md §4: "fetch …, pin and check the weights … with
- * timeouts"): `fetchWeights` brings the DAG into the blockstore (other stewards' gateways, then
- * bitswap) and pins it, then `verifyDag` checks it against the manifest — every file's sha256,
- * the file set, the profile root. Blocks the fetch hashed are passed to `verifyDag` as `trusted`,
- * so no block is hashed twice; each file's sha256 still covers their bytes.
+ * A steward's weights check before it seals `weightsVerified` (SPEC.md §8.5): `fetchWeights`
+ * brings the DAG into the blockstore (other stewards' gateways, then bitswap) and pins it, then
+ * `verifyDag` checks it against the manifest — every file's sha256, the file set, the profile
+ * root. Blocks the fetch hashed are passed to `verifyDag` as `trusted`, so no block is hashed
+ * twice; each file's sha256 still covers their bytes.
  *
- * Why one after the other, not overlapped: running the check on blocks as they arrive was
- * measured (bench/fetch.ts) and was slower: both halves are CPU work on the one main thread
- * (hashing, CAR parsing, the re-import), and interleaving them only added garbage-collector time.
+ * Why one after the other, not overlapped: docs/adr/0012-weights-transfer-speed.md.
  */
 import type { ReadableStorage } from 'ipfs-unixfs-exporter'
 import type { CID } from 'multiformats/cid'

@@ -1,6 +1,6 @@
 /**
- * Fetching a model's weights DAG into the node's own blockstore (DESIGN.md §4, steward duties:
- * "fetch …, pin and check the weights … with timeouts").
+ * Fetching a model's weights DAG into the node's own blockstore (a steward's duty before it
+ * seals `weightsVerified`, SPEC.md §8.5: fetch, pin and check the weights, with timeouts).
  *
  * `fetchWeights` walks the DAG under `root` — dag-pb nodes (their links) and raw leaves, both
  * sha2-256 — and makes sure every block is held locally: a block already in the blockstore is
@@ -30,9 +30,10 @@ import { concatBytes, equalBytes } from '../../protocol/bytes.js'
 import { DAG_PB_CODE, IDENTITY_CODE, RAW_CODE, SHA2_256_CODE } from '../../protocol/cid.js'
 import { NodeError } from '../errors.js'
 import { nativeSha256 } from '../sha256.js'
-import { type FileDigest, MAX_BLOCK_BYTES } from './directory.js'
 import { fetchAbortError, fetchFailure, fetchFromGateway, type GatewayBlockstore } from './gateway-fetch.js'
+import type { FileDigest } from './local-files.js'
 import { type PinWalker, unixfsPinWalker } from './pin-walker.js'
+import { MAX_BLOCK_BYTES } from './profile.js'
 
 /** Reads in flight at once (bitswap round trips dominate; a few overlap them). */
 const CONCURRENCY = 8
@@ -100,16 +101,34 @@ export interface FetchResult {
 
 /** Brings every block of the DAG under `root` into `blockstore`, then pins the root. */
 export async function fetchWeights(options: FetchOptions): Promise<FetchResult> {
-  const { root, blockstore, helia, signal, maxBytes } = options
+  const { root, signal, maxBytes } = options
   const maxBlocks = options.maxBlocks ?? 2 * Math.ceil(maxBytes / (1024 * 1024)) + 65_536
-  const seen = new Set<string>([root.toString()])
-  const hashed = new Map<string, number>()
-  let frontier: CID[] = [root]
-  let blocks = 0
-  let bytes = 0
-  let fetched = 0
+  const streamed = await fromGateways(options, maxBlocks)
+  const walk: Walk = { options, verified: streamed.verified, bytes: 0, fetched: 0, hashed: new Map() }
+  const blocks = await walkDag(walk, maxBlocks)
+  checkSignal(signal)
+  const pinned = await pinFetched(options)
+  return {
+    root,
+    blocks,
+    bytes: walk.bytes,
+    fetched: walk.fetched,
+    viaGateway: streamed.verified.size,
+    pinned,
+    hashed: walk.hashed,
+    files: streamed.files,
+  }
+}
 
-  // Gateways first: one stream each, until one gives the whole DAG.
+/**
+ * Gateways first: one stream each, until one gives the whole DAG. Returns the blocks they sent,
+ * hashed (key to size), and the files' sha256 taken on the way.
+ */
+async function fromGateways(
+  options: FetchOptions,
+  maxBlocks: number,
+): Promise<{ verified: Map<string, number>; files: Map<string, FileDigest> }> {
+  const { root, signal, maxBytes } = options
   const verified = new Map<string, number>()
   const files = new Map<string, FileDigest>()
   const gatewayStore = options.gatewayBlockstore
@@ -146,69 +165,32 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
       options.onGatewayError?.(gateway, err)
     }
   }
-  const viaGateway = verified.size
+  return { verified, files }
+}
 
-  const one = async (cid: CID): Promise<CID[]> => {
-    checkSignal(signal)
-    if (cid.multihash.code === IDENTITY_CODE) return links(cid, cid.multihash.digest)
-    const size = verified.get(cid.toString())
-    if (size !== undefined) {
-      // Hashed on its way in from a gateway: a raw leaf needs nothing more; a node, its links.
-      fetched++
-      bytes += size
-      hashed.set(cid.toString(), size)
-      if (bytes > maxBytes)
-        throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
-      if (cid.code === RAW_CODE) return []
-      return links(cid, await readBlock(blockstore.get(cid, { signal }), cid))
-    }
-    if (cid.multihash.code !== SHA2_256_CODE)
-      throw new NodeError('not-unixfs', `block ${cid} is not sha2-256 hashed`, { status: 422 })
-    if (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE)
-      throw new NodeError('not-unixfs', `block ${cid} is neither dag-pb nor raw`, { status: 422 })
-    let held: boolean
-    try {
-      held = await blockstore.has(cid, { signal })
-    } catch (e) {
-      throw fetchFailure(e, signal, 'block-unavailable', `cannot read block ${cid} locally`)
-    }
-    if (!held && !helia) throw new NodeError('block-missing', `block ${cid} is not in the blockstore`)
-    const source = held ? blockstore : helia!.blockstore
-    let block: Uint8Array
-    try {
-      block = await readBlock(source.get(cid, { signal }), cid)
-    } catch (e) {
-      throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid}`)
-    }
-    if (held && helia && blockstore.delete && !equalBytes(nativeSha256(block), cid.multihash.digest)) {
-      // A damaged copy held here (a disk fault, a write cut short): removed, and asked for again
-      // (Helia's blockstore would otherwise keep answering with it).
-      try {
-        await blockstore.delete(cid, { signal })
-        block = await readBlock(helia.blockstore.get(cid, { signal }), cid)
-      } catch (e) {
-        throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid} again`)
-      }
-      held = false
-    }
-    if (!held) fetched++
-    const digest = nativeSha256(block)
-    if (!equalBytes(digest, cid.multihash.digest))
-      throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
-    bytes += block.length
-    hashed.set(cid.toString(), block.length)
-    if (bytes > maxBytes)
-      throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
-    return links(cid, block)
-  }
+/** The walk of the DAG as it goes: what the gateways sent, and what was counted and hashed. */
+interface Walk {
+  readonly options: FetchOptions
+  /** Blocks a gateway sent, hashed on their way in: key to size. */
+  readonly verified: ReadonlyMap<string, number>
+  bytes: number
+  fetched: number
+  readonly hashed: Map<string, number>
+}
 
+/** Walks the DAG breadth-first, `CONCURRENCY` blocks at a time; the distinct blocks under the root. */
+async function walkDag(walk: Walk, maxBlocks: number): Promise<number> {
+  const { root } = walk.options
+  const seen = new Set<string>([root.toString()])
+  let frontier: CID[] = [root]
+  let blocks = 0
   while (frontier.length > 0) {
     blocks += frontier.length
     if (blocks > maxBlocks)
       throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
     const next: CID[] = []
     for (let i = 0; i < frontier.length; i += CONCURRENCY) {
-      const children = await settleAll(frontier.slice(i, i + CONCURRENCY).map(one))
+      const children = await settleAll(frontier.slice(i, i + CONCURRENCY).map((cid) => takeBlock(walk, cid)))
       for (const list of children) {
         for (const child of list) {
           const key = child.toString()
@@ -220,22 +202,92 @@ export async function fetchWeights(options: FetchOptions): Promise<FetchResult> 
     }
     frontier = next
   }
+  return seen.size
+}
 
+/** One block of the walk made sure of (held, or asked of bitswap, and hashed); its links. */
+async function takeBlock(walk: Walk, cid: CID): Promise<CID[]> {
+  const { signal } = walk.options
   checkSignal(signal)
-  let pinned = false
-  try {
-    if (options.pin) pinned = await options.pin(root, signal)
-    else if (helia?.pins) {
-      for await (const _ of helia.pins.add(root, { offline: true, signal, walker: unixfsPinWalker })) {
-        // each block walked is counted by the pins API; nothing to do here
-      }
-      pinned = true
-    }
-  } catch (e) {
-    if ((e as Error)?.name === 'AlreadyPinnedError') pinned = true
-    else throw fetchFailure(e, signal, 'pin-failed', `cannot pin ${root}`)
+  if (cid.multihash.code === IDENTITY_CODE) return links(cid, cid.multihash.digest)
+  const size = walk.verified.get(cid.toString())
+  if (size !== undefined) {
+    // Hashed on its way in from a gateway: a raw leaf needs nothing more; a node, its links.
+    walk.fetched++
+    count(walk, cid, size)
+    if (cid.code === RAW_CODE) return []
+    return links(cid, await readBlock(walk.options.blockstore.get(cid, { signal }), cid))
   }
-  return { root, blocks: seen.size, bytes, fetched, viaGateway, pinned, hashed, files }
+  if (cid.multihash.code !== SHA2_256_CODE)
+    throw new NodeError('not-unixfs', `block ${cid} is not sha2-256 hashed`, { status: 422 })
+  if (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE)
+    throw new NodeError('not-unixfs', `block ${cid} is neither dag-pb nor raw`, { status: 422 })
+  const { block, fetched } = await heldOrAsked(walk.options, cid)
+  if (fetched) walk.fetched++
+  const digest = nativeSha256(block)
+  if (!equalBytes(digest, cid.multihash.digest))
+    throw new NodeError('block-corrupt', `block ${cid} does not hash to its CID`, { status: 422 })
+  count(walk, cid, block.length)
+  return links(cid, block)
+}
+
+/** Counts a block's bytes against the budget and records it as hashed. */
+function count(walk: Walk, cid: CID, size: number): void {
+  walk.bytes += size
+  walk.hashed.set(cid.toString(), size)
+  const { root, maxBytes } = walk.options
+  if (walk.bytes > maxBytes)
+    throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
+}
+
+/** A block from the blockstore, or from bitswap when it is not held (or held damaged); whether it was fetched. */
+async function heldOrAsked(
+  options: FetchOptions,
+  cid: CID,
+): Promise<{ block: Uint8Array; fetched: boolean }> {
+  const { blockstore, helia, signal } = options
+  let held: boolean
+  try {
+    held = await blockstore.has(cid, { signal })
+  } catch (e) {
+    throw fetchFailure(e, signal, 'block-unavailable', `cannot read block ${cid} locally`)
+  }
+  if (!held && !helia) throw new NodeError('block-missing', `block ${cid} is not in the blockstore`)
+  const source = held ? blockstore : helia!.blockstore
+  let block: Uint8Array
+  try {
+    block = await readBlock(source.get(cid, { signal }), cid)
+  } catch (e) {
+    throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid}`)
+  }
+  if (held && helia && blockstore.delete && !equalBytes(nativeSha256(block), cid.multihash.digest)) {
+    // A damaged copy held here (a disk fault, a write cut short): removed, and asked for again
+    // (Helia's blockstore would otherwise keep answering with it).
+    try {
+      await blockstore.delete(cid, { signal })
+      block = await readBlock(helia.blockstore.get(cid, { signal }), cid)
+    } catch (e) {
+      throw fetchFailure(e, signal, 'block-unavailable', `cannot get block ${cid} again`)
+    }
+    held = false
+  }
+  return { block, fetched: !held }
+}
+
+/** Pins the fetched root (with `options.pin`, else Helia's pins); whether it is pinned. */
+async function pinFetched(options: FetchOptions): Promise<boolean> {
+  const { root, helia, signal } = options
+  try {
+    if (options.pin) return await options.pin(root, signal)
+    if (!helia?.pins) return false
+    for await (const _ of helia.pins.add(root, { offline: true, signal, walker: unixfsPinWalker })) {
+      // each block walked is counted by the pins API; nothing to do here
+    }
+    return true
+  } catch (e) {
+    if ((e as Error)?.name === 'AlreadyPinnedError') return true
+    throw fetchFailure(e, signal, 'pin-failed', `cannot pin ${root}`)
+  }
 }
 
 /** Waits for all, so no read is left running unobserved; the first failure is thrown. */

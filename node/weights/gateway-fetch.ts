@@ -1,6 +1,6 @@
 /**
- * Fetching a weights DAG from another steward's IPFS trustless gateway (DESIGN.md §6 "Weights":
- * "an IPFS trustless gateway … for fast verified HTTP fetches").
+ * Fetching a weights DAG from another steward's IPFS trustless gateway (gateway.ts), for fast
+ * verified HTTP fetches.
  *
  * One request, `GET <gateway>/ipfs/<root>?format=car&dag-scope=all&car-order=dfs&car-dups=n`,
  * streamed: the CAR's blocks go into the node's blockstore as they arrive. Nothing about the
@@ -17,8 +17,7 @@
  * bitswap or reports them missing. The keys of blocks hashed here are returned, so that walk need
  * not hash them a second time.
  *
- * Why HTTP beside bitswap: bitswap asks for blocks a few at a time in round trips and reached
- * about 65 MiB/s on loopback; one CAR stream is bounded by hashing and disk instead.
+ * Why HTTP beside bitswap, and how it keeps up with the disk: docs/adr/0012-weights-transfer-speed.md.
  */
 
 import type { IncomingMessage } from 'node:http'
@@ -29,13 +28,14 @@ import type { CID } from 'multiformats/cid'
 import { equalBytes } from '../../protocol/bytes.js'
 import { DAG_PB_CODE, RAW_CODE, SHA2_256_CODE } from '../../protocol/cid.js'
 import { isNodeError, NodeError } from '../errors.js'
-import { CAR_TYPE } from './gateway.js'
 import { nativeSha256 } from '../sha256.js'
 import { BlockFiles } from './block-files.js'
 import { carSections } from './car-sections.js'
 import { DfsFileDigests } from './dfs-files.js'
-import { type FileDigest, MAX_BLOCK_BYTES } from './directory.js'
+import { CAR_TYPE } from './http-contract.js'
 import { LeafHasher, type Placed } from './leaf-hasher.js'
+import type { FileDigest } from './local-files.js'
+import { MAX_BLOCK_BYTES } from './profile.js'
 
 /**
  * How long a gateway may send nothing (no answer, no byte) before it is left for the next one or
@@ -135,136 +135,196 @@ export async function fetchFromGateway(options: GatewayFetchOptions): Promise<Ga
   }
 }
 
-/** The CAR's blocks: checked, hashed (leaves on the worker), stored; see `fetchFromGateway`. */
-async function readCar(
-  body: AsyncIterable<Uint8Array>,
-  options: GatewayFetchOptions & { readonly hasher: LeafHasher; readonly stalled: () => boolean },
-): Promise<GatewayFetchResult> {
-  const { gateway, root, blockstore, signal, maxBytes, maxBlocks, hasher } = options
-  const wanted = new Set<string>([root.toString()])
-  const tasks = new Set<Promise<unknown>>()
-  let failed: { error: unknown } | undefined
-  const verified = new Map<string, number>()
-  const files = new DfsFileDigests(root, hasher, (key) => verified.has(key))
-  let bytes = 0
-  const corrupt = (cid: CID) =>
-    new NodeError('block-corrupt', `the gateway ${gateway} sent ${cid} with other bytes`, { status: 502 })
-  // Where the section being read went: a hashing slot (raw leaves), or its own buffer.
-  let placed: Placed | undefined
-  let repeat = false
-  let repeated = 0
-  // Each block is checked for what it is (wanted, codec, budget) before its bytes are read.
-  const place = async (cid: CID, length: number): Promise<Uint8Array> => {
-    placed = undefined
+type ReadCarOptions = GatewayFetchOptions & { readonly hasher: LeafHasher; readonly stalled: () => boolean }
+
+/**
+ * What a fetch has taken from the stream so far, and the checks each section meets: it must be
+ * wanted (the root, or linked from a node taken), of the profile and within the budgets.
+ */
+class Intake {
+  readonly wanted: Set<string>
+  readonly verified = new Map<string, number>()
+  readonly files: DfsFileDigests
+  readonly tasks = new Set<Promise<unknown>>()
+  failed: { error: unknown } | undefined
+  bytes = 0
+  /** Where the section being read went: a hashing slot (raw leaves), or its own buffer. */
+  placed: Placed | undefined
+  /** Whether the section being read is a block taken before (read past). */
+  repeat = false
+  private repeated = 0
+  /** A store that may keep what it is given (in memory) gets a copy of a leaf: its slot is reused. */
+  readonly storeCopies: boolean
+
+  constructor(readonly options: ReadCarOptions) {
+    this.wanted = new Set<string>([options.root.toString()])
+    this.files = new DfsFileDigests(options.root, options.hasher, (key) => this.verified.has(key))
+    this.storeCopies = !(options.blockstore instanceof BlockFiles)
+  }
+
+  /** Where a section's block goes; each block is checked for what it is before its bytes are read. */
+  readonly place = async (cid: CID, length: number): Promise<Uint8Array> => {
+    const { gateway, root, maxBytes, hasher } = this.options
+    this.placed = undefined
     const key = cid.toString()
-    repeat = !wanted.has(key) && verified.has(key)
-    if (repeat) {
+    this.repeat = !this.wanted.has(key) && this.verified.has(key)
+    if (this.repeat) {
       // A repeat despite dups=n: read past, harmless, but counted, so repeats cannot go on forever.
-      repeated += length
-      if (repeated > maxBytes)
+      this.repeated += length
+      if (this.repeated > maxBytes)
         throw new NodeError('oversize', `the gateway ${gateway} repeated over ${maxBytes} bytes of blocks`, {
           status: 413,
         })
       return new Uint8Array(length)
     }
-    if (!wanted.has(key))
+    if (!this.wanted.has(key))
       throw new NodeError('block-unwanted', `the gateway ${gateway} sent ${cid}, which is not in ${root}`, {
         status: 502,
       })
     if (cid.multihash.code !== SHA2_256_CODE || (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE))
       throw new NodeError('not-unixfs', `block ${cid} is not a sha2-256 dag-pb or raw block`, { status: 422 })
-    if (bytes + length > maxBytes)
+    if (this.bytes + length > maxBytes)
       throw new NodeError('oversize', `the DAG under ${root} is over ${maxBytes} bytes`, { status: 413 })
-    if (cid.code === RAW_CODE) placed = await hasher.place(length)
-    return placed?.bytes ?? new Uint8Array(length)
+    if (cid.code === RAW_CODE) this.placed = await hasher.place(length)
+    return this.placed?.bytes ?? new Uint8Array(length)
   }
-  // A store that may keep what it is given (in memory) gets a copy of a leaf: its slot is reused.
-  const storeCopies = !(blockstore instanceof BlockFiles)
-  try {
-    for await (const { cid, bytes: block } of carSections(body, { maxBlockBytes: MAX_BLOCK_BYTES, place })) {
-      if (signal.aborted) throw signal.reason
-      if (repeat) continue
-      const slot = placed
-      const key = cid.toString()
-      wanted.delete(key)
-      bytes += block.length
-      if (verified.size + wanted.size >= maxBlocks)
-        throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
-      verified.set(key, block.length)
 
-      let checked: Promise<void>
-      if (cid.code === DAG_PB_CODE) {
-        // A node's links decide what is wanted next, so it is hashed here, before it is decoded
-        // (nodes are small; leaves, nearly all the bytes, go to the workers).
-        if (!equalBytes(nativeSha256(block), cid.multihash.digest)) throw corrupt(cid)
-        let node: dagPb.PBNode
-        try {
-          node = dagPb.decode(block)
-        } catch (e) {
-          throw new NodeError('not-unixfs', `block ${cid} is not a dag-pb node: ${(e as Error).message}`, {
-            status: 422,
-          })
-        }
-        for (const link of node.Links) {
-          const k = link.Hash.toString()
-          if (!verified.has(k)) wanted.add(k)
-        }
-        files.block(cid, block, node)
-        checked = Promise.resolve()
-      } else {
-        const file = files.block(cid, block, undefined)
-        const hashFailed = (e: unknown) => {
-          throw new NodeError('hash-failed', `cannot hash block ${cid}: ${(e as Error)?.message ?? e}`, {
-            status: 500,
-          })
-        }
-        checked = (slot ? hasher.hash(slot, file) : hasher.block(block, file)).then((digest) => {
-          if (!equalBytes(digest, cid.multihash.digest)) throw corrupt(cid)
-        }, hashFailed)
-      }
-      // Stored once its hash checks; a few blocks in flight, so the stream never waits on the
-      // worker or the disk. Written even when a copy is held: that copy may be damaged, and the
-      // check trusts what this stream hashed (the write replaces the file atomically).
-      const task: Promise<unknown> = checked
-        .then(() => blockstore.put(cid, storeCopies && slot ? block.slice() : block))
-        .finally(() => slot && hasher.release(slot))
-        .then(
-          () => void tasks.delete(task),
-          (e: unknown) => {
-            tasks.delete(task)
-            failed ??= { error: e }
-          },
-        )
-      tasks.add(task)
-      // Leaves wait for a slot (there are IN_FLIGHT); this bounds the nodes and large blocks.
-      if (tasks.size >= 4 * IN_FLIGHT) await Promise.race(tasks)
-      if (failed) throw failed.error
-    }
-    await Promise.all(tasks)
-    if (failed) throw failed.error
-  } catch (e) {
-    await Promise.allSettled(tasks)
-    if (signal.aborted) throw fetchAbortError(signal)
-    const error = failed?.error ?? e
-    // Blocks already stored stay: each was checked against its CID and belongs to this DAG.
-    if (failed) throw fetchFailure(error, signal, 'store-failed', 'cannot store a block')
-    // A stream cut short (the gateway stopped or went silent, the connection broke): keep what
-    // came; the caller looks for the rest elsewhere. Anything else is a failure, not an end.
-    const cut =
-      options.stalled() || (isNodeError(error) ? error.code === 'car-truncated' : isConnectionError(error))
-    if (!cut)
-      throw isNodeError(error)
-        ? error
-        : new NodeError(
-            'gateway-failed',
-            `reading the CAR from ${gateway} failed: ${(error as Error)?.message}`,
-            {
-              status: 502,
-              cause: error,
-            },
-          )
+  corrupt(cid: CID): NodeError {
+    return new NodeError(
+      'block-corrupt',
+      `the gateway ${this.options.gateway} sent ${cid} with other bytes`,
+      {
+        status: 502,
+      },
+    )
   }
-  return { blocks: verified.size, bytes, missing: wanted.size, verified, files: await files.finish() }
+
+  /**
+   * A block read: taken (counted, its links wanted), hashed against its CID (a node here, a leaf
+   * on the workers) and then stored; a few blocks in flight, so the stream never waits on the
+   * worker or the disk.
+   */
+  async take(cid: CID, block: Uint8Array): Promise<void> {
+    const { root, maxBlocks } = this.options
+    const slot = this.placed
+    const key = cid.toString()
+    this.wanted.delete(key)
+    this.bytes += block.length
+    if (this.verified.size + this.wanted.size >= maxBlocks)
+      throw new NodeError('oversize', `the DAG under ${root} has over ${maxBlocks} blocks`, { status: 413 })
+    this.verified.set(key, block.length)
+    const checked = cid.code === DAG_PB_CODE ? this.checkNode(cid, block) : this.checkLeaf(cid, block, slot)
+    // Written even when a copy is held: that copy may be damaged, and the check trusts what this
+    // stream hashed (the write replaces the file atomically).
+    const { blockstore, hasher } = this.options
+    const task: Promise<unknown> = checked
+      .then(() => blockstore.put(cid, this.storeCopies && slot ? block.slice() : block))
+      .finally(() => slot && hasher.release(slot))
+      .then(
+        () => void this.tasks.delete(task),
+        (e: unknown) => {
+          this.tasks.delete(task)
+          this.failed ??= { error: e }
+        },
+      )
+    this.tasks.add(task)
+    // Leaves wait for a slot (there are IN_FLIGHT); this bounds the nodes and large blocks.
+    if (this.tasks.size >= 4 * IN_FLIGHT) await Promise.race(this.tasks)
+    if (this.failed) throw this.failed.error
+  }
+
+  /**
+   * A node's links decide what is wanted next, so it is hashed here, before it is decoded (nodes
+   * are small; leaves, nearly all the bytes, go to the workers).
+   */
+  private checkNode(cid: CID, block: Uint8Array): Promise<void> {
+    if (!equalBytes(nativeSha256(block), cid.multihash.digest)) throw this.corrupt(cid)
+    let node: dagPb.PBNode
+    try {
+      node = dagPb.decode(block)
+    } catch (e) {
+      throw new NodeError('not-unixfs', `block ${cid} is not a dag-pb node: ${(e as Error).message}`, {
+        status: 422,
+      })
+    }
+    for (const link of node.Links) {
+      const k = link.Hash.toString()
+      if (!this.verified.has(k)) this.wanted.add(k)
+    }
+    this.files.block(cid, block, node)
+    return Promise.resolve()
+  }
+
+  /** A leaf hashed on the workers, from its slot (or a copy), as the next part of its file. */
+  private checkLeaf(cid: CID, block: Uint8Array, slot: Placed | undefined): Promise<void> {
+    const { hasher } = this.options
+    const file = this.files.block(cid, block, undefined)
+    const hashFailed = (e: unknown) => {
+      throw new NodeError('hash-failed', `cannot hash block ${cid}: ${(e as Error)?.message ?? e}`, {
+        status: 500,
+      })
+    }
+    return (slot ? hasher.hash(slot, file) : hasher.block(block, file)).then((digest) => {
+      if (!equalBytes(digest, cid.multihash.digest)) throw this.corrupt(cid)
+    }, hashFailed)
+  }
+}
+
+/** The CAR's blocks: checked, hashed (leaves on the worker), stored; see `fetchFromGateway`. */
+async function readCar(
+  body: AsyncIterable<Uint8Array>,
+  options: ReadCarOptions,
+): Promise<GatewayFetchResult> {
+  const { signal } = options
+  const intake = new Intake(options)
+  try {
+    for await (const { cid, bytes: block } of carSections(body, {
+      maxBlockBytes: MAX_BLOCK_BYTES,
+      place: intake.place,
+    })) {
+      if (signal.aborted) throw signal.reason
+      if (intake.repeat) continue
+      await intake.take(cid, block)
+    }
+    await Promise.all(intake.tasks)
+    if (intake.failed) throw intake.failed.error
+  } catch (e) {
+    await Promise.allSettled(intake.tasks)
+    if (signal.aborted) throw fetchAbortError(signal)
+    endedEarly(e, intake.failed, options)
+  }
+  return {
+    blocks: intake.verified.size,
+    bytes: intake.bytes,
+    missing: intake.wanted.size,
+    verified: intake.verified,
+    files: await intake.files.finish(),
+  }
+}
+
+/**
+ * Why the stream ended before its end: a stream cut short (the gateway stopped or went silent, the
+ * connection broke) returns, keeping what came, and the caller looks for the rest elsewhere;
+ * anything else is thrown as a failure. Blocks already stored stay: each was checked against its
+ * CID and belongs to this DAG.
+ */
+function endedEarly(e: unknown, failed: { error: unknown } | undefined, options: ReadCarOptions): void {
+  const { gateway, signal } = options
+  const error = failed?.error ?? e
+  if (failed) throw fetchFailure(error, signal, 'store-failed', 'cannot store a block')
+  const cut =
+    options.stalled() || (isNodeError(error) ? error.code === 'car-truncated' : isConnectionError(error))
+  if (cut) return
+  throw isNodeError(error)
+    ? error
+    : new NodeError(
+        'gateway-failed',
+        `reading the CAR from ${gateway} failed: ${(error as Error)?.message}`,
+        {
+          status: 502,
+          cause: error,
+        },
+      )
 }
 
 /** An error of the connection itself (reset, closed early), as node:http reports it. */

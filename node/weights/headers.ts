@@ -1,5 +1,6 @@
 /**
- * What a model is, from its tensor file headers (DESIGN.md §3 manifest `format`, `parameters`).
+ * What a model is, from its tensor file headers (SPEC.md §5.2 manifest `format`,
+ * `parameters`).
  *
  * Why headers only: the format, the dtypes and the parameter count are all in the headers, so
  * `model publish` can fill them in without reading tensor data. The files come from users and,
@@ -21,7 +22,7 @@ import { type FileHandle, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { utf8Strict } from '../../protocol/bytes.js'
 import { NodeError } from '../errors.js'
-import { pathProblem } from './directory.js'
+import { pathProblem } from './local-files.js'
 
 /** Largest header read from one file, safetensors JSON or GGUF metadata plus tensor infos. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024

@@ -18,7 +18,7 @@ import type { Stats } from 'node:fs'
 import { open, realpath, stat } from 'node:fs/promises'
 import { sep } from 'node:path'
 import { NodeError } from '../errors.js'
-import type { LocalFile } from './directory.js'
+import type { LocalFile } from './local-files.js'
 
 export interface ImportPolicy {
   /** `importRoots` as configured (absolute paths). */

@@ -1,6 +1,6 @@
 /**
- * Unpinning revoked weights (DESIGN.md §4: "Revoked versions are unpinned after a configurable
- * delay").
+ * Unpinning revoked weights: revoked versions are unpinned after a configurable delay (a node's
+ * own policy, not the protocol's; SPEC.md §8.7 says when a manifest is revoked).
  *
  * A manifest is revoked once a revoke proposal for it is final-passed. Its weights stay pinned
  * for `delayMs` after that proposal's `closesAt` — deployers still running the version can fetch

@@ -23,23 +23,10 @@ import {
 import { governanceProposals, heldRoleEver } from '../chain-states.js'
 import { fastEd25519 } from '../ed25519-native.js'
 import { NodeError } from '../errors.js'
-import { CAR_TYPE } from './gateway.js'
 import { parseCid } from '../http-params.js'
+import { CAR_TYPE, UPLOAD_HEADERS } from './http-contract.js'
 import { carBudget, type UploadGate, type UploadResult, type Weights } from './uploads.js'
 import { verifyDag } from './verify.js'
-
-/** The headers of an upload statement (SPEC.md §7). */
-export const UPLOAD_HEADERS = {
-  version: 'allmende-upload-version',
-  author: 'allmende-upload-author',
-  federation: 'allmende-upload-federation',
-  node: 'allmende-upload-node',
-  root: 'allmende-upload-root',
-  at: 'allmende-upload-at',
-  size: 'allmende-upload-size',
-  nonce: 'allmende-upload-nonce',
-  signature: 'allmende-upload-signature',
-} as const
 
 export interface WeightsRoutesOptions {
   readonly weights: Weights
