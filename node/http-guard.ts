@@ -147,107 +147,56 @@ const TOO_MANY_BAD_SIGNATURES = errorResponse(
   'this address sent too many signatures that do not verify; wait a few seconds, and check the signing key and clock',
 )
 
+/** What the guard counts: open connections and requests, the refused, the bytes buffered. */
+interface GuardState {
+  connections: number
+  readonly perAddress: Map<string, number>
+  readonly perClient: Map<string, number>
+  /** Sockets refused, being answered before they close. */
+  readonly refusing: Set<Socket>
+  readonly refused: { total: number; perAddress: number; perClient: number }
+  bufferedBytes: number
+}
+
 /**
  * Takes over `server`'s connection event: every socket is counted, and one over a cap is
  * answered and closed without reaching the HTTP parser. Call before the server listens.
  */
 export function guardServer(server: Server, options: GuardOptions): ConnectionGuard {
-  const trusted = blockListOf(options.trustedProxies)
-  const isTrusted = (address: string | undefined): boolean => {
-    if (address === undefined) return false
-    const plain = plainAddress(address)
-    const family = isIP(plain)
-    return family !== 0 && trusted.check(plain, family === 6 ? 'ipv6' : 'ipv4')
+  const isTrusted = trustedCheck(options.trustedProxies)
+  const state: GuardState = {
+    connections: 0,
+    perAddress: new Map(),
+    perClient: new Map(),
+    refusing: new Set(),
+    refused: { total: 0, perAddress: 0, perClient: 0 },
+    bufferedBytes: 0,
   }
-  let connections = 0
-  const perAddress = new Map<string, number>()
-  const perClient = new Map<string, number>()
-  const refusing = new Set<Socket>()
-  const refused = { total: 0, perAddress: 0, perClient: 0 }
-  let bufferedBytes = 0
-
-  const refuse = (socket: Socket, response: string) => {
-    refusing.add(socket)
-    socket.once('close', () => refusing.delete(socket))
-    socket.on('error', () => socket.destroy())
-    // Read and drop what it sends: closing with unread bytes would reset the connection before
-    // the client has read the answer.
-    socket.on('data', () => {})
-    socket.once('end', () => socket.destroy())
-    socket.setTimeout(REFUSED_GRACE_MS, () => socket.destroy())
-    socket.end(response)
-  }
-
-  const count = (socket: Socket, key: string | undefined) => {
-    connections++
-    if (key !== undefined) perAddress.set(key, (perAddress.get(key) ?? 0) + 1)
-    socket.once('close', () => {
-      connections--
-      if (key === undefined) return
-      const left = (perAddress.get(key) ?? 1) - 1
-      if (left === 0) perAddress.delete(key)
-      else perAddress.set(key, left)
-    })
-  }
-
   // The HTTP server's own listener (it attaches the parser) runs only for admitted sockets.
   const httpListeners = server.listeners('connection') as ((socket: Socket) => void)[]
   server.removeAllListeners('connection')
   server.on('connection', (socket: Socket) => {
-    if (connections >= options.maxConnections) {
-      refused.total++
-      return refuse(socket, TOO_MANY_TOTAL)
-    }
-    const peer = socket.remoteAddress
-    const key = peer === undefined || isTrusted(peer) ? undefined : addressKey(peer)
-    if (key !== undefined && (perAddress.get(key) ?? 0) >= options.maxConnectionsPerAddress) {
-      refused.perAddress++
-      return refuse(socket, TOO_MANY_FROM_ADDRESS)
-    }
-    if (key !== undefined && options.refuseAddress?.(key)) {
-      // An address that forges signatures is not read: the answer goes out and the socket is
-      // destroyed once it has (reading and dropping a body it streams would cost what it sends).
-      refused.perAddress++
-      socket.on('error', () => socket.destroy())
-      socket.end(TOO_MANY_BAD_SIGNATURES, () => socket.destroy())
-      return
-    }
-    count(socket, key)
+    if (!admitSocket(state, options, isTrusted, socket)) return
     for (const listener of httpListeners) listener.call(server, socket)
   })
   // A hard stop beyond which sockets are dropped unanswered (answering one needs a socket).
   server.maxConnections = options.maxConnections * 2
-
-  const clientAddress = (peer: string | undefined, forwardedFor: string | string[] | undefined): string => {
-    const own = plainAddress(peer ?? 'unknown')
-    if (!isTrusted(peer) || forwardedFor === undefined) return own
-    // Right to left: the nearest hop that is not one of our proxies is the client. A hop that
-    // is not an address ends the walk (a proxy wrote nonsense): the proxy is the client then.
-    const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor)
-      .split(',')
-      .map((h) => h.trim())
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = hops[i]!
-      if (isIP(plainAddress(hop)) === 0) return own
-      if (!isTrusted(hop)) return plainAddress(hop)
-    }
-    return plainAddress(hops[0] ?? own)
-  }
+  const clientAddress = (peer: string | undefined, forwardedFor: string | string[] | undefined) =>
+    clientAddressOf(isTrusted, peer, forwardedFor)
 
   return {
     load: () => ({
-      connections,
-      refusing: refusing.size,
-      bufferedBytes,
-      refused: { ...refused },
+      connections: state.connections,
+      refusing: state.refusing.size,
+      bufferedBytes: state.bufferedBytes,
+      refused: { ...state.refused },
     }),
     clientAddress,
     admitRequest(peer, forwardedFor, res) {
       if (!isTrusted(peer)) return undefined
       const key = addressKey(clientAddress(peer, forwardedFor))
-      const open = perClient.get(key) ?? 0
-      if (open >= options.maxConnectionsPerAddress) {
-        refused.perClient++
+      if ((state.perClient.get(key) ?? 0) >= options.maxConnectionsPerAddress) {
+        state.refused.perClient++
         return {
           status: 429,
           code: 'too-many-connections',
@@ -255,34 +204,125 @@ export function guardServer(server: Server, options: GuardOptions): ConnectionGu
             'your address has as many requests open as the node takes from one address (apiMaxConnectionsPerAddress); try again shortly',
         }
       }
-      perClient.set(key, open + 1)
-      res.once('close', () => {
-        const left = (perClient.get(key) ?? 1) - 1
-        if (left === 0) perClient.delete(key)
-        else perClient.set(key, left)
-      })
+      res.once('close', countIn(state.perClient, key))
       return undefined
     },
-    account() {
-      let held = 0
-      let released = false
-      return {
-        take(bytes) {
-          if (released || bufferedBytes + bytes > options.maxBufferedBytes) return false
-          held += bytes
-          bufferedBytes += bytes
-          return true
-        },
-        release() {
-          if (released) return
-          released = true
-          bufferedBytes -= held
-          held = 0
-        },
-      }
-    },
+    account: () => bufferAccount(state, options.maxBufferedBytes),
     closeRefused() {
-      for (const socket of refusing) socket.destroy()
+      for (const socket of state.refusing) socket.destroy()
+    },
+  }
+}
+
+/** Whether an address is one of `ranges` (the trusted proxies). */
+function trustedCheck(ranges: readonly string[]): (address: string | undefined) => boolean {
+  const trusted = blockListOf(ranges)
+  return (address) => {
+    if (address === undefined) return false
+    const plain = plainAddress(address)
+    const family = isIP(plain)
+    return family !== 0 && trusted.check(plain, family === 6 ? 'ipv6' : 'ipv4')
+  }
+}
+
+/** Adds one to `key`'s count; the function returned takes it back. */
+function countIn(counts: Map<string, number>, key: string): () => void {
+  counts.set(key, (counts.get(key) ?? 0) + 1)
+  return () => {
+    const left = (counts.get(key) ?? 1) - 1
+    if (left === 0) counts.delete(key)
+    else counts.set(key, left)
+  }
+}
+
+/** A new connection counted and true, or answered with a refusal and false: the caps, then the address. */
+function admitSocket(
+  state: GuardState,
+  options: GuardOptions,
+  isTrusted: (address: string | undefined) => boolean,
+  socket: Socket,
+): boolean {
+  if (state.connections >= options.maxConnections) {
+    state.refused.total++
+    refuse(state, socket, TOO_MANY_TOTAL)
+    return false
+  }
+  const peer = socket.remoteAddress
+  const key = peer === undefined || isTrusted(peer) ? undefined : addressKey(peer)
+  if (key !== undefined && (state.perAddress.get(key) ?? 0) >= options.maxConnectionsPerAddress) {
+    state.refused.perAddress++
+    refuse(state, socket, TOO_MANY_FROM_ADDRESS)
+    return false
+  }
+  if (key !== undefined && options.refuseAddress?.(key)) {
+    // An address that forges signatures is not read: the answer goes out and the socket is
+    // destroyed once it has (reading and dropping a body it streams would cost what it sends).
+    state.refused.perAddress++
+    socket.on('error', () => socket.destroy())
+    socket.end(TOO_MANY_BAD_SIGNATURES, () => socket.destroy())
+    return false
+  }
+  state.connections++
+  const uncount = key === undefined ? undefined : countIn(state.perAddress, key)
+  socket.once('close', () => {
+    state.connections--
+    uncount?.()
+  })
+  return true
+}
+
+/** Answers a refused socket and closes it, reading and dropping what it sends meanwhile. */
+function refuse(state: GuardState, socket: Socket, response: string): void {
+  state.refusing.add(socket)
+  socket.once('close', () => state.refusing.delete(socket))
+  socket.on('error', () => socket.destroy())
+  // Read and drop what it sends: closing with unread bytes would reset the connection before
+  // the client has read the answer.
+  socket.on('data', () => {})
+  socket.once('end', () => socket.destroy())
+  socket.setTimeout(REFUSED_GRACE_MS, () => socket.destroy())
+  socket.end(response)
+}
+
+/**
+ * The client behind a trusted proxy, from `X-Forwarded-For` right to left: the nearest hop that is
+ * not one of our proxies. A hop that is not an address ends the walk (a proxy wrote nonsense): the
+ * proxy is the client then.
+ */
+function clientAddressOf(
+  isTrusted: (address: string | undefined) => boolean,
+  peer: string | undefined,
+  forwardedFor: string | string[] | undefined,
+): string {
+  const own = plainAddress(peer ?? 'unknown')
+  if (!isTrusted(peer) || forwardedFor === undefined) return own
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor)
+    .split(',')
+    .map((h) => h.trim())
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i]!
+    if (isIP(plainAddress(hop)) === 0) return own
+    if (!isTrusted(hop)) return plainAddress(hop)
+  }
+  return plainAddress(hops[0] ?? own)
+}
+
+/** A request body's share of the buffered-bytes budget. */
+function bufferAccount(state: GuardState, maxBufferedBytes: number): BodyAccount {
+  let held = 0
+  let released = false
+  return {
+    take(bytes) {
+      if (released || state.bufferedBytes + bytes > maxBufferedBytes) return false
+      held += bytes
+      state.bufferedBytes += bytes
+      return true
+    },
+    release() {
+      if (released) return
+      released = true
+      state.bufferedBytes -= held
+      held = 0
     },
   }
 }
