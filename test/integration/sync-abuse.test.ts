@@ -1,17 +1,5 @@
-/**
- * Sync abuse (issue "Hostile network", V1) against real nodes on 127.0.0.1:
- * strangers with a fresh libp2p identity and no member key open
- * `/allmende/sync/1.0.0` and push list-shaped junk, or answer our sessions
- * with it. Nothing of theirs is written, reconciled or served; they are
- * refused and banned; the node keeps serving; a node started later copies
- * none of it. Honest seals whose lists come in the same session, before or
- * after the seal, are still taken; junk an older version wrote is dropped at
- * start.
- */
-import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { CarWriter } from '@ipld/car/writer'
-import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { CID } from 'multiformats/cid'
@@ -19,16 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initHome } from '../../node/config.js'
 import { type AllmendeNode, type NodeOptions, startNode } from '../../node/index.js'
 import { createLogger, silentLogger } from '../../node/log.js'
-import { createP2P, type P2P } from '../../node/p2p.js'
+import type { P2P } from '../../node/p2p.js'
 import { openRecordLog } from '../../node/record-log.js'
-import { createIdSet } from '../../node/sync/id-set.js'
 import { DEFAULT_BUDGET } from '../../node/sync/ledger.js'
-import { decodeMessage, encodeMessage, type SyncMessage } from '../../node/sync/messages.js'
-import { createReconciler } from '../../node/sync/reconcile.js'
+import { encodeMessage, type SyncMessage } from '../../node/sync/messages.js'
 import { SYNC_PROTOCOL, type SyncReport } from '../../node/sync/service.js'
 import { buildList, cidKey, cidOfBlock, encode, type Verified } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
 import { Simulator } from '../support/simulator.js'
+import { bareP2P, serveBlocks } from '../support/sync-peers.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 import { until } from '../support/until.js'
 
@@ -68,14 +55,7 @@ function junkBlock(seed: number, size: number): Uint8Array {
 const strangers: P2P[] = []
 /** A libp2p peer with a fresh identity, no member key, not in any federation's bootstrap list. */
 async function stranger(): Promise<P2P> {
-  const p2p = await createP2P({
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap: [],
-    topic: 'stranger',
-    validate: () => 'ignore',
-    onMessage: () => {},
-    helia: false,
-  })
+  const p2p = await bareP2P('stranger')
   strangers.push(p2p)
   return p2p
 }
@@ -99,34 +79,19 @@ const responderReport = (node: AllmendeNode, peer: string, after = 0) =>
 async function rogueResponder(blocks: readonly Uint8Array[]) {
   const p2p = await stranger()
   const byKey = new Map(blocks.map((b) => [cidKey(cidOfBlock(b)), b]))
-  let gets = 0
-  await p2p.libp2p.handle(SYNC_PROTOCOL, (stream: Stream) => {
-    void (async () => {
-      const lp = lpStream(stream, { maxDataLength: 2 * 1024 * 1024 })
-      const ids = createIdSet(blocks.map((b) => createHash('sha256').update(b).digest()))
-      const rec = createReconciler(ids, { frameSizeLimit: 1024 * 1024 - 4096 })
-      for (;;) {
-        const m = decodeMessage(await lp.read())
-        if (m.type === 'reconcile')
-          await lp.write(encodeMessage({ type: 'reconcile', payload: rec.reconcile(m.payload).reply! }))
-        else if (m.type === 'get') {
-          gets++
-          // What fits one frame, as an honest responder answers; the initiator asks for the rest.
-          const answer: Uint8Array[] = []
-          let size = 0
-          for (const c of m.cids) {
-            const b = byKey.get(cidKey(c))
-            if (!b || size + b.length > 1000 * 1000) continue
-            answer.push(b)
-            size += b.length
-          }
-          await lp.write(encodeMessage({ type: 'blocks', blocks: answer }))
-        } else if (m.type === 'done') break
-      }
-      await stream.close()
-    })().catch(() => {})
+  // What fits one frame, as an honest responder answers; the initiator asks for the rest.
+  const { gets } = await serveBlocks(p2p, blocks, (cids) => {
+    const answer: Uint8Array[] = []
+    let size = 0
+    for (const c of cids) {
+      const b = byKey.get(cidKey(c))
+      if (!b || size + b.length > 1000 * 1000) continue
+      answer.push(b)
+      size += b.length
+    }
+    return answer
   })
-  return { p2p, gets: () => gets }
+  return { p2p, gets }
 }
 
 /** Whether `node` holds or serves any of `blocks` (by the store and through the HTTP API). */

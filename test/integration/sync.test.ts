@@ -1,9 +1,3 @@
-/**
- * Sync (`/allmende/sync/1.0.0`) between real nodes on 127.0.0.1: late
- * joiners, in-sync cost, partitions healed, and peers that answer with
- * garbage or not at all.
- */
-import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,14 +8,12 @@ import { initHome } from '../../node/config.js'
 import { type AllmendeNode, startNode } from '../../node/index.js'
 import { fetchGenesis } from '../../node/join.js'
 import { silentLogger } from '../../node/log.js'
-import { createP2P, type P2P } from '../../node/p2p.js'
-import { createIdSet } from '../../node/sync/id-set.js'
-import { decodeMessage, encodeMessage } from '../../node/sync/messages.js'
-import { createReconciler } from '../../node/sync/reconcile.js'
-import { SYNC_PROTOCOL } from '../../node/sync/service.js'
+import type { P2P } from '../../node/p2p.js'
+import { encodeMessage } from '../../node/sync/messages.js'
 import { type AnyVerified, cidOfBlock, stateRoot } from '../../protocol/index.js'
 import { type Cluster, startCluster, submit } from '../support/cluster.js'
 import { rulesWith, Simulator } from '../support/simulator.js'
+import { bareP2P, serveBlocks, serveSync } from '../support/sync-peers.js'
 import { until } from '../support/until.js'
 
 const voters = Array.from({ length: 8 }, (_, i) => `v${i}`)
@@ -214,21 +206,10 @@ describe('a peer that answers sync badly', () => {
     await cluster?.stop()
   })
 
-  async function rogue(
-    answer: (stream: Parameters<Parameters<P2P['libp2p']['handle']>[1]>[0]) => Promise<void>,
-  ) {
-    const p2p = await createP2P({
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      topic: 'rogue',
-      validate: () => 'ignore',
-      onMessage: () => {},
-      helia: false,
-    })
+  async function rogue(answer: (stream: Stream) => Promise<void>) {
+    const p2p = await bareP2P('rogue')
     rogues.push(p2p)
-    await p2p.libp2p.handle(SYNC_PROTOCOL, (stream) => {
-      void answer(stream).catch(() => {})
-    })
+    await serveSync(p2p, answer)
     return p2p
   }
 
@@ -295,38 +276,14 @@ describe('a record found invalid', () => {
     const bad = Uint8Array.from(good.bytes)
     bad[bad.length - 1]! ^= 1
     expect(node.store.check(bad).verdict).toBe('reject')
-    let gets = 0
-    rogue = await createP2P({
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      topic: 'rogue',
-      validate: () => 'ignore',
-      onMessage: () => {},
-      helia: false,
-    })
+    rogue = await bareP2P('rogue')
     // A responder holding only the bad record, answering every get with it.
-    await rogue.libp2p.handle(SYNC_PROTOCOL, (stream) => {
-      void (async () => {
-        const lp = lpStream(stream, { maxDataLength: 2 * 1024 * 1024 })
-        const ids = createIdSet([createHash('sha256').update(bad).digest()])
-        const rec = createReconciler(ids, { frameSizeLimit: 1024 * 1024 - 4096 })
-        for (;;) {
-          const m = decodeMessage(await lp.read())
-          if (m.type === 'reconcile')
-            await lp.write(encodeMessage({ type: 'reconcile', payload: rec.reconcile(m.payload).reply! }))
-          else if (m.type === 'get') {
-            gets++
-            await lp.write(encodeMessage({ type: 'blocks', blocks: [bad] }))
-          } else if (m.type === 'done') break
-        }
-        await stream.close()
-      })().catch(() => {})
-    })
+    const served = await serveBlocks(rogue, [bad], () => [bad])
     await node.p2p.dial(rogue.addresses()[0]!)
     const first = await node.sync!.syncWith(rogue.peerId)
     expect(first.ok).toBe(false)
     expect(first.code).toBe('sync-invalid')
-    expect(gets).toBe(1)
+    expect(served.gets()).toBe(1)
     expect(node.store.bytesOf(cidOfBlock(bad))).toBeUndefined()
     // Let it back in: the bad record is still on offer, and is not asked for again.
     await node.p2p.ban(rogue.peerId, 0)
@@ -334,7 +291,7 @@ describe('a record found invalid', () => {
     const second = await node.sync!.syncWith(rogue.peerId)
     expect(second.ok).toBe(true)
     expect(second.fetched).toBe(0)
-    expect(gets).toBe(1)
+    expect(served.gets()).toBe(1)
   })
 })
 
@@ -363,21 +320,12 @@ describe('joining by federation id', () => {
       members: [{ name: 'z', roles: ['steward', 'voter'], weight: 1 }],
       name: 'impostor',
     })
-    impostor = await createP2P({
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      topic: 'impostor',
-      validate: () => 'ignore',
-      onMessage: () => {},
-      helia: false,
-    })
+    impostor = await bareP2P('impostor')
     // Answers every get with its own genesis.
-    await impostor.libp2p.handle(SYNC_PROTOCOL, (stream) => {
-      void (async () => {
-        const lp = lpStream(stream)
-        await lp.read()
-        await lp.write(encodeMessage({ type: 'blocks', blocks: [other.genesis.bytes] }))
-      })().catch(() => {})
+    await serveSync(impostor, async (stream) => {
+      const lp = lpStream(stream)
+      await lp.read()
+      await lp.write(encodeMessage({ type: 'blocks', blocks: [other.genesis.bytes] }))
     })
     const err = await fetchGenesis({
       federation: sim.federation,
