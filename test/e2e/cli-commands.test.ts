@@ -328,33 +328,18 @@ describe('allmende contributor and institution commands', () => {
     const list = await run('dave', ['--json', 'model', 'list'])
     expect(list.json()).toMatchObject({ models: [{ name: 'tiny-de', version: '1.0.0', status: 'proposed' }] })
 
-    const badMetric = await run(
-      'carol',
-      ['attest', 'tiny-de@1.0.0', '--kind', 'eval', '--result', 'pass', '--metric', 'acc=0.9'],
-      carolEnv,
-    )
+    // The attestation of a passing eval of tiny-de@1.0.0.
+    const passingEval = ['attest', 'tiny-de@1.0.0', '--kind', 'eval', '--result', 'pass']
+    const badMetric = await run('carol', [...passingEval, '--metric', 'acc=0.9'], carolEnv)
     expect(badMetric.code).toBe(2)
     // Carol's key is encrypted: without a passphrase it stays locked; a passphrase file opens it.
-    const locked = await run('carol', [
-      '--json',
-      'attest',
-      'tiny-de@1.0.0',
-      '--kind',
-      'eval',
-      '--result',
-      'pass',
-    ])
+    const locked = await run('carol', ['--json', ...passingEval])
     expect(locked.code).toBe(1)
     expect(JSON.parse(oneLine(locked)).error.code).toBe('key-passphrase-required')
     await writeFile(join(dir, 'carol.pass'), `${carolEnv.ALLMENDE_PASSPHRASE}\n`, { mode: 0o600 })
     const attested = await run('carol', [
       '--json',
-      'attest',
-      'tiny-de@1.0.0',
-      '--kind',
-      'eval',
-      '--result',
-      'pass',
+      ...passingEval,
       '--metric',
       'accuracy_permille=873',
       '--passphrase-file',
@@ -367,15 +352,7 @@ describe('allmende contributor and institution commands', () => {
       status: 'applied',
     })
     // Bob is no auditor: the node holds the record but it has no effect, and the CLI says so.
-    const notAuditor = await run('bob', [
-      '--json',
-      'attest',
-      'tiny-de@1.0.0',
-      '--kind',
-      'eval',
-      '--result',
-      'pass',
-    ])
+    const notAuditor = await run('bob', ['--json', ...passingEval])
     expect(notAuditor.code).toBe(1)
     expect(JSON.parse(oneLine(notAuditor)).error.message).toMatch(/no effect/)
 

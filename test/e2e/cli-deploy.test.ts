@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type GeneratedModel, generateModel } from '../../fixtures/models.js'
-import { foundOneMemberFederation, nodeInitArgs, type Run, runCli } from '../support/cli.js'
+import { foundOneMemberFederation, nodeInitArgs, publishArgs, type Run, runCli } from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
 import { until } from '../support/until.js'
 
@@ -50,17 +50,12 @@ beforeAll(async () => {
   })
   const published = await run([
     '--json',
-    'model',
-    'publish',
-    'model',
-    '--name',
-    'deploy-model',
-    '--version',
-    '1.0.0',
-    '--license',
-    'Apache-2.0',
-    '--language',
-    'en',
+    ...publishArgs('model', {
+      name: 'deploy-model',
+      version: '1.0.0',
+      license: 'Apache-2.0',
+      languages: 'en',
+    }),
   ])
   expect(published.code, published.stderr).toBe(0)
 }, 120_000)
@@ -207,17 +202,12 @@ describe('allmende exec on a ratified model', () => {
     const published = await run(
       [
         '--json',
-        'model',
-        'publish',
-        'model',
-        '--name',
-        'ratified-model',
-        '--version',
-        '1.0.0',
-        '--license',
-        'Apache-2.0',
-        '--language',
-        'en',
+        ...publishArgs('model', {
+          name: 'ratified-model',
+          version: '1.0.0',
+          license: 'Apache-2.0',
+          languages: 'en',
+        }),
       ],
       on,
     )
@@ -273,23 +263,25 @@ describe('allmende exec on a ratified model', () => {
 
     const marker = join(dir, 'seen.txt')
     const script = `require('node:fs').writeFileSync(${JSON.stringify(marker)}, process.env.ALLMENDE_MODEL_DIR); process.exit(7)`
+    /** `exec` of the script on the deployed model, checked as `flags` say. */
+    const execScript = (flags: string[], execEnv: Record<string, string>) =>
+      run(
+        [
+          'exec',
+          '--model',
+          'ratified-model@1.0.0',
+          '--dir',
+          'deployed',
+          ...flags,
+          '--',
+          process.execPath,
+          '-e',
+          script,
+        ],
+        execEnv,
+      )
     // Online: the node's certificate (fresh within a minute), then the command on a snapshot.
-    const online = await run(
-      [
-        'exec',
-        '--model',
-        'ratified-model@1.0.0',
-        '--dir',
-        'deployed',
-        '--max-age',
-        '1m',
-        '--',
-        process.execPath,
-        '-e',
-        script,
-      ],
-      on,
-    )
+    const online = await execScript(['--max-age', '1m'], on)
     expect(online.code, online.stderr).toBe(7)
     await isRemovedSnapshot(await readFile(marker, 'utf8'))
     await rm(marker)
@@ -301,24 +293,8 @@ describe('allmende exec on a ratified model', () => {
       on,
     )
     expect(again.code, again.stderr).toBe(0)
-    const offline = await run(
-      [
-        'exec',
-        '--model',
-        'ratified-model@1.0.0',
-        '--dir',
-        'deployed',
-        '--certificate',
-        join(dir, 'cert-now.car'),
-        '--federation',
-        federation,
-        '--max-age',
-        '1h',
-        '--',
-        process.execPath,
-        '-e',
-        script,
-      ],
+    const offline = await execScript(
+      ['--certificate', join(dir, 'cert-now.car'), '--federation', federation, '--max-age', '1h'],
       { ...env, ALLMENDE_NODE: 'http://127.0.0.1:9' },
     )
     expect(offline.code, offline.stderr).toBe(7)
@@ -330,22 +306,7 @@ describe('allmende exec on a ratified model', () => {
     const bytes = await readFile(join(dir, 'deployed', victim))
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff
     await writeFile(join(dir, 'deployed', victim), bytes)
-    const tampered = await run(
-      [
-        'exec',
-        '--model',
-        'ratified-model@1.0.0',
-        '--dir',
-        'deployed',
-        '--max-age',
-        '1m',
-        '--',
-        process.execPath,
-        '-e',
-        script,
-      ],
-      on,
-    )
+    const tampered = await execScript(['--max-age', '1m'], on)
     expect(tampered.code).toBe(1)
     expect(tampered.stderr).toContain(`sha256-mismatch ${victim}`)
     expect(existsSync(marker)).toBe(false)

@@ -11,7 +11,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { foundOneMemberFederation, type Run, runCli } from '../support/cli.js'
+import { foundOneMemberFederation, publishArgs, type Run, runCli } from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
 
 let dir: string
@@ -41,17 +41,12 @@ describe('allmende model publish and verify', () => {
     await writeFile(join(dir, 'MODEL_CARD.md'), '# test-model\n\nA generated model for the publish test.\n')
     const published = await run([
       '--json',
-      'model',
-      'publish',
-      'model',
-      '--name',
-      'test-model',
-      '--version',
-      '1.0.0',
-      '--license',
-      'Apache-2.0',
-      '--language',
-      'de,en',
+      ...publishArgs('model', {
+        name: 'test-model',
+        version: '1.0.0',
+        license: 'Apache-2.0',
+        languages: 'de,en',
+      }),
       '--description',
       'a generated model',
       '--card',
@@ -95,17 +90,12 @@ describe('allmende model publish and verify', () => {
     // model show: the manifest's facts, the card, and the lineage of a version built on it.
     const next = await run([
       '--json',
-      'model',
-      'publish',
-      'model',
-      '--name',
-      'test-model',
-      '--version',
-      '1.1.0',
-      '--license',
-      'Apache-2.0',
-      '--language',
-      'de',
+      ...publishArgs('model', {
+        name: 'test-model',
+        version: '1.1.0',
+        license: 'Apache-2.0',
+        languages: 'de',
+      }),
       '--base',
       'test-model@1.0.0',
     ])

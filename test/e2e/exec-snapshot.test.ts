@@ -245,23 +245,7 @@ describe('exec runs the command on a snapshot nobody else can change', () => {
   }, 60_000)
 
   it('SIGTERM to allmende while the command runs: passed on to the command, and the snapshot removed', async () => {
-    const modelDir = await modelCopy('signalled')
-    const marker = join(dir, 'signalled.json')
-    const child = startExec(
-      modelDir,
-      script(
-        `fs.writeFileSync(marker, JSON.stringify({ snap, pid: process.pid }));
-         process.on('SIGTERM', () => process.exit(42));
-         setInterval(() => {}, 1000)`,
-        { marker },
-      ),
-    )
-    const seen = await until(
-      async () => (existsSync(marker) ? JSON.parse(await readFile(marker, 'utf8')) : undefined),
-      'the command to start',
-      30_000,
-      50,
-    )
+    const { child, seen } = await startRunning('signalled', "process.on('SIGTERM', () => process.exit(42));")
     expect(existsSync(seen.snap)).toBe(true)
     child.kill('SIGTERM')
     const code = await exited(child)
@@ -272,22 +256,7 @@ describe('exec runs the command on a snapshot nobody else can change', () => {
   }, 60_000)
 
   it('a snapshot left by an exec killed outright (SIGKILL) is removed by the next exec', async () => {
-    const modelDir = await modelCopy('killed')
-    const marker = join(dir, 'killed.json')
-    const child = startExec(
-      modelDir,
-      script(
-        `fs.writeFileSync(marker, JSON.stringify({ snap, pid: process.pid }));
-         setInterval(() => {}, 1000)`,
-        { marker },
-      ),
-    )
-    const seen = await until(
-      async () => (existsSync(marker) ? JSON.parse(await readFile(marker, 'utf8')) : undefined),
-      'the command to start',
-      30_000,
-      50,
-    )
+    const { child, seen, modelDir } = await startRunning('killed')
     child.kill('SIGKILL')
     await exited(child)
     process.kill(seen.pid, 'SIGKILL')
@@ -309,6 +278,35 @@ describe('exec runs the command on a snapshot nobody else can change', () => {
     expect(await readdir(tmp)).toEqual([])
   })
 })
+
+/**
+ * `allmende exec` on a fresh copy `name` of the model, as a child this test can signal, running a
+ * command that reports its snapshot and pid, runs `onStart`, and then keeps running until it is
+ * stopped. Resolves once the command has reported.
+ */
+async function startRunning(
+  name: string,
+  onStart = '',
+): Promise<{ child: ChildProcess; seen: { snap: string; pid: number }; modelDir: string }> {
+  const modelDir = await modelCopy(name)
+  const marker = join(dir, `${name}.json`)
+  const child = startExec(
+    modelDir,
+    script(
+      `fs.writeFileSync(marker, JSON.stringify({ snap, pid: process.pid }));
+       ${onStart}
+       setInterval(() => {}, 1000)`,
+      { marker },
+    ),
+  )
+  const seen = await until(
+    async () => (existsSync(marker) ? JSON.parse(await readFile(marker, 'utf8')) : undefined),
+    'the command to start',
+    30_000,
+    50,
+  )
+  return { child, seen, modelDir }
+}
 
 /** `allmende exec` as a child this test can signal. */
 function startExec(modelDir: string, command: string[]): ChildProcess {

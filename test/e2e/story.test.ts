@@ -26,7 +26,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { type GeneratedModel, generateModel } from '../../fixtures/models.js'
-import { closedPort, errorLine, jsonError, nodeInitArgs, type Run, runCli } from '../support/cli.js'
+import {
+  closedPort,
+  errorLine,
+  jsonError,
+  nodeInitArgs,
+  publishArgs,
+  type Run,
+  runCli,
+} from '../support/cli.js'
 import { type Daemon, startDaemon } from '../support/daemon.js'
 import { until } from '../support/until.js'
 
@@ -326,17 +334,12 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
         'publisher',
         [
           '--json',
-          'model',
-          'publish',
-          'model',
-          '--name',
-          NAME,
-          '--version',
-          '1.0.0',
-          '--license',
-          'Apache-2.0',
-          '--language',
-          'de,en',
+          ...publishArgs('model', {
+            name: NAME,
+            version: '1.0.0',
+            license: 'Apache-2.0',
+            languages: 'de,en',
+          }),
         ],
         { node: nodes[0] },
       ),
@@ -659,17 +662,7 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
       'alice',
       [
         '--json',
-        'model',
-        'publish',
-        'model',
-        '--name',
-        'alice/model',
-        '--version',
-        '1.0.0',
-        '--license',
-        'MIT',
-        '--language',
-        'en',
+        ...publishArgs('model', { name: 'alice/model', version: '1.0.0', license: 'MIT', languages: 'en' }),
       ],
       { node: nodes[0] },
     )

@@ -110,6 +110,27 @@ export function nodeInitArgs(federation: string, home: string, api = '127.0.0.1:
   ]
 }
 
+/** `model publish DIR` of a model under `license` in `languages` (comma-separated); more options may follow. */
+export function publishArgs(
+  dir: string,
+  model: { name: string; version: string; license: string; languages: string },
+): string[] {
+  const { name, version, license, languages } = model
+  return [
+    'model',
+    'publish',
+    dir,
+    '--name',
+    name,
+    '--version',
+    version,
+    '--license',
+    license,
+    '--language',
+    languages,
+  ]
+}
+
 /**
  * A federation of one member founded the way a user does it: `init` an identity, `federation
  * create` NAME with that identity as steward, publisher and voter (genesis.car in the working
