@@ -30,8 +30,8 @@ import {
 } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { NodeError } from '../node/errors.js'
-import { type LocalFile, listDirectory, openListed, type PathIssue } from '../node/weights/directory.js'
+import { NodeError } from '../node/index.js'
+import { type LocalFile, listDirectory, openListed, type PathIssue } from '../node/weights/index.js'
 import { CliError } from './context.js'
 import { allmendeHome } from './homes.js'
 

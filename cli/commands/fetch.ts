@@ -1,5 +1,5 @@
 /**
- * `allmende fetch N@V --out DIR` (DESIGN.md §7): the manifest the node names for the version
+ * `allmende fetch N@V --out DIR`: the manifest the node names for the version
  * (its signature and CID checked), then each file's DAG from the node's trustless gateway as a
  * CAR (`GET /ipfs/<root>/<path>?format=car&dag-scope=all`). Every block is hashed against its
  * CID as it streams in and is kept in a temporary on-disk block store (memory stays flat), then
@@ -21,8 +21,7 @@ import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { exporter } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
-import { pathProblem } from '../../node/weights/directory.js'
-import { verifyDirectory } from '../../node/weights/verify.js'
+import { pathProblem, verifyDirectory } from '../../node/weights/index.js'
 import { equalBytes } from '../../protocol/bytes.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'

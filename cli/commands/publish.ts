@@ -1,5 +1,5 @@
 /**
- * `allmende model publish DIR --name N --version V --license SPDX --language L,...` (DESIGN.md §7):
+ * `allmende model publish DIR --name N --version V --license SPDX --language L,...`:
  * hashes the directory on every core (sha256 per file and the `unixfs-v1-2025` root), streams the
  * DAG as a CARv1 to the node's POST /weights under a signed upload statement (a second read of the
  * files), then signs the manifest and submits it. Prints `{manifest, weights, files, size}`.
@@ -12,16 +12,16 @@ import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { Signer } from '../../node/identity.js'
-import { directoryCar } from '../../node/weights/car-stream.js'
+import type { Signer } from '../../node/index.js'
 import {
   CID_PROFILE,
   type DirectoryPlan,
+  describeModel,
+  directoryCar,
   type FileDigest,
   planDirectory,
-} from '../../node/weights/directory.js'
-import { describeModel } from '../../node/weights/headers.js'
-import { UPLOAD_HEADERS } from '../../node/weights/upload-routes.js'
+  UPLOAD_HEADERS,
+} from '../../node/weights/index.js'
 import {
   type ManifestBody,
   peerIdBytes,

@@ -1,10 +1,10 @@
-/** `allmende vote` and `allmende attest` (DESIGN.md §7): signed with your key, sent to a node. */
+/** `allmende vote` and `allmende attest`: signed with your key, sent to a node. */
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { importer } from 'ipfs-unixfs-importer'
 import type { CID } from 'multiformats/cid'
-import { CID_PROFILE, discardBlocks } from '../../node/weights/directory.js'
+import { CID_PROFILE, discardBlocks } from '../../node/weights/index.js'
 import { CHOICES, type Choice, signRecord } from '../../protocol/index.js'
 import { NodeClient, type RecordAnswer, withNode } from '../client.js'
 import { action, CliError, collect, examples, usage } from '../context.js'
