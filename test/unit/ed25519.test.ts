@@ -97,7 +97,7 @@ describe('Ed25519 rule on the speccheck edge cases', () => {
   })
 
   it("OpenSSL's accept set is a subset of ZIP-215's, so its accepts may be final", () => {
-    // Straight from the backends, case by case, in both directions of the subset.
+    // Straight from the backends, case by case; the reference's verdicts are the protocol's.
     for (const [i, c] of CASES.entries()) {
       const native = nativeEd25519.verify(c.signature, c.message, c.publicKey)
       const reference = zip215.verify(c.signature, c.message, c.publicKey)
