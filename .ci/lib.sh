@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for .ci/run: run a part, time it, keep its result line, and total the tests every
 # suite counted, so the log ends with one line per part and a closing "N passed, N failed".
 
