@@ -1,35 +1,18 @@
-/**
- * A deployer never takes a node's word (DECISIONS 1), through the real binary (`npm run build`
- * first) against a real steward node and against real HTTP servers that lie.
- *
- * The federation has one steward, checkpoints every 5 s and a 20 s seal deadline, so a
- * ratification is final about 20 s before the checkpoint that covers it is signed (SPEC.md §11.2):
- * the window in which a node says "ratified" and no certificate can prove it. In it, online
- * `verify` and `exec` refuse, and `certificate export` exits 1 saying when the covering checkpoint
- * is due; `--wait` then writes a certificate that verifies. The first online command pins the
- * federation (trust on first use, said on stderr); a node of another federation is refused from
- * then on. A lying node — another federation's certificate, a forged or stale one, a revocation
- * it claims, no certificate at all, an endless answer — never gets a model through.
- */
-import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, type Server, type ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FsBlockstore } from 'blockstore-fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { verifyModel } from '../../index.js'
-import { initHome } from '../../node/config.js'
-import { type AllmendeNode, startNode } from '../../node/index.js'
-import { silentLogger } from '../../node/log.js'
-import { importDirectory } from '../../node/weights/directory.js'
+import type { AllmendeNode } from '../../node/index.js'
 import { checkpointDue } from '../../protocol/checkpoint-due.js'
 import { buildCertificate, cidKey, type Verified } from '../../protocol/index.js'
 import { jsonError, type Run, runCli } from '../support/cli.js'
 import { submit } from '../support/cluster.js'
 import { rulesWith, Simulator } from '../support/simulator.js'
+import { holdWeights, ratification, type StewardNodes, startOnRealClock } from '../support/stewards.js'
 import { until } from '../support/until.js'
 
 const KEY_PREFIX = 'allmende-deployer-trust-test:'
@@ -46,6 +29,7 @@ const rules = rulesWith({
 let root: string
 let modelDir: string
 let sim: Simulator
+let stewardNodes: StewardNodes | undefined
 let node: AllmendeNode
 let proposal: Verified<'proposal'>
 /** The certificate `certificate export --wait` wrote: genuine, covering the ratification. */
@@ -82,66 +66,25 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'allmende-deployer-trust-'))
   modelDir = join(root, 'model')
   await generateModel(modelDir, { seed: 17, layers: 2, hidden: 64, vocab: 256 })
-  sim = new Simulator({
-    members: [
-      { name: 's1', roles: ['publisher', 'steward', 'voter'], weight: 1 },
-      { name: 'v1', roles: ['voter'], weight: 1 },
-    ],
-    rules,
-    keyPrefix: KEY_PREFIX,
-    base: Date.now(),
-    name: 'deployer trust',
-  })
-  const home = join(root, 'steward-node')
-  const keyFile = join(root, 's1.key')
-  const secretKey = createHash('sha256').update(`${KEY_PREFIX}s1`).digest()
-  await writeFile(
-    keyFile,
-    JSON.stringify({ version: 1, did: sim.did('s1'), secretKey: secretKey.toString('base64') }),
-    {
-      mode: 0o600,
-    },
+  const started = await startOnRealClock(
+    { name: 'deployer trust', keyPrefix: KEY_PREFIX, stewards: ['s1'], rules },
+    { root, tag: 'steward', names: ['s1'], helia: true },
   )
-  const config = await initHome(home, {
-    genesis: sim.genesis,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap: [],
-    api: '127.0.0.1:0',
-    stewardKeyFile: keyFile,
-    logLevel: 'warn',
-  })
+  sim = started.sim
+  stewardNodes = started.net
+  node = stewardNodes.nodes[0]!
   // The weights in the node's own blockstore, so the steward can check them before sealing.
-  const blockstore = new FsBlockstore(join(home, 'blocks'))
-  await blockstore.open()
-  const weights = await importDirectory(modelDir, { blockstore })
-  await blockstore.close()
-  node = await startNode({
-    home,
-    config,
-    genesis: sim.genesis,
-    log: silentLogger,
-    helia: true,
-    stewardTickMs: 100,
-  })
+  const weights = await holdWeights([node], modelDir)
 
   const t = Date.now() - sim.base
-  const manifest = sim.manifest('s1', t, {
-    id: 'tiny',
-    name: 'tiny',
-    version: '1.0.0',
-    weights: { root: weights.root, files: weights.files, size: weights.size },
-  })
-  proposal = sim.proposal('s1', t + 1, {
-    closesAt: t + 2_600,
-    action: { type: 'ratify-model', manifest: manifest.cid },
-    basis: sim.federation,
-  })
+  const manifest = sim.manifest('s1', t, { id: 'tiny', name: 'tiny', version: '1.0.0', weights })
+  proposal = ratification(sim, 's1', t + 1, manifest.cid, t + 2_600)
   for (const r of [manifest, proposal, sim.vote('s1', t + 10, { proposal: proposal.cid, choice: 'yes' })])
     expect((await submit(node, r)).status).toBe(201)
 }, 60_000)
 
 afterAll(async () => {
-  await node?.stop()
+  await stewardNodes?.stop()
   if (root) await rm(root, { recursive: true, force: true })
 })
 

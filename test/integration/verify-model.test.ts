@@ -9,7 +9,7 @@ import { cp, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { verifyModel } from '../../index.js'
+import { type VerifyModelOptions, verifyModel } from '../../index.js'
 import { buildCertificate } from '../../protocol/index.js'
 import { bin, type Exited, runProcess } from '../support/cli.js'
 import { holdWeights, startOnRealClock, submitRatificationNow } from '../support/stewards.js'
@@ -53,12 +53,10 @@ describe('verify against a certificate', () => {
         true,
       )
 
-      const intact = await verifyModel(modelDir, {
-        model: 'tiny@1.0.0',
-        certificate: car,
-        federation: federationId,
-        maxAgeMs: 60_000,
-      })
+      /** `verifyModel` of tiny@1.0.0 with the certificate `car`, as `options` change it. */
+      const verifyTiny = (dir: string, options: Partial<VerifyModelOptions>) =>
+        verifyModel(dir, { model: 'tiny@1.0.0', certificate: car, federation: federationId, ...options })
+      const intact = await verifyTiny(modelDir, { maxAgeMs: 60_000 })
       expect(intact).toMatchObject({ ok: true, status: 'ratified', problems: [], manifest: m.cid.toString() })
       expect(intact.trusted).toBeDefined()
 
@@ -67,42 +65,24 @@ describe('verify against a certificate', () => {
       const bytes = await readFile(join(bad, 'config.json'))
       bytes[0] = bytes[0]! ^ 0xff
       await writeFile(join(bad, 'config.json'), bytes)
-      const changed = await verifyModel(bad, {
-        model: 'tiny@1.0.0',
-        certificate: car,
-        federation: federationId,
-        maxAgeMs: 60_000,
-      })
+      const changed = await verifyTiny(bad, { maxAgeMs: 60_000 })
       expect(changed.ok).toBe(false)
       expect(changed.status).toBe('ratified')
       expect(changed.problems).toEqual([
         expect.objectContaining({ code: 'sha256-mismatch', path: 'config.json' }),
       ])
 
-      const stale = await verifyModel(modelDir, {
-        model: 'tiny@1.0.0',
-        certificate: car,
-        federation: federationId,
-        maxAgeMs: 60_000,
-        now: Date.now() + 120_000,
-      })
+      const stale = await verifyTiny(modelDir, { maxAgeMs: 60_000, now: Date.now() + 120_000 })
       expect(stale.ok).toBe(false)
       expect(stale.problems.map((x) => x.code)).toContain('cert-stale')
 
-      const rolledBack = await verifyModel(modelDir, {
-        model: 'tiny@1.0.0',
-        certificate: car,
-        federation: federationId,
+      const rolledBack = await verifyTiny(modelDir, {
         trusted: { height: intact.trusted!.height + 1, epoch: 0 },
       })
       expect(rolledBack.ok).toBe(false)
       expect(rolledBack.problems.map((x) => x.code)).toContain('cert-rollback')
 
-      const wrong = await verifyModel(modelDir, {
-        model: 'other@1.0.0',
-        certificate: car,
-        federation: federationId,
-      })
+      const wrong = await verifyTiny(modelDir, { model: 'other@1.0.0' })
       expect(wrong.ok).toBe(false)
 
       // The binary: export from the node, verify offline, keep the trust mark.
@@ -130,10 +110,8 @@ describe('verify against a certificate', () => {
       )
       // The mark of the certificate the binary verified: the exported one, which may hold a newer
       // checkpoint than `car` (the nodes sign one every few seconds).
-      const exportedCheck = await verifyModel(modelDir, {
-        model: 'tiny@1.0.0',
+      const exportedCheck = await verifyTiny(modelDir, {
         certificate: await readFile(file),
-        federation: federationId,
         maxAgeMs: 60_000,
       })
       expect(exportedCheck.trusted!.height).toBeGreaterThanOrEqual(intact.trusted!.height)
