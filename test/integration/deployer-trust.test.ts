@@ -275,13 +275,15 @@ describe('a node that lies never gets a model through', () => {
   afterAll(async () => {
     await liar.stop()
   })
+  /** The deployer's `verify` of the model against what the liar says. */
+  const verifyAtLiar = () => run('deployer', ['--json', 'verify', modelDir, '--model', MODEL], liar.url)
 
   it('a node of another federation than the pinned one: federation-mismatch, saying how to re-pin', async () => {
     const other = elsewhere()
     liar.federation = other.federation
     liar.model = ratified
     liar.certificate = other.car
-    const r = await run('deployer', ['--json', 'verify', modelDir, '--model', MODEL], liar.url)
+    const r = await verifyAtLiar()
     expect(r.code).toBe(1)
     const error = jsonError(r)
     expect(error.code).toBe('federation-mismatch')
@@ -409,7 +411,7 @@ describe('a node that lies never gets a model through', () => {
     liar.federation = sim.federation.toString()
     liar.model = ratified
     liar.certificate = 'none'
-    const r = await run('deployer', ['--json', 'verify', modelDir, '--model', MODEL], liar.url)
+    const r = await verifyAtLiar()
     expect(r.code).toBe(1)
     expect(codes(r)).toEqual(['ratified-unconfirmed'])
     const exported = await run(
@@ -438,7 +440,7 @@ describe('a node that lies never gets a model through', () => {
     liar.federation = sim.federation.toString()
     liar.model = ratified
     liar.certificate = 'endless'
-    const r = await run('deployer', ['--json', 'verify', modelDir, '--model', MODEL], liar.url)
+    const r = await verifyAtLiar()
     expect(r.code).toBe(1)
     expect(codes(r)).toEqual(['ratified-unconfirmed'])
     expect(r.json<Verdict>().problems[0]!.message).toContain(

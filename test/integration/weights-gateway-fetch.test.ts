@@ -106,6 +106,9 @@ describe('fetching weights from a trustless gateway', () => {
 
   const budget = { maxBytes: 64 * 1024 * 1024, maxBlocks: 10_000 }
   const signal = () => AbortSignal.timeout(20_000)
+  /** The model's DAG from `from` (a gateway's URL) into this test's store. */
+  const fetchModelFrom = (from: string) =>
+    fetchFromGateway({ gateway: from, root: model.root, blockstore: store, signal: signal(), ...budget })
 
   it('streams the whole DAG from one gateway, every block hashed once, no bitswap', async () => {
     expect(blocks.length).toBeGreaterThan(3)
@@ -131,15 +134,7 @@ describe('fetching weights from a trustless gateway', () => {
     const stranger = new Uint8Array([1, 2, 3, 4])
     const strangerCid = CIDClass.createV1(raw.code, await sha256.digest(stranger))
     lie = car(model.root, [blocks[0]!, { cid: strangerCid, bytes: stranger }])
-    await expect(
-      fetchFromGateway({
-        gateway: liarUrl,
-        root: model.root,
-        blockstore: store,
-        signal: signal(),
-        ...budget,
-      }),
-    ).rejects.toMatchObject({ code: 'block-unwanted' })
+    await expect(fetchModelFrom(liarUrl)).rejects.toMatchObject({ code: 'block-unwanted' })
     expect(await store.has(strangerCid)).toBe(false)
 
     const failures: string[] = []
@@ -164,27 +159,13 @@ describe('fetching weights from a trustless gateway', () => {
     flipped[0] = flipped[0]! ^ 1
     const rest = blocks.filter((b) => b !== leaf)
     lie = car(model.root, [...rest.slice(0, blocks.indexOf(leaf)), { cid: leaf.cid, bytes: flipped }])
-    await expect(
-      fetchFromGateway({
-        gateway: liarUrl,
-        root: model.root,
-        blockstore: store,
-        signal: signal(),
-        ...budget,
-      }),
-    ).rejects.toMatchObject({ code: 'block-corrupt' })
+    await expect(fetchModelFrom(liarUrl)).rejects.toMatchObject({ code: 'block-corrupt' })
     expect(await store.has(leaf.cid)).toBe(false)
   })
 
   it('keeps what a stream cut short delivered and says how much is missing', async () => {
     lie = car(model.root, blocks.slice(0, 2))
-    const r = await fetchFromGateway({
-      gateway: liarUrl,
-      root: model.root,
-      blockstore: store,
-      signal: signal(),
-      ...budget,
-    })
+    const r = await fetchModelFrom(liarUrl)
     expect(r.blocks).toBe(2)
     expect(r.missing).toBeGreaterThan(0)
     for (const b of blocks.slice(0, 2)) expect(await store.has(b.cid)).toBe(true)
@@ -253,13 +234,7 @@ describe('fetching weights from a trustless gateway', () => {
   const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
   it('gives every file’s sha256 from a whole fetch, by file node CID, equal to the manifest’s', async () => {
-    const r = await fetchFromGateway({
-      gateway,
-      root: model.root,
-      blockstore: store,
-      signal: signal(),
-      ...budget,
-    })
+    const r = await fetchModelFrom(gateway)
     expect(r.missing).toBe(0)
     const files = modelFiles()
     expect(r.files.size).toBe(model.files.length)
@@ -358,9 +333,7 @@ describe('fetching weights from a trustless gateway', () => {
     await new Promise<void>((r) => spy.listen(0, '127.0.0.1', r))
     try {
       const url = `http://127.0.0.1:${(spy.address() as AddressInfo).port}`
-      await expect(
-        fetchFromGateway({ gateway: url, root: model.root, blockstore: store, signal: signal(), ...budget }),
-      ).rejects.toMatchObject({ code: 'gateway-refused' })
+      await expect(fetchModelFrom(url)).rejects.toMatchObject({ code: 'gateway-refused' })
     } finally {
       await new Promise((r) => spy.close(r))
     }
