@@ -576,7 +576,7 @@ describe('the story: found, publish, attest, ratify, deploy, tamper, revoke', ()
     expect(errorLine(offlineExec)).toMatch(/cert-revoked: .* is revoked under the checkpoint$/)
   }, 120_000)
 
-  // DESIGN.md §5: the highest checkpoint seen is kept, so after the certificate proving the
+  // protocol/SPEC.md §12.3: the highest checkpoint seen is kept, so after the certificate proving the
   // revocation, an older one still saying "ratified" is refused (no mix-and-match).
   it('once the revocation was seen offline, the older certificate saying ratified is refused', async () => {
     const old = await run('deployer', verifyArgs(MODEL, 'deployed', 'ratified.car'))

@@ -1,5 +1,5 @@
 /**
- * An independent IPFS client against a running node's trustless gateway (DESIGN.md §6): a
+ * An independent IPFS client against a running node's trustless gateway (docs/adr/0001): a
  * one-steward federation (seal threshold 1) on 127.0.0.1 whose node imported a model through
  * its HTTP API; once the model is ratified, the `ipfs-car` command (which checks every block
  * against its CID) unpacks the CAR streamed from the node's real API address, and the files must
