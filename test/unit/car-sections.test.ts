@@ -10,7 +10,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
 import { carSections } from '../../node/weights/car-sections.js'
-import { withoutLoaders } from '../../node/worker-thread.js'
+import { withoutLoaders } from '../../node/worker-pool.js'
 
 async function block(bytes: Uint8Array) {
   return { cid: CID.createV1(raw.code, await sha256.digest(bytes)), bytes }

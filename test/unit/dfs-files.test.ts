@@ -21,9 +21,11 @@ import { importer } from 'ipfs-unixfs-importer'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { registerGateway } from '../../node/weights/gateway.js'
 import { DfsFileDigests, type FileHashing } from '../../node/weights/dfs-files.js'
-import { type FileDigest, importDirectory, profileOptions } from '../../node/weights/directory.js'
+import { importDirectory } from '../../node/weights/directory.js'
+import { registerGateway } from '../../node/weights/gateway.js'
+import type { FileDigest } from '../../node/weights/local-files.js'
+import { profileOptions } from '../../node/weights/profile.js'
 import { seededBytes } from '../support/prng.js'
 
 const MiB = 1024 * 1024

@@ -15,16 +15,10 @@ import type { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
 import { directoryCar } from '../../node/weights/car-stream.js'
-import {
-  CHUNK_BYTES,
-  type FileDigest,
-  importDirectory,
-  leafCids,
-  listDirectory,
-  planDirectory,
-  rootOfHashed,
-} from '../../node/weights/directory.js'
+import { importDirectory, leafCids, planDirectory, rootOfHashed } from '../../node/weights/directory.js'
 import { hashFiles } from '../../node/weights/hash-pool.js'
+import { type FileDigest, listDirectory } from '../../node/weights/local-files.js'
+import { CHUNK_BYTES } from '../../node/weights/profile.js'
 import { tempDirForFile } from '../support/temp-dir.js'
 import { codeOf, pattern, writeFiles } from '../support/weights-files.js'
 

@@ -14,15 +14,11 @@ import { balanced } from 'ipfs-unixfs-importer/layout'
 import type { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import type { FileDigest } from '../../node/weights/directory.js'
-import {
-  type DirectoryImport,
-  importDirectory,
-  listDirectory,
-  profileOptions,
-  readChunks,
-} from '../../node/weights/directory.js'
-import { type Problem, verifyDag, verifyDirectory, type WeightsManifest } from '../../node/weights/verify.js'
+import { type DirectoryImport, importDirectory } from '../../node/weights/directory.js'
+import { type FileDigest, listDirectory, readChunks } from '../../node/weights/local-files.js'
+import { profileOptions } from '../../node/weights/profile.js'
+import { type Problem, verifyDag, type WeightsManifest } from '../../node/weights/verify.js'
+import { verifyDirectory } from '../../node/weights/verify-directory.js'
 
 let tmp: string
 let model: string
