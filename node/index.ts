@@ -2,7 +2,7 @@
  * allmende/node — the node's public surface: a node built from parts (`createNode`) or from a
  * home directory (`startNode`), node homes and their config, key files, writing files
  * atomically, the offline model check, and the errors they throw. What `cli/` takes from the
- * node comes from here (and the weights from node/weights/).
+ * node comes from here (and the weights from node/weights/index.ts).
  */
 import './polyfill.js'
 
