@@ -5,7 +5,7 @@
  *
  * The versions are constants rather than read from package.json: the CLI runs as one bundled
  * file (scripts/bundle.mjs), with no package.json at a fixed place beside it, and start-up
- * should not pay for a file read. test/unit/version.test.ts keeps both equal to their sources.
+ * should not pay for a file read. test/unit/cli/version.test.ts keeps both equal to their sources.
  */
 
 /** The npm package's version (package.json "version"). */

@@ -8,7 +8,7 @@
  * Why it is safe: the protocol's rule is ZIP-215 (protocol/ed25519.ts), and
  * OpenSSL's rule is not ZIP-215 — it is cofactorless and rejects some
  * signatures ZIP-215 accepts (speccheck cases 4, 5, 9, 10). OpenSSL's
- * *accept* set is a subset of ZIP-215's (test/unit/ed25519.test.ts checks
+ * *accept* set is a subset of ZIP-215's (test/unit/protocol/ed25519.test.ts checks
  * this on the 12 edge cases), so `fastEd25519` takes OpenSSL's "valid" as
  * final and hands every "invalid" to the ZIP-215 reference. Honest
  * signatures take the fast path; only invalid or crafted ones pay for noble.

@@ -2,7 +2,7 @@
  * The fold (SPEC.md §8): from a set of verified records to the federation state. Pure and
  * deterministic: no clock (`now` is only a parameter of `proposalStatus`), no I/O, integers
  * everywhere an outcome is decided. The state depends only on the *set* of records added, never
- * on their order or on duplicates (test/unit/fold.property.test.ts). Invalid records never get
+ * on their order or on duplicates (test/unit/protocol/fold/fold.property.test.ts). Invalid records never get
  * here (`Verified` values only); a record of another federation is refused by `add`.
  *
  * One module per part of the spec:

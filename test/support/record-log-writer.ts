@@ -1,5 +1,5 @@
 /**
- * Child process for the record log's crash test (test/unit/record-log.test.ts):
+ * Child process for the record log's crash test (test/unit/node/record-log.test.ts):
  *
  *     node --import tsx test/support/record-log-writer.ts <log path> [writers]
  *

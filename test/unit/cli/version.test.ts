@@ -1,0 +1,39 @@
+/**
+ * `allmende --version` (cli/version.ts): its constants equal their sources, package.json's
+ * version and the protocol version of protocol/SPEC.md that the record schema accepts.
+ */
+import { readFileSync } from 'node:fs'
+import { describe, expect, it } from 'vitest'
+import { PACKAGE_VERSION, PROTOCOL_VERSION, versionText } from '../../../cli/version.js'
+import { recordSchema } from '../../../protocol/schema.js'
+
+const read = (path: string): string => readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8')
+
+describe('allmende --version', () => {
+  it("names the package's version from package.json", () => {
+    const pkg = JSON.parse(read('package.json')) as { version: string }
+    expect(PACKAGE_VERSION).toBe(pkg.version)
+  })
+
+  it('names the protocol version in the title of SPEC.md, the only record v the schema accepts', () => {
+    const title = read('protocol/SPEC.md').split('\n')[0]
+    expect(title).toBe(`# allmende protocol specification, version ${PROTOCOL_VERSION}`)
+    expect(recordSchema({ v: PROTOCOL_VERSION + 1 })?.code).toBe('schema-version')
+    expect(recordSchema({ v: PROTOCOL_VERSION - 1 })?.code).toBe('schema-version')
+    // The version passes; the next check (the missing kind) is what refuses this one.
+    expect(recordSchema({ v: PROTOCOL_VERSION })?.code).toBe('schema-missing-field')
+  })
+
+  it('prints one line each for the package, the protocol, Node and OpenSSL', () => {
+    expect(versionText().split('\n')).toEqual([
+      `allmende ${PACKAGE_VERSION}`,
+      `protocol ${PROTOCOL_VERSION}`,
+      `node ${process.versions.node}`,
+      `openssl ${process.versions.openssl}`,
+    ])
+    const other = { ...process.versions, node: '24.21.0', openssl: '3.5.8' }
+    expect(versionText(other)).toBe(
+      `allmende ${PACKAGE_VERSION}\nprotocol ${PROTOCOL_VERSION}\nnode 24.21.0\nopenssl 3.5.8`,
+    )
+  })
+})
