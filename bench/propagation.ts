@@ -1,6 +1,5 @@
 /**
- * Benchmark: gossip propagation between real nodes (issue: the federation
- * node, DESIGN.md §6). Not part of `npm test`:
+ * Benchmark: gossip propagation between real nodes. Not part of `npm test`:
  *
  *     npx tsx bench/propagation.ts [sizes…]     default: 10 30
  *     npx tsx bench/propagation.ts flood [rate]     rate: flood messages/s, default unbounded

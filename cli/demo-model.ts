@@ -1,5 +1,5 @@
 /**
- * Small deterministic model directories for tests and benchmarks (DESIGN.md §1 `fixtures/`).
+ * Small deterministic model directories for tests and benchmarks.
  *
  * Why: weight checks (hashing, UnixFS roots, header parsing, DAG verification) need real-looking
  * models — sharded safetensors with mixed dtypes beside a `config.json` and a `tokenizer.json` —

@@ -1,5 +1,5 @@
 /**
- * What people type for members and rules (DESIGN.md §7): member specs parsed from the right
+ * What people type for members and rules (SPEC §5.2 for the rules they become): member specs parsed from the right
  * (`did:key:z6Mk…:steward,voter:1`), `--rule ACTION:quorum=1/2,threshold=2/3`,
  * `--require ACTION:KIND=MIN` and the timing options. Every mistake is a usage error (exit 2).
  */

@@ -2,12 +2,13 @@
  * Ed25519 through node:crypto (OpenSSL), for the node and the CLI.
  *
  * Why: OpenSSL verifies about 15× and signs about 17× faster than
- * @noble/curves on the machines we measured (DESIGN.md §2, NOTES-node20.md),
+ * @noble/curves on the machines we measured (SPEC §4.2),
  * and a node verifies every record it receives.
  *
  * Why it is safe: the protocol's rule is ZIP-215 (protocol/ed25519.ts), and
- * OpenSSL's rule is not ZIP-215 — it is cofactorless and rejects some
- * signatures ZIP-215 accepts (speccheck cases 4, 5, 9, 10). OpenSSL's
+ * OpenSSL's rule is not ZIP-215 — it rejects some signatures ZIP-215
+ * accepts, and which ones depends on the OpenSSL build (speccheck cases 4,
+ * 5, 9, 10 with Node 20 and 22; all but case 3 with Node 24). OpenSSL's
  * *accept* set is a subset of ZIP-215's (test/unit/protocol/ed25519.test.ts checks
  * this on the 12 edge cases), so `fastEd25519` takes OpenSSL's "valid" as
  * final and hands every "invalid" to the ZIP-215 reference. Honest

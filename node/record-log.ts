@@ -1,5 +1,5 @@
 /**
- * The record log: the node's source of truth (DESIGN.md §6 "Record log").
+ * The record log: the node's source of truth (docs/adr/0002 for its repair and lock).
  * An append-only file of record bytes, fsync'd in batches before any append
  * is acknowledged; every index is rebuilt from it by `replay`.
  *

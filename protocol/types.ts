@@ -1,5 +1,5 @@
 /**
- * The record types of DESIGN.md §3 / SPEC.md §5, as they appear after strict
+ * The record types of SPEC.md §5, as they appear after strict
  * decoding. All integers are safe integers; all byte fields are Uint8Array;
  * all links are CIDs.
  */

@@ -1,5 +1,5 @@
 /**
- * Certificates (DESIGN.md §5, SPEC.md §12): a CAR file that proves, from the
+ * Certificates (SPEC.md §12): a CAR file that proves, from the
  * federation id alone, that a name@version is ratified under a checkpoint
  * signed by the seal threshold of stewards.
  *

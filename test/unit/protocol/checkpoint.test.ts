@@ -1,5 +1,5 @@
 /**
- * Checkpoints (DESIGN.md §4–§5, SPEC.md §11.2–§11.3): what they cover, when
+ * Checkpoints (SPEC.md §11.2–§11.3): what they cover, when
  * they count, and the anchoring — once t stewards signed a checkpoint for
  * epoch E, its `finalized` list decides every proposal with closesAt ≤ E,
  * so a seal held back past the deadline cannot resurrect an expired
