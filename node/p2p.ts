@@ -265,7 +265,7 @@ async function startLibp2p(
   // stranger with a fresh id) writes a record there, and nothing a stranger sends is kept on
   // disk. Helia's datastore (pins) stays the one given. Bootstrap peers come from the config.
   const withP2P = withLibp2pLight(light, { ...config, datastore: new MemoryDatastore() })
-  const h = withBitswap(withP2P, {
+  const withBlocks = withBitswap(withP2P, {
     maxInboundStreams: 32,
     maxOutboundStreams: 128,
     maxIncomingMessageSize: 2 * 1024 * 1024,
@@ -273,11 +273,11 @@ async function startLibp2p(
     maxWantlistSize: 1024,
   })
   try {
-    await h.start()
+    await withBlocks.start()
   } catch (err) {
-    await h.stop().catch(() => {})
+    await withBlocks.stop().catch(() => {})
     throw err
   }
-  const helia = h as P2PHelia
+  const helia = withBlocks as P2PHelia
   return { libp2p: helia.libp2p, helia }
 }

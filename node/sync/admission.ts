@@ -143,13 +143,14 @@ async function takeRecords(
         return 0
       }
       // A seal or checkpoint takes the blocks its lists name from the holding area.
-      const r = await store.ingest(bytes, admission.holding.blocks, checked)
-      if (r.verdict === 'ignore' && r.record && r.code !== 'duplicate') ignoreSet.add(r.record.key)
-      if (r.blocksTaken) fromHolding = true
-      return (r.verdict === 'accept' && !r.duplicate ? 1 : 0) + (r.blocksTaken ?? 0)
+      const outcome = await store.ingest(bytes, admission.holding.blocks, checked)
+      if (outcome.verdict === 'ignore' && outcome.record && outcome.code !== 'duplicate')
+        ignoreSet.add(outcome.record.key)
+      if (outcome.blocksTaken) fromHolding = true
+      return (outcome.verdict === 'accept' && !outcome.duplicate ? 1 : 0) + (outcome.blocksTaken ?? 0)
     }),
   )
-  for (const t of results) taken += t
+  for (const count of results) taken += count
   // An honest peer holds only records that passed the same bytes-only checks, so an invalid
   // one means the peer is not honest: end the session (after keeping what was valid).
   if (invalid > 0) throw new SyncError('sync-invalid', `the peer sent ${invalid} invalid records`)

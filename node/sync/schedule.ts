@@ -40,8 +40,9 @@ export function createSyncSchedule(parts: ScheduleParts): SyncSchedule {
     running.set(peer, work)
     // Cut short by the round cap: go on at once while sessions make progress (the periodic
     // round picks up otherwise).
-    void work.then((r) => {
-      if (r.ok && !r.complete && (r.taken > 0 || r.pushed > 0) && !stopping.aborted)
+    void work.then((report) => {
+      const progressed = report.taken > 0 || report.pushed > 0
+      if (report.ok && !report.complete && progressed && !stopping.aborted)
         setTimeout(() => void syncWith(peer), 0).unref()
     })
     return work
