@@ -16,11 +16,10 @@
  * dropped too. While running, the file is rewritten the same way once it holds twice
  * `maxEntries` entries, so it stays bounded.
  */
-import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { type FileHandle, open, readFile, rm } from 'node:fs/promises'
 import { UPLOAD_NONCE_BYTES } from '../../protocol/index.js'
 import { NodeError } from '../errors.js'
-import { syncDirectory } from '../files.js'
+import { writeAtomic } from '../files.js'
 
 const ENTRY_BYTES = 8 + UPLOAD_NONCE_BYTES
 
@@ -67,19 +66,10 @@ function liveEntries(bytes: Uint8Array, now: number, windowMs: number): Map<stri
   return live
 }
 
-/** Writes `live` as the whole file, atomically (temp file, fsync, rename, fsync of the directory). */
+/** Writes `live` as the whole file, atomically (node/files.ts's writeAtomic). */
 async function rewrite(path: string, live: Map<string, number>): Promise<void> {
-  const temporary = `${path}.tmp`
   const bytes = Buffer.concat([...live].map(([key, expiresAt]) => entry(expiresAt, Buffer.from(key, 'hex'))))
-  const handle = await open(temporary, 'w', 0o600)
-  try {
-    await handle.write(bytes, 0, bytes.length, 0)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await rename(temporary, path)
-  await syncDirectory(dirname(path))
+  await writeAtomic(path, bytes, { mode: 0o600 })
 }
 
 export async function openUploadNonces(path: string, options: NonceOptions): Promise<UploadNonces> {
