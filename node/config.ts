@@ -135,7 +135,7 @@ const API_LIMIT_KEYS = [
 ] as const
 
 /**
- * Upload limits (node/uploads.ts): two uploads per author (a model and its card), eight in all; a
+ * Upload limits (node/weights/uploads.ts): two uploads per author (a model and its card), eight in all; a
  * body idle for 20 s ends its upload, before the API's own idle timeout drops the connection.
  */
 export const UPLOAD_LIMIT_DEFAULTS = Object.freeze({

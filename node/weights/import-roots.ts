@@ -65,7 +65,7 @@ async function inodeOf(path: string): Promise<string | undefined> {
   }
 }
 
-/** Whether the bytes of a small file are an allmende key file (cli/identity.ts's format). */
+/** Whether the bytes of a small file are an allmende key file (node/identity.ts's format). */
 function looksLikeKeyFile(text: string): boolean {
   let json: unknown
   try {
