@@ -1,5 +1,5 @@
 /**
- * The snapshot `exec` checks and hands to the command (DECISIONS 9): a copy of the model directory
+ * The snapshot `exec` checks and hands to the command (docs/adr/0007): a copy of the model directory
  * that nobody else can change between the check and the load.
  *
  * - A reflink (`copyFile` with `COPYFILE_FICLONE_FORCE`) where the filesystem has one: instant,

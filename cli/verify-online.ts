@@ -80,7 +80,7 @@ export interface OnlineOptions {
 
 /**
  * Online: the node's certificate, verified exactly as offline; then the node's live word, which
- * may only make the verdict stricter (DECISIONS 1). Without a covering certificate the version
+ * may only make the verdict stricter (docs/adr/0007). Without a covering certificate the version
  * never passes: the status is then the node's word, and the manifest it names (signature and
  * federation checked) is only used to name bad files.
  */

@@ -21,6 +21,7 @@ import {
   type HttpLoad,
   watchIdle,
 } from './http-guard.js'
+import { CAR_TYPE } from './weights/http-contract.js'
 
 // ------------------------------------------------------------------ body limits
 
@@ -59,7 +60,7 @@ export function listBound(entries: number): { blocks: number; bytes: number } {
 }
 
 /**
- * `POST /records` takes one record (DECISIONS 4: batches have their own route), or a seal as a
+ * `POST /records` takes one record (batches get a route of their own; docs/adr/0003), or a seal as a
  * CAR with its list blocks. A seal names at most one vote per voter, and a federation has at
  * most `maxMembers` (10,000) members, so its votes list holds at most 10,000 entries; its
  * attestations list is given the same room (one per auditor; a seal naming more attestations
@@ -87,11 +88,9 @@ export const RECORDS_BODY_BYTES = (() => {
 
 /**
  * A body that is one record and nothing else (`application/cbor` and the other record types but
- * the CAR) is at most the largest record: a genesis (DECISIONS 4: the limit derives from one record).
+ * the CAR) is at most the largest record: a genesis (the limit derives from one record; docs/adr/0003).
  */
 export const ONE_RECORD_BODY_BYTES = LIMITS.maxGenesisBytes
-
-const CAR_TYPE = 'application/vnd.ipld.car'
 
 /** The largest body of this type the route takes: one record, unless it is a CAR. */
 function bodyLimitOf(req: FastifyRequest): number {
@@ -106,7 +105,7 @@ export const SMALL_BODY_BYTES = 16 * 1024
 export const RECORD_TYPES: readonly string[] = [
   'application/cbor',
   'application/octet-stream',
-  'application/vnd.ipld.car',
+  CAR_TYPE,
   'application/vnd.ipld.dag-cbor',
 ]
 

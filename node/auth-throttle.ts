@@ -2,12 +2,9 @@
  * A budget of failed signature checks per client address, for the HTTP routes that check
  * signatures a stranger sends (`POST /records`, `POST /weights`).
  *
- * Why: the node verifies Ed25519 on OpenSSL's fast path and hands every signature OpenSSL
- * refuses to the ZIP-215 reference (node/ed25519-native.ts), which costs some thirty times an
- * honest verification. A stranger sending forged signatures as fast as it can therefore makes the
- * node do the slow check every time: measured with bench/abuse.ts, unauthenticated uploads alone
- * took the propagation p99 of five nodes to 1.5–3.4× quiet. An honest client never sends a
- * signature that does not verify, so a small budget costs it nothing.
+ * Why: a signature OpenSSL refuses goes to the ZIP-215 reference, some thirty times slower, so a
+ * stranger's forged signatures would make the node do the slow check every time; an honest client
+ * never sends one (docs/adr/0019, with the measurement).
  *
  * A token bucket per address: `burst` failures at once, `perSecond` more each second. While an
  * address has no token left, its requests to those routes are answered 429 before any signature

@@ -119,7 +119,6 @@ async function stopRunning(running: Running): Promise<void> {
   await running.storage?.datastore.close()
 }
 
-/** The steps of a start, each adding its part to `running`; the order matters (see each). */
 /** The parts a started node shows. */
 interface Started {
   readonly store: RecordStore

@@ -1,6 +1,6 @@
 /**
  * `allmende exec --model N@V --dir DIR [--certificate FILE] [--federation ID [--pin]]
- * [--max-age DUR] [--copy-limit SIZE | --in-place] -- CMD ...` (DECISIONS 9).
+ * [--max-age DUR] [--copy-limit SIZE | --in-place] -- CMD ...` (docs/adr/0007).
  *
  * The status is proven as `verify` proves it (commands/verify.ts); a version that is not
  * certified ratified is refused before a byte of DIR is read. Then DIR is snapshotted

@@ -21,7 +21,7 @@ import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { exporter } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
-import { pathProblem, verifyDirectory } from '../../node/weights/index.js'
+import { CAR_TYPE, pathProblem, verifyDirectory } from '../../node/weights/index.js'
 import { equalBytes } from '../../protocol/bytes.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'
@@ -86,7 +86,7 @@ async function fetchBlocks(client: NodeClient, root: CID, path: string, store: s
   const url = `${client.base}/ipfs/${root}/${path.split('/').map(encodeURIComponent).join('/')}?format=car&dag-scope=all`
   let res: Response
   try {
-    res = await fetch(url, { headers: { accept: 'application/vnd.ipld.car' } })
+    res = await fetch(url, { headers: { accept: CAR_TYPE } })
   } catch (e) {
     throw unreachable(client.base, e)
   }

@@ -14,6 +14,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import type { Signer } from '../../node/index.js'
 import {
+  CAR_TYPE,
   CID_PROFILE,
   type DirectoryPlan,
   describeModel,
@@ -90,7 +91,7 @@ export function uploadHeaders(
     uploadStatementBytes({ federation: target.federation, node, root, at, size, nonce }),
   )
   return {
-    'content-type': 'application/vnd.ipld.car',
+    'content-type': CAR_TYPE,
     [UPLOAD_HEADERS.version]: String(UPLOAD_STATEMENT_VERSION),
     [UPLOAD_HEADERS.author]: signer.did,
     [UPLOAD_HEADERS.federation]: target.federation.toString(),

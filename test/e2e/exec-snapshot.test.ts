@@ -1,5 +1,5 @@
 /**
- * `exec` closes the gap between the check and the load (DECISIONS 9), through the real binary
+ * `exec` closes the gap between the check and the load (docs/adr/0007), through the real binary
  * (`npm run build` first). The command gets a snapshot of the model directory that nobody else can
  * change: a reflink where the filesystem has one, otherwise a private read-only copy (0700 dir,
  * 0400 files) under --copy-limit, otherwise a refusal naming --in-place. The snapshot's bytes are
