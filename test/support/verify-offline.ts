@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { CID } from 'multiformats/cid'
-import { verifyCertificate } from '../../protocol/certificate.js'
+import { verifyCertificate } from '../../protocol/certificate/index.js'
 
 const [file, id, now] = process.argv.slice(2)
 if (!file || !id || !now) throw new Error('usage: verify-offline.ts <car file> <federation id> <now ms>')

@@ -20,211 +20,24 @@
  */
 
 import { CarBufferReader } from '@ipld/car/buffer-reader'
-import * as CarBufferWriter from '@ipld/car/buffer-writer'
 import { CID } from 'multiformats/cid'
-import { equalBytes } from './bytes.js'
-import { DAG_CBOR_CODE, decodeStrict, encode } from './cbor.js'
-import { checkpointFor } from './checkpoint.js'
-import { cidKey, cidOfBlock, compareCids } from './cid.js'
-import { type Block, buildList } from './cidlist.js'
-import type { Ed25519Backend } from './ed25519.js'
-import { createFold, type FederationState, type Fold, proposalStatus } from './fold/index.js'
-import type { AnyVerified, Verified } from './record.js'
-import { decodeRecord } from './record.js'
-import { federationIdOf } from './signing.js'
-import { type EntryStatus, proveKey, verifyProof } from './stateroot.js'
-
-export const MAX_CERTIFICATE_BYTES = 64 * 1024 * 1024
-
-/**
- * How far ahead of the verifier's clock a checkpoint may seem to be signed (SPEC.md §12.2). No
- * honest steward signs a checkpoint before `epoch + sealDeadlineMs`; one dated later than
- * `now + MAX_CLOCK_SKEW_MS` is refused, so a checkpoint dated in the future can neither stay
- * fresh for ever nor raise a verifier's trust mark past its own clock. Five minutes is the usual
- * bound for clocks that are meant to agree (Kerberos' default): hosts kept by NTP are within a
- * second of each other, a laptop or build runner that drifted for days is still within it, and
- * it lets a checkpoint signed ahead of time gain at most five minutes of freshness.
- */
-export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
-
-export const CERTIFICATE_PROBLEMS = [
-  'cert-too-large',
-  'cert-car',
-  'cert-header',
-  'cert-genesis-mismatch',
-  'cert-block-invalid',
-  'cert-block-missing',
-  'cert-record-invalid',
-  'cert-checkpoint-unsigned',
-  'cert-checkpoint-signer',
-  'cert-stale',
-  'cert-future',
-  'cert-rollback',
-  'cert-proof',
-  'cert-wrong-model',
-  'cert-not-ratified',
-  'cert-revoked',
-  'cert-conflicted',
-  'cert-ratification-unproven',
-] as const
-export type CertificateProblemCode = (typeof CERTIFICATE_PROBLEMS)[number]
-
-export interface CertificateProblem {
-  readonly code: CertificateProblemCode
-  readonly message: string
-}
-
-/** The highest checkpoint a verifier has accepted for a federation: never go below it. */
-export interface TrustMark {
-  readonly height: number
-  readonly epoch: number
-}
-
-export interface VerifyCertificateOptions {
-  /** The verifier's clock, in ms since the epoch. */
-  readonly now: number
-  /** Oldest acceptable checkpoint age; default 2 × checkpointIntervalMs of state(head). */
-  readonly maxAgeMs?: number
-  /** The high-water mark seen so far (rollback protection). */
-  readonly trusted?: TrustMark
-  /** The name@version the caller expects, if any. */
-  readonly model?: string
-  readonly ed25519?: Ed25519Backend
-  readonly maxBytes?: number
-}
-
-export interface CertificateVerdict {
-  readonly ok: boolean
-  readonly model?: string
-  readonly status: EntryStatus | 'unknown'
-  readonly manifest?: CID
-  /** The manifest record, for checking files against it. */
-  readonly manifestRecord?: Verified<'manifest'>
-  /** The deciding proposal (ratification, or revocation when revoked). */
-  readonly proposal?: CID
-  readonly checkpoint?: {
-    readonly cid: CID
-    readonly epoch: number
-    readonly height: number
-    readonly age: number
-  }
-  /** The high-water mark to keep: the checkpoint's if it is newer and counted, else the one given. */
-  readonly trusted?: TrustMark
-  readonly problems: readonly CertificateProblem[]
-}
-
-// ---------------------------------------------------------------- building
-
-interface Collector {
-  readonly blocks: Map<string, Block>
-  add(b: Block): void
-  record(v: AnyVerified): void
-}
-
-function collector(): Collector {
-  const blocks = new Map<string, Block>()
-  const c: Collector = {
-    blocks,
-    add: (b) => {
-      blocks.set(cidKey(b.cid), b)
-    },
-    record: (v) => {
-      c.add({ cid: v.cid, bytes: v.bytes })
-      if (v.record.kind === 'seal' && v.lists) {
-        for (const b of buildList(v.lists.votes).blocks) c.add(b)
-        for (const b of buildList(v.lists.attestations).blocks) c.add(b)
-      }
-      if (v.record.kind === 'checkpoint' && v.finalized)
-        for (const b of buildList(v.finalized).blocks) c.add(b)
-    },
-  }
-  return c
-}
-
-/** A proposal with its valid seals and every vote and attestation they name. */
-function collectDecision(fold: Fold, c: Collector, proposal: CID): void {
-  const p = fold.get(proposal)
-  if (!p) return
-  c.record(p)
-  for (const r of fold.records()) {
-    if (r.record.kind !== 'seal' || !r.record.body.proposal.equals(proposal)) continue
-    if (fold.report(r.cid)?.status !== 'applied') continue
-    c.record(r)
-    for (const named of [...(r.lists?.votes ?? []), ...(r.lists?.attestations ?? [])]) {
-      const v = fold.get(named)
-      if (v) c.record(v)
-    }
-  }
-}
-
-/**
- * Builds the certificate for `model` (name@version) from a node's fold,
- * with the newest counted checkpoint. Throws if there is no counted
- * checkpoint (nothing to certify yet).
- */
-export function buildCertificate(fold: Fold, model: string): Uint8Array {
-  const state = fold.state()
-  const cp = state.checkpoint
-  if (!cp)
-    throw new Error(
-      'no checkpoint has been counted yet: a certificate needs one signed by the seal threshold of stewards',
-    )
-  const c = collector()
-  const anchor = fold.get(cp.cid) as Verified<'checkpoint'>
-  c.record(state.genesis)
-  // Every identical copy of the checkpoint (one per signer).
-  const same = (v: AnyVerified) =>
-    v.record.kind === 'checkpoint' &&
-    equalBytes(encode(v.record.body), encode(anchor.record.body)) &&
-    fold.report(v.cid)?.status === 'applied'
-  for (const r of fold.records()) if (same(r)) c.record(r)
-  // The chain from the head back to the genesis.
-  for (let head = cp.head; !head.equals(state.federation); ) {
-    collectDecision(fold, c, head)
-    const p = fold.get(head) as Verified<'proposal'> | undefined
-    if (!p) break
-    head = p.record.body.basis
-  }
-  // The proof, from the checkpoint's own content rebuilt (it is deterministic).
-  const content = checkpointFor(state, cp.epoch)
-  if (!content.root.root.equals(cp.stateRoot)) {
-    throw new Error(
-      'this node cannot rebuild the checkpointed state root; it may lack records the checkpoint covers',
-    )
-  }
-  for (const b of proveKey(content.root, model)) c.add(b)
-  const entry = content.root.paths.has(model)
-    ? verifyProof(cp.stateRoot, model, content.root.blocks)
-    : undefined
-  const value = entry?.ok ? entry.value.value : null
-  for (const m of value?.manifests ?? []) {
-    const rec = fold.get(m)
-    if (rec) c.record(rec)
-    for (const r of fold.records())
-      if (r.record.kind === 'attestation' && r.record.body.subject.equals(m)) c.record(r)
-  }
-  if (value?.decision) collectDecision(fold, c, value.decision)
-  // The header.
-  const header = encode({
-    certificate: 1,
-    federation: state.federation,
-    model,
-    genesis: state.genesis.cid,
-    checkpoint: cp.cid,
-  })
-  const headerBlock = { cid: cidOfBlock(header), bytes: header }
-  const blocks = [...c.blocks.values()].sort((a, b) => compareCids(a.cid, b.cid))
-  const size =
-    CarBufferWriter.headerLength({ roots: [headerBlock.cid] }) +
-    CarBufferWriter.blockLength(headerBlock) +
-    blocks.reduce((n, b) => n + CarBufferWriter.blockLength(b), 0)
-  const writer = CarBufferWriter.createWriter(new ArrayBuffer(size), { roots: [headerBlock.cid] })
-  writer.write(headerBlock)
-  for (const b of blocks) writer.write(b)
-  return writer.close({ resize: true })
-}
-
-// ---------------------------------------------------------------- verifying
+import { equalBytes } from '../bytes.js'
+import { DAG_CBOR_CODE, decodeStrict } from '../cbor.js'
+import { cidKey, cidOfBlock } from '../cid.js'
+import { createFold, type FederationState, proposalStatus } from '../fold/index.js'
+import type { Verified } from '../record.js'
+import { decodeRecord } from '../record.js'
+import { federationIdOf } from '../signing.js'
+import { verifyProof } from '../stateroot.js'
+import {
+  type CertificateProblem,
+  type CertificateProblemCode,
+  type CertificateVerdict,
+  MAX_CERTIFICATE_BYTES,
+  MAX_CLOCK_SKEW_MS,
+  type TrustMark,
+  type VerifyCertificateOptions,
+} from './format.js'
 
 function older(a: TrustMark, b: TrustMark): boolean {
   return a.height !== b.height ? a.height < b.height : a.epoch < b.epoch

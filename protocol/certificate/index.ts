@@ -1,0 +1,4 @@
+/** Certificates (SPEC.md §12): format, building and verification. */
+export * from './build.js'
+export * from './format.js'
+export * from './verify.js'
