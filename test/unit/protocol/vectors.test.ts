@@ -21,7 +21,7 @@ import { cidOfBlock } from '../../../protocol/cid.js'
 import { readList } from '../../../protocol/cidlist.js'
 import { CODES_INVALID } from '../../../protocol/codes.js'
 import { parseDid } from '../../../protocol/did.js'
-import { type Ed25519Backend, zip215 } from '../../../protocol/ed25519.js'
+import { type Ed25519Backend, withZip215Fallback, zip215 } from '../../../protocol/ed25519.js'
 import { decodeRecord, signRecord } from '../../../protocol/record.js'
 import {
   createSigner,
@@ -197,8 +197,11 @@ describe.each(vectors.valid.map((v) => [v.name, v] as const))('valid %s', (_name
     ...(v.kind === 'seal' ? { blocks: blockSource(lists) } : {}),
   }
 
+  // A ZIP-215 edge that RFC 8032 refuses decodes through the fast path's re-decision, as nodes run it.
+  const backends = v.rfc8032 === 'refuses' ? [zip215, withZip215Fallback(nodeCrypto)] : [zip215, nodeCrypto]
+
   it('decodes with the listed CID, with either Ed25519 backend', () => {
-    for (const ed25519 of [zip215, nodeCrypto]) {
+    for (const ed25519 of backends) {
       const r = decodeRecord(bytes, { ...options, ed25519 })
       if (!r.ok) throw new Error(`${ed25519.name}: ${r.code}: ${r.message} ${r.path ?? ''}`)
       expect(r.value.cid.toString()).toBe(v.cid)
@@ -228,11 +231,12 @@ describe.each(vectors.valid.map((v) => [v.name, v] as const))('valid %s', (_name
     if (v.kind === 'genesis') expect(sigs.length).toBe((record.cosigs ?? []).length + 1)
     for (const [sig, key] of sigs) {
       expect(zip215.verify(sig, message, key)).toBe(true)
-      expect(nodeCrypto.verify(sig, message, key)).toBe(true)
+      expect(nodeCrypto.verify(sig, message, key)).toBe(v.rfc8032 !== 'refuses')
     }
   })
 
-  it("is what signRecord makes from its fields and the author's seed", () => {
+  // signRecord makes RFC 8032's deterministic signatures; an edge vector's signature is made by hand.
+  it.skipIf(v.rfc8032 === 'refuses')("is what signRecord makes from its fields and the author's seed", () => {
     const key = vectors.keys.find((k) => k.did === v.author)!
     const { v: _v, author: _a, sig: _s, cosigs, ...fields } = fromDagJson(v.record) as SignedRecord
     const made = signRecord(fields, createSigner(hexToBytes(key.secretKey)), cosigs ? { cosigs } : {})
