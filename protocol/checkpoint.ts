@@ -1,5 +1,5 @@
 /**
- * State roots of a federation state and checkpoints (SPEC.md §11).
+ * State roots of a federation state and checkpoints (SPEC.md §11; ADR 0024).
  *
  * `checkpointFor(state, epoch)` covers exactly the decisions final with
  * `closesAt ≤ epoch`: once `epoch + sealDeadlineMs` has passed no seal for
@@ -13,29 +13,34 @@ import type { CID } from 'multiformats/cid'
 import { cidKey, compareCids } from './cid.js'
 import { type Block, type BuiltList, buildList } from './cidlist.js'
 import { DECIDED_PHASES, type FederationState, type ProposalView } from './fold/index.js'
-import { type BuiltStateRoot, buildStateRoot, type MapEntry, type MapValue, proveKey } from './stateroot.js'
+import {
+  type BuiltStateRoot,
+  buildStateRoot,
+  type ManifestEntry,
+  type MapEntry,
+  type MapValue,
+  plainManifestEntry,
+  proveKey,
+} from './stateroot.js'
 import type { CheckpointBody } from './types.js'
 
-/** The state root of a whole state: every known name@version, and the head. */
+/**
+ * The state root of a whole state: every known name@version with every applicable manifest of
+ * it, and the head. Nodes compare it to see that they agree; only checkpoints' roots are signed.
+ */
 export function buildStateOf(state: FederationState): BuiltStateRoot {
   const entries: MapEntry[] = [...state.models.values()].map((m) => ({
     key: m.key,
     value: {
       status: m.status,
-      manifests:
-        m.status === 'ratified'
-          ? [m.manifest!]
-          : m.status === 'conflicted'
-            ? liveRatified(state, m.manifests)
-            : [...m.manifests],
       decision: m.decision ?? null,
+      manifests: m.manifests.map((c) => {
+        const view = state.manifests.get(cidKey(c))!
+        return plainManifestEntry(c, view.ratifiedBy.length > 0, view.revokedBy.length > 0)
+      }),
     },
   }))
   return buildStateRoot({ head: state.head, height: state.height, entries })
-}
-
-function liveRatified(state: FederationState, manifests: readonly CID[]): CID[] {
-  return manifests.filter((c) => state.manifests.get(cidKey(c))?.status === 'ratified')
 }
 
 export function stateRoot(state: FederationState): CID {
@@ -93,24 +98,14 @@ export function checkpointFor(state: FederationState, epoch: number): Checkpoint
     const m = state.manifests.get(key)
     if (m) push(byVersion, `${m.name}@${m.version}`, m.cid)
   }
-  const entries: MapEntry[] = []
-  for (const [version, manifests] of byVersion) {
-    manifests.sort(compareCids)
-    const live = manifests.filter((c) => ratified.has(cidKey(c)) && !revoked.has(cidKey(c)))
-    let value: MapValue
-    if (live.length === 1) {
-      value = { status: 'ratified', manifests: live, decision: smallest(ratified.get(cidKey(live[0]!))!) }
-    } else if (live.length > 1) {
-      value = { status: 'conflicted', manifests: live, decision: null }
-    } else {
-      const gone = manifests.filter((c) => revoked.has(cidKey(c)))
-      value =
-        gone.length > 0
-          ? { status: 'revoked', manifests: gone, decision: smallest(revoked.get(cidKey(gone[0]!))!) }
-          : { status: 'proposed', manifests, decision: null }
-    }
-    entries.push({ key: version, value })
-  }
+  const entries: MapEntry[] = [...byVersion].map(([version, manifests]) => ({
+    key: version,
+    value: decidedValue(
+      manifests.map((c) => plainManifestEntry(c, ratified.has(cidKey(c)), revoked.has(cidKey(c)))),
+      ratified,
+      revoked,
+    ),
+  }))
   const root = buildStateRoot({ head, height, entries })
   const finalized = decided.map((p) => [p.cid, p.phase] as const).sort((a, b) => compareCids(a[0], b[0]))
   const finalizedList = buildList(finalized)
@@ -127,6 +122,26 @@ export function checkpointFor(state: FederationState, epoch: number): Checkpoint
     root,
     blocks: [...finalizedList.blocks, ...root.blocks.values()],
   }
+}
+
+/**
+ * A version's entry from its decided manifests: exactly one ratified and not revoked → ratified,
+ * decided by its ratification with the smallest CID; more → conflicted; else revoked, decided
+ * by the revocation with the smallest CID of the first revoked manifest.
+ */
+function decidedValue(
+  manifests: ManifestEntry[],
+  ratifiedBy: ReadonlyMap<string, CID[]>,
+  revokedBy: ReadonlyMap<string, CID[]>,
+): MapValue {
+  manifests.sort((a, b) => compareCids(a.cid, b.cid))
+  const live = manifests.filter((m) => m.ratified && !m.revoked)
+  if (live.length === 1)
+    return { status: 'ratified', decision: smallest(ratifiedBy.get(cidKey(live[0]!.cid))!), manifests }
+  if (live.length > 1) return { status: 'conflicted', decision: null, manifests }
+  // Every manifest here has a decision, so with none live at least one is revoked.
+  const firstRevoked = manifests.find((m) => m.revoked)!
+  return { status: 'revoked', decision: smallest(revokedBy.get(cidKey(firstRevoked.cid))!), manifests }
 }
 
 function smallest(cids: CID[]): CID {

@@ -1,7 +1,7 @@
 /**
- * State roots and lookup proofs (SPEC.md §11). The state root commits to the
- * governance head and to a Merkle map from `name@version` to
- * `{status, manifests, decision}`:
+ * State roots and lookup proofs (SPEC.md §11.1; ADR 0024). The state root
+ * commits to the governance head and to a Merkle map from `name@version` to
+ * the entry value of `stateroot-entry.ts`:
  *
  * - entries sorted by the UTF-8 bytes of their key;
  * - leaves of `MAP_FANOUT` (64) consecutive entries, the last the rest:
@@ -9,32 +9,26 @@
  * - each level above groups `MAP_FANOUT` consecutive nodes:
  *   `[1, [[first key of the child, child CID], …]]`;
  * - the root block `{head, height, count, map}` names the head, its chain
- *   height, the number of entries and the top node of the map.
+ *   height, the number of entries and, by a CID link, the top node of the map.
  *
  * A proof for a key is the root block and the blocks on the path to the
- * leaf that holds — or would hold — the key: O(log n) blocks. Because the
- * root is signed by stewards who build it canonically, the path alone
- * proves presence and absence.
+ * leaf that holds — or would hold — the key: O(log n) blocks. The path alone
+ * proves presence and absence only because every node on it is checked to
+ * be the node the canonical builder would make: `count` fixes how many
+ * levels there are and how many items each node holds, and keys fix which
+ * node a key can be in. `verifyProof` checks each of these rules in turn.
  */
 import { CID } from 'multiformats/cid'
 import { compareBytes, equalBytes, utf8 } from './bytes.js'
 import { decodeStrict, encode, type ScanLimits } from './cbor.js'
-import { cidKey, cidOfBlock, compareCids } from './cid.js'
+import { cidKey, cidOfBlock, isRecordCid } from './cid.js'
 import type { Block } from './cidlist.js'
 import { ok, type Result, reject } from './result.js'
+import { encodeValue, type MapValue, parseValue } from './stateroot-entry.js'
+
+export * from './stateroot-entry.js'
 
 export const MAP_FANOUT = 64
-
-export type EntryStatus = 'ratified' | 'conflicted' | 'revoked' | 'proposed'
-export const ENTRY_STATUSES: readonly EntryStatus[] = ['ratified', 'conflicted', 'revoked', 'proposed']
-
-export interface MapValue {
-  readonly status: EntryStatus
-  /** Manifests behind the status, sorted by CID. */
-  readonly manifests: readonly CID[]
-  /** The ratifying proposal (ratified) or a revoking one (revoked); null otherwise. */
-  readonly decision: CID | null
-}
 
 export interface MapEntry {
   readonly key: string
@@ -62,10 +56,6 @@ function block(value: unknown): Block {
 
 function compareKeys(a: string, b: string): number {
   return compareBytes(utf8.encode(a), utf8.encode(b))
-}
-
-function encodeValue(v: MapValue): unknown {
-  return { status: v.status, manifests: [...v.manifests].sort(compareCids), decision: v.decision }
 }
 
 /** Builds the state root and remembers each key's path for `prove`. */
@@ -122,9 +112,13 @@ export function proveKey(built: BuiltStateRoot, key: string): Block[] {
     const node = (decodeStrict(b.bytes, PROOF_SCAN) as { ok: true; value: [number, unknown[]] }).value
     if (node[0] === 0) return out
     const children = node[1] as [string, CID][]
-    let pick = children[0]![1]
-    for (const [first, child] of children) if (compareKeys(first, key) <= 0) pick = child
-    cid = pick
+    cid =
+      children[
+        pickChild(
+          children.map(([first]) => first),
+          key,
+        )
+      ]![1]
   }
 }
 
@@ -147,96 +141,209 @@ export interface ProofResult extends RootInfo {
   readonly value: MapValue | null
 }
 
-function parseValue(v: unknown): MapValue | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
-  const o = v as Record<string, unknown>
-  if (Object.keys(o).length !== 3) return undefined
-  if (!ENTRY_STATUSES.includes(o.status as EntryStatus)) return undefined
-  if (!Array.isArray(o.manifests) || o.manifests.some((m) => CID.asCID(m) === null)) return undefined
-  if (o.decision !== null && CID.asCID(o.decision) === null) return undefined
-  return {
-    status: o.status as EntryStatus,
-    manifests: o.manifests as CID[],
-    decision: (o.decision as CID | null) ?? null,
+type BlockGetter = (cid: CID) => Uint8Array | undefined
+
+function blockGetter(blocks: readonly Block[] | ReadonlyMap<string, Block> | BlockGetter): BlockGetter {
+  if (typeof blocks === 'function') return blocks
+  const byKey = blocks instanceof Map ? blocks : new Map((blocks as Block[]).map((b) => [cidKey(b.cid), b]))
+  return (cid) => byKey.get(cidKey(cid))?.bytes
+}
+
+/** A proof block: named by a CIDv1 dag-cbor sha2-256, present, hashing to its CID, strict DAG-CBOR. */
+function loadBlock(get: BlockGetter, cid: CID): Result<unknown> {
+  if (!isRecordCid(cid)) return reject('proof-block-invalid', `${cid} is not a CIDv1 dag-cbor sha2-256`)
+  const bytes = get(cid)
+  if (!bytes) return reject('proof-block-missing', `proof block ${cid} is missing`)
+  if (!equalBytes(cidOfBlock(bytes).bytes, cid.bytes))
+    return reject('proof-block-invalid', `block ${cid} does not match its CID`)
+  const decoded = decodeStrict(bytes, PROOF_SCAN)
+  if (!decoded.ok) return reject('proof-block-invalid', `block ${cid}: ${decoded.message}`)
+  return decoded
+}
+
+function isCount(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0
+}
+
+/** The root block is exactly `{head, height, count, map}`, and `map` is a CID link. */
+function parseRootBlock(v: unknown): Result<RootInfo & { readonly map: CID }> {
+  const top = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>
+  const head = CID.asCID(top.head)
+  if (
+    !head ||
+    !isCount(top.height) ||
+    !isCount(top.count) ||
+    Object.keys(top).length !== 4 ||
+    !('map' in top)
+  )
+    return reject('proof-shape', 'the root block is not {head, height, count, map}')
+  const map = CID.asCID(top.map)
+  if (!map) return reject('proof-shape', 'the root block names its top map node by a CID link, not inline')
+  return ok({ head, height: top.height, count: top.count, map })
+}
+
+/** How many items the nodes of each level hold in all (level 0: the leaves), and how many nodes. */
+interface MapShape {
+  readonly items: readonly number[]
+  readonly nodes: readonly number[]
+}
+
+function mapShape(count: number): MapShape {
+  const items = [count]
+  const nodes = [Math.max(1, Math.ceil(count / MAP_FANOUT))]
+  while (nodes[nodes.length - 1]! > 1) {
+    items.push(nodes[nodes.length - 1]!)
+    nodes.push(Math.ceil(items[items.length - 1]! / MAP_FANOUT))
   }
+  return { items, nodes }
+}
+
+/** A decoded map node: its keys, and per key a value (leaf) or a child CID (branch). */
+interface MapNode {
+  readonly keys: readonly string[]
+  readonly values: readonly unknown[]
+  readonly children: readonly CID[]
+}
+
+/** `[0, [[key, value], …]]` at level 0, `[1, [[key, CID], …]]` above: the levels `count` implies. */
+function parseNode(v: unknown, level: number): Result<MapNode> {
+  if (!Array.isArray(v) || v.length !== 2 || (v[0] !== 0 && v[0] !== 1) || !Array.isArray(v[1]))
+    return reject('proof-shape', 'a map node is [0, items] or [1, items]')
+  if (v[0] !== (level === 0 ? 0 : 1))
+    return reject('proof-shape', `count implies a ${level === 0 ? 'leaf' : 'branch'} at this depth`)
+  const keys: string[] = []
+  const values: unknown[] = []
+  const children: CID[] = []
+  for (const item of v[1] as unknown[]) {
+    if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== 'string')
+      return reject('proof-shape', 'a map node item is [key, value] or [first key, child CID]')
+    keys.push(item[0])
+    if (level === 0) values.push(item[1])
+    else {
+      const child = CID.asCID(item[1])
+      if (!child) return reject('proof-shape', 'a branch item is [first key, child CID]')
+      children.push(child)
+    }
+  }
+  return ok({ keys, values, children })
+}
+
+/** Node `index` of `level` holds 64 items unless it is the level's last node, which holds the rest. */
+function countAgreesWithNode(node: MapNode, shape: MapShape, level: number, index: number): Result<true> {
+  const last = shape.nodes[level]! - 1
+  const expected = index < last ? MAP_FANOUT : shape.items[level]! - MAP_FANOUT * last
+  if (node.keys.length !== expected)
+    return reject('proof-shape', `count implies ${expected} items in this node, not ${node.keys.length}`)
+  return ok(true)
+}
+
+function keysIncreasing(node: MapNode): Result<true> {
+  for (let i = 1; i < node.keys.length; i++) {
+    if (compareKeys(node.keys[i - 1]!, node.keys[i]!) >= 0)
+      return reject('proof-shape', 'the keys of a map node are not strictly increasing')
+  }
+  return ok(true)
+}
+
+/** The key range the parent's entry gives a node: ≥ its key, < the next entry's key (or the parent's bound). */
+interface Bounds {
+  readonly lower?: string
+  readonly upper?: string
+}
+
+function firstKeyIsParentKey(node: MapNode, bounds: Bounds): Result<true> {
+  if (bounds.lower !== undefined && node.keys[0] !== bounds.lower)
+    return reject('proof-shape', 'a branch names another first key than its child holds')
+  return ok(true)
+}
+
+function keysWithinBounds(node: MapNode, bounds: Bounds): Result<true> {
+  for (const key of node.keys) {
+    if (bounds.lower !== undefined && compareKeys(key, bounds.lower) < 0)
+      return reject('proof-shape', 'a map node holds a key below its parent entry')
+    if (bounds.upper !== undefined && compareKeys(key, bounds.upper) >= 0)
+      return reject('proof-shape', "a map node holds a key at or beyond its parent's next entry")
+  }
+  return ok(true)
+}
+
+/** The last child whose first key is ≤ `key`; the first child when `key` is below them all. */
+function pickChild(firstKeys: readonly string[], key: string): number {
+  let pick = 0
+  for (let i = 1; i < firstKeys.length; i++) if (compareKeys(firstKeys[i]!, key) <= 0) pick = i
+  return pick
+}
+
+function childBounds(node: MapNode, pick: number, bounds: Bounds): Bounds {
+  const upper = pick + 1 < node.keys.length ? node.keys[pick + 1] : bounds.upper
+  return upper === undefined ? { lower: node.keys[pick]! } : { lower: node.keys[pick]!, upper }
+}
+
+/** Every shape rule for one node on the path. */
+function checkNode(
+  node: MapNode,
+  shape: MapShape,
+  level: number,
+  index: number,
+  bounds: Bounds,
+): Result<true> {
+  const checks = [
+    () => countAgreesWithNode(node, shape, level, index),
+    () => keysIncreasing(node),
+    () => firstKeyIsParentKey(node, bounds),
+    () => keysWithinBounds(node, bounds),
+  ]
+  for (const check of checks) {
+    const r = check()
+    if (!r.ok) return r
+  }
+  return ok(true)
+}
+
+function readLeaf(node: MapNode, key: string): Result<MapValue | null> {
+  const at = node.keys.indexOf(key)
+  if (at < 0) return ok(null)
+  const parsed = parseValue(node.values[at])
+  if ('problem' in parsed)
+    return reject('proof-shape', `the value under ${key} is malformed: ${parsed.problem}`)
+  return ok(parsed.value)
 }
 
 /**
  * Checks a proof: the blocks hash to the CIDs that name them, from `root`
- * down the path that `key` selects, and reads the value (or its absence).
- * Pure; never throws.
+ * down the path that `key` selects, every node has the shape the canonical
+ * builder gives a map of `count` entries, and reads the value (or its
+ * absence). Pure; never throws.
  */
 export function verifyProof(
   root: CID,
   key: string,
-  blocks: readonly Block[] | ReadonlyMap<string, Block> | ((cid: CID) => Uint8Array | undefined),
+  blocks: readonly Block[] | ReadonlyMap<string, Block> | BlockGetter,
 ): Result<ProofResult> {
-  let get: (cid: CID) => Uint8Array | undefined
-  if (typeof blocks === 'function') get = blocks
-  else {
-    const byKey = blocks instanceof Map ? blocks : new Map((blocks as Block[]).map((b) => [cidKey(b.cid), b]))
-    get = (cid) => byKey.get(cidKey(cid))?.bytes
-  }
-  const load = (cid: CID): Result<unknown> => {
-    const bytes = get(cid)
-    if (!bytes) return reject('proof-block-missing', `proof block ${cid} is missing`)
-    if (!equalBytes(cidOfBlock(bytes).bytes, cid.bytes)) {
-      return reject('proof-block-invalid', `block ${cid} does not match its CID`)
-    }
-    const d = decodeStrict(bytes, PROOF_SCAN)
-    if (!d.ok) return reject('proof-block-invalid', `block ${cid}: ${d.message}`)
-    return d
-  }
-  const r = load(root)
-  if (!r.ok) return r
-  const top = r.value as Record<string, unknown>
-  const head = CID.asCID(top?.head)
-  const map = CID.asCID(top?.map)
-  if (
-    !head ||
-    !map ||
-    !Number.isSafeInteger(top.height) ||
-    !Number.isSafeInteger(top.count) ||
-    Object.keys(top).length !== 4
-  ) {
-    return reject('proof-shape', 'the root block is not {head, height, count, map}')
-  }
-  const info = { head, height: top.height as number, count: top.count as number }
+  const get = blockGetter(blocks)
+  const top = loadBlock(get, root)
+  if (!top.ok) return top
+  const info = parseRootBlock(top.value)
+  if (!info.ok) return info
+  const { head, height, count, map } = info.value
+  const shape = mapShape(count)
+  let bounds: Bounds = {}
+  let index = 0
   let cid = map
-  for (let depth = 0; depth < 8; depth++) {
-    const n = load(cid)
-    if (!n.ok) return n
-    const node = n.value
-    if (!Array.isArray(node) || node.length !== 2 || !Array.isArray(node[1]))
-      return reject('proof-shape', 'a map node is [tag, items]')
-    const items = node[1] as unknown[]
-    if (node[0] === 0) {
-      for (const item of items) {
-        if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== 'string')
-          return reject('proof-shape', 'a leaf entry is [key, value]')
-        if (item[0] === key) {
-          const value = parseValue(item[1])
-          if (!value) return reject('proof-shape', `the value under ${key} is malformed`)
-          return ok({ ...info, value })
-        }
-      }
-      return ok({ ...info, value: null })
+  for (let level = shape.nodes.length - 1; ; level--) {
+    const loaded = loadBlock(get, cid)
+    if (!loaded.ok) return loaded
+    const node = parseNode(loaded.value, level)
+    if (!node.ok) return node
+    const checked = checkNode(node.value, shape, level, index, bounds)
+    if (!checked.ok) return checked
+    if (level === 0) {
+      const value = readLeaf(node.value, key)
+      return value.ok ? ok({ head, height, count, value: value.value }) : value
     }
-    if (node[0] !== 1 || items.length === 0)
-      return reject('proof-shape', 'a map node is a leaf or a non-empty branch')
-    let pick: CID | undefined
-    for (const item of items) {
-      if (
-        !Array.isArray(item) ||
-        item.length !== 2 ||
-        typeof item[0] !== 'string' ||
-        CID.asCID(item[1]) === null
-      ) {
-        return reject('proof-shape', 'a branch entry is [first key, child CID]')
-      }
-      if (pick === undefined || compareKeys(item[0], key) <= 0) pick = CID.asCID(item[1])!
-    }
-    cid = pick!
+    const pick = pickChild(node.value.keys, key)
+    bounds = childBounds(node.value, pick, bounds)
+    index = index * MAP_FANOUT + pick
+    cid = node.value.children[pick]!
   }
-  return reject('proof-shape', 'the map is deeper than any honest map')
 }

@@ -27,6 +27,7 @@ import {
   cidOfBlock,
   encode,
   type Member,
+  plainManifestEntry,
   type Role,
   type Rules,
   signRecord,
@@ -373,7 +374,16 @@ export function forgeCertificate(): Forgery {
   const root = buildStateRoot({
     head: p3.cid,
     height: 3,
-    entries: [{ key: model, value: { status: 'ratified', manifests: [manifest.cid], decision: ratify.cid } }],
+    entries: [
+      {
+        key: model,
+        value: {
+          status: 'ratified',
+          manifests: [plainManifestEntry(manifest.cid, true, false)],
+          decision: ratify.cid,
+        },
+      },
+    ],
   })
   const epoch = HOUR
   const body = {

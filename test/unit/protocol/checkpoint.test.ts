@@ -472,8 +472,9 @@ describe('checkpoints that cannot count cost O(1)', () => {
         ],
       )
     }
-    // Counted, but older than the newest counted checkpoint: t stewards for an earlier epoch.
-    const older = checkpointFor(before, sim.base + s.epoch / 2)
+    // Counted, but older than the newest counted checkpoint: t stewards for an earlier epoch (a
+    // multiple of checkpointIntervalMs, as every applicable checkpoint's epoch is).
+    const older = checkpointFor(before, sim.base + s.epoch - HOUR)
     for (const by of ['s1', 's2', 's3'])
       stream.push([signCheckpoint(sim, by, s.signedAt + 100, older.body, older.finalized), 'applied'])
 

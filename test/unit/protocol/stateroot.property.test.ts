@@ -25,10 +25,10 @@ import {
   type CID,
   cidKey,
   cidOfBlock,
-  compareCids,
-  ENTRY_STATUSES,
   encode,
+  encodeValue,
   MAP_FANOUT,
+  type ManifestEntry,
   type MapEntry,
   type MapValue,
   proveKey,
@@ -53,18 +53,33 @@ function shuffled<T>(items: readonly T[], rand: () => number): T[] {
   return out
 }
 
+const TAINT_REASONS = ['base-revoked', 'base-suspended'] as const
+
+function randomManifest(rand: () => number, cid: CID): ManifestEntry {
+  return {
+    cid,
+    ratified: rand() < 0.6,
+    revoked: rand() < 0.3,
+    suspension: rand() < 0.8 ? null : { since: Math.floor(rand() * 1e12), until: 2e12 },
+    taint: rand() < 0.8 ? null : { ancestor: pick(rand, POOL), reason: pick(rand, TAINT_REASONS) },
+  }
+}
+
+/** A well-formed value: its status and decision agree with its manifests' flags (SPEC §11.1). */
 function randomValue(rand: () => number): MapValue {
   const n = Math.floor(rand() * 4)
-  const manifests = new Map<string, CID>()
+  const cids = new Map<string, CID>()
   for (let i = 0; i < n; i++) {
     const c = pick(rand, POOL)
-    manifests.set(cidKey(c), c)
+    cids.set(cidKey(c), c)
   }
-  return {
-    status: pick(rand, ENTRY_STATUSES),
-    manifests: [...manifests.values()],
-    decision: rand() < 0.3 ? null : pick(rand, POOL),
-  }
+  const manifests = [...cids.values()].map((c) => randomManifest(rand, c))
+  const live = manifests.filter((m) => m.ratified && !m.revoked).length
+  const decision = pick(rand, POOL)
+  if (live === 1) return { status: 'ratified', decision, manifests }
+  if (live > 1) return { status: 'conflicted', decision: null, manifests }
+  if (manifests.some((m) => m.revoked) && rand() < 0.7) return { status: 'revoked', decision, manifests }
+  return { status: 'proposed', decision: null, manifests }
 }
 
 const KEY_STYLES: readonly ((i: number, j: number) => string)[] = [
@@ -141,14 +156,11 @@ function absentKeys(b: Built): string[] {
   return out.filter((k) => !b.truth.has(k))
 }
 
+/** Equal values, whatever order the manifests were given in. */
 function sameValue(a: MapValue | null | undefined, b: MapValue | null | undefined): boolean {
   if (!a || !b) return (a ?? null) === (b ?? null)
-  const sorted = (v: MapValue) => [...v.manifests].sort(compareCids).map((c) => c.toString())
-  return (
-    a.status === b.status &&
-    JSON.stringify(sorted(a)) === JSON.stringify(sorted(b)) &&
-    (a.decision === null ? b.decision === null : b.decision !== null && a.decision.equals(b.decision))
-  )
+  const canonical = (v: MapValue) => cidOfBlock(encode(encodeValue(v))).toString()
+  return canonical(a) === canonical(b)
 }
 
 /** Levels of branch nodes above the leaves of a map with `size` entries. */
