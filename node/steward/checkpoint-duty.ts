@@ -4,10 +4,11 @@
  * E)` once. Only the newest: a steward that was down does not sign the epochs it missed.
  */
 import type { CheckpointTiming } from '../../protocol/checkpoint-due.js'
-import { checkpointFor, hasRole, type Signer, signRecord } from '../../protocol/index.js'
+import { checkpointFor, hasRole, type Signer } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import type { RecordStore } from '../store.js'
 import type { OwnRecords } from './own-records.js'
+import { signAndKeep } from './sign-and-keep.js'
 
 /** The newest epoch boundary whose checkpoint is due at `now` (E + sealDeadlineMs ≤ now). */
 export function newestDueEpoch(rules: CheckpointTiming, now: number): number {
@@ -34,17 +35,15 @@ export function createCheckpointDuty(parts: {
     // Nothing to vouch for before the federation existed.
     if (epoch < fold.state().genesis.record.at || epoch <= own.signedEpoch) return
     const content = checkpointFor(fold.state(), epoch)
-    const record = signRecord(
-      { kind: 'checkpoint', federation: fold.federation, at: now, body: content.body },
+    const kept = await signAndKeep(
+      store,
       signer,
+      { kind: 'checkpoint', federation: fold.federation, at: now, body: content.body },
       { finalized: content.finalized },
+      content.blocks,
     )
-    const taken = await store.ingest(
-      record.bytes,
-      content.blocks.map((b) => b.bytes),
-    )
-    if (taken.verdict !== 'accept') {
-      log.error('checkpoint-not-taken', { epoch, code: taken.code, message: taken.message })
+    if (!kept.ok) {
+      log.error('checkpoint-not-taken', { epoch, code: kept.code, message: kept.message })
       return
     }
     own.signedEpoch = epoch
@@ -54,6 +53,6 @@ export function createCheckpointDuty(parts: {
       stateRoot: content.body.stateRoot.toString(),
       finalized: content.finalized.length,
     })
-    await parts.publish(record.bytes).catch(() => {})
+    await parts.publish(kept.record.bytes).catch(() => {})
   }
 }

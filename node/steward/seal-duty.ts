@@ -17,12 +17,12 @@ import {
   type Rules,
   type Signer,
   sealContent,
-  signRecord,
 } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import type { RecordStore } from '../store.js'
 import type { OwnRecords } from './own-records.js'
 import type { Ratification } from './ratification.js'
+import { signAndKeep } from './sign-and-keep.js'
 
 /** Phases of a proposal that can be sealed: valid ones (final or not). */
 const UNSEALABLE = new Set(['void', 'pending'])
@@ -111,18 +111,16 @@ export function createSealDuty(parts: {
       ...(weightsVerified !== undefined ? { weightsVerified } : {}),
     })
     if (!content) return
-    const seal = signRecord(
-      { kind: 'seal', federation: fold.federation, at: now, body: content.body },
-      signer,
-      { lists: content.lists },
-    )
     // Durable first: a seal is never published (nor signed again) unless it is in our log.
-    const taken = await store.ingest(
-      seal.bytes,
-      content.blocks.map((b) => b.bytes),
+    const kept = await signAndKeep(
+      store,
+      signer,
+      { kind: 'seal', federation: fold.federation, at: now, body: content.body },
+      { lists: content.lists },
+      content.blocks,
     )
-    if (taken.verdict !== 'accept') {
-      log.error('seal-not-taken', { proposal: p.cid.toString(), code: taken.code, message: taken.message })
+    if (!kept.ok) {
+      log.error('seal-not-taken', { proposal: p.cid.toString(), code: kept.code, message: kept.message })
       return
     }
     own.handled.add(key)
@@ -133,6 +131,6 @@ export function createSealDuty(parts: {
       votes: counted.votes.length,
       ...(weightsVerified !== undefined ? { weightsVerified } : {}),
     })
-    await parts.publish(seal.bytes).catch(() => {})
+    await parts.publish(kept.record.bytes).catch(() => {})
   }
 }
