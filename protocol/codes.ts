@@ -95,6 +95,7 @@ export const CODES_INAPPLICABLE = [
   'checkpoint-not-steward',
   'checkpoint-head',
   'checkpoint-label',
+  'checkpoint-epoch',
 ] as const
 
 /** Codes of records waiting for something: reported as pending, never as errors. */

@@ -32,11 +32,11 @@ import { BASIS_CYCLE, type Evaluation, evaluateProposal, type ValidEvaluation } 
 import { decideFinality, type Finality } from './finality.js'
 import { RecordIndexes } from './indexes.js'
 import { attestationReport, manifestReport } from './manifests.js'
-import type { Awaits, FoldReader } from './reader.js'
+import type { Awaits, ChainStart, FoldReader } from './reader.js'
 import { evaluationReport, pending } from './reports.js'
 import { uncountedSeal } from './seals.js'
 import { federationState } from './state.js'
-import type { FederationState, Phase, RecordReport } from './types.js'
+import type { FederationState, FoldOptions, Phase, RecordReport } from './types.js'
 import { checkpointView, proposalView } from './views.js'
 import { later, voteReport } from './votes.js'
 
@@ -45,6 +45,8 @@ export class Accumulator implements FoldReader {
   readonly genesis: Verified<'genesis'>
   readonly genesisKey: string
   readonly genesisState: GovState
+  readonly chainStart: ChainStart
+  readonly declaredGovernanceSeals: boolean
   readonly indexes: RecordIndexes
 
   get anchor(): Anchor | undefined {
@@ -60,11 +62,16 @@ export class Accumulator implements FoldReader {
   /** How many times everything was derived again (read by tests and the benchmark). */
   derivations = 0
 
-  constructor(genesis: Verified<'genesis'>) {
+  constructor(genesis: Verified<'genesis'>, options: FoldOptions = {}) {
     this.genesis = genesis
     this.federation = federationIdOf(genesis.record)
     this.genesisKey = cidKey(this.federation)
     this.genesisState = genesisState(genesis.record.body.members, genesis.record.body.rules)
+    const anchor = options.anchor
+    this.chainStart = anchor
+      ? { head: anchor.head, key: cidKey(anchor.head), state: anchor.state }
+      : { head: this.federation, key: this.genesisKey, state: this.genesisState }
+    this.declaredGovernanceSeals = options.declaredGovernanceSeals === true
     this.indexes = new RecordIndexes(genesis)
   }
 
@@ -362,7 +369,9 @@ export class Accumulator implements FoldReader {
     }
     let group = this.derived.checkpointGroups.get(content)
     if (!group) {
-      group = openGroup(content, checkpoint, (head, labels) => this.headStateOf(head, labels))
+      const opened = openGroup(content, checkpoint, (head, labels) => this.headStateOf(head, labels), this)
+      this.awaitAll(opened.awaits)
+      group = opened.group
       this.derived.checkpointGroups.set(content, group)
     }
     const report = signatureReport(group, checkpoint)
@@ -384,7 +393,7 @@ export class Accumulator implements FoldReader {
     }
     const headKey = cidKey(head)
     if (this.derived.replayedHeads.has(headKey)) return this.derived.replayedHeads.get(headKey)
-    const replayed = replayChain(found.path, this)
+    const replayed = replayChain(found.start, found.path, this)
     this.awaitAll(replayed.awaits)
     this.derived.replayedHeads.set(headKey, replayed.state)
     return replayed.state

@@ -2,6 +2,7 @@
  * The governance chain (SPEC.md §8.2): final-passed decisions, the successor of a basis, chain
  * decisions, the states of the chain and the head.
  */
+import type { CID } from 'multiformats/cid'
 import { cidKey, compareCids } from '../cid.js'
 import type { Did } from '../did.js'
 import type { GovState } from '../govstate.js'
@@ -66,9 +67,15 @@ export function stateAfter(decision: Verified<'proposal'>, reader: FoldReader): 
   return (reader.evaluationOf(decision) as ValidEvaluation).stateAfter!
 }
 
-/** The states of the chain: the genesis state and state(G) of every chain decision G. */
+/**
+ * The states of the chain: the genesis state, the anchor's state in an anchored fold, and
+ * state(G) of every chain decision G. An anchored fold misses the states between the genesis and
+ * its anchor (their decisions are not in its record set), so a role held only there counts for
+ * nothing in it (docs/adr/0022).
+ */
 export function chainStates(reader: FoldReader): GovState[] {
   const states = [reader.genesisState]
+  if (reader.chainStart.key !== reader.genesisKey) states.push(reader.chainStart.state)
   for (const onBasis of reader.indexes.governanceByBasis.values()) {
     for (const decision of onBasis) {
       if (isChainDecision(decision, reader)) states.push(stateAfter(decision, reader))
@@ -86,19 +93,20 @@ export function holdersIn(states: readonly GovState[], role: Role): Set<Did> {
 }
 
 export interface Head {
-  /** The last chain decision; undefined while the head is the federation id. */
-  readonly decision?: Verified<'proposal'>
+  /** The last chain decision, or where the chain starts: the federation id or the anchor. */
+  readonly cid: CID
   readonly state: GovState
 }
 
-/** The head: reached by following successors from the federation id. */
+/** The head: reached by following successors from the federation id (or the anchor). */
 export function headOf(reader: FoldReader): Head {
-  let key = reader.genesisKey
-  let head: Head = { state: reader.genesisState }
+  const start = reader.chainStart
+  let key = start.key
+  let head: Head = { cid: start.head, state: start.state }
   for (;;) {
     const next = reader.successorOf(key)
     if (!next) return head
-    head = { decision: next, state: stateAfter(next, reader) }
+    head = { cid: next.cid, state: stateAfter(next, reader) }
     key = next.key
   }
 }

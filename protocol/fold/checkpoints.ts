@@ -13,8 +13,8 @@ import type { Rules } from '../types.js'
 import { isGovernance } from './chain.js'
 import type { ValidEvaluation } from './evaluation.js'
 import { agreement } from './finality.js'
-import type { Awaits, FoldReader } from './reader.js'
-import { APPLIED, inapplicable, pending } from './reports.js'
+import { type Awaits, type FoldReader, NOTHING_AWAITED } from './reader.js'
+import { APPLIED, type Inapplicable, inapplicable, pending } from './reports.js'
 import type { Phase, RecordReport } from './types.js'
 
 /** The phases a checkpoint may list for a decision. */
@@ -71,38 +71,81 @@ export function checkpointContent(checkpoint: Verified<'checkpoint'>): string {
   ].join('|')
 }
 
-/** A group for a content not seen before: its labels and head state, from its first checkpoint. */
+/** A new group, and the records its verdict waits for besides those `headStateOf` files itself. */
+export interface OpenedGroup {
+  readonly group: CheckpointGroup
+  readonly awaits: Awaits
+}
+
+/**
+ * A group for a content not seen before: its labels and head state, from its first checkpoint.
+ * The checks run in this order, the first that fails decides: labels (checkpoint-label), head
+ * (pending, then checkpoint-head), epoch (checkpoint-epoch, which needs the head state's rules).
+ */
 export function openGroup(
   content: string,
   first: Verified<'checkpoint'>,
   headStateOf: HeadStateOf,
-): CheckpointGroup {
+  reader: FoldReader,
+): OpenedGroup {
   const body = first.record.body
   const list = first.finalized!
   const labels = new Map(list.map(([cid, label]) => [cidKey(cid), label as Phase]))
   const group = { content, height: body.height, epoch: body.epoch, labels, signers: new Set<Did>() }
+  const failing = (failure: RecordReport) => ({ group: { ...group, failure }, awaits: NOTHING_AWAITED })
   if (list.some(([, label]) => !DECIDED_PHASES.has(label))) {
-    const failure = inapplicable(
-      'checkpoint-label',
-      'the finalized list holds a label that is not a decided phase',
+    return failing(
+      inapplicable('checkpoint-label', 'the finalized list holds a label that is not a decided phase'),
     )
-    return { ...group, failure }
   }
   const state = headStateOf(body.head, labels)
-  if (state === 'pending') {
-    return {
-      ...group,
-      failure: pending('basis-unknown', 'the checkpoint head or its chain is not known yet'),
-    }
-  }
+  if (state === 'pending')
+    return failing(pending('basis-unknown', 'the checkpoint head or its chain is not known yet'))
   if (!state || state.height !== body.height) {
-    const failure = inapplicable(
-      'checkpoint-head',
-      'the checkpoint head is not reached by a chain of sealed decisions its list names',
+    return failing(
+      inapplicable(
+        'checkpoint-head',
+        'the checkpoint head is not reached by a chain of sealed decisions its list names',
+      ),
     )
-    return { ...group, failure }
   }
-  return { ...group, state }
+  const epoch = epochCheck(body.epoch, labels, state, reader)
+  if (epoch.problem) return failing(epoch.problem)
+  return { group: { ...group, state }, awaits: epoch.awaits }
+}
+
+/**
+ * The epoch is a boundary of the head state's interval, and every known proposal the list names
+ * closed by then (SPEC.md §11.2): an honest steward's checkpoint always is, so the rule costs
+ * them nothing and keeps a checkpoint from vouching for decisions its epoch does not cover.
+ * Listed CIDs not here yet are awaited: a proposal arriving under one could break the rule.
+ */
+function epochCheck(
+  epoch: number,
+  labels: ReadonlyMap<string, Phase>,
+  state: GovState,
+  reader: FoldReader,
+): { readonly problem?: Inapplicable; readonly awaits: Awaits } {
+  if (epoch % state.rules.checkpointIntervalMs !== 0) {
+    const problem = inapplicable(
+      'checkpoint-epoch',
+      'the epoch is not a multiple of checkpointIntervalMs of the head state',
+    )
+    return { problem, awaits: NOTHING_AWAITED }
+  }
+  const awaits: string[] = []
+  for (const key of labels.keys()) {
+    const proposal = reader.indexes.proposalsByKey.get(key)
+    if (proposal && proposal.record.body.closesAt > epoch) {
+      const problem = inapplicable(
+        'checkpoint-epoch',
+        'the finalized list names a proposal that closes after the epoch',
+      )
+      return { problem, awaits: NOTHING_AWAITED }
+    }
+    if (!proposal && !reader.indexes.recordsByKey.has(key)) awaits.push(key)
+  }
+  return { awaits: awaits.length > 0 ? awaits : NOTHING_AWAITED }
 }
 
 /** A signature counts for its group when the content holds and the signer is a steward of state(head). */
@@ -114,20 +157,22 @@ export function signatureReport(group: CheckpointGroup, checkpoint: Verified<'ch
 }
 
 export type HeadPath =
-  | { readonly path: readonly Verified<'proposal'>[] }
+  | { readonly start: GovState; readonly path: readonly Verified<'proposal'>[] }
   | { readonly awaits: string }
   | undefined
 
 /**
- * The path from a checkpoint's head back to the genesis through basis links, every step a
- * governance proposal its list names final-passed, genesis first; or the key of the first
- * proposal on it not here yet; undefined when the list does not vouch for such a path.
+ * The path from a checkpoint's head back to the genesis (or to an anchored fold's anchor, whose
+ * state it starts from) through basis links, every step a governance proposal its list names
+ * final-passed, oldest first; or the key of the first proposal on it not here yet; undefined
+ * when the list does not vouch for such a path.
  */
 export function headPath(head: CID, labels: ReadonlyMap<string, Phase>, reader: FoldReader): HeadPath {
   const path: Verified<'proposal'>[] = []
   const proposals = reader.indexes.proposalsByKey
+  const start = reader.chainStart
   let key = cidKey(head)
-  while (key !== reader.genesisKey) {
+  while (key !== reader.genesisKey && key !== start.key) {
     const proposal = proposals.get(key)
     if (!proposal) return { awaits: key }
     if (!isGovernance(proposal) || labels.get(key) !== 'final-passed' || path.length > proposals.size)
@@ -135,22 +180,24 @@ export function headPath(head: CID, labels: ReadonlyMap<string, Phase>, reader: 
     path.push(proposal)
     key = cidKey(proposal.record.body.basis)
   }
-  return { path: path.reverse() }
+  return { start: key === start.key ? start.state : reader.genesisState, path: path.reverse() }
 }
 
 /**
- * Forward from the genesis along `path`, every step checked against the state the previous step
- * left: a voter proposed it after its basis closed, with at least votingPeriodMs, its action
- * leaves a well-formed state, and its own seals by t stewards of that state agree on passed.
+ * Forward from `start` along `path`, every step checked against the state the previous step
+ * left: a voter proposed it after its basis closed (not checked for the first step after an
+ * anchor, whose record is not read), with at least votingPeriodMs, its action leaves a
+ * well-formed state, and its own seals by t stewards of that state agree on passed.
  * The seals make the chain; the list only picks which sealed chain the checkpoint vouches for,
  * so a checkpoint cannot make its own signers stewards.
  */
 export function replayChain(
+  start: GovState,
   path: readonly Verified<'proposal'>[],
   reader: FoldReader,
 ): { readonly state: GovState | undefined; readonly awaits: Awaits } {
   const awaits: string[] = []
-  let state = reader.genesisState
+  let state = start
   let previousClose = Number.NEGATIVE_INFINITY
   for (const proposal of path) {
     const { at, author } = proposal.record
@@ -171,7 +218,7 @@ export function replayChain(
       stateAfter: next.state,
     }
     const seals = reader.indexes.sealsByProposal.get(proposal.key) ?? []
-    const sealed = agreement(proposal, evaluation, seals, reader.indexes)
+    const sealed = agreement(proposal, evaluation, seals, reader)
     for (const key of sealed.awaits) awaits.push(key)
     if (!sealed.final || sealed.conflicted || sealed.outcome !== 'passed') return { state: undefined, awaits }
     state = next.state

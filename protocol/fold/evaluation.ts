@@ -67,12 +67,17 @@ export function evaluateProposal(proposal: Verified<'proposal'>, reader: FoldRea
   )
 }
 
-/** Step 1: the basis is the federation id or a chain decision closed before the proposal; its state is the electorate. */
+/**
+ * Step 1: the basis is the federation id or a chain decision closed before the proposal; its
+ * state is the electorate. An anchored fold takes its trusted head as a chain decision whose
+ * state it was given: that head's record is not read, so nothing of it (its close) is checked.
+ */
 function electorateFromBasis(
   proposal: Verified<'proposal'>,
   reader: FoldReader,
 ): GovState | PendingEvaluation | VoidEvaluation {
   const basisKey = cidKey(proposal.record.body.basis)
+  if (basisKey === reader.chainStart.key) return reader.chainStart.state
   if (basisKey === reader.genesisKey) return reader.genesisState
   const basis = reader.indexes.proposalsByKey.get(basisKey)
   if (!basis) {

@@ -10,7 +10,7 @@ import type { Verified } from '../record.js'
 import type { Outcome } from '../types.js'
 import type { Anchor } from './checkpoints.js'
 import type { PendingEvaluation, ValidEvaluation, VoidEvaluation } from './evaluation.js'
-import { type Awaits, type FoldIndexes, type FoldReader, NOTHING_AWAITED } from './reader.js'
+import { type Awaits, type FoldReader, NOTHING_AWAITED } from './reader.js'
 import { inapplicable, pending } from './reports.js'
 import { checkSeal } from './seals.js'
 import type { Phase, RecordReport } from './types.js'
@@ -50,7 +50,7 @@ export function decideFinality(proposal: Verified<'proposal'>, reader: FoldReade
   const seals = reader.indexes.sealsByProposal.get(proposal.key) ?? []
   const sealed =
     evaluation.validity === 'valid'
-      ? agreement(proposal, evaluation, seals, reader.indexes)
+      ? agreement(proposal, evaluation, seals, reader)
       : unsealable(evaluation, seals)
   return anchored(proposal, sealed, reader.anchor)
 }
@@ -85,14 +85,14 @@ export function agreement(
   proposal: Verified<'proposal'>,
   evaluation: ValidEvaluation,
   seals: readonly Verified<'seal'>[],
-  indexes: FoldIndexes,
+  reader: FoldReader,
 ): Finality {
   const verdicts: SealVerdict[] = []
   const awaits: string[] = []
   const groups = new Map<string, SealGroup>()
   const contentsBySteward = new Map<Did, Set<string>>()
   for (const seal of seals) {
-    const check = checkSeal(proposal, evaluation, seal, indexes)
+    const check = checkSeal(proposal, evaluation, seal, reader)
     verdicts.push({ seal, report: check.report })
     for (const key of check.awaits) awaits.push(key)
     if (check.report.status !== 'applied') continue

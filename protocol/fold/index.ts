@@ -12,17 +12,19 @@
  * - they read the record set through reader.ts and return what they wait on; accumulator.ts
  *   (with its indexes, indexes.ts, and its memo tables, derived.ts) is the only writer, and
  *   queries.ts answers the `Fold` interface from it
- * What adding a record costs, and why: docs/adr/0009-fold-rules-return-what-they-await.md.
+ * What adding a record costs, and why: docs/adr/0009-fold-rules-return-what-they-await.md; what a
+ * certificate's fold takes on trust (its options): docs/adr/0022-fold-options-for-certificates.md.
  */
 import type { AnyVerified, Verified } from '../record.js'
 import { FoldImpl } from './queries.js'
-import type { FederationState, Fold } from './types.js'
+import type { FederationState, Fold, FoldOptions } from './types.js'
 
 export { DECIDED_PHASES } from './checkpoints.js'
 export type {
   CheckpointView,
   FederationState,
   Fold,
+  FoldOptions,
   ManifestView,
   ModelStatus,
   ModelView,
@@ -33,8 +35,9 @@ export type {
 } from './types.js'
 export { proposalStatus } from './views.js'
 
-export function createFold(genesis: Verified<'genesis'>): Fold {
-  return new FoldImpl(genesis)
+/** An empty accumulator; `options` only for certificates (docs/adr/0022), never for a node. */
+export function createFold(genesis: Verified<'genesis'>, options?: FoldOptions): Fold {
+  return new FoldImpl(genesis, options)
 }
 
 /**

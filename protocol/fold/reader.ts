@@ -34,12 +34,27 @@ export interface FoldIndexes {
   readonly checkpointsByKey: ReadonlyMap<string, Verified<'checkpoint'>>
 }
 
+/**
+ * Where the governance chain starts: the federation id with state(genesis), or the trusted head a
+ * fold was given (`FoldOptions.anchor`) with its state. An anchored fold never reads the head's
+ * own record, and cannot know the states between the genesis and that head (docs/adr/0022).
+ */
+export interface ChainStart {
+  readonly head: CID
+  readonly key: string
+  readonly state: GovState
+}
+
 export interface FoldReader {
   readonly federation: CID
   readonly genesis: Verified<'genesis'>
   readonly genesisKey: string
   /** state(genesis) (SPEC.md §8.2). */
   readonly genesisState: GovState
+  /** Successors are followed from here; the genesis unless the fold was anchored. */
+  readonly chainStart: ChainStart
+  /** Whether a governance seal without its lists counts for what it declares (compact certificates). */
+  readonly declaredGovernanceSeals: boolean
   readonly indexes: FoldIndexes
   /** The newest counted checkpoint (SPEC.md §11.3), if any. */
   readonly anchor: Anchor | undefined

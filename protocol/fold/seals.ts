@@ -1,7 +1,9 @@
 /**
  * Whether a seal counts for its proposal (SPEC.md §8.5, steps 1–7), recomputed from its own
  * lists. Keys of named records not here yet are collected as they are met and returned even
- * when a later check fails: such a record's arrival can change which check fails first.
+ * when a later check fails: such a record's arrival can change which check fails first. With
+ * `declaredGovernanceSeals` (compact certificates), a governance seal without its lists counts
+ * after steps 1–3 for what it declares (docs/adr/0022).
  */
 import type { CID } from 'multiformats/cid'
 import { cidKey } from '../cid.js'
@@ -10,6 +12,7 @@ import { hasRole } from '../govstate.js'
 import type { Verified } from '../record.js'
 import { outcomeOf, sameTally } from '../tally.js'
 import type { Tally } from '../types.js'
+import { isGovernance } from './chain.js'
 import type { ValidEvaluation } from './evaluation.js'
 import { type Awaits, type FoldIndexes, type FoldReader, NOTHING_AWAITED } from './reader.js'
 import { APPLIED, failed, type Inapplicable, inapplicable, pending } from './reports.js'
@@ -25,21 +28,25 @@ export function checkSeal(
   proposal: Verified<'proposal'>,
   evaluation: ValidEvaluation,
   seal: Verified<'seal'>,
-  indexes: FoldIndexes,
+  reader: FoldReader,
 ): SealCheck {
   const headerProblem = sealHeaderProblem(proposal, evaluation, seal)
   if (headerProblem) return { report: headerProblem, awaits: NOTHING_AWAITED }
   const lists = seal.lists
-  if (!lists)
+  if (!lists) {
+    // A compact certificate proves a governance step by t stewards' word for it (docs/adr/0022).
+    if (reader.declaredGovernanceSeals && isGovernance(proposal))
+      return { report: APPLIED, awaits: NOTHING_AWAITED }
     return {
       report: pending('seal-list-pending', 'the blocks of the seal lists are not here yet'),
       awaits: NOTHING_AWAITED,
     }
+  }
   const awaits: string[] = []
-  const tally = tallyNamedVotes(proposal, evaluation, lists.votes, indexes, awaits)
+  const tally = tallyNamedVotes(proposal, evaluation, lists.votes, reader.indexes, awaits)
   if (failed(tally)) return { report: tally, awaits }
   const voteMissing = awaits.length > 0
-  const passes = passesOfNamedAttestations(proposal, evaluation, lists.attestations, indexes, awaits)
+  const passes = passesOfNamedAttestations(proposal, evaluation, lists.attestations, reader.indexes, awaits)
   if (failed(passes)) return { report: passes, awaits }
   if (awaits.length > 0) {
     const message = voteMissing
@@ -76,6 +83,33 @@ function sealHeaderProblem(
   return undefined
 }
 
+/**
+ * Walks the records a seal names, in its list's order: the key of each not here yet goes to
+ * `awaits` and the walk goes on; a record of another kind than `kind` is `notOfKind`; each of
+ * `kind` is handed to `check`, and the first problem it returns ends the walk.
+ */
+function walkNamed<K extends 'vote' | 'attestation'>(
+  named: readonly CID[],
+  kind: K,
+  indexes: FoldIndexes,
+  awaits: string[],
+  notOfKind: Inapplicable,
+  check: (record: Verified<K>) => Inapplicable | undefined,
+): Inapplicable | undefined {
+  for (const cid of named) {
+    const key = cidKey(cid)
+    const record = indexes.recordsByKey.get(key)
+    if (!record) {
+      awaits.push(key)
+      continue
+    }
+    if (record.record.kind !== kind) return notOfKind
+    const problem = check(record as Verified<K>)
+    if (problem) return problem
+  }
+  return undefined
+}
+
 /** Step 5: every named vote a vote on the proposal, valid for it, one per voter; their tally. */
 function tallyNamedVotes(
   proposal: Verified<'proposal'>,
@@ -86,30 +120,23 @@ function tallyNamedVotes(
 ): Tally | Inapplicable {
   const tally = { yes: 0, no: 0, abstain: 0 }
   const voters = new Set<Did>()
-  for (const cid of named) {
-    const key = cidKey(cid)
-    const record = indexes.recordsByKey.get(key)
-    if (!record) {
-      awaits.push(key)
-      continue
-    }
-    if (record.record.kind !== 'vote')
-      return inapplicable('seal-vote-invalid', 'the seal names a record that is not a vote')
-    const vote = record as Verified<'vote'>
+  const notAVote = inapplicable('seal-vote-invalid', 'the seal names a record that is not a vote')
+  const problem = walkNamed(named, 'vote', indexes, awaits, notAVote, (vote) => {
     if (!vote.record.body.proposal.equals(proposal.cid))
       return inapplicable('seal-vote-invalid', 'the seal names a vote on another proposal')
-    const problem = voteProblem(vote, proposal, evaluation)
-    if (problem)
+    const invalid = voteProblem(vote, proposal, evaluation)
+    if (invalid)
       return inapplicable(
         'seal-vote-invalid',
-        `the seal names a vote that does not count: ${problem.message}`,
+        `the seal names a vote that does not count: ${invalid.message}`,
       )
     const voter = vote.record.author
     if (voters.has(voter)) return inapplicable('seal-voter-twice', 'the seal names two votes of one voter')
     voters.add(voter)
     tally[vote.record.body.choice] += evaluation.electorate.members.get(voter)!.weight
-  }
-  return tally
+    return undefined
+  })
+  return problem ?? tally
 }
 
 /**
@@ -130,16 +157,11 @@ function passesOfNamedAttestations(
   }
   const passes = new Map<string, number>()
   const slots = new Set<string>()
-  for (const cid of named) {
-    const key = cidKey(cid)
-    const record = indexes.recordsByKey.get(key)
-    if (!record) {
-      awaits.push(key)
-      continue
-    }
-    if (record.record.kind !== 'attestation')
-      return inapplicable('seal-attestation-invalid', 'the seal names a record that is not an attestation')
-    const attestation = record as Verified<'attestation'>
+  const notAnAttestation = inapplicable(
+    'seal-attestation-invalid',
+    'the seal names a record that is not an attestation',
+  )
+  const problem = walkNamed(named, 'attestation', indexes, awaits, notAnAttestation, (attestation) => {
     const body = attestation.record.body
     if (!body.subject.equals(action.manifest))
       return inapplicable('seal-attestation-invalid', 'the seal names an attestation of another manifest')
@@ -156,8 +178,9 @@ function passesOfNamedAttestations(
       return inapplicable('seal-auditor-twice', 'the seal names two attestations of one auditor and kind')
     slots.add(slot)
     if (body.result === 'pass') passes.set(body.kind, (passes.get(body.kind) ?? 0) + 1)
-  }
-  return passes
+    return undefined
+  })
+  return problem ?? passes
 }
 
 /** Step 7: the tally is the named votes' weights, the outcome follows from them and the attestations. */
@@ -198,6 +221,6 @@ export function uncountedSeal(seal: Verified<'seal'>, reader: FoldReader): SealC
     return { report: pending('proposal-pending', 'the sealed proposal is pending'), awaits: NOTHING_AWAITED }
   if (evaluation.validity === 'void')
     return { report: inapplicable('proposal-void', 'the sealed proposal is void'), awaits: NOTHING_AWAITED }
-  const check = checkSeal(proposal, evaluation, seal, reader.indexes)
+  const check = checkSeal(proposal, evaluation, seal, reader)
   return check.report.status === 'applied' ? undefined : check
 }

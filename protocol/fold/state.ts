@@ -31,7 +31,7 @@ export function federationState(
   return Object.freeze({
     federation: reader.federation,
     genesis: reader.genesis,
-    head: head.decision?.cid ?? reader.federation,
+    head: head.cid,
     height: head.state.height,
     members,
     rules: head.state.rules,

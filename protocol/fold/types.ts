@@ -132,6 +132,19 @@ export interface FederationState {
   readonly checkpointEquivocators: readonly Did[]
 }
 
+/**
+ * How a fold reads what it cannot check itself (docs/adr/0022). Nodes pass none: they hold every
+ * record and check everything. Certificates pass them to fold a file that holds less.
+ */
+export interface FoldOptions {
+  /** Compact certificates: a seal on a GOVERNANCE proposal whose lists are absent counts for the
+   *  tally and outcome it declares (SPEC §8.5 steps 4–7 not checked). Never used by nodes. */
+  readonly declaredGovernanceSeals?: boolean
+  /** `--since` certificates: the chain starts at this trusted head, with this state, instead of
+   *  at the genesis; the head's own proposal record is not needed. */
+  readonly anchor?: { readonly head: CID; readonly state: GovState }
+}
+
 export interface Fold {
   readonly federation: CID
   /** Adds a record; duplicates are ignored. Returns false for a record of another federation or a second genesis. */

@@ -66,6 +66,17 @@ const TIMEOUT = 300_000
 
 // ---------------------------------------------------------------- names and rules
 
+/**
+ * A short checkpoint interval: checkpoints are for epochs that are multiples of it (SPEC.md
+ * §11.2, `checkpoint-epoch`), and programs span a few seconds, so many epochs fall inside one.
+ */
+const CHECKPOINT_INTERVAL = 100
+
+/** The epoch boundary at or before `ms`. */
+function boundaryAtOrBefore(ms: number): number {
+  return Math.floor(ms / CHECKPOINT_INTERVAL) * CHECKPOINT_INTERVAL
+}
+
 const STEWARDS = ['a', 'b', 'c', 's4', 's5'] as const
 const VOTERS = ['d', 'e', 'f', 'g'] as const
 const OUTSIDERS = ['x', 'y', 'z', 'w'] as const
@@ -421,6 +432,7 @@ function federationOf(fed: FedSpec): { members: SimMember[]; rules: Rules } {
   }
   const rules: Rules = {
     ...DEFAULT_RULES,
+    checkpointIntervalMs: CHECKPOINT_INTERVAL,
     sealThreshold: fed.stewards === 3 ? 2 : 3,
     actions: {
       'ratify-model': {
@@ -471,7 +483,7 @@ function build(program: Program): Built {
     // Checkpoints: some stewards of the head sign what the fold says now about an epoch in the past.
     if (round.checkpointers > 0) {
       const stewards = namesWith(sim, head, 'steward')
-      const epoch = Math.max(0, clock - round.epochBack)
+      const epoch = boundaryAtOrBefore(Math.max(0, clock - round.epochBack))
       for (let k = 0; k < Math.min(round.checkpointers, stewards.length); k++)
         add(sim.checkpoint(stewards[(k + round.epochBack) % stewards.length]!, start - 60 + k, epoch))
     }
@@ -900,12 +912,13 @@ describe('fold properties over random federations', { timeout: TIMEOUT }, () => 
   it('checkpoints: adding one re-derives only when the newest counted checkpoint changes', () => {
     // Checkpoints by anyone (stewards, voters, strangers) for epochs across the program and past
     // its end: honest, honest and signed by every steward of the head at once, or with a wrong
-    // height, a bad label or an unknown head.
+    // height, a bad label, an unknown head, an epoch off the interval or a list naming a proposal
+    // that closes after the epoch.
     const checkpointArb = fc.record({
       by: whoArb,
       epoch: fc.nat(5),
       at: fc.nat(1000),
-      kind: fc.constantFrom('honest', 'honest', 'all stewards', 'height', 'label', 'head'),
+      kind: fc.constantFrom('honest', 'honest', 'all stewards', 'height', 'label', 'head', 'epoch', 'early'),
     })
     let quiet = 0
     let moved = 0
@@ -918,14 +931,21 @@ describe('fold properties over random federations', { timeout: TIMEOUT }, () => 
         let before = acc.state()
         const added: AnyVerified[] = []
         for (const x of stream) {
-          const epoch = sim.base + Math.floor((end * x.epoch) / 4)
+          const epoch = sim.base + boundaryAtOrBefore(Math.floor((end * x.epoch) / 4))
           const honest = checkpointFor(before, epoch)
           let body: CheckpointBody = honest.body
           let finalized = honest.finalized
           if (x.kind === 'height') body = { ...body, height: body.height + 1 }
           if (x.kind === 'head') body = { ...body, head: cidOfBlock(encode({ head: x.at })) }
-          if (x.kind === 'label' && finalized.length > 0) {
+          if (x.kind === 'epoch') body = { ...body, epoch: epoch + 1 + (x.at % (CHECKPOINT_INTERVAL - 1)) }
+          if (x.kind === 'label' && finalized.length > 0)
             finalized = finalized.map(([c]) => [c, 'open'] as const)
+          const open = records.find((r) => r.record.kind === 'proposal' && r.record.body.closesAt > epoch)
+          if (x.kind === 'early' && open && !finalized.some(([c]) => c.equals(open.cid)))
+            finalized = [...finalized, [open.cid, 'final-rejected'] as const].sort(([a], [b]) =>
+              compareCids(a, b),
+            )
+          if (finalized !== honest.finalized) {
             const list = buildList(finalized)
             body = { ...body, finalized: { root: list.root, count: list.count } }
           }
