@@ -5,7 +5,13 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { checkpointDue, uncoveredDecisions } from '../../protocol/checkpoint-due.js'
-import { buildCertificate, cidKey, stateRoot } from '../../protocol/index.js'
+import {
+  type BuildCertificateOptions,
+  type CertificateExport,
+  cidKey,
+  exportCertificate,
+  stateRoot,
+} from '../../protocol/index.js'
 import { NodeError } from '../errors.js'
 import { parseCid } from '../http-params.js'
 import { proposalJson, stateJson, toJson } from '../json.js'
@@ -43,7 +49,9 @@ export function registerViewRoutes(app: FastifyInstance, options: ViewRoutesOpti
   })
   // name@version may hold a "/" (organisation/name): take the rest of the path.
   app.get('/models/*', async (req) => modelView(store, pathKey(req)))
-  app.get('/certificates/*', async (req, reply) => certificate(options, pathKey(req), reply))
+  app.get('/certificates/*', async (req, reply) =>
+    certificate(options, pathKey(req), exportOptions(req.query as Record<string, string>), reply),
+  )
 }
 
 /** The rest of the path, `name@version`, which may hold a "/". */
@@ -77,8 +85,25 @@ function modelView(store: RecordStore, key: string) {
   }
 }
 
-/** `GET /certificates/name@version`: a CARv1 to verify offline, or when the covering checkpoint is due. */
-function certificate(options: ViewRoutesOptions, key: string, reply: FastifyReply) {
+/** `?mode=full|compact&since=CID` of `GET /certificates/…` (compact from the genesis by default). */
+function exportOptions(query: Record<string, string>): BuildCertificateOptions {
+  const mode = query.mode ?? 'compact'
+  if (mode !== 'full' && mode !== 'compact')
+    throw new NodeError('bad-mode', `mode is full or compact, not ${mode}`, { status: 400 })
+  return { mode, ...(query.since ? { since: parseCid(query.since) } : {}) }
+}
+
+/**
+ * `GET /certificates/name@version`: a CARv1 to verify offline, or when the covering checkpoint is
+ * due. Headers say what was exported: `x-certificate-mode`, `x-certificate-since` (a CID, or
+ * `genesis`) and, when a `since` asked for could not be used, `x-certificate-since-refused`.
+ */
+function certificate(
+  options: ViewRoutesOptions,
+  key: string,
+  exportAs: BuildCertificateOptions,
+  reply: FastifyReply,
+) {
   const fold = options.store.fold
   if (!fold.state().models.has(key))
     throw new NodeError('no-certificate', `no manifest of ${key} is known to this node`, { status: 404 })
@@ -96,11 +121,17 @@ function certificate(options: ViewRoutesOptions, key: string, reply: FastifyRepl
       error: { code: 'not-covered', message, decision: last.cid.toString(), dueAt: due.nextAt },
     })
   }
-  let car: Uint8Array
+  let made: CertificateExport
   try {
-    car = buildCertificate(fold, key)
+    made = exportCertificate(fold, key, exportAs)
   } catch (e) {
-    throw new NodeError('no-certificate', (e as Error).message, { status: 404 })
+    const tooLarge = (e as { code?: string }).code === 'cert-too-large'
+    throw new NodeError(tooLarge ? 'cert-too-large' : 'no-certificate', (e as Error).message, {
+      status: tooLarge ? 413 : 404,
+    })
   }
-  return reply.type(CAR_TYPE).send(Buffer.from(car))
+  reply.header('x-certificate-mode', made.mode)
+  reply.header('x-certificate-since', made.since?.toString() ?? 'genesis')
+  if (made.sinceRefused) reply.header('x-certificate-since-refused', made.sinceRefused)
+  return reply.type(CAR_TYPE).send(Buffer.from(made.bytes))
 }

@@ -1,47 +1,35 @@
 /**
- * Certificates: verification without a server (SPEC.md §12).
- *
- * A certificate is a CARv1 file whose single root is a small header block
- * `{certificate: 1, federation, model, genesis, checkpoint}`. It carries the
- * genesis; the newest counted checkpoint (every identical copy, so that t
- * steward signatures are present) with its `finalized` list; the governance
- * chain from the genesis to the checkpoint's head (proposals, their valid
- * seals, the seals' list blocks and the votes they name); the Merkle path
- * for `name@version` under the checkpoint's state root; and the manifest,
- * its attestations, and the deciding proposal with its seals, lists and
- * votes.
- *
- * `verifyCertificate` trusts nothing in the file but the federation id it is
- * given: it folds the records it finds with the same fold every node runs,
- * so the chain, the checkpoint's signatures (by stewards of state(head)),
- * the proof and the ratification's own tally are all recomputed. The header
- * is only a hint; blocks that are not records are ignored; the file size is
- * capped. Pure: `now` and `trusted` are parameters.
+ * Verifying a certificate (SPEC.md §12.2) offline, from the federation id alone: one function
+ * per step, each a straight line of checks that add problems; a stopping problem (the file, its
+ * header, its genesis, its `since`) ends the run. The records are folded with the fold every node
+ * runs, so the chain, the checkpoint's signers, the proof and the ratification's own tally are
+ * all recomputed; then the file must hold exactly the blocks its mode lists (contents.ts).
+ * Pure: `now` and `trusted` are parameters. Modes and trust: docs/adr/0020, 0021.
  */
-
-import { CarBufferReader } from '@ipld/car/buffer-reader'
-import { CID } from 'multiformats/cid'
-import { equalBytes } from '../bytes.js'
-import { DAG_CBOR_CODE, decodeStrict } from '../cbor.js'
-import { cidKey, cidOfBlock } from '../cid.js'
-import { createFold, type FederationState, proposalStatus } from '../fold/index.js'
-import type { Verified } from '../record.js'
-import { decodeRecord } from '../record.js'
+import type { CID } from 'multiformats/cid'
+import { cidKey } from '../cid.js'
+import type { Block } from '../cidlist.js'
+import { type CheckpointView, type Fold, proposalStatus } from '../fold/index.js'
+import { decodeRecord, type Verified } from '../record.js'
 import { federationIdOf } from '../signing.js'
-import { verifyProof } from '../stateroot.js'
+import { type MapValue, resolvedManifest, soleManifest, verifyProof } from '../stateroot.js'
+import { collectContents } from './contents.js'
+import { Findings } from './findings.js'
 import {
+  type CertificateHeader,
   type CertificateProblem,
-  type CertificateProblemCode,
   type CertificateVerdict,
+  isTrustedHead,
   MAX_CERTIFICATE_BYTES,
   MAX_CLOCK_SKEW_MS,
+  STATUS_PROBLEMS,
+  type TrustedHead,
   type TrustMark,
   type VerifyCertificateOptions,
 } from './format.js'
-
-function older(a: TrustMark, b: TrustMark): boolean {
-  return a.height !== b.height ? a.height < b.height : a.epoch < b.epoch
-}
+import { readHeader } from './header.js'
+import { type CertificateFile, readCertificateFile } from './read.js'
+import { foldRecords } from './records.js'
 
 /** Verifies a certificate offline from the federation id alone. Never throws. */
 export function verifyCertificate(
@@ -49,231 +37,358 @@ export function verifyCertificate(
   car: Uint8Array,
   options: VerifyCertificateOptions,
 ): CertificateVerdict {
-  const problems: CertificateProblem[] = []
-  const fail = (code: CertificateProblemCode, message: string): CertificateVerdict => ({
-    ok: false,
-    status: 'unknown',
-    ...(options.trusted ? { trusted: options.trusted } : {}),
-    problems: [...problems, { code, message }],
-  })
-  const cap = options.maxBytes ?? MAX_CERTIFICATE_BYTES
-  if (car.length > cap)
-    return fail('cert-too-large', `the certificate is ${car.length} bytes; at most ${cap} are read`)
+  const read = readCertificateFile(car, options.maxBytes ?? MAX_CERTIFICATE_BYTES)
+  if ('stop' in read) return stopped([read.stop], options)
+  const { file } = read
+  const findings = new Findings()
+  findings.problems.push(...read.problems)
+  const headerRead = readHeader(file.roots, file.blocks, federation)
+  if ('problem' in headerRead)
+    return stopped([...findings.problems, headerProblem(headerRead.problem)], options)
+  const { header } = headerRead
+  const genesis = genesisOf(file, header, options)
+  if (!genesis) return stopped([...findings.problems, genesisMismatch(federation)], options, header)
+  const anchor = trustedAnchor(header, options.trusted)
+  if (anchor === false) return stopped([...findings.problems, sinceProblem(header)], options, header)
+  if (options.model !== undefined && options.model !== header.model)
+    findings.add('cert-wrong-model', `the certificate is for ${header.model}, not ${options.model}`)
+  const headerKey = cidKey(file.roots[0]!)
+  const records = { blocks: file.blocks, header, headerKey, genesis, anchor, ed25519: options.ed25519 }
+  const fold = foldRecords(records, findings)
+  checkCheckpointCopies(fold, findings)
+  const newest = fold.state().checkpoint
+  if (!newest) {
+    const message = `no checkpoint in the certificate is signed by ${fold.state().rules.sealThreshold} stewards of its head state`
+    findings.add('cert-checkpoint-unsigned', message)
+    return verdictOf({ problems: findings.problems, header, options })
+  }
+  if (!newest.cid.equals(header.checkpoint))
+    return stopped([...findings.problems, checkpointNotNamed(header, newest)], options, header)
+  const age = checkFreshness(newest, options, findings)
+  checkRollback(newest, options.trusted, findings)
+  const proven = checkProof(newest, header.model, file, findings)
+  checkCanonical(file, headerKey, fold, header, proven, findings)
+  const entry = proven.entry
+  if (entry) {
+    checkStatus(entry, header.model, findings)
+    if (entry.status === 'ratified') checkRatification(fold, entry, header, findings)
+  }
+  return verdictOf({ problems: findings.problems, header, options, fold, newest, age, entry })
+}
 
-  // Blocks, each checked against its CID.
-  let reader: CarBufferReader
-  try {
-    reader = CarBufferReader.fromBytes(car)
-  } catch (e) {
-    return fail('cert-car', `not a CARv1 file: ${(e as Error).message}`)
-  }
-  const blocks = new Map<string, Uint8Array>()
-  try {
-    for (const b of reader.blocks()) {
-      if (b.cid.code !== DAG_CBOR_CODE) continue
-      if (!equalBytes(cidOfBlock(b.bytes).bytes, b.cid.bytes)) {
-        problems.push({ code: 'cert-block-invalid', message: `block ${b.cid} does not match its CID` })
-        continue
-      }
-      blocks.set(cidKey(b.cid), b.bytes)
-    }
-  } catch (e) {
-    return fail('cert-car', `the CAR file is damaged: ${(e as Error).message}`)
-  }
-  const getBlock = (cid: CID) => blocks.get(cidKey(cid))
+function headerProblem(message: string): CertificateProblem {
+  return { code: 'cert-header', message }
+}
 
-  // The header (a hint only).
-  const roots = reader.getRoots()
-  const headerBytes = roots.length === 1 ? getBlock(roots[0]!) : undefined
-  const header = headerBytes ? decodeStrict(headerBytes) : undefined
-  const h = (header?.ok ? header.value : undefined) as Record<string, unknown> | undefined
-  if (h?.certificate !== 1 || typeof h.model !== 'string') {
-    return fail('cert-header', 'the certificate has no readable header block as its root')
-  }
-  const model = h.model
-  if (options.model !== undefined && options.model !== model) {
-    return fail('cert-wrong-model', `the certificate is for ${model}, not ${options.model}`)
-  }
+function checkpointNotNamed(header: CertificateHeader, newest: CheckpointView): CertificateProblem {
+  return headerProblem(
+    `the header names checkpoint ${header.checkpoint}, not ${newest.cid}: the smallest steward-signed copy of the newest counted checkpoint`,
+  )
+}
 
-  // The genesis: the record whose unsigned form has the federation id.
-  let genesis: Verified<'genesis'> | undefined
-  const genesisHint = CID.asCID(h.genesis)
-  const candidates = genesisHint ? [genesisHint] : []
-  for (const c of candidates) {
-    const bytes = getBlock(c)
-    const d = bytes
-      ? decodeRecord(bytes, { ...(options.ed25519 ? { ed25519: options.ed25519 } : {}) })
-      : undefined
-    if (d?.ok && d.value.record.kind === 'genesis') {
-      if (federationIdOf(d.value.record as never).equals(federation)) genesis = d.value as Verified<'genesis'>
-    }
-  }
-  if (!genesis) {
-    return fail('cert-genesis-mismatch', `the certificate holds no genesis with federation id ${federation}`)
-  }
+// ---------------------------------------------------------------- steps
 
-  // Fold every record in the file, as a node would.
-  const fold = createFold(genesis)
-  const skip = new Set([cidKey(roots[0]!), cidKey(genesis.cid)])
-  for (const [key, bytes] of blocks) {
-    if (skip.has(key)) continue
-    const d = decodeRecord(bytes, {
-      federation,
-      blocks: getBlock,
-      ...(options.ed25519 ? { ed25519: options.ed25519 } : {}),
-    })
-    if (d.ok) {
-      fold.add(d.value)
-      continue
-    }
-    if (d.code === 'list-block-missing') {
-      problems.push({ code: 'cert-block-missing', message: `a record's list is incomplete: ${d.message}` })
-    } else if (d.code.startsWith('sig-') || d.code.startsWith('list-')) {
-      problems.push({
-        code: 'cert-record-invalid',
-        message: `a record in the certificate is invalid (${d.code}): ${d.message}`,
-      })
-    }
-    // Anything else is not a record of this federation (or not a record at all): extra blocks are ignored.
+/** Step 2: the block the header names is a genesis whose federation id is the caller's. */
+function genesisOf(
+  file: CertificateFile,
+  header: CertificateHeader,
+  options: VerifyCertificateOptions,
+): Verified<'genesis'> | undefined {
+  const bytes = file.blocks.get(cidKey(header.genesis))?.bytes
+  if (!bytes) return undefined
+  const decoded = decodeRecord(bytes, options.ed25519 ? { ed25519: options.ed25519 } : {})
+  if (!decoded.ok || decoded.value.record.kind !== 'genesis') return undefined
+  const genesis = decoded.value as Verified<'genesis'>
+  return federationIdOf(genesis.record).equals(header.federation) ? genesis : undefined
+}
+
+function genesisMismatch(federation: CID): CertificateProblem {
+  return {
+    code: 'cert-genesis-mismatch',
+    message: `the header’s genesis is not in the certificate as a genesis with federation id ${federation}`,
   }
-  const state = fold.state()
-  for (const r of fold.records()) {
-    const rep = fold.report(r.cid)
-    if (
-      rep?.status === 'pending' &&
-      (rep.code === 'record-unknown' || rep.code === 'proposal-unknown' || rep.code === 'basis-unknown')
+}
+
+/**
+ * Step 2, `since`: a file whose chain starts after a head verifies only from that head, which the
+ * caller must hold as its TrustedHead; false when it does not. Undefined: from the genesis.
+ */
+function trustedAnchor(
+  header: CertificateHeader,
+  trusted: TrustMark | TrustedHead | undefined,
+): TrustedHead | undefined | false {
+  if (!header.since) return undefined
+  return isTrustedHead(trusted) && trusted.head.equals(header.since) ? trusted : false
+}
+
+function sinceProblem(header: CertificateHeader): CertificateProblem {
+  return {
+    code: 'cert-since',
+    message: `the certificate continues the chain after ${header.since}, a head this verifier does not hold as trusted: export it without --since`,
+  }
+}
+
+/** Step 4: each copy of a checkpoint that the fold set aside, one problem per copy. */
+function checkCheckpointCopies(fold: Fold, findings: Findings): void {
+  for (const record of fold.records()) {
+    if (record.record.kind !== 'checkpoint') continue
+    const report = fold.report(record.key)
+    if (report?.status !== 'inapplicable') continue
+    if (report.code === 'checkpoint-not-steward') {
+      const message = `checkpoint ${record.cid} is signed by ${record.record.author}, not a steward of its head state (removed or replaced keys cannot sign)`
+      findings.add('cert-checkpoint-signer', message, record.key)
+    } else if (
+      report.code === 'checkpoint-head' ||
+      report.code === 'checkpoint-label' ||
+      report.code === 'checkpoint-epoch'
     ) {
-      problems.push({
-        code: 'cert-block-missing',
-        message: `${r.record.kind} ${r.cid} waits for a record the certificate lacks`,
-      })
+      const message = `checkpoint ${record.cid} does not hold (${report.code}): ${report.message}`
+      findings.add('cert-checkpoint-invalid', message, record.key)
     }
   }
+}
 
-  // The checkpoint.
-  const cp = state.checkpoint
-  if (!cp) {
-    const badSigners = [...fold.records()].filter(
-      (r) => r.record.kind === 'checkpoint' && fold.report(r.cid)?.status === 'inapplicable',
-    )
-    if (badSigners.length > 0) {
-      problems.push({
-        code: 'cert-checkpoint-signer',
-        message: `${badSigners.length} checkpoint signature(s) are by keys that are not stewards of the checkpoint's head (removed or replaced keys cannot sign)`,
-      })
-    }
-    return fail(
-      'cert-checkpoint-unsigned',
-      `no checkpoint in the certificate is signed by ${state.rules.sealThreshold} stewards`,
-    )
-  }
-  const sealDeadlineMs = cp.rules.sealDeadlineMs
+/** Step 5: neither stale nor dated after the verifier's clock; returns the checkpoint's age. */
+function checkFreshness(
+  newest: CheckpointView,
+  options: VerifyCertificateOptions,
+  findings: Findings,
+): number {
   // The earliest time an honest steward could have signed it.
-  const signable = cp.epoch + sealDeadlineMs
+  const signable = newest.epoch + newest.rules.sealDeadlineMs
   const age = options.now - signable
-  const maxAge = options.maxAgeMs ?? 2 * cp.rules.checkpointIntervalMs
-  const checkpoint = { cid: cp.cid, epoch: cp.epoch, height: cp.height, age }
-  const mark: TrustMark = { height: cp.height, epoch: cp.epoch }
+  const maxAge = options.maxAgeMs ?? 2 * newest.rules.checkpointIntervalMs
   if (signable > options.now + MAX_CLOCK_SKEW_MS) {
-    problems.push({
-      code: 'cert-future',
-      message: `the checkpoint cannot have been signed before ${timeText(signable)}, ${Math.ceil(-age / 1000)} s after this computer's clock (at most ${MAX_CLOCK_SKEW_MS / 1000} s of difference are accepted): check this computer's clock; if it is right, the checkpoint was signed ahead of time`,
-    })
-  }
-  if (options.trusted && older(mark, options.trusted)) {
-    problems.push({
-      code: 'cert-rollback',
-      message: `the checkpoint (height ${cp.height}, epoch ${cp.epoch}) is older than one already trusted (height ${options.trusted.height}, epoch ${options.trusted.epoch})`,
-    })
+    findings.add(
+      'cert-future',
+      `the checkpoint cannot have been signed before ${timeText(signable)}, ${Math.ceil(-age / 1000)} s after this computer's clock (at most ${MAX_CLOCK_SKEW_MS / 1000} s of difference are accepted): check this computer's clock; if it is right, the checkpoint was signed ahead of time`,
+    )
   }
   if (age > maxAge) {
-    problems.push({
-      code: 'cert-stale',
-      message: `the checkpoint is ${Math.round(age / 1000)} s old; at most ${Math.round(maxAge / 1000)} s are accepted`,
-    })
+    findings.add(
+      'cert-stale',
+      `the checkpoint is ${Math.round(age / 1000)} s old; at most ${Math.round(maxAge / 1000)} s are accepted`,
+    )
   }
+  return age
+}
 
-  // The proof under the checkpointed root.
-  const proof = verifyProof(cp.stateRoot, model, getBlock)
-  // The high-water mark moves only to a checkpoint that is newer and came with no integrity problem.
-  const markAfter = (): TrustMark | undefined =>
-    problems.every((p) => STATUS_ONLY.has(p.code)) && !(options.trusted && older(mark, options.trusted))
-      ? mark
-      : options.trusted
-  const base = { model, checkpoint }
-  const done = <T extends object>(r: T) => {
-    const trusted = markAfter()
-    return { ...r, ...(trusted ? { trusted } : {}) }
-  }
+/** Step 6: not below the mark already trusted, height first. */
+function checkRollback(newest: CheckpointView, trusted: TrustMark | undefined, findings: Findings): void {
+  if (!trusted || !older(newest, trusted)) return
+  const message = `the checkpoint (height ${newest.height}, epoch ${newest.epoch}) is older than one already trusted (height ${trusted.height}, epoch ${trusted.epoch})`
+  findings.add('cert-rollback', message)
+}
+
+interface Proven {
+  readonly entry: MapValue | null
+  /** The blocks the proof read, in the order read. */
+  readonly blocks: readonly Block[]
+}
+
+/** Step 7: the model's proof under the checkpoint's state root, for the checkpoint's head. */
+function checkProof(
+  newest: CheckpointView,
+  model: string,
+  file: CertificateFile,
+  findings: Findings,
+): Proven {
+  const read: Block[] = []
+  const proof = verifyProof(newest.stateRoot, model, (cid) => {
+    const block = file.blocks.get(cidKey(cid))
+    if (block) read.push(block)
+    return block?.bytes
+  })
   if (!proof.ok) {
-    problems.push({ code: 'cert-proof', message: `the proof for ${model} does not verify: ${proof.message}` })
-    return done({ ...base, ok: false, status: 'unknown' as const, problems })
+    findings.add('cert-proof', `the proof for ${model} does not verify (${proof.code}): ${proof.message}`)
+    return { entry: null, blocks: read }
   }
-  if (!proof.value.head.equals(cp.head) || proof.value.height !== cp.height) {
-    problems.push({ code: 'cert-proof', message: 'the state root names another head than the checkpoint' })
+  if (!proof.value.head.equals(newest.head) || proof.value.height !== newest.height)
+    findings.add('cert-proof', 'the state root names another head than the checkpoint')
+  if (!proof.value.value) findings.add('cert-not-ratified', `${model} has no decision under the checkpoint`)
+  return { entry: proof.value.value, blocks: read }
+}
+
+/**
+ * The canonical set: every block outside what the mode lists is one problem, unless an earlier
+ * step already named it (docs/adr/0020).
+ */
+function checkCanonical(
+  file: CertificateFile,
+  headerKey: string,
+  fold: Fold,
+  header: CertificateHeader,
+  proven: Proven,
+  findings: Findings,
+): void {
+  const listed = collectContents({
+    fold,
+    mode: header.mode,
+    since: header.since,
+    entry: proven.entry,
+    proof: proven.blocks,
+  })
+  for (const [key, block] of file.blocks) {
+    if (key === headerKey || listed.blocks.has(key) || findings.blocks.has(key)) continue
+    findings.add(
+      'cert-not-canonical',
+      `block ${block.cid} is not one a ${header.mode} certificate of ${header.model} holds`,
+    )
   }
-  const value = proof.value.value
-  if (!value) {
-    problems.push({ code: 'cert-not-ratified', message: `${model} has no decision under the checkpoint` })
-    return done({ ...base, ok: false, status: 'unknown' as const, problems })
+}
+
+/** Step 7, the status: only a ratified entry whose manifest is neither suspended nor tainted passes. */
+function checkStatus(entry: MapValue, model: string, findings: Findings): void {
+  const problem = statusProblem(entry, model)
+  if (problem) findings.add(problem.code, problem.message)
+  const resolved = resolvedManifest(entry)
+  if (resolved?.suspension)
+    findings.add('cert-suspended', `the manifest of ${model} is suspended under the checkpoint`)
+  if (resolved?.taint) {
+    const message = `the manifest of ${model} is tainted (${resolved.taint.reason}) under the checkpoint`
+    findings.add('cert-tainted', message)
   }
-  const status = value.status
-  const manifest = value.manifests.length === 1 ? value.manifests[0] : undefined
-  const manifestRecord = manifest ? (fold.get(manifest) as Verified<'manifest'> | undefined) : undefined
-  const result = {
-    ...base,
+}
+
+function statusProblem(entry: MapValue, model: string): CertificateProblem | undefined {
+  if (entry.status === 'revoked')
+    return { code: 'cert-revoked', message: `${model} is revoked under the checkpoint` }
+  if (entry.status === 'conflicted')
+    return { code: 'cert-conflicted', message: `${model} has more than one ratified manifest` }
+  if (entry.status !== 'ratified')
+    return { code: 'cert-not-ratified', message: `${model} is ${entry.status}` }
+  return undefined
+}
+
+/**
+ * Step 8: the entry's decision ratifies its manifest, is final-passed by its own seals (each
+ * re-tallied from its votes) with verified weights, and stands on the file's chain; the manifest
+ * record is present.
+ */
+function checkRatification(fold: Fold, entry: MapValue, header: CertificateHeader, findings: Findings): void {
+  const manifest = soleManifest(entry)!
+  if (!fold.get(manifest))
+    findings.add('cert-block-missing', `the manifest ${manifest} is not in the certificate`)
+  const problem = ratificationProblem(fold, entry.decision, manifest, header)
+  if (problem) findings.add('cert-ratification-unproven', problem)
+}
+
+function ratificationProblem(
+  fold: Fold,
+  decision: CID | null,
+  manifest: CID,
+  header: CertificateHeader,
+): string | undefined {
+  if (!decision) return 'the entry names no ratifying proposal'
+  const state = fold.state()
+  const proposal = state.proposals.get(cidKey(decision))
+  if (!proposal) return `the ratifying proposal ${decision} is not in the certificate`
+  if (proposal.action.type !== 'ratify-model' || !proposal.action.manifest.equals(manifest))
+    return 'the deciding proposal does not ratify this manifest'
+  if (!chainOf(fold, header).has(cidKey(proposal.basis)))
+    return `the ratifying proposal's basis ${proposal.basis} is not on the certificate's chain, so its electorate is unproven`
+  const status = proposalStatus(proposal, Number.MAX_SAFE_INTEGER)
+  if (status !== 'final-passed') return `the ratifying proposal is ${status}`
+  if (!proposal.decidedBy || proposal.weightsVerified !== true)
+    return `the ratifying proposal's seals do not show ${state.rules.sealThreshold} stewards agreeing on passed with verified weights`
+  return undefined
+}
+
+/** The heads a deciding proposal may stand on: the federation id, `since`, and every chain step. */
+function chainOf(fold: Fold, header: CertificateHeader): Set<string> {
+  const state = fold.state()
+  const heads = new Set([cidKey(state.federation)])
+  if (header.since) heads.add(cidKey(header.since))
+  const start = header.since ?? state.federation
+  for (let head = state.checkpoint!.head; !head.equals(start) && !heads.has(cidKey(head)); ) {
+    heads.add(cidKey(head))
+    const step = fold.get(head) as Verified<'proposal'> | undefined
+    if (!step) break
+    head = step.record.body.basis
+  }
+  return heads
+}
+
+// ---------------------------------------------------------------- the verdict
+
+interface VerdictInput {
+  readonly problems: readonly CertificateProblem[]
+  readonly header: CertificateHeader
+  readonly options: VerifyCertificateOptions
+  readonly fold?: Fold
+  readonly newest?: CheckpointView
+  readonly age?: number
+  readonly entry?: MapValue | null
+}
+
+function verdictOf(input: VerdictInput): CertificateVerdict {
+  const { problems, header, newest, entry } = input
+  const status = entry?.status ?? 'unknown'
+  const manifest = entry ? soleManifest(entry) : undefined
+  const manifestRecord = manifest
+    ? (input.fold?.get(manifest) as Verified<'manifest'> | undefined)
+    : undefined
+  const trusted =
+    newest && input.fold
+      ? markAfter(input.fold, newest, problems, input.options.trusted)
+      : input.options.trusted
+  return {
+    ok: problems.length === 0 && status === 'ratified',
+    model: header.model,
     status,
+    mode: header.mode,
+    ...(header.since ? { since: header.since } : {}),
     ...(manifest ? { manifest } : {}),
-    ...(manifestRecord ? { manifestRecord } : {}),
-    ...(value.decision ? { proposal: value.decision } : {}),
+    ...(manifestRecord?.record.kind === 'manifest' ? { manifestRecord } : {}),
+    ...(entry?.decision ? { proposal: entry.decision } : {}),
+    ...(newest
+      ? { checkpoint: { cid: newest.cid, epoch: newest.epoch, height: newest.height, age: input.age! } }
+      : {}),
+    ...(trusted ? { trusted } : {}),
+    problems,
   }
-  if (status === 'revoked')
-    problems.push({ code: 'cert-revoked', message: `${model} is revoked under the checkpoint` })
-  else if (status === 'conflicted')
-    problems.push({ code: 'cert-conflicted', message: `${model} has more than one ratified manifest` })
-  else if (status !== 'ratified')
-    problems.push({ code: 'cert-not-ratified', message: `${model} is ${status}` })
-  else {
-    if (!manifestRecord)
-      problems.push({
-        code: 'cert-block-missing',
-        message: `the manifest ${manifest} is not in the certificate`,
-      })
-    const problem = ratificationProblem(state, value.decision, manifest!)
-    if (problem) problems.push({ code: 'cert-ratification-unproven', message: problem })
+}
+
+/** A verdict after a stopping problem: nothing but the problems and the mark given. */
+function stopped(
+  problems: readonly CertificateProblem[],
+  options: VerifyCertificateOptions,
+  header?: CertificateHeader,
+): CertificateVerdict {
+  return {
+    ok: false,
+    ...(header ? { model: header.model } : {}),
+    status: 'unknown',
+    mode: header?.mode ?? 'full',
+    ...(header?.since ? { since: header.since } : {}),
+    ...(options.trusted ? { trusted: options.trusted } : {}),
+    problems,
   }
-  return done({ ...result, ok: problems.length === 0 && status === 'ratified', problems })
+}
+
+/**
+ * The mark moves to the checkpoint (with its head and head state) when it is not older and the
+ * file has no integrity problem; otherwise the one given stays.
+ */
+function markAfter(
+  fold: Fold,
+  newest: CheckpointView,
+  problems: readonly CertificateProblem[],
+  trusted: TrustMark | TrustedHead | undefined,
+): TrustMark | TrustedHead | undefined {
+  if (!problems.every((p) => STATUS_PROBLEMS.has(p.code)) || (trusted && older(newest, trusted)))
+    return trusted
+  const mark = { height: newest.height, epoch: newest.epoch }
+  const state = fold.state()
+  return state.head.equals(newest.head) ? { ...mark, head: newest.head, state: fold.headState() } : mark
+}
+
+function older(a: TrustMark, b: TrustMark): boolean {
+  return a.height !== b.height ? a.height < b.height : a.epoch < b.epoch
 }
 
 /** An ISO date when `ms` is one (a signed epoch may lie far beyond what Date can show). */
 function timeText(ms: number): string {
   const d = new Date(ms)
   return Number.isNaN(d.getTime()) ? `${ms} ms after 1970` : d.toISOString()
-}
-
-/** Problems about the model's status or age, not about the certificate's integrity. */
-const STATUS_ONLY: ReadonlySet<string> = new Set([
-  'cert-stale',
-  'cert-revoked',
-  'cert-conflicted',
-  'cert-not-ratified',
-])
-
-/** The ratification itself, recomputed: its seals (each re-tallied from its votes) must agree on passed. */
-function ratificationProblem(
-  state: FederationState,
-  decision: CID | null,
-  manifest: CID,
-): string | undefined {
-  if (!decision) return 'the entry names no ratifying proposal'
-  const p = state.proposals.get(cidKey(decision))
-  if (!p) return `the ratifying proposal ${decision} is not in the certificate`
-  if (p.action.type !== 'ratify-model' || !p.action.manifest.equals(manifest))
-    return 'the deciding proposal does not ratify this manifest'
-  const status = proposalStatus(p, Number.MAX_SAFE_INTEGER)
-  if (status !== 'final-passed') return `the ratifying proposal is ${status}`
-  if (!p.decidedBy || p.weightsVerified !== true) {
-    return `the ratifying proposal's seals do not show ${state.rules.sealThreshold} stewards agreeing on passed with verified weights`
-  }
-  return undefined
 }

@@ -23,12 +23,14 @@ import {
   type CertificateVerdict,
   CID,
   cidOfBlock,
+  compareCids,
   decodeStrict,
   encode,
   MAX_CERTIFICATE_BYTES,
   MAX_CLOCK_SKEW_MS,
   rawCidOfDigest,
   signRecord,
+  type TrustMark,
   utf8,
   type VerifyCertificateOptions,
   verifyCertificate,
@@ -52,6 +54,11 @@ import {
 import { DEFAULT_RULES } from '../../support/simulator.js'
 
 const SEAL_DEADLINE = DEFAULT_RULES.sealDeadlineMs
+
+/** The height and epoch of a kept mark (a TrustedHead also carries its head and state). */
+function markOf(trusted: TrustMark | undefined): TrustMark | undefined {
+  return trusted && { height: trusted.height, epoch: trusted.epoch }
+}
 
 function codes(v: CertificateVerdict): string[] {
   return v.problems.map((p) => p.code)
@@ -78,12 +85,18 @@ function headerOf(car: Uint8Array): { cid: CID; value: Record<string, unknown> }
   return { cid: root, value: d.value as Record<string, unknown> }
 }
 
+/** The same certificate with header fields replaced, the header block first as canonical files have it. */
+function withHeader(car: Uint8Array, fields: Record<string, unknown>): Uint8Array {
+  const h = headerOf(car)
+  const bytes = encode({ ...h.value, ...fields })
+  const header = { cid: cidOfBlock(bytes), bytes }
+  const { blocks } = readCar(car)
+  return writeCar([header.cid], [header, ...blocks.filter((b) => !b.cid.equals(h.cid))])
+}
+
 /** The same certificate with a header claiming `model`. */
 function withHeaderModel(car: Uint8Array, model: string): Uint8Array {
-  const h = headerOf(car)
-  const bytes = encode({ ...h.value, model })
-  const header = { cid: cidOfBlock(bytes), bytes }
-  return rewriteCar(car, { remove: [h.cid], add: [header], roots: [header.cid] })
+  return withHeader(car, { model })
 }
 
 let fx: Fixture
@@ -109,7 +122,9 @@ describe('a valid certificate', () => {
     expect(cp.signers).toEqual([fx.sim.did('s1'), fx.sim.did('s3b')].sort())
     expect(v.checkpoint?.cid.equals(cp.cid)).toBe(true)
     expect(v.checkpoint?.age).toBe(fx.now - (fx.sim.base + fx.epoch + SEAL_DEADLINE))
-    expect(v.trusted).toEqual({ height: cp.height, epoch: fx.sim.base + fx.epoch })
+    // The mark moves with the checkpoint's head and head state (a TrustedHead).
+    expect(markOf(v.trusted)).toEqual({ height: cp.height, epoch: fx.sim.base + fx.epoch })
+    expect(v.trusted && 'head' in v.trusted && v.trusted.head.equals(cp.head)).toBe(true)
   })
 
   it('carries the whole governance chain, sealed by the replaced steward’s new key after the replacement', () => {
@@ -141,7 +156,7 @@ describe('a valid certificate', () => {
         model: MODEL,
         manifest: fx.llama.manifest.cid.toString(),
         proposal: fx.llama.proposal.cid.toString(),
-        trusted: { height: 4, epoch: fx.sim.base + fx.epoch },
+        trusted: expect.objectContaining({ height: 4, epoch: fx.sim.base + fx.epoch }),
         problems: [],
       })
     } finally {
@@ -157,9 +172,14 @@ describe('a valid certificate', () => {
     expect(v.status).toBe('ratified')
   })
 
-  it('holds its blocks in any order', () => {
+  it('holds its blocks in the canonical order only: reversed → cert-not-canonical', () => {
+    // Until certificates were canonical (docs/adr/0020), any order verified.
     const { roots, blocks } = readCar(fx.car)
-    expect(verify(writeCar(roots, [...blocks].reverse())).ok).toBe(true)
+    expect(writeCar(roots, blocks)).toEqual(fx.car)
+    const v = verify(writeCar(roots, [...blocks].reverse()))
+    expectRefused(v, 'cert-not-canonical')
+    expect(new Set(codes(v))).toEqual(new Set(['cert-not-canonical']))
+    expect(v.status).toBe('ratified')
   })
 })
 
@@ -169,8 +189,11 @@ describe('missing and swapped blocks', () => {
     expectRefused(v, 'cert-block-missing')
   })
 
-  it('a vote of a chain decision removed → cert-block-missing', () => {
-    const v = verify(rewriteCar(fx.car, { remove: [fx.chain[0]!.votes[0]!.cid] }))
+  it('a vote of a chain decision removed from a full certificate → cert-block-missing', () => {
+    // A compact certificate (the default) holds no votes of chain decisions at all.
+    const full = buildCertificate(fx.sim.fold, MODEL, { mode: 'full' })
+    expect(hasBlock(fx.car, fx.chain[0]!.votes[0]!.cid)).toBe(false)
+    const v = verify(rewriteCar(full, { remove: [fx.chain[0]!.votes[0]!.cid] }))
     expectRefused(v, 'cert-block-missing')
   })
 
@@ -255,19 +278,29 @@ describe('checkpoint signatures', () => {
     expectRefused(v, 'cert-checkpoint-signer', 'cert-checkpoint-unsigned')
   })
 
-  it('an extra signature by a replaced key beside t valid ones does not hurt', () => {
+  it('an extra signature by a replaced key beside t valid ones → cert-checkpoint-signer', () => {
+    // It was harmless until certificates became canonical (docs/adr/0020): a copy by a
+    // non-steward is not a block the file lists. The checkpoint still counts.
     const byOldKey = fx.sim.checkpoint('s3', fx.signedAt + 5, fx.epoch)
     const v = verify(rewriteCar(fx.car, { add: [blockOf(byOldKey)] }))
-    expect(v.problems).toEqual([])
-    expect(v.ok).toBe(true)
+    expect(codes(v).filter((c) => c !== 'cert-not-canonical')).toEqual(['cert-checkpoint-signer'])
+    expect(v.status).toBe('ratified')
+    expect(v.checkpoint?.cid.equals(fx.sim.fold.state().checkpoint!.cid)).toBe(true)
   })
 })
 
 describe('the genesis', () => {
-  it('verified against another federation’s id → cert-genesis-mismatch', () => {
+  it('verified against another federation’s id → cert-header (the header names this one)', () => {
+    // Before the header's federation was checked, this was found at the genesis.
     const another = simulator(MEMBERS, 'another federation')
     expect(another.federation.equals(fx.sim.federation)).toBe(false)
-    expectRefused(verify(fx.car, {}, another.federation), 'cert-genesis-mismatch')
+    expect(codes(verify(fx.car, {}, another.federation))).toEqual(['cert-header'])
+  })
+
+  it('a header naming the other federation, verified against it → cert-genesis-mismatch', () => {
+    const another = simulator(MEMBERS, 'another federation')
+    const car = withHeader(fx.car, { federation: another.federation })
+    expect(codes(verify(car, {}, another.federation))).toEqual(['cert-genesis-mismatch'])
   })
 
   it('missing from the file → cert-genesis-mismatch', () => {
@@ -311,7 +344,7 @@ describe('a checkpoint dated in the future', () => {
     const v = verify(fx.car, { now })
     expect(v.problems).toEqual([])
     expect(v.ok).toBe(true)
-    expect(v.trusted).toEqual({ height: 4, epoch: fx.sim.base + fx.epoch })
+    expect(markOf(v.trusted)).toEqual({ height: 4, epoch: fx.sim.base + fx.epoch })
     expect(v.trusted!.epoch).toBeLessThanOrEqual(now + MAX_CLOCK_SKEW_MS)
   })
 
@@ -352,10 +385,10 @@ describe('rollback', () => {
   it('an equal trusted mark is fine; a lower one is raised to the certificate’s', () => {
     const equal = verify(fx.car, { trusted: mark() })
     expect(equal.ok).toBe(true)
-    expect(equal.trusted).toEqual(mark())
+    expect(markOf(equal.trusted)).toEqual(mark())
     const lower = verify(fx.car, { trusted: { height: 3, epoch: mark().epoch + 100 * HOUR } })
     expect(lower.ok).toBe(true)
-    expect(lower.trusted).toEqual(mark())
+    expect(markOf(lower.trusted)).toEqual(mark())
   })
 })
 
@@ -383,7 +416,7 @@ describe('mix-and-match', () => {
     expectRefused(fresh, 'cert-revoked')
     expect(fresh.status).toBe('revoked')
     expect(fresh.proposal?.equals(revoke.proposal.cid)).toBe(true)
-    expect(fresh.trusted).toEqual({ height: 4, epoch: sim.base + epoch2 })
+    expect(markOf(fresh.trusted)).toEqual({ height: 4, epoch: sim.base + epoch2 })
 
     // Alone, the old certificate still verifies (it is younger than maxAge):
     // the high-water mark is what stops it.
@@ -392,17 +425,27 @@ describe('mix-and-match', () => {
     expectRefused(old, 'cert-rollback')
     expect(old.trusted).toEqual(fresh.trusted)
 
-    // Actually mixed: the old certificate's header and every block of the old ratification,
-    // plus the fresh checkpoint's blocks. The status comes from the newest counted checkpoint's
-    // root, so the old ratification cannot hide the revocation.
+    // Actually mixed: every block of both certificates. The status comes from the newest
+    // counted checkpoint's root, so the old ratification cannot hide the revocation; under the
+    // old header (which names the old checkpoint) the file is refused at once.
     const oldParts = readCar(oldCar)
-    const seen = new Set(oldParts.blocks.map((b) => b.cid.toString()))
-    const extra = readCar(newCar).blocks.filter((b) => !seen.has(b.cid.toString()))
-    const mixed = writeCar(oldParts.roots, [...oldParts.blocks, ...extra])
+    const newParts = readCar(newCar)
+    const seen = new Set(newParts.blocks.map((b) => b.cid.toString()))
+    const extra = oldParts.blocks.filter(
+      (b) => !seen.has(b.cid.toString()) && !b.cid.equals(oldParts.roots[0]!),
+    )
+    const mixed = writeCar(newParts.roots, [...newParts.blocks, ...extra])
     const verdict = verifyCertificate(sim.federation, mixed, opts)
-    expectRefused(verdict, 'cert-revoked')
+    expectRefused(verdict, 'cert-revoked', 'cert-not-canonical')
     expect(verdict.status).toBe('revoked')
     expect(verdict.checkpoint?.epoch).toBe(sim.base + epoch2)
+    const underOldHeader = writeCar(oldParts.roots, [
+      ...oldParts.blocks,
+      ...newParts.blocks.filter((b) => !b.cid.equals(newParts.roots[0]!)),
+    ])
+    const old2 = verifyCertificate(sim.federation, underOldHeader, opts)
+    expectRefused(old2, 'cert-header')
+    expect(old2.status).toBe('unknown')
   })
 
   it('two manifests for one name@version, both ratified → cert-conflicted', () => {
@@ -474,7 +517,8 @@ describe('size and extra blocks', () => {
     expectRefused(verify(new Uint8Array(MAX_CERTIFICATE_BYTES + 1)), 'cert-too-large')
   })
 
-  it('extra blocks — junk that is not a record, unrelated records — are ignored', () => {
+  it('extra blocks — junk that is not a record, unrelated records — are each a problem', () => {
+    // They were ignored until certificates became canonical (docs/adr/0020).
     const junk: Block[] = []
     for (let i = 0; i < 8; i++) {
       const raw = utf8.encode(`junk ${i} `.repeat(i + 1))
@@ -492,9 +536,19 @@ describe('size and extra blocks', () => {
     junk.push({ cid: rawCidOfDigest(sha256(utf8.encode('x'))), bytes: utf8.encode('y') })
     // Valid records of the federation that prove nothing here.
     junk.push(blockOf(fx.other.manifest), blockOf(fx.other.proposal), blockOf(fx.other.votes[0]!))
-    const v = verify(rewriteCar(fx.car, { add: junk }))
-    expect(v.problems).toEqual([])
-    expect(v.ok).toBe(true)
+    const { roots, blocks } = readCar(fx.car)
+    const sorted = [...blocks.slice(1), ...junk].sort((a, b) => compareCids(a.cid, b.cid))
+    const v = verify(writeCar(roots, [blocks[0]!, ...sorted]))
+    const count = (code: string) => codes(v).filter((c) => c === code).length
+    // One problem per block: the maps that are no records (the 8 junk maps and the unsigned
+    // vote) are invalid records, the raw block that does not match its CID an invalid block,
+    // and the rest (8 raw blocks, the list leaf, 3 valid records) outside the set.
+    expect(count('cert-record-invalid')).toBe(9)
+    expect(count('cert-block-invalid')).toBe(1)
+    expect(count('cert-not-canonical')).toBe(12)
+    expect(v.problems.length).toBe(junk.length)
+    expect(v.status).toBe('ratified')
+    expect(v.ok).toBe(false)
   })
 })
 

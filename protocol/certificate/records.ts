@@ -1,0 +1,107 @@
+/**
+ * The records of a certificate (SPEC.md §12.2 step 3): every DAG-CBOR block that begins a map,
+ * but the header and a block a checkpoint of the file names as its state root, is a record and must pass §5 as a record of this
+ * federation; the fold of them is the fold every
+ * node runs, with the options of the file's mode (docs/adr/0020, 0021). List blocks, state-root
+ * nodes and raw blocks are not records: they are checked as members of the file's block set.
+ */
+import type { CID } from 'multiformats/cid'
+import { DAG_CBOR_CODE } from '../cbor.js'
+import { cidKey } from '../cid.js'
+import type { Block } from '../cidlist.js'
+import type { Ed25519Backend } from '../ed25519.js'
+import { createFold, type Fold } from '../fold/index.js'
+import { type AnyVerified, attachLists, decodeRecord, type Verified } from '../record.js'
+import type { Findings } from './findings.js'
+import type { CertificateHeader, TrustedHead } from './format.js'
+
+/** Codes of fold reports that mean a record waits for a block the file should hold. */
+const WAITING_FOR_A_BLOCK: ReadonlySet<string> = new Set([
+  'record-unknown',
+  'proposal-unknown',
+  'basis-unknown',
+  'manifest-unknown',
+  'seal-list-pending',
+])
+
+export interface RecordsInput {
+  readonly blocks: ReadonlyMap<string, Block>
+  readonly header: CertificateHeader
+  readonly headerKey: string
+  readonly genesis: Verified<'genesis'>
+  /** The trusted head a `since` file continues from. */
+  readonly anchor: TrustedHead | undefined
+  readonly ed25519: Ed25519Backend | undefined
+}
+
+/** The fold of every record in the file; each record that cannot count or waits for a block is a problem. */
+export function foldRecords(input: RecordsInput, findings: Findings): Fold {
+  const { header, anchor } = input
+  const fold = createFold(input.genesis, {
+    ...(header.mode === 'compact' ? { declaredGovernanceSeals: true } : {}),
+    ...(anchor ? { anchor: { head: anchor.head, state: anchor.state } } : {}),
+  })
+  const source = (cid: CID) => input.blocks.get(cidKey(cid))?.bytes
+  // A map that is no record, unless a checkpoint names it as its state root's root block.
+  const invalid = new Map<string, string>()
+  for (const [key, block] of input.blocks) {
+    if (key === input.headerKey || key === input.genesis.key || !isRecordBlock(block)) continue
+    const decoded = decodeRecord(block.bytes, {
+      federation: input.header.federation,
+      ...(input.ed25519 ? { ed25519: input.ed25519 } : {}),
+    })
+    if (!decoded.ok) {
+      const message = `block ${block.cid} is not a valid record of this federation (${decoded.code}): ${decoded.message}`
+      invalid.set(key, message)
+      continue
+    }
+    const record = applicableRecord(decoded.value, input, source, findings)
+    if (record) fold.add(record)
+  }
+  for (const record of fold.records()) {
+    const report = fold.report(record.key)
+    if (report?.status === 'pending' && WAITING_FOR_A_BLOCK.has(report.code)) {
+      const message = `${record.record.kind} ${record.cid} waits for a block the certificate lacks (${report.code})`
+      findings.add('cert-block-missing', message, record.key)
+    }
+  }
+  for (const record of fold.records())
+    if (record.record.kind === 'checkpoint') invalid.delete(cidKey(record.record.body.stateRoot))
+  for (const [key, message] of invalid) findings.add('cert-record-invalid', message, key)
+  return fold
+}
+
+/** A DAG-CBOR block whose first byte begins a map (CBOR major type 5): what every record is. */
+function isRecordBlock(block: Block): boolean {
+  return block.cid.code === DAG_CBOR_CODE && block.bytes.length > 0 && (block.bytes[0]! & 0xe0) === 0xa0
+}
+
+/** The record with its lists read from the file; undefined (and a problem) when it cannot count. */
+function applicableRecord(
+  record: AnyVerified,
+  input: RecordsInput,
+  source: (cid: CID) => Uint8Array | undefined,
+  findings: Findings,
+): AnyVerified | undefined {
+  if ((record.record as { v: unknown }).v !== 1) {
+    const message = `record ${record.cid} is of a protocol version this verifier cannot apply: upgrade the verifier`
+    findings.add('cert-version-unsupported', message, record.key)
+    return undefined
+  }
+  const listed = attachLists(record, source)
+  if (listed.ok) return listed.value
+  // A compact file holds the seals of governance steps without their lists; the fold says
+  // whether such a seal may go without them (any other waits, and is reported missing).
+  if (
+    listed.code === 'list-block-missing' &&
+    input.header.mode === 'compact' &&
+    record.record.kind === 'seal'
+  )
+    return record
+  findings.add(
+    listed.code === 'list-block-missing' ? 'cert-block-missing' : 'cert-record-invalid',
+    `the lists of ${record.record.kind} ${record.cid} cannot be read (${listed.code}): ${listed.message}`,
+    record.key,
+  )
+  return undefined
+}
