@@ -11,6 +11,7 @@ import { DAG_PB_CODE, IDENTITY_CODE } from '../../protocol/cid.js'
 import { carHeader, sectionPrefix } from './car-sections.js'
 import { type Part, readBlock, readServable, type Source, servable, unixfsOf } from './gateway-blocks.js'
 import { WalkError } from './gateway-errors.js'
+import { type ByteSpan, linksInSpan } from './gateway-range.js'
 import type { DagScope } from './gateway-request.js'
 
 /** dag-cbor map keys in their canonical order (length first, then bytes), as they were encoded. */
@@ -42,17 +43,27 @@ function cborLinks(value: unknown): CID[] {
 interface Step {
   cid: CID
   scope: DagScope
+  /** Only on the edges of an `entity-bytes` range: where this block's bytes begin in the file. */
+  at?: number
 }
 
-/** The links to follow from one block under a scope, in link order. */
-function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
+/** A step's key in the set of those walked: a block on a range's edge is walked for its offset. */
+function stepKey(step: Step): string {
+  return step.at === undefined ? `${step.scope}:${step.cid}` : `${step.scope}:${step.cid}@${step.at}`
+}
+
+/** The links to follow from one block under a scope (and a range's `span`), in link order. */
+function children(step: Step, bytes: Uint8Array, span: ByteSpan | undefined): Step[] {
+  const { cid, scope } = step
   if (scope === 'block') return []
   try {
     if (cid.code === DAG_PB_CODE) {
       const node = dagPb.decode(bytes)
+      const fs = unixfsOf(node)
+      if (span !== undefined && step.at !== undefined && (fs?.type === 'file' || fs?.type === 'raw'))
+        return linksInSpan(cid, node, fs, step.at, span).map((l) => ({ ...l, scope: 'all' }))
       if (scope === 'all') return node.Links.map((l) => ({ cid: l.Hash, scope: 'all' }))
       // entity: a file's blocks, or a sharded directory's shards (not its entries); nothing else.
-      const fs = unixfsOf(node)
       if (fs?.type === 'file' || fs?.type === 'raw')
         return node.Links.map((l) => ({ cid: l.Hash, scope: 'all' }))
       if (fs?.type === 'hamt-sharded-directory' && fs.fanout !== undefined && fs.fanout > 1n) {
@@ -65,6 +76,7 @@ function children(cid: CID, bytes: Uint8Array, scope: DagScope): Step[] {
       return cborLinks(decodeCbor(bytes)).map((c) => ({ cid: c, scope: 'all' }))
     }
   } catch (e) {
+    if (e instanceof WalkError) throw e
     throw new WalkError(
       'block-invalid',
       cid,
@@ -84,12 +96,21 @@ export interface CarPlan {
   /** The CID at the end of the path and its bytes (pin checked). */
   terminal: { cid: CID; bytes: Uint8Array }
   scope: DagScope
+  /** `entity-bytes` resolved against the terminal file: only the blocks that hold these bytes. */
+  bytes?: ByteSpan
+}
+
+/** The walk's first step: the terminal, on the range's edge (at byte 0) when a range is asked. */
+function firstStep(plan: CarPlan): Step {
+  const step: Step = { cid: plan.terminal.cid, scope: plan.scope }
+  return plan.bytes === undefined ? step : { ...step, at: 0 }
 }
 
 /**
- * The CAR body: header, the path's blocks, then the terminal DAG depth-first, each block once
- * (`dups=n`; `dups=y` is only ever labelled so for a DAG without repeats, where the two are the
- * same stream). Throws `WalkError` at the first block it cannot read, decode or may not send.
+ * The CAR body: header, the path's blocks, then the terminal DAG depth-first (under a range, only
+ * the blocks that hold its bytes), each block once (`dups=n`; `dups=y` is only ever labelled so
+ * for a DAG without repeats, where the two are the same stream). Throws `WalkError` at the first
+ * block it cannot read, decode or may not send.
  */
 export async function* carBody(source: Source, plan: CarPlan): AsyncGenerator<Part> {
   yield { bytes: carHeader([plan.root]) }
@@ -108,7 +129,7 @@ export async function* carBody(source: Source, plan: CarPlan): AsyncGenerator<Pa
   }
   for (const b of plan.pathBlocks) yield* send(b.cid, { bytes: b.bytes })
 
-  const stack: Step[] = [{ cid: plan.terminal.cid, scope: plan.scope }]
+  const stack: Step[] = [firstStep(plan)]
   let first: Part | null = { bytes: plan.terminal.bytes }
   // Read-ahead: the next blocks on the stack are read while this one is being sent, so the
   // socket never waits on the disk (at most READ_AHEAD blocks in memory).
@@ -126,7 +147,7 @@ export async function* carBody(source: Source, plan: CarPlan): AsyncGenerator<Pa
   try {
     while (stack.length > 0) {
       const step = stack.pop()!
-      const key = `${step.scope}:${step.cid}`
+      const key = stepKey(step)
       // A block is sent once and its subtree walked once per scope (identity blocks too: they
       // are never sent, but walking one again would only find blocks already sent).
       if (expanded.has(key)) continue
@@ -147,7 +168,7 @@ export async function* carBody(source: Source, plan: CarPlan): AsyncGenerator<Pa
       // Its links are taken before it is sent: once written, its buffer may be reused.
       let next: Step[]
       try {
-        next = children(step.cid, got.bytes, step.scope)
+        next = children(step, got.bytes, plan.bytes)
       } catch (e) {
         got.release?.()
         throw e
@@ -175,7 +196,7 @@ export async function* carBody(source: Source, plan: CarPlan): AsyncGenerator<Pa
  */
 export async function repeatsBlocks(source: Source, plan: CarPlan): Promise<boolean> {
   const seen = new Set<string>(plan.pathBlocks.map((b) => b.cid.toString()))
-  const stack: Step[] = [{ cid: plan.terminal.cid, scope: plan.scope }]
+  const stack: Step[] = [firstStep(plan)]
   let first: Uint8Array | null = plan.terminal.bytes
   while (stack.length > 0) {
     const step = stack.pop()!
@@ -196,7 +217,7 @@ export async function repeatsBlocks(source: Source, plan: CarPlan): Promise<bool
     }
     let next: Step[]
     try {
-      next = children(step.cid, bytes, step.scope)
+      next = children(step, bytes, plan.bytes)
     } catch (e) {
       if (e instanceof WalkError) return true
       throw e

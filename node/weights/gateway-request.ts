@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { GatewayError } from './gateway-errors.js'
+import type { EntityBytes } from './gateway-range.js'
 import { CAR_TYPE, RAW_TYPE } from './http-contract.js'
 
 export type DagScope = 'all' | 'entity' | 'block'
@@ -61,7 +62,36 @@ function carParams(get: (key: string) => string | undefined): { dups: 'n' | 'y' 
   return { dups: dups === 'y' ? 'y' : 'n' }
 }
 
-export function negotiate(query: Record<string, string | undefined>, accept: string | undefined): Negotiated {
+/** Query parameters only a CAR answer takes: with one of them, a wildcard `Accept` means a CAR. */
+const CAR_ONLY_QUERY = ['dag-scope', 'entity-bytes', 'car-version', 'car-order', 'car-dups'] as const
+
+function isWildcard(range: MediaRange): boolean {
+  return range.type === '*/*' || range.type === 'application/*'
+}
+
+/**
+ * What a wildcard `Accept` (`*\/*` is curl's, wget's and fetch's default) gets: a raw block for a
+ * bare CID, the one format every trustless gateway serves and never more than one block; a CAR
+ * where only a CAR answers (a path, or a CAR-only parameter). Content-Location names the choice.
+ */
+function wildcardDefault(query: Record<string, string | undefined>, hasPath: boolean): Negotiated {
+  if (!hasPath && !CAR_ONLY_QUERY.some((k) => query[k] !== undefined))
+    return { format: 'raw', viaAccept: true }
+  const p = carParams((k) => query[`car-${k}`])
+  if (!p) throw notAcceptable()
+  return { format: 'car', viaAccept: true, ...p }
+}
+
+/**
+ * The answer's format: `?format=` first (the spec's SHOULD), then `Accept` by q, where a raw or CAR
+ * type beats a wildcard of equal q; no `Accept` at all is a 400 (the spec's SHOULD for a gateway
+ * that serves nothing deserialized).
+ */
+export function negotiate(
+  query: Record<string, string | undefined>,
+  accept: string | undefined,
+  hasPath = false,
+): Negotiated {
   const ranges = parseAccept(accept)
   const fromAccept = ranges.find((r) => r.type === CAR_TYPE && carParams((k) => r.params.get(k)))
   const carQuery = (fallback: MediaRange | undefined) =>
@@ -81,13 +111,16 @@ export function negotiate(query: Record<string, string | undefined>, accept: str
       `format=${format.slice(0, 40)} is not served here: this trustless gateway serves format=raw and format=car`,
     )
   }
+  const wildcard = ranges.find(isWildcard)
   for (const r of ranges) {
+    if (wildcard !== undefined && r.q < wildcard.q) break
     if (r.type === RAW_TYPE) return { format: 'raw', viaAccept: true }
     if (r.type === CAR_TYPE) {
       const p = carQuery(r)
       if (p) return { format: 'car', viaAccept: true, ...p }
     }
   }
+  if (wildcard !== undefined) return wildcardDefault(query, hasPath)
   if (ranges.length === 0) {
     throw new GatewayError(
       400,
@@ -102,7 +135,7 @@ function notAcceptable(): GatewayError {
   return new GatewayError(
     406,
     'not-acceptable',
-    `this trustless gateway serves ${RAW_TYPE} and ${CAR_TYPE}; version=1; order=dfs; dups=n|y`,
+    `this trustless gateway serves ${RAW_TYPE} (one block) and ${CAR_TYPE}; version=1; order=dfs; dups=n|y: send one of them (or */*) in Accept, or add ?format=raw or ?format=car`,
   )
 }
 
@@ -115,8 +148,10 @@ export function parseCid(text: string): CID {
   }
 }
 
-export function parseScope(value: string | undefined): DagScope {
-  if (value === undefined || value === 'all' || value === 'entity' || value === 'block') return value ?? 'all'
+/** `dag-scope`, or `fallback` when absent (`entity` under `entity-bytes`, which implies it; else `all`). */
+export function parseScope(value: string | undefined, fallback: DagScope = 'all'): DagScope {
+  if (value === undefined || value === 'all' || value === 'entity' || value === 'block')
+    return value ?? fallback
   throw new GatewayError(
     400,
     'bad-dag-scope',
@@ -138,11 +173,21 @@ export function rawEtag(cid: CID): string {
   return `"${cid}.raw"`
 }
 
-export function carEtag(cid: CID, dups: 'n' | 'y', scope: DagScope, path: string[]): string {
+/** What shapes a CAR beyond its root: the path, the scope, and the `entity-bytes` range asked. */
+export interface CarShape {
+  readonly scope: DagScope
+  readonly path: string[]
+  readonly range?: EntityBytes | undefined
+}
+
+export function carEtag(cid: CID, dups: 'n' | 'y', shape: CarShape): string {
+  const { scope, path, range } = shape
   const p =
     path.length > 0 ? `.${createHash('sha256').update(path.join('/')).digest('hex').slice(0, 16)}` : ''
+  // The range as parsed, so 0:* and 00:* share a tag, and a tag differs from the unranged one's.
+  const r = range === undefined ? '' : `.bytes.${range.from}_${range.to === '*' ? 'end' : range.to}`
   // The stream is deterministic (dfs, one traversal), so the tag is strong.
-  return `"${cid}.car.${scope}.dfs.${dups}${p}"`
+  return `"${cid}.car.${scope}.dfs.${dups}${p}${r}"`
 }
 
 /**
@@ -150,10 +195,10 @@ export function carEtag(cid: CID, dups: 'n' | 'y', scope: DagScope, path: string
  * that repeats blocks, which is known only after a walk; the content never changes, so a client
  * holding either tag for this URL holds what it would get again.
  */
-export function etagsFor(cid: CID, negotiated: Negotiated, scope: DagScope, path: string[]): string[] {
+export function etagsFor(cid: CID, negotiated: Negotiated, shape: CarShape): string[] {
   if (negotiated.format === 'raw') return [rawEtag(cid)]
-  const asked = carEtag(cid, negotiated.dups, scope, path)
-  return negotiated.dups === 'y' ? [asked, carEtag(cid, 'n', scope, path)] : [asked]
+  const asked = carEtag(cid, negotiated.dups, shape)
+  return negotiated.dups === 'y' ? [asked, carEtag(cid, 'n', shape)] : [asked]
 }
 
 /** The tag of `etags` that `If-None-Match` names (the first one for `*`), or undefined. */

@@ -4,16 +4,17 @@
  * (`application/vnd.ipld.car; version=1; order=dfs; dups=n|y`), so any IPFS client, and our own
  * fetcher, can download weights over plain HTTP and verify every block against its CID. It serves
  * only blocks under a pinned root, from the local store only, each block at most once per answer
- * (docs/adr/0001-gateway-pinned-and-no-repeats.md); how it streams: docs/adr/0013-gateway-streaming.md.
+ * (docs/adr/0001-gateway-pinned-and-no-repeats.md); how it streams: docs/adr/0013-gateway-streaming.md;
+ * `entity-bytes`, cross-origin reads and the wildcard `Accept`: docs/adr/0027-gateway-ranges-cors-defaults.md.
  *
- * The parts: what a request asks for (gateway-request.ts), the reads (gateway-blocks.ts), the CAR
- * walk and writer (gateway-car.ts); here, the routes and their answers.
+ * The parts: what a request asks for (gateway-request.ts), byte ranges (gateway-range.ts), the
+ * reads (gateway-blocks.ts), the CAR walk and writer (gateway-car.ts), cross-origin headers
+ * (gateway-cors.ts); here, the routes and their answers.
  *
- * Errors are JSON `{error: {code, message}}`: 400 `bad-cid`, `bad-dag-scope`,
- * `format-required`, `path-not-allowed`; 404 `block-not-found` (not held, or
- * held but under no pin: the same answer), `path-not-found`; 406
- * `not-acceptable`; 412 `not-cached`; 501 `path-unsupported`,
- * `entity-bytes-unsupported`; 500 `internal`.
+ * Errors are JSON `{error: {code, message}}`: 400 `bad-cid`, `bad-dag-scope`, `bad-entity-bytes`,
+ * `entity-bytes-out-of-range`, `format-required`, `path-not-allowed`; 404 `block-not-found` (not
+ * held, or held but under no pin: the same answer), `path-not-found`; 406 `not-acceptable`; 412
+ * `not-cached`; 501 `path-unsupported`; 500 `internal`.
  */
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -29,7 +30,9 @@ import {
   servable,
 } from './gateway-blocks.js'
 import { type CarPlan, carBody, pump, READ_AHEAD, repeatsBlocks } from './gateway-car.js'
+import { allowAnyOrigin, registerPreflight } from './gateway-cors.js'
 import { GatewayError, WalkError } from './gateway-errors.js'
+import { type EntityBytes, fileSize, parseEntityBytes, resolveEntityBytes } from './gateway-range.js'
 import {
   carEtag,
   type DagScope,
@@ -60,6 +63,8 @@ interface Asked {
   readonly path: string[]
   readonly negotiated: Negotiated
   readonly scope: DagScope
+  /** `entity-bytes`, on a CAR request only. */
+  readonly range?: EntityBytes | undefined
   readonly head: boolean
 }
 
@@ -76,15 +81,37 @@ function readAsked(req: FastifyRequest): Asked {
   const query = firstValues(req.query)
   const cid = parseCid(params.cid)
   const path = (params['*'] ?? '').split('/').filter((s) => s.length > 0)
-  const negotiated = negotiate(query, req.headers.accept)
-  const scope = negotiated.format === 'car' ? parseScope(query['dag-scope']) : 'block'
-  if (negotiated.format === 'raw' && path.length > 0) {
-    throw new GatewayError(400, 'path-not-allowed', 'raw block requests take no path: ask for the CID itself')
+  const negotiated = negotiate(query, req.headers.accept, path.length > 0)
+  if (negotiated.format === 'raw') {
+    if (path.length > 0)
+      throw new GatewayError(
+        400,
+        'path-not-allowed',
+        'raw block requests take no path: ask for the CID itself',
+      )
+    // A raw block is one block: dag-scope and entity-bytes are CAR parameters, not looked at here.
+    return { cid, path, negotiated, scope: 'block', head: req.method === 'HEAD' }
   }
-  if (negotiated.format === 'car' && query['entity-bytes'] !== undefined) {
-    throw new GatewayError(501, 'entity-bytes-unsupported', 'entity-bytes is not supported by this gateway')
-  }
-  return { cid, path, negotiated, scope, head: req.method === 'HEAD' }
+  const text = query['entity-bytes']
+  const range = text === undefined ? undefined : parseEntityBytes(text)
+  // entity-bytes implies dag-scope=entity; a dag-scope given as well is kept (a range applies to a
+  // file under entity or all, and a file has no other entities under it).
+  const scope = parseScope(query['dag-scope'], range ? 'entity' : 'all')
+  return { cid, path, negotiated, scope, range, head: req.method === 'HEAD' }
+}
+
+/**
+ * The CAR's plan once the path's end is known: under `entity-bytes`, a file's range resolved
+ * (before anything is sent, so a range past its end is still a 400), or the range ignored where
+ * the end is no file (a directory: the request is dag-scope=entity's). A range of no bytes sends
+ * the file's root alone, whose UnixFS data gives the client the size.
+ */
+function planFor(asked: Asked, plan: CarPlan): CarPlan {
+  if (asked.range === undefined || plan.scope === 'block') return plan
+  const size = fileSize(plan.terminal.cid, plan.terminal.bytes)
+  if (size === null) return plan
+  const bytes = resolveEntityBytes(asked.range, size)
+  return bytes === null ? { ...plan, scope: 'block' } : { ...plan, bytes }
 }
 
 /**
@@ -137,9 +164,9 @@ async function sendCar(
   rootBytes: Uint8Array,
 ) {
   const { asked, source, log } = answering
-  const { cid, path, scope } = asked
+  const { cid, path } = asked
   const { pathBlocks, terminal } = await resolvePath(source, { cid, bytes: rootBytes }, path)
-  const plan: CarPlan = { root: cid, pathBlocks, terminal, scope }
+  const plan = planFor(asked, { root: cid, pathBlocks, terminal, scope: asked.scope })
   // dups=y as asked only where it is the dups=n stream: no block may leave twice.
   let dups = asked.negotiated.format === 'car' ? asked.negotiated.dups : 'n'
   if (dups === 'y' && (await repeatsBlocks(source, plan))) {
@@ -149,7 +176,7 @@ async function sendCar(
   // One logical root per path segment: the requested CID, each directory passed, the end.
   const roots = path.length > 0 ? [...pathBlocks.map((b) => b.cid), terminal.cid] : [cid]
   reply.headers(headers)
-  reply.header('Etag', carEtag(cid, dups, scope, path))
+  reply.header('Etag', carEtag(cid, dups, asked))
   reply.header('Content-Disposition', `attachment; filename="${cid}.car"`)
   reply.header('X-Ipfs-Roots', roots.join(','))
   reply.header('Accept-Ranges', 'none')
@@ -194,10 +221,7 @@ async function answer(req: FastifyRequest, reply: FastifyReply, source: Source, 
   if (!(await servable(source.pins, cid, source.signal))) throw notServed(req, cid)
   const headers = servedHeaders(req, asked)
   // Content-addressed: a tag the client already holds for this URL can never go stale.
-  const held = matchingEtag(
-    req.headers['if-none-match'],
-    etagsFor(cid, asked.negotiated, asked.scope, asked.path),
-  )
+  const held = matchingEtag(req.headers['if-none-match'], etagsFor(cid, asked.negotiated, asked))
   if (held)
     return reply
       .code(304)
@@ -214,8 +238,8 @@ function fail(reply: FastifyReply, status: number, code: string, message: string
 }
 
 /**
- * Adds `GET` and `HEAD` `/ipfs/:cid` and `/ipfs/:cid/*` to `app`. The routes
- * answer their own errors, so any Fastify instance can carry them.
+ * Adds `GET`, `HEAD` and `OPTIONS` `/ipfs/:cid` and `/ipfs/:cid/*` to `app`, readable from any
+ * origin. The routes answer their own errors, so any Fastify instance can carry them.
  */
 export function registerGateway(app: FastifyInstance, options: GatewayOptions): void {
   const { blockstore, pins } = options
@@ -224,6 +248,7 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
   const buffers = new BlockBuffers(1024 * 1024 + 64 * 1024, 4 * (READ_AHEAD + 4))
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    allowAnyOrigin(reply)
     const controller = new AbortController()
     reply.raw.once('close', () => controller.abort())
     const source: Source = { store: blockstore, pins, buffers, signal: controller.signal }
@@ -242,7 +267,9 @@ export function registerGateway(app: FastifyInstance, options: GatewayOptions): 
     }
   }
 
-  for (const url of ['/ipfs/:cid', '/ipfs/:cid/*']) {
+  const urls = ['/ipfs/:cid', '/ipfs/:cid/*']
+  for (const url of urls) {
     app.route({ method: ['GET', 'HEAD'], url, handler: handle })
   }
+  registerPreflight(app, urls)
 }

@@ -222,10 +222,29 @@ describe('the gateway under attack', () => {
     const rawHead = await send(url(`/ipfs/${leaf.cid}?format=raw`), { method: 'HEAD' })
     expect(rawHead.headers['content-length']).toBe(String(MiB))
     expect(rawHead.bytes).toBe(0)
-    // Byte ranges of an entity are not served at all.
-    const ranged = await send(url(`/ipfs/${amplifier.cid}?format=car&entity-bytes=0:*`))
-    expect(ranged.status).toBe(501)
-    expect(errorOf(ranged).error.code).toBe('entity-bytes-unsupported')
+    // A byte range of the 2,000 MiB file sends what its bytes need, each block once: the whole
+    // file, a range across 1,000 of its links, and its last byte are all its two stored blocks.
+    // dups=y stays only where the range meets the leaf once.
+    const file = [amplifier, leaf]
+    for (const [range, dups] of [
+      ['0:*', 'n'],
+      [`${MiB - 1}:${1000 * MiB}`, 'n'],
+      ['-1:*', 'y'],
+    ] as const) {
+      const ranged = await send(url(`/ipfs/${amplifier.cid}?format=car&entity-bytes=${range}&car-dups=y`))
+      expect(ranged.status, range).toBe(200)
+      expect(ranged.complete, range).toBe(true)
+      expect(ranged.headers['content-type'], range).toBe(`${CAR}; version=1; order=dfs; dups=${dups}`)
+      expect(ranged.bytes, range).toBeLessThanOrEqual(stored(file) + framing(file.length))
+      expect(carCids(ranged.body), range).toEqual(file.map((b) => b.cid.toString()))
+    }
+    // On the directory of 500 copies the range is ignored: dag-scope=entity, its one block.
+    const dir = await send(url(`/ipfs/${fanout.cid}?format=car&entity-bytes=0:*`))
+    expect(carCids(dir.body)).toEqual([fanout.cid.toString()])
+    // Past the end of the 2,000 MiB: a 400 before anything is sent.
+    const past = await send(url(`/ipfs/${amplifier.cid}?format=car&entity-bytes=${LINKS * MiB}:*`))
+    expect(past.status).toBe(400)
+    expect(errorOf(past).error.code).toBe('entity-bytes-out-of-range')
   })
 
   it('V7: dups=y is kept where no block repeats: the same bytes as dups=n, labelled dups=y', async () => {

@@ -437,7 +437,8 @@ describe('trustless gateway', () => {
     expect(bad.status).toBe(400)
     expect(JSON.parse(Buffer.from(bad.bytes).toString()).error.code).toBe('bad-cid')
 
-    for (const accept of ['text/html', '*/*', `${CAR}; version=2`, `${CAR}; order=bfs`]) {
+    // */* is served (the next test); a wildcard of other types is not.
+    for (const accept of ['text/html', 'image/*', `${CAR}; version=2`, `${CAR}; order=bfs`]) {
       const r = await get(`/ipfs/${leafCid}`, { headers: { accept } })
       expect(r.status, accept).toBe(406)
       expect(JSON.parse(Buffer.from(r.bytes).toString()).error.code).toBe('not-acceptable')
@@ -446,7 +447,47 @@ describe('trustless gateway', () => {
     const none = await get(`/ipfs/${leafCid}`, { headers: { accept: '' } })
     expect(none.status).toBe(400)
     expect(JSON.parse(Buffer.from(none.bytes).toString()).error.code).toBe('format-required')
-    expect((await get(`/ipfs/${leafCid}?format=car&entity-bytes=0:10`)).status).toBe(501)
+    // entity-bytes is served (gateway-ranges.test.ts); a range that is no range is a 400.
+    const ranged = await get(`/ipfs/${leafCid}?format=car&entity-bytes=0:10`)
+    expect(ranged.status).toBe(200)
+    expect(ranged.headers.get('content-type')).toBe('application/vnd.ipld.car; version=1; order=dfs; dups=n')
+    const badRange = await get(`/ipfs/${leafCid}?format=car&entity-bytes=10`)
+    expect(badRange.status).toBe(400)
+    expect(JSON.parse(Buffer.from(badRange.bytes).toString()).error.code).toBe('bad-entity-bytes')
+  })
+
+  it('serves Accept: */* (curl, wget and fetch send it) as its documented default', async () => {
+    // fetch's own default Accept is */*; curl's and wget's too.
+    const plain = await fetch(`${base}/ipfs/${leafCid}`)
+    expect(plain.status).toBe(200)
+    expect(plain.headers.get('content-type')).toBe(RAW)
+    expect(plain.headers.get('content-location')).toBe(`/ipfs/${leafCid}?format=raw`)
+    expect(plain.headers.get('vary')).toBe('Accept')
+    expect(Buffer.from(await plain.arrayBuffer()).toString()).toBe('hello world')
+    // A browser's navigation Accept: the HTML it prefers is not served, */* is.
+    const browser = await get(`/ipfs/${leafCid}`, {
+      headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' },
+    })
+    expect(browser.headers.get('content-type')).toBe(RAW)
+    // A type of ours at the wildcard's q wins over it; one the client likes less does not.
+    const car = await get(`/ipfs/${leafCid}`, { headers: { accept: `*/*, ${CAR}` } })
+    expect(car.headers.get('content-type')).toMatch(/^application\/vnd\.ipld\.car; version=1/)
+    const lowCar = await get(`/ipfs/${leafCid}`, { headers: { accept: `${CAR};q=0.5, */*` } })
+    expect(lowCar.headers.get('content-type')).toBe(RAW)
+    // Where only a CAR can answer (a path, or a CAR parameter), */* gets a CAR.
+    for (const url of [
+      `/ipfs/${dirCid}/docs`,
+      `/ipfs/${dirCid}?dag-scope=entity`,
+      `/ipfs/${weightsCid}?entity-bytes=0:99`,
+    ]) {
+      const r = await get(url, { headers: { accept: '*/*' } })
+      expect(r.status, url).toBe(200)
+      expect(r.headers.get('content-type'), url).toBe(
+        'application/vnd.ipld.car; version=1; order=dfs; dups=n',
+      )
+      expect(r.headers.get('content-location'), url).toBe(`${url}${url.includes('?') ? '&' : '?'}format=car`)
+      expect((await verifiedBlocks(r.bytes)).blocks.length, url).toBeGreaterThan(0)
+    }
   })
 
   it('picks the best acceptable type by q, and ?format= wins over Accept', async () => {
