@@ -1,15 +1,20 @@
 /**
  * Properties of state roots and lookup proofs (SPEC.md §11.1).
  *
- * For random maps from `name@version` to `{status, manifests, decision}` —
- * sizes around the leaf and branch boundaries (0, 1, 63, 64, 65, 4096, 4097)
- * among the runs — built with `buildStateRoot`:
+ * For random maps from `name@version` to well-formed entry values
+ * (`{status, decision, manifests: [{cid, ratified, revoked, suspension,
+ * taint}]}`, suspensions and taints among them) — sizes around the leaf and
+ * branch boundaries (0, 1, 63, 64, 65, 4095, 4096, 4097) among the runs —
+ * built with `buildStateRoot`:
  * - completeness: `proveKey` proves every key's value, and the absence of
  *   keys not in the map (value null);
  * - soundness: every altered proof fails — a block dropped, a byte flipped
  *   in any block, the proof checked under another root, or used for another
  *   key — and no accepted proof ever yields a value other than the map's;
  * - canonical shape: the same entries in any order give the same root.
+ *
+ * Each shape rule on its own, with a mutant that breaks only it, is in
+ * stateroot-shape.test.ts; the entry layout in stateroot-entry.test.ts.
  *
  * A map is generated from a small spec (size, seed) by a seeded PRNG, so
  * fast-check can name a failing case compactly; keys are mostly
@@ -37,7 +42,7 @@ import {
 import { prng } from '../../support/prng.js'
 
 const RUNS = 200
-const BOUNDARY_SIZES = [0, 1, 63, 64, 65, 4096, 4097] as const
+const BOUNDARY_SIZES = [0, 1, 63, 64, 65, 4095, 4096, 4097] as const
 
 /** Random CIDs, each the CID of a DAG-CBOR block. */
 const POOL: readonly CID[] = Array.from({ length: 512 }, (_, i) => cidOfBlock(encode({ pool: i, salt: 'x' })))
