@@ -67,7 +67,8 @@ export function verifyCertificate(
   const age = checkFreshness(newest, options, findings)
   checkRollback(newest, options.trusted, findings)
   const proven = checkProof(newest, header.model, file, findings)
-  checkCanonical(file, headerKey, fold, header, proven, findings)
+  // Which blocks the file lists depends on the proven entry: without one it cannot be said.
+  if (proven.verified) checkCanonical(file, headerKey, fold, header, proven, findings)
   const entry = proven.entry
   if (entry) {
     checkStatus(entry, header.model, findings)
@@ -181,6 +182,8 @@ function checkRollback(newest: CheckpointView, trusted: TrustMark | undefined, f
 }
 
 interface Proven {
+  /** Whether the proof verified (the entry may still be absent: null). */
+  readonly verified: boolean
   readonly entry: MapValue | null
   /** The blocks the proof read, in the order read. */
   readonly blocks: readonly Block[]
@@ -201,12 +204,12 @@ function checkProof(
   })
   if (!proof.ok) {
     findings.add('cert-proof', `the proof for ${model} does not verify (${proof.code}): ${proof.message}`)
-    return { entry: null, blocks: read }
+    return { verified: false, entry: null, blocks: read }
   }
   if (!proof.value.head.equals(newest.head) || proof.value.height !== newest.height)
     findings.add('cert-proof', 'the state root names another head than the checkpoint')
   if (!proof.value.value) findings.add('cert-not-ratified', `${model} has no decision under the checkpoint`)
-  return { entry: proof.value.value, blocks: read }
+  return { verified: true, entry: proof.value.value, blocks: read }
 }
 
 /**
