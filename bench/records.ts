@@ -17,7 +17,7 @@ import { cidOfBlock } from '../protocol/cid.js'
 import { type Ed25519Backend, nobleSigner, zip215 } from '../protocol/ed25519.js'
 import { decodeRecord, signRecord } from '../protocol/record.js'
 import { createSigner, type Signer, signingBytes } from '../protocol/signing.js'
-import type { Choice } from '../protocol/types.js'
+import type { Choice, SignedRecord } from '../protocol/types.js'
 
 const N = Number(process.argv[2] ?? 5000)
 const VOTERS = 50
@@ -96,7 +96,12 @@ for (let c = 0; c < CHUNKS; c++) {
     const r = decodeRecord(b, { federation, ed25519: fastEd25519 })
     if (!r.ok) throw new Error('bench record rejected')
     const v = idx[k]! % VOTERS
-    return { message: signingBytes(r.value.record), sig: r.value.record.sig, priv: privs[v]!, pub: pubs[v]! }
+    return {
+      message: signingBytes(r.value.record as SignedRecord),
+      sig: r.value.record.sig,
+      priv: privs[v]!,
+      pub: pubs[v]!,
+    }
   })
   seconds.rawSign += time(() => {
     for (const it of items) cryptoSign(null, it.message, it.priv)

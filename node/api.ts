@@ -39,6 +39,8 @@ export interface NodeStatus {
   steward: string | null
   records: number
   head: string
+  /** The record version this node speaks, and the version the head state demands when higher (SPEC.md §5.1). */
+  recordVersion: { speaks: number; required: number | null }
 }
 
 export interface ApiContext {

@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { federationIdOf, type Signer, type Verified } from '../protocol/index.js'
+import { federationIdOf, RECORD_VERSION, type Signer, type Verified } from '../protocol/index.js'
 import type { NodeStatus } from './api.js'
 import { FILES, type NodeConfig } from './config.js'
 import { NodeError } from './errors.js'
@@ -224,6 +224,7 @@ function statusOf(init: NodeInit, store: RecordStore, p2p: P2P): () => NodeStatu
       steward: init.stewardKey?.did ?? null,
       records: state.recordCount,
       head: state.head.toString(),
+      recordVersion: { speaks: RECORD_VERSION, required: store.requiredVersion() ?? null },
     }
   }
 }

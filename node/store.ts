@@ -27,6 +27,7 @@ import { createListNaming } from './store/list-naming.js'
 import { replayLog } from './store/replay.js'
 import type { RecordStore } from './store/types.js'
 import { createValidator } from './store/validator.js'
+import { createVersionWatch } from './store/version-watch.js'
 import { openWitnessLog } from './witness.js'
 
 export { MAX_VOTES_PER_VOTER_AND_PROPOSAL } from '../protocol/index.js'
@@ -66,8 +67,9 @@ export async function openStore(options: {
     clock,
     log,
   })
-  const ingest = createIngest({ records, blocks, naming, validator, witness, clock })
-  await replayLog(recordLog, { federation, records, blocks, naming, log })
+  const versions = createVersionWatch(fold, log)
+  const ingest = createIngest({ records, blocks, naming, validator, witness, versions, clock })
+  await replayLog(recordLog, { federation, records, blocks, naming, versions, log })
 
   return {
     fold,
@@ -88,6 +90,7 @@ export async function openStore(options: {
     ids: ids.ids,
     witnessedAt: (key) => witness.at(key),
     logBytes: () => recordLog.size(),
+    requiredVersion: versions.required,
     async close() {
       await ingest.close()
       await validator.close()

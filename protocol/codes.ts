@@ -96,6 +96,9 @@ export const CODES_INAPPLICABLE = [
   'checkpoint-head',
   'checkpoint-label',
   'checkpoint-epoch',
+  // record versions (SPEC.md §5.1, Versions)
+  'version-unsupported',
+  'version-below-minimum',
 ] as const
 
 /** Codes of records waiting for something: reported as pending, never as errors. */

@@ -2,7 +2,8 @@
  * Governance states (SPEC.md §8.2): members, rules, and the keys retired
  * along the chain. `wellFormed` is the check every genesis and every
  * governance decision must pass, so no change can brick the federation.
- * `applyAction` computes `state(G) = apply(G.action, state(G.basis))`.
+ * `applyAction` computes `state(G) = apply(G.action, state(G.basis))`. The rules' optional
+ * `minVersion` is read by protocol/fold/versions.ts (docs/adr/0023).
  */
 
 import type { InapplicableCode } from './codes.js'
@@ -87,6 +88,7 @@ export function wellFormedProblem(
   }
   if (rules.checkpointIntervalMs < 1) return 'the checkpoint interval must be at least 1 ms'
   if (rules.maxOpenProposalsPerAuthor < 1) return 'maxOpenProposalsPerAuthor must be at least 1'
+  if (rules.minVersion !== undefined && !(rules.minVersion >= 1)) return 'minVersion must be at least 1'
   for (const [name, rule] of Object.entries(rules.actions)) {
     if (!fractionOk(rule.quorum)) return `quorum of "${name}" must satisfy 0 ≤ n ≤ d, d ≥ 1`
     if (!fractionOk(rule.threshold)) return `threshold of "${name}" must satisfy 0 ≤ n ≤ d, d ≥ 1`

@@ -7,7 +7,9 @@
  * fold's business.
  *
  * `Verified<K>` values are frozen and can only be made here, so nothing
- * unverified reaches the fold.
+ * unverified reaches the fold. A record of a later version is a `FutureRecord`:
+ * its envelope and signature are checked, its body is not read
+ * (docs/adr/0023).
  */
 import { decodeOptions as dagCborDecodeOptions } from '@ipld/dag-cbor'
 import { type DecodeOptions as CborDecodeOptions, decode as cborgDecode } from 'cborg'
@@ -16,12 +18,13 @@ import { equalBytes } from './bytes.js'
 import { decodeStrict, encode, GENESIS_SCAN_LIMITS } from './cbor.js'
 import { blockKey, cidFromKey, cidKey, cidOfBlock, type Sha256 } from './cid.js'
 import { type BlockSource, readList } from './cidlist.js'
+import type { Did } from './did.js'
 import { parseDid } from './did.js'
 import { type Ed25519Backend, zip215 } from './ed25519.js'
 import { wellFormedProblem } from './govstate.js'
 import { LIMITS } from './limits.js'
 import { ok, type Rejection, type Result, reject } from './result.js'
-import { recordSchema } from './schema.js'
+import { isFutureVersion, recordSchema } from './schema.js'
 import { federationIdOf, type Signer, signingBytes } from './signing.js'
 import type { Cosig, Kind, SignedRecord, UnsignedRecord } from './types.js'
 
@@ -47,7 +50,41 @@ export interface Verified<K extends Kind = Kind> {
 
 export type FinalizedEntry = readonly [CID, string]
 
-export type AnyVerified = { [K in Kind]: Verified<K> }[Kind]
+/**
+ * A record of a later version as this version reads it (SPEC.md §5.1, Versions): the envelope of
+ * the signed record with `kind: 'future'` in place of the kind it names (`futureKind`), so that
+ * every switch on a record's kind passes it by, and the body unread. Its bytes are what was signed.
+ */
+export interface FutureEnvelope {
+  readonly v: number
+  readonly kind: 'future'
+  readonly federation: CID
+  readonly author: Did
+  readonly at: number
+  /** The later version's body: a map this version does not interpret. */
+  readonly body: { readonly [field: string]: unknown }
+  readonly sig: Uint8Array
+  readonly cosigs?: undefined
+}
+
+export interface FutureRecord {
+  readonly cid: CID
+  readonly key: string
+  readonly bytes: Uint8Array
+  readonly record: FutureEnvelope
+  /** The kind the signed record names, e.g. `delegation`. */
+  readonly futureKind: string
+  readonly lists?: undefined
+  readonly finalized?: undefined
+  readonly [verifiedBrand]: true
+}
+
+/** Every record a node holds: one of this version's kinds, or a future record it keeps and relays. */
+export type AnyVerified = { [K in Kind]: Verified<K> }[Kind] | FutureRecord
+
+export function isFutureRecord(v: AnyVerified): v is FutureRecord {
+  return v.record.kind === 'future'
+}
 
 export function isKind<K extends Kind>(v: AnyVerified | Verified, kind: K): v is Verified<K> {
   return v.record.kind === kind
@@ -133,28 +170,16 @@ export interface DecodeOptions {
 
 /** Decodes and verifies one record. Never throws. */
 export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Result<AnyVerified> {
-  if (bytes.length > LIMITS.maxGenesisBytes) {
-    return reject(
-      'record-too-large',
-      `a record is at most ${LIMITS.maxRecordBytes} bytes (a genesis ${LIMITS.maxGenesisBytes}), this one ${bytes.length}`,
-    )
-  }
-  const decoded = decodeStrict(bytes, GENESIS_SCAN_LIMITS)
+  const decoded = decodeWithinLimits(bytes)
   if (!decoded.ok) return decoded
-  const kind = (decoded.value as { kind?: unknown } | null)?.kind
-  if (kind !== 'genesis' && bytes.length > LIMITS.maxRecordBytes) {
-    return reject(
-      'record-too-large',
-      `a record other than a genesis is at most ${LIMITS.maxRecordBytes} bytes, this one ${bytes.length}`,
-    )
-  }
   const bad = recordSchema(decoded.value)
   if (bad) return bad
   const record = decoded.value as SignedRecord
   const backend = options.ed25519 ?? zip215
   const message = signingBytes(record)
+  const future = isFutureVersion(record.v)
 
-  if (record.kind === 'genesis') {
+  if (record.kind === 'genesis' && !future) {
     const g = record as SignedRecord<'genesis'>
     if (options.federation && !federationIdOf(g).equals(options.federation)) {
       return reject('federation-mismatch', 'this genesis does not have the expected federation id')
@@ -162,17 +187,13 @@ export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Re
     const problem = genesisProblem(g, message, backend)
     if (problem) return problem
   } else {
-    if (options.federation && !record.federation!.equals(options.federation)) {
-      return reject('federation-mismatch', 'the record belongs to another federation', 'federation')
-    }
-    const key = parseDid(record.author, 'author')
-    if (!key.ok) return key
-    if (!backend.verify(record.sig, message, key.value))
-      return reject('sig-invalid', 'the signature does not verify', 'sig')
+    const problem = authorProblem(record, message, backend, options.federation)
+    if (problem) return problem
+    shareSig(bytes, record)
   }
 
-  if (record.kind !== 'genesis') shareSig(bytes, record)
   const cid = blockKey(bytes, options.sha256)
+  if (future) return ok(futureRecord(cid, bytes, record))
   if (record.kind === 'seal' && options.blocks) {
     const lists = readSealLists(record as SignedRecord<'seal'>, options.blocks)
     if (!lists.ok) return lists
@@ -184,6 +205,59 @@ export function decodeRecord(bytes: Uint8Array, options: DecodeOptions = {}): Re
     return ok(seal(cid, bytes, record, undefined, list.value) as AnyVerified)
   }
   return ok(seal(cid, bytes, record) as AnyVerified)
+}
+
+/**
+ * The size and structure checks in SPEC.md §3.1's order: the cap of any record before reading, a
+ * single structural scan, then the smaller cap of every record but a genesis of this version.
+ */
+function decodeWithinLimits(bytes: Uint8Array): Result<unknown> {
+  if (bytes.length > LIMITS.maxGenesisBytes) {
+    return reject(
+      'record-too-large',
+      `a record is at most ${LIMITS.maxRecordBytes} bytes (a genesis ${LIMITS.maxGenesisBytes}), this one ${bytes.length}`,
+    )
+  }
+  const decoded = decodeStrict(bytes, GENESIS_SCAN_LIMITS)
+  if (!decoded.ok) return decoded
+  const envelope = decoded.value as { v?: unknown; kind?: unknown } | null
+  const genesis = envelope?.kind === 'genesis' && !isFutureVersion(envelope.v)
+  if (!genesis && bytes.length > LIMITS.maxRecordBytes) {
+    return reject(
+      'record-too-large',
+      `a record other than a genesis is at most ${LIMITS.maxRecordBytes} bytes, this one ${bytes.length}`,
+    )
+  }
+  return decoded
+}
+
+/** A record other than a genesis: bound to the expected federation, and signed by its author. */
+function authorProblem(
+  record: SignedRecord,
+  message: Uint8Array,
+  backend: Ed25519Backend,
+  federation: CID | undefined,
+): Rejection | undefined {
+  if (federation && !record.federation!.equals(federation)) {
+    return reject('federation-mismatch', 'the record belongs to another federation', 'federation')
+  }
+  const key = parseDid(record.author, 'author')
+  if (!key.ok) return key
+  if (!backend.verify(record.sig, message, key.value))
+    return reject('sig-invalid', 'the signature does not verify', 'sig')
+  return undefined
+}
+
+/**
+ * A verified record of a later version, as this version holds it: its envelope with `kind`
+ * set aside in `futureKind`. Frozen like every verified record.
+ */
+function futureRecord(id: CID | string, bytes: Uint8Array, signed: SignedRecord): FutureRecord {
+  const { kind, ...envelope } = signed as unknown as { kind: string } & Omit<FutureEnvelope, 'kind'>
+  const key = typeof id === 'string' ? id : cidKey(id)
+  const cid = typeof id === 'string' ? cidFromKey(id) : id
+  const record: FutureEnvelope = Object.freeze({ ...envelope, kind: 'future' })
+  return Object.freeze({ cid, key, bytes, record, futureKind: kind }) as unknown as FutureRecord
 }
 
 function genesisProblem(
@@ -239,13 +313,6 @@ export function readSealLists(record: SignedRecord<'seal'>, blocks: BlockSource)
 }
 
 /**
- * Rebuilds a Verified record from bytes that already passed `decodeRecord`
- * — a node's own log, written only after full verification. Skips the
- * canonical-form, schema and signature checks (the CRC-protected 0600 file
- * is trusted); still computes the CID from the bytes. Returns undefined for
- * bytes that do not even decode: callers treat that as corruption.
- */
-/**
  * DAG-CBOR decoding of trusted bytes with the CIDs of tag 42 memoized: every record repeats
  * the federation id and most repeat a proposal's CID, and decoding a CID costs more than the
  * rest of a vote. The same bytes give an equal CID, so this changes no result (and holders
@@ -270,6 +337,13 @@ const ownDecodeOptions: CborDecodeOptions = {
 }
 const cidCache = new Map<string, CID>()
 
+/**
+ * Rebuilds a verified record (a future record too) from bytes that already passed `decodeRecord`
+ * — a node's own log, written only after full verification. Skips the
+ * canonical-form, schema and signature checks (the CRC-protected 0600 file
+ * is trusted); still computes the CID from the bytes. Returns undefined for
+ * bytes that do not even decode: callers treat that as corruption.
+ */
 export function decodeOwnRecord(bytes: Uint8Array, sha256?: Sha256): AnyVerified | undefined {
   let value: unknown
   try {
@@ -280,8 +354,10 @@ export function decodeOwnRecord(bytes: Uint8Array, sha256?: Sha256): AnyVerified
   const r = value as SignedRecord
   if (!r || typeof r !== 'object' || typeof r.kind !== 'string' || typeof r.author !== 'string')
     return undefined
-  if (r.kind !== 'genesis') shareSig(bytes, r)
-  return seal(blockKey(bytes, sha256), bytes, r) as AnyVerified
+  const future = isFutureVersion(r.v)
+  if (r.kind !== 'genesis' || future) shareSig(bytes, r)
+  const key = blockKey(bytes, sha256)
+  return future ? futureRecord(key, bytes, r) : (seal(key, bytes, r) as AnyVerified)
 }
 
 /** Reads a checkpoint's labelled `finalized` list from blocks. */

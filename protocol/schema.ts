@@ -6,155 +6,37 @@
  * custom type and an error-mapping layer for nearly every field.
  *
  * Each validator returns `undefined` when the value is good, or a Rejection
- * naming the field. Unknown fields are rejected everywhere.
+ * naming the field (the checks of single fields are in schema-checks.ts).
+ * Unknown fields are rejected everywhere. A record of a
+ * later version has only its envelope checked (`futureEnvelopeSchema`,
+ * docs/adr/0023).
  */
-import { CID } from 'multiformats/cid'
-import { utf8 } from './bytes.js'
-import { isRecordCid, SHA2_256_CODE } from './cid.js'
 import { parseDid, parseRegistrableDid } from './did.js'
 import { isBcp47, isIdentifier, isModelName, isRelativePath, isSemver, isSpdxExpression } from './formats.js'
 import { LIMITS } from './limits.js'
-import { type Rejection, reject } from './result.js'
-import { ACTION_TYPES, CHOICES, KINDS, OUTCOMES, ROLES } from './types.js'
+import { reject } from './result.js'
+import {
+  array,
+  bytes,
+  byUtf8,
+  type Check,
+  cid,
+  fields,
+  first,
+  formatted,
+  increasing,
+  int,
+  isPlainMap,
+  join,
+  type Obj,
+  oneOf,
+  optional,
+  recordCid,
+  text,
+} from './schema-checks.js'
+import { ACTION_TYPES, CHOICES, KINDS, MAX_MIN_VERSION, OUTCOMES, RECORD_VERSION, ROLES } from './types.js'
 
-type Check = Rejection | undefined
-type Obj = Record<string, unknown>
-
-export function isPlainMap(v: unknown): v is Obj {
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    !Array.isArray(v) &&
-    !(v instanceof Uint8Array) &&
-    CID.asCID(v) === null
-  )
-}
-
-export function fields(
-  v: unknown,
-  path: string,
-  required: readonly string[],
-  optional: readonly string[] = [],
-): Check {
-  if (!isPlainMap(v)) return reject('schema-type', 'expected a map', path)
-  for (const k of required)
-    if (!(k in v)) return reject('schema-missing-field', `missing field "${k}"`, join(path, k))
-  for (const k of Object.keys(v)) {
-    if (!required.includes(k) && !optional.includes(k))
-      return reject('schema-unknown-field', `unknown field "${k}"`, join(path, k))
-  }
-  return undefined
-}
-
-function join(path: string, key: string | number): string {
-  if (typeof key === 'number') return `${path}[${key}]`
-  return path ? `${path}.${key}` : key
-}
-
-export function int(v: unknown, path: string, min: number, max: number = Number.MAX_SAFE_INTEGER): Check {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v))
-    return reject('schema-type', 'expected an integer', path)
-  if (v < min || v > max) return reject('schema-range', `expected an integer from ${min} to ${max}`, path)
-  return undefined
-}
-
-export function text(v: unknown, path: string, minBytes: number, maxBytes: number): Check {
-  if (typeof v !== 'string') return reject('schema-type', 'expected a text string', path)
-  const n = utf8.encode(v).length
-  if (n < minBytes || n > maxBytes)
-    return reject('schema-length', `expected ${minBytes} to ${maxBytes} bytes of text`, path)
-  return undefined
-}
-
-function formatted(v: unknown, path: string, test: (s: string) => boolean, what: string): Check {
-  if (typeof v !== 'string') return reject('schema-type', 'expected a text string', path)
-  if (!test(v)) return reject('schema-format', `not ${what}: "${v.slice(0, 80)}"`, path)
-  return undefined
-}
-
-function bytes(v: unknown, path: string, min: number, max: number): Check {
-  if (!(v instanceof Uint8Array)) return reject('schema-type', 'expected a byte string', path)
-  if (v.length < min || v.length > max) {
-    return reject(
-      'schema-length',
-      min === max ? `expected ${min} bytes` : `expected ${min} to ${max} bytes`,
-      path,
-    )
-  }
-  return undefined
-}
-
-/** Content (weights, cards, reports): a CIDv1 over a sha2-256 digest; no inline (identity) data. */
-function cid(v: unknown, path: string): Check {
-  const c = CID.asCID(v)
-  if (c === null) return reject('schema-type', 'expected a CID', path)
-  if (c.version !== 1 || c.multihash.code !== SHA2_256_CODE || c.multihash.size !== 32) {
-    return reject('schema-format', 'expected a CIDv1 with a sha2-256 multihash', path)
-  }
-  return undefined
-}
-
-/** A link to a record or list block: CIDv1, dag-cbor, sha2-256. */
-function recordCid(v: unknown, path: string): Check {
-  const c = CID.asCID(v)
-  if (c === null) return reject('schema-type', 'expected a CID', path)
-  if (!isRecordCid(c)) return reject('schema-format', 'expected a dag-cbor sha2-256 CIDv1', path)
-  return undefined
-}
-
-function oneOf(v: unknown, path: string, allowed: readonly string[]): Check {
-  if (typeof v !== 'string') return reject('schema-type', 'expected a text string', path)
-  if (!allowed.includes(v)) return reject('schema-format', `expected one of ${allowed.join(', ')}`, path)
-  return undefined
-}
-
-function array(
-  v: unknown,
-  path: string,
-  min: number,
-  max: number,
-  item: (x: unknown, p: string) => Check,
-): Check {
-  if (!Array.isArray(v)) return reject('schema-type', 'expected an array', path)
-  if (v.length < min || v.length > max)
-    return reject('schema-length', `expected ${min} to ${max} items`, path)
-  for (let i = 0; i < v.length; i++) {
-    const bad = item(v[i], join(path, i))
-    if (bad) return bad
-  }
-  return undefined
-}
-
-/** Strictly increasing under `compare` (sorted and distinct). */
-function increasing<T>(v: readonly T[], path: string, compare: (a: T, b: T) => number, what: string): Check {
-  for (let i = 1; i < v.length; i++) {
-    const c = compare(v[i - 1]!, v[i]!)
-    if (c === 0) return reject('schema-duplicate', `${what} listed twice`, join(path, i))
-    if (c > 0) return reject('schema-order', `${what} must be sorted`, join(path, i))
-  }
-  return undefined
-}
-
-function byUtf8(a: string, b: string): number {
-  // UTF-16 code unit order differs from UTF-8 byte order only above U+FFFF; compare bytes to be exact.
-  const x = utf8.encode(a)
-  const y = utf8.encode(b)
-  const n = Math.min(x.length, y.length)
-  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i]! - y[i]!
-  return x.length - y.length
-}
-
-function optional(o: Obj, key: string, path: string, check: (v: unknown, p: string) => Check): Check {
-  return key in o ? check(o[key], join(path, key)) : undefined
-}
-
-function first(...checks: (() => Check)[]): Check {
-  for (const c of checks) {
-    const r = c()
-    if (r) return r
-  }
-  return undefined
-}
+export { fields, int, isPlainMap, text } from './schema-checks.js'
 
 // ---------------------------------------------------------------- members, rules
 
@@ -220,13 +102,15 @@ const RULE_INTS = [
 ] as const
 
 export function rulesSchema(v: unknown, path: string): Check {
-  const f = fields(v, path, [...RULE_INTS, 'actions'])
+  const f = fields(v, path, [...RULE_INTS, 'actions'], ['minVersion'])
   if (f) return f
   const r = v as Obj
   for (const k of RULE_INTS) {
     const bad = int(r[k], join(path, k), 0)
     if (bad) return bad
   }
+  const minVersion = optional(r, 'minVersion', path, (x, p) => int(x, p, 1, MAX_MIN_VERSION))
+  if (minVersion) return minVersion
   const actions = r.actions
   if (!isPlainMap(actions))
     return reject('schema-type', 'expected a map of action rules', join(path, 'actions'))
@@ -494,11 +378,67 @@ function cosigs(v: unknown, path: string): Check {
   )
 }
 
+/** A record of a later version than this one speaks (SPEC.md §5.1, Versions): `v` an integer ≥ 2. */
+export function isFutureVersion(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > RECORD_VERSION
+}
+
+/** What a later version may call a kind: an identifier of at most 64 bytes, without dots or underscores. */
+const FUTURE_KIND = /^[a-z][a-z0-9-]{0,63}$/
+
+/**
+ * The exact top-level fields, with the federation faults named as such: a genesis names no
+ * federation, every other record names one.
+ */
+function envelopeFields(v: Obj, required: readonly string[]): Check {
+  const f = fields(v, '', required)
+  if (f?.code === 'schema-unknown-field' && f.path === 'federation') {
+    return reject(
+      'federation-present',
+      'a genesis names no federation: its CID is the federation id',
+      'federation',
+    )
+  }
+  if (f?.code === 'schema-missing-field' && f.path === 'federation') {
+    return reject('federation-missing', 'every record but the genesis names its federation', 'federation')
+  }
+  return f
+}
+
+function signature(v: unknown): Check {
+  if (!(v instanceof Uint8Array)) return reject('schema-type', 'expected a byte string', 'sig')
+  return v.length === 64 ? undefined : reject('sig-length', 'a signature is 64 bytes', 'sig')
+}
+
+/**
+ * The envelope of a record of a later version: exactly v, kind, federation, author, at, body and
+ * sig, whatever its kind; the body must be a map and is not read, since its schema is the later
+ * version's. Its signature is checked like any other (record.ts).
+ */
+export function futureEnvelopeSchema(v: Obj): Check {
+  if (!('kind' in v)) return reject('schema-missing-field', 'missing field "kind"', 'kind')
+  if (typeof v.kind !== 'string') return reject('schema-type', 'expected a text string', 'kind')
+  if (!FUTURE_KIND.test(v.kind)) {
+    return reject('schema-format', `not a record kind: ${JSON.stringify(v.kind.slice(0, 40))}`, 'kind')
+  }
+  const f = envelopeFields(v, ['v', 'kind', 'federation', 'author', 'at', 'body', 'sig'])
+  if (f) return f
+  const author = parseDid(v.author, 'author')
+  if (!author.ok) return author
+  return first(
+    () => recordCid(v.federation, 'federation'),
+    () => int(v.at, 'at', 0),
+    () => signature(v.sig),
+    () => (isPlainMap(v.body) ? undefined : reject('schema-type', 'expected a map', 'body')),
+  )
+}
+
 /** Validates the envelope and body of a decoded record (signature not checked here). */
 export function recordSchema(v: unknown): Check {
   if (!isPlainMap(v)) return reject('schema-type', 'a record is a map', '')
   if (!('v' in v)) return reject('schema-missing-field', 'missing field "v"', 'v')
-  if (v.v !== 1) return reject('schema-version', 'only record version 1 is known', 'v')
+  if (isFutureVersion(v.v)) return futureEnvelopeSchema(v)
+  if (v.v !== RECORD_VERSION) return reject('schema-version', 'a record version is an integer ≥ 1', 'v')
   if (!('kind' in v)) return reject('schema-missing-field', 'missing field "kind"', 'kind')
   if (typeof v.kind !== 'string' || !(KINDS as readonly string[]).includes(v.kind)) {
     return reject(
@@ -509,32 +449,15 @@ export function recordSchema(v: unknown): Check {
   }
   const isGenesis = v.kind === 'genesis'
   const f = isGenesis
-    ? fields(v, '', ['v', 'kind', 'author', 'at', 'body', 'sig', 'cosigs'])
-    : fields(v, '', ['v', 'kind', 'federation', 'author', 'at', 'body', 'sig'])
-  if (f) {
-    if (f.code === 'schema-unknown-field' && f.path === 'federation') {
-      return reject(
-        'federation-present',
-        'a genesis names no federation: its CID is the federation id',
-        'federation',
-      )
-    }
-    if (f.code === 'schema-missing-field' && f.path === 'federation') {
-      return reject('federation-missing', 'every record but the genesis names its federation', 'federation')
-    }
-    return f
-  }
+    ? envelopeFields(v, ['v', 'kind', 'author', 'at', 'body', 'sig', 'cosigs'])
+    : envelopeFields(v, ['v', 'kind', 'federation', 'author', 'at', 'body', 'sig'])
+  if (f) return f
   const author = parseDid(v.author, 'author')
   if (!author.ok) return author
   return first(
     () => (isGenesis ? undefined : recordCid(v.federation, 'federation')),
     () => int(v.at, 'at', 0),
-    () =>
-      v.sig instanceof Uint8Array
-        ? v.sig.length === 64
-          ? undefined
-          : reject('sig-length', 'a signature is 64 bytes', 'sig')
-        : reject('schema-type', 'expected a byte string', 'sig'),
+    () => signature(v.sig),
     () => (isGenesis ? cosigs(v.cosigs, 'cosigs') : undefined),
     () => BODY[v.kind as string]!(v.body, 'body'),
   )

@@ -1,10 +1,15 @@
 /**
  * The record types of SPEC.md §5, as they appear after strict
  * decoding. All integers are safe integers; all byte fields are Uint8Array;
- * all links are CIDs.
+ * all links are CIDs. Versions and future records: docs/adr/0023.
  */
 import type { CID } from 'multiformats/cid'
 import type { Did } from './did.js'
+
+/** The record version this implementation speaks and signs (SPEC.md §5.1, Versions). */
+export const RECORD_VERSION = 1
+/** The largest `minVersion` rules may demand. */
+export const MAX_MIN_VERSION = 2 ** 32
 
 export const ROLES = ['auditor', 'publisher', 'steward', 'voter'] as const
 export type Role = (typeof ROLES)[number]
@@ -64,6 +69,11 @@ export interface Rules {
   readonly checkpointIntervalMs: number
   readonly maxModelBytes: number
   readonly maxOpenProposalsPerAuthor: number
+  /**
+   * The lowest record version a proposal, vote or seal under these rules may have; absent
+   * means 1. Stewards raise it once they have upgraded (SPEC.md §5.1, Versions).
+   */
+  readonly minVersion?: number
   /** Per action type, and `"*"` for every action not named. */
   readonly actions: Readonly<Record<string, ActionRule>>
 }

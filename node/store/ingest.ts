@@ -5,6 +5,7 @@
  * record at a time: a second ingest of the same bytes waits for the first.
  */
 import type { AnyVerified } from '../../protocol/index.js'
+import { isFutureRecord } from '../../protocol/record.js'
 import { NodeError } from '../errors.js'
 import { isWitnessed, type WitnessLog } from '../witness.js'
 import type { HeldRecords } from './held-records.js'
@@ -12,6 +13,7 @@ import { countOf, emptyFill, type ListBlocks, type ListFill, listRoots } from '.
 import type { ListNaming } from './list-naming.js'
 import type { BlocksTaken, Checked, IngestResult, KeyedBlocks } from './types.js'
 import type { Validator } from './validator.js'
+import type { VersionWatch } from './version-watch.js'
 
 export interface Ingest {
   ingest(
@@ -34,9 +36,10 @@ export function createIngest(parts: {
   naming: ListNaming
   validator: Validator
   witness: WitnessLog
+  versions: VersionWatch
   clock: () => number
 }): Ingest {
-  const { records, blocks, naming, validator, witness, clock } = parts
+  const { records, blocks, naming, validator, witness, versions, clock } = parts
   const fold = records.fold
   const inflight = new Map<string, Promise<IngestResult>>()
   let closed = false
@@ -46,6 +49,7 @@ export function createIngest(parts: {
     blocks.commit(fill)
     records.attachWaiting()
     naming.review()
+    versions.review()
   }
 
   /** The named blocks of a held record's own lists, from `pool`: written, then the record retried. */
@@ -85,11 +89,13 @@ export function createIngest(parts: {
     return blocks.write(fill, v.bytes).then(() => {
       blocks.commit(fill)
       if (fill.admitted.size > 0) records.attachWaiting()
-      if (isWitnessed(v.record.kind)) witness.note(v.key, clock())
+      if (!isFutureRecord(v) && isWitnessed(v.record.kind)) witness.note(v.key, clock())
       records.hold(v)
       // Asked again now that v is held (the head may have moved while it was written).
       if (roots.length > 0 && !named) naming.place(v)
       naming.review()
+      // Any record held can complete a decision that moves the head (a vote a seal waited for).
+      versions.review()
       return {
         verdict: 'accept' as const,
         record: v,

@@ -5,6 +5,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { type AnyVerified, cidKey } from '../../protocol/index.js'
+import { isFutureRecord } from '../../protocol/record.js'
 
 /** Fields of a body that name another record. */
 const NAMING_FIELDS = ['proposal', 'subject', 'basis'] as const
@@ -16,6 +17,8 @@ export function createInterner(federation: CID): Interner {
   const cids = new Map<string, CID>([[cidKey(federation), federation]])
   const dids = new Map<string, string>()
   return (v) => {
+    // A future record's body is the later version's: what its fields name is not known here.
+    if (isFutureRecord(v)) return
     const r = v.record as unknown as { federation?: CID; author: string; body: Record<string, unknown> }
     if (r.federation) r.federation = federation
     const author = dids.get(r.author)

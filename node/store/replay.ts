@@ -14,13 +14,21 @@ import { nativeSha256 } from '../sha256.js'
 import type { HeldRecords } from './held-records.js'
 import { type ListBlocks, listRoots, NO_BLOCKS } from './list-blocks.js'
 import type { ListNaming } from './list-naming.js'
+import type { VersionWatch } from './version-watch.js'
 
 /** Replays `recordLog` into the store's parts, and logs what it found. */
 export async function replayLog(
   recordLog: RecordLog,
-  parts: { federation: CID; records: HeldRecords; blocks: ListBlocks; naming: ListNaming; log: Logger },
+  parts: {
+    federation: CID
+    records: HeldRecords
+    blocks: ListBlocks
+    naming: ListNaming
+    versions: VersionWatch
+    log: Logger
+  },
 ): Promise<void> {
-  const { federation, records, blocks, naming, log } = parts
+  const { federation, records, blocks, naming, versions, log } = parts
   const started = Date.now()
   let replayed = 0
   let skipped = 0
@@ -45,6 +53,7 @@ export async function replayLog(
   // Only a steward's seals and checkpoints name blocks; the others wait for a decision.
   dropUnnamed(naming.sortReplayed(listed), blocks, log)
   records.fold.state()
+  versions.review()
   log.info('record-log-replayed', {
     records: replayed,
     blocks: blocks.size,

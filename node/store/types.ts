@@ -85,5 +85,10 @@ export interface RecordStore {
    */
   ingestBlocks(blocks: readonly Uint8Array[] | KeyedBlocks): Promise<BlocksTaken>
   logBytes(): number
+  /**
+   * The record version the head state demands when it is above the one this node speaks: the
+   * node then keeps and relays records but takes no part in decisions (SPEC.md §5.1, Versions).
+   */
+  requiredVersion(): number | undefined
   close(): Promise<void>
 }

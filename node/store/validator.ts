@@ -2,7 +2,9 @@
  * The gossip validator and its batch form for sync (ADR 0015). `check` is synchronous, never
  * throws and never touches the network. Verdicts: *reject* only for invalid bytes; *ignore* for
  * what admission does not take (protocol/admission.ts: duplicates, unknown authors, records past
- * the ingest limits); *accept* otherwise (inapplicable and pending records are kept).
+ * the ingest limits); *accept* otherwise (inapplicable and pending records are kept, and so are
+ * future records, well-signed records of a later version: accepted, so that gossip relays them and
+ * scores no peer down for them; docs/adr/0023).
  */
 import type { CID } from 'multiformats/cid'
 import {

@@ -37,6 +37,7 @@ import { evaluationReport, pending } from './reports.js'
 import { uncountedSeal } from './seals.js'
 import { federationState } from './state.js'
 import type { FederationState, FoldOptions, Phase, RecordReport } from './types.js'
+import { reportIfFuture } from './versions.js'
 import { checkpointView, proposalView } from './views.js'
 import { later, voteReport } from './votes.js'
 
@@ -132,6 +133,12 @@ export class Accumulator implements FoldReader {
         if (!this.isolated(key)) return false
         this.addCheckpoint(record as Verified<'checkpoint'>)
         return true
+      // ---- future records (SPEC.md §5.1, Versions; docs/adr/0023) ----
+      // Held and reported `version-unsupported` (reportOf, versions.ts), counted nowhere: only what
+      // waits for this CID (a basis, a subject, a record a seal names) is derived again.
+      case 'future':
+        return this.isolated(key)
+      // ---- end of future records ----
     }
     return false
   }
@@ -316,7 +323,8 @@ export class Accumulator implements FoldReader {
   }
 
   reportOf(key: string): RecordReport | undefined {
-    return this.derived.reportsByKey.get(key)
+    // Future records (versions.ts): their report depends on nothing derived, so it is not kept.
+    return this.derived.reportsByKey.get(key) ?? reportIfFuture(this.indexes.recordsByKey.get(key))
   }
 
   // ------------------------------------------------------------ checkpoints (SPEC.md §11.2, §11.3)

@@ -11,6 +11,7 @@ import type { Action, ActionRule } from '../types.js'
 import { earlierClose, finalPassed, isChainDecision, isGovernance } from './chain.js'
 import { manifestApplicable } from './manifests.js'
 import type { FoldReader } from './reader.js'
+import { isBelowMinimum, PROPOSAL_BELOW_MINIMUM } from './versions.js'
 
 export interface ValidEvaluation {
   readonly validity: 'valid'
@@ -59,6 +60,7 @@ function pendingBecause(code: PendingCode, message: string): PendingEvaluation {
 export function evaluateProposal(proposal: Verified<'proposal'>, reader: FoldReader): Evaluation {
   const electorate = electorateFromBasis(proposal, reader)
   if ('validity' in electorate) return electorate
+  if (isBelowMinimum(proposal, electorate)) return PROPOSAL_BELOW_MINIMUM
   return (
     staleBasis(proposal, electorate, reader) ??
     authorCheck(proposal, electorate) ??

@@ -17,6 +17,7 @@ import type { ValidEvaluation } from './evaluation.js'
 import { type Awaits, type FoldIndexes, type FoldReader, NOTHING_AWAITED } from './reader.js'
 import { APPLIED, failed, type Inapplicable, inapplicable, pending } from './reports.js'
 import type { RecordReport } from './types.js'
+import { BELOW_MINIMUM, isBelowMinimum } from './versions.js'
 import { voteProblem } from './votes.js'
 
 export interface SealCheck {
@@ -63,6 +64,7 @@ function sealHeaderProblem(
   evaluation: ValidEvaluation,
   seal: Verified<'seal'>,
 ): Inapplicable | undefined {
+  if (isBelowMinimum(seal, evaluation.electorate)) return BELOW_MINIMUM
   const { author, at } = seal.record
   const { closesAt, action } = proposal.record.body
   const rules = evaluation.electorate.rules

@@ -11,6 +11,7 @@ import type { ValidEvaluation } from './evaluation.js'
 import type { FoldReader } from './reader.js'
 import { APPLIED, type Inapplicable, inapplicable, pending } from './reports.js'
 import type { RecordReport } from './types.js'
+import { BELOW_MINIMUM, isBelowMinimum } from './versions.js'
 
 /** Per voter the latest valid vote on one proposal, and the weights they sum to. */
 export interface LiveTally {
@@ -32,6 +33,7 @@ export function voteProblem(
   proposal: Verified<'proposal'>,
   evaluation: ValidEvaluation,
 ): Inapplicable | undefined {
+  if (isBelowMinimum(vote, evaluation.electorate)) return BELOW_MINIMUM
   if (!hasRole(evaluation.electorate, vote.record.author, 'voter'))
     return inapplicable('vote-not-eligible', 'the author is not a voter of the electorate')
   if (vote.record.at < proposal.record.at || vote.record.at > proposal.record.body.closesAt) {

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { PACKAGE_VERSION, PROTOCOL_VERSION, versionText } from '../../../cli/version.js'
-import { recordSchema } from '../../../protocol/schema.js'
+import { isFutureVersion, recordSchema } from '../../../protocol/schema.js'
+import { RECORD_VERSION } from '../../../protocol/types.js'
 
 const read = (path: string): string => readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8')
 
@@ -15,10 +16,13 @@ describe('allmende --version', () => {
     expect(PACKAGE_VERSION).toBe(pkg.version)
   })
 
-  it('names the protocol version in the title of SPEC.md, the only record v the schema accepts', () => {
+  it('names the protocol version in the title of SPEC.md, the record v the schema applies', () => {
     const title = read('protocol/SPEC.md').split('\n')[0]
     expect(title).toBe(`# allmende protocol specification, version ${PROTOCOL_VERSION}`)
-    expect(recordSchema({ v: PROTOCOL_VERSION + 1 })?.code).toBe('schema-version')
+    expect(PROTOCOL_VERSION).toBe(RECORD_VERSION)
+    // A later v is a future record (SPEC.md §5.1, Versions): kept, its body not read.
+    expect(isFutureVersion(PROTOCOL_VERSION + 1)).toBe(true)
+    expect(isFutureVersion(PROTOCOL_VERSION)).toBe(false)
     expect(recordSchema({ v: PROTOCOL_VERSION - 1 })?.code).toBe('schema-version')
     // The version passes; the next check (the missing kind) is what refuses this one.
     expect(recordSchema({ v: PROTOCOL_VERSION })?.code).toBe('schema-missing-field')

@@ -207,7 +207,7 @@ describe.each(vectors.valid.map((v) => [v.name, v] as const))('valid %s', (_name
       expect(r.value.cid.toString()).toBe(v.cid)
       expect(r.value.record.kind).toBe(v.kind)
       expect(r.value.record.author).toBe(v.author)
-      expect(bytesToHex(signingBytes(r.value.record))).toBe(v.signingBytes)
+      expect(bytesToHex(signingBytes(r.value.record as SignedRecord))).toBe(v.signingBytes)
       expect(bytesToHex(r.value.record.sig)).toBe(v.sig)
       if (v.kind === 'seal') {
         expect(r.value.lists?.votes.length).toBe(v.lists?.votes?.count)
