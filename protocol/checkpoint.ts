@@ -1,5 +1,5 @@
 /**
- * State roots of a federation state and checkpoints (SPEC.md §11; ADR 0024).
+ * State roots of a federation state and checkpoints (SPEC.md §11).
  *
  * `checkpointFor(state, epoch)` covers exactly the decisions final with
  * `closesAt ≤ epoch`: once `epoch + sealDeadlineMs` has passed no seal for

@@ -1,5 +1,5 @@
 /**
- * The value a state root holds under `name@version` (SPEC.md §11.1; ADR 0024):
+ * The value a state root holds under `name@version` (SPEC.md §11.1):
  * `{status, decision, manifests: [{cid, ratified, revoked, suspension, taint}, …]}`.
  * `suspension` and `taint` are always null in this version; their shapes are
  * fixed now so that a later version fills them without a new layout.

@@ -1,5 +1,5 @@
 /**
- * State roots and lookup proofs (SPEC.md §11.1; ADR 0024). The state root
+ * State roots and lookup proofs (SPEC.md §11.1). The state root
  * commits to the governance head and to a Merkle map from `name@version` to
  * the entry value of `stateroot-entry.ts`:
  *
