@@ -43,7 +43,7 @@ export interface MapValue {
   readonly manifests: readonly ManifestEntry[]
 }
 
-/** A manifest entry with no decision-independent news: suspension and taint null. */
+/** A manifest entry with suspension and taint null: every entry this version builds. */
 export function plainManifestEntry(cid: CID, ratified: boolean, revoked: boolean): ManifestEntry {
   return { cid, ratified, revoked, suspension: null, taint: null }
 }

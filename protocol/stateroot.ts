@@ -257,6 +257,8 @@ function firstKeyIsParentKey(node: MapNode, bounds: Bounds): Result<true> {
   return ok(true)
 }
 
+// With the first key equal to the lower bound and keys increasing, only the upper bound can
+// still fail here; the lower one is checked anyway so each rule stands on its own.
 function keysWithinBounds(node: MapNode, bounds: Bounds): Result<true> {
   for (const key of node.keys) {
     if (bounds.lower !== undefined && compareKeys(key, bounds.lower) < 0)
