@@ -1,7 +1,8 @@
 /**
  * Reading a certificate file (SPEC.md §12.2 step 1): the size cap, CARv1, every block a CIDv1
- * with sha2-256 over dag-cbor or raw that matches its bytes, and the canonical order: the header
- * first, then the other blocks by CID bytes, none twice (docs/adr/0020).
+ * with sha2-256 over dag-cbor or raw that matches its bytes; and, once the header is known, the
+ * canonical order: the header first, then the other blocks by CID bytes, none twice
+ * (docs/adr/0020).
  */
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { sha256 } from '@noble/hashes/sha2.js'
@@ -50,9 +51,7 @@ export function readCertificateFile(bytes: Uint8Array, cap: number): FileRead {
     if (problem) problems.push({ code: 'cert-block-invalid', message: problem })
     else if (!blocks.has(cidKey(block.cid))) blocks.set(cidKey(block.cid), block)
   }
-  const roots = reader.getRoots() as CID[]
-  problems.push(...orderProblems(written, roots.length === 1 ? roots[0]! : undefined))
-  return { file: { roots, blocks, written }, problems }
+  return { file: { roots: reader.getRoots() as CID[], blocks, written }, problems }
 }
 
 /** Why a block is not one a certificate may hold: its CID's form, or bytes that do not match it. */
@@ -68,10 +67,10 @@ function blockProblem(block: Block): string | undefined {
 
 /**
  * The canonical order, one problem per block out of place: the root first, then the others by
- * strictly increasing CID bytes (a block's second copy is out of place wherever it stands). A
- * missing root is the header's problem, not the order's.
+ * strictly increasing CID bytes (a block's second copy is out of place wherever it stands).
+ * Judged once the header is read: a file without one has no order to speak of.
  */
-function orderProblems(written: readonly Block[], root: CID | undefined): CertificateProblem[] {
+export function orderProblems(written: readonly Block[], root: CID): CertificateProblem[] {
   const problems: CertificateProblem[] = []
   const seen = new Set<string>()
   let previous: CID | undefined
@@ -82,7 +81,7 @@ function orderProblems(written: readonly Block[], root: CID | undefined): Certif
       return
     }
     seen.add(key)
-    if (root && block.cid.equals(root)) {
+    if (block.cid.equals(root)) {
       if (index !== 0)
         problems.push({ code: 'cert-not-canonical', message: 'the header (the root) is not the first block' })
       return

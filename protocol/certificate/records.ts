@@ -1,17 +1,17 @@
 /**
- * The records of a certificate (SPEC.md §12.2 step 3): every DAG-CBOR block that begins a map,
- * but the header and a block a checkpoint of the file names as its state root, is a record and must pass §5 as a record of this
- * federation; the fold of them is the fold every
+ * The records of a certificate (SPEC.md §12.2 step 3): every strict DAG-CBOR map with a `kind`
+ * is a record and must pass §5 as a record of this federation; the fold of them is the fold every
  * node runs, with the options of the file's mode (docs/adr/0020, 0021). List blocks, state-root
  * nodes and raw blocks are not records: they are checked as members of the file's block set.
  */
 import type { CID } from 'multiformats/cid'
-import { DAG_CBOR_CODE } from '../cbor.js'
+import { DAG_CBOR_CODE, decodeStrict, GENESIS_SCAN_LIMITS } from '../cbor.js'
 import { cidKey } from '../cid.js'
 import type { Block } from '../cidlist.js'
 import type { Ed25519Backend } from '../ed25519.js'
 import { createFold, type Fold } from '../fold/index.js'
 import { type AnyVerified, attachLists, decodeRecord, type Verified } from '../record.js'
+import { isPlainMap } from '../schema.js'
 import type { Findings } from './findings.js'
 import type { CertificateHeader, TrustedHead } from './format.js'
 
@@ -42,21 +42,21 @@ export function foldRecords(input: RecordsInput, findings: Findings): Fold {
     ...(anchor ? { anchor: { head: anchor.head, state: anchor.state } } : {}),
   })
   const source = (cid: CID) => input.blocks.get(cidKey(cid))?.bytes
-  // A map that is no record, unless a checkpoint names it as its state root's root block.
-  const invalid = new Map<string, string>()
   for (const [key, block] of input.blocks) {
-    if (key === input.headerKey || key === input.genesis.key || !isRecordBlock(block)) continue
+    if (key === input.headerKey || key === input.genesis.key || !beginsWithMap(block)) continue
     const decoded = decodeRecord(block.bytes, {
       federation: input.header.federation,
+      // The block matched its CID when the file was read: its digest is the record's hash.
+      sha256: () => block.cid.multihash.digest,
       ...(input.ed25519 ? { ed25519: input.ed25519 } : {}),
     })
-    if (!decoded.ok) {
+    if (decoded.ok) {
+      const record = applicableRecord(decoded.value, input, source, findings)
+      if (record) fold.add(record)
+    } else if (isRecord(block)) {
       const message = `block ${block.cid} is not a valid record of this federation (${decoded.code}): ${decoded.message}`
-      invalid.set(key, message)
-      continue
+      findings.add('cert-record-invalid', message, key)
     }
-    const record = applicableRecord(decoded.value, input, source, findings)
-    if (record) fold.add(record)
   }
   for (const record of fold.records()) {
     const report = fold.report(record.key)
@@ -65,15 +65,22 @@ export function foldRecords(input: RecordsInput, findings: Findings): Fold {
       findings.add('cert-block-missing', message, record.key)
     }
   }
-  for (const record of fold.records())
-    if (record.record.kind === 'checkpoint') invalid.delete(cidKey(record.record.body.stateRoot))
-  for (const [key, message] of invalid) findings.add('cert-record-invalid', message, key)
   return fold
 }
 
-/** A DAG-CBOR block whose first byte begins a map (CBOR major type 5): what every record is. */
-function isRecordBlock(block: Block): boolean {
+/** A DAG-CBOR block whose first byte begins a map (CBOR major type 5): only such a block can be a record. */
+function beginsWithMap(block: Block): boolean {
   return block.cid.code === DAG_CBOR_CODE && block.bytes.length > 0 && (block.bytes[0]! & 0xe0) === 0xa0
+}
+
+/**
+ * A record (valid or not) is a strict DAG-CBOR map, read under a genesis's limits, with a `kind`
+ * key. Other maps — the proof's root block, a header, junk — are no records: the file's block set
+ * decides about them (SPEC.md §12.1).
+ */
+function isRecord(block: Block): boolean {
+  const decoded = decodeStrict(block.bytes, GENESIS_SCAN_LIMITS)
+  return decoded.ok && isPlainMap(decoded.value) && Object.hasOwn(decoded.value, 'kind')
 }
 
 /** The record with its lists read from the file; undefined (and a problem) when it cannot count. */

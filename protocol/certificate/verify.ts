@@ -22,14 +22,14 @@ import {
   isTrustedHead,
   MAX_CERTIFICATE_BYTES,
   MAX_CLOCK_SKEW_MS,
-  STATUS_PROBLEMS,
   type TrustedHead,
   type TrustMark,
   type VerifyCertificateOptions,
 } from './format.js'
 import { readHeader } from './header.js'
-import { type CertificateFile, readCertificateFile } from './read.js'
+import { type CertificateFile, orderProblems, readCertificateFile } from './read.js'
 import { foldRecords } from './records.js'
+import { older, stopped, verdictOf } from './verdict.js'
 
 /** Verifies a certificate offline from the federation id alone. Never throws. */
 export function verifyCertificate(
@@ -47,9 +47,10 @@ export function verifyCertificate(
     return stopped([...findings.problems, headerProblem(headerRead.problem)], options)
   const { header } = headerRead
   const genesis = genesisOf(file, header, options)
-  if (!genesis) return stopped([...findings.problems, genesisMismatch(federation)], options, header)
+  if ('code' in genesis) return stopped([...findings.problems, genesis], options, header)
   const anchor = trustedAnchor(header, options.trusted)
   if (anchor === false) return stopped([...findings.problems, sinceProblem(header)], options, header)
+  findings.problems.push(...orderProblems(file.written, file.roots[0]!))
   if (options.model !== undefined && options.model !== header.model)
     findings.add('cert-wrong-model', `the certificate is for ${header.model}, not ${options.model}`)
   const headerKey = cidKey(file.roots[0]!)
@@ -72,6 +73,7 @@ export function verifyCertificate(
   const entry = proven.entry
   if (entry) {
     checkStatus(entry, header.model, findings)
+    checkManifestModel(fold, entry, header.model, findings)
     if (entry.status === 'ratified') checkRatification(fold, entry, header, findings)
   }
   return verdictOf({ problems: findings.problems, header, options, fold, newest, age, entry })
@@ -89,24 +91,25 @@ function checkpointNotNamed(header: CertificateHeader, newest: CheckpointView): 
 
 // ---------------------------------------------------------------- steps
 
-/** Step 2: the block the header names is a genesis whose federation id is the caller's. */
+/**
+ * Step 2: the block the header names is a valid genesis record (else the header is wrong) whose
+ * federation id is the header's, and so the caller's.
+ */
 function genesisOf(
   file: CertificateFile,
   header: CertificateHeader,
   options: VerifyCertificateOptions,
-): Verified<'genesis'> | undefined {
+): Verified<'genesis'> | CertificateProblem {
   const bytes = file.blocks.get(cidKey(header.genesis))?.bytes
-  if (!bytes) return undefined
+  if (!bytes) return headerProblem(`the header’s genesis ${header.genesis} is not in the file`)
   const decoded = decodeRecord(bytes, options.ed25519 ? { ed25519: options.ed25519 } : {})
-  if (!decoded.ok || decoded.value.record.kind !== 'genesis') return undefined
+  if (!decoded.ok || decoded.value.record.kind !== 'genesis')
+    return headerProblem(`the header’s genesis ${header.genesis} is not a valid genesis record`)
   const genesis = decoded.value as Verified<'genesis'>
-  return federationIdOf(genesis.record).equals(header.federation) ? genesis : undefined
-}
-
-function genesisMismatch(federation: CID): CertificateProblem {
+  if (federationIdOf(genesis.record).equals(header.federation)) return genesis
   return {
     code: 'cert-genesis-mismatch',
-    message: `the header’s genesis is not in the certificate as a genesis with federation id ${federation}`,
+    message: `the genesis in the certificate is not the genesis of federation ${header.federation}`,
   }
 }
 
@@ -263,6 +266,16 @@ function statusProblem(entry: MapValue, model: string): CertificateProblem | und
   return undefined
 }
 
+/** Step 7, the key: the manifest the entry speaks of is one of the header's name@version. */
+function checkManifestModel(fold: Fold, entry: MapValue, model: string, findings: Findings): void {
+  const manifest = soleManifest(entry)
+  const record = manifest && fold.get(manifest)
+  if (record?.record.kind !== 'manifest') return
+  const { name, version } = (record as Verified<'manifest'>).record.body
+  if (`${name}@${version}` !== model)
+    findings.add('cert-wrong-model', `the entry under ${model} proves a manifest of ${name}@${version}`)
+}
+
 /**
  * Step 8: the entry's decision ratifies its manifest, is final-passed by its own seals (each
  * re-tallied from its votes) with verified weights, and stands on the file's chain; the manifest
@@ -310,84 +323,6 @@ function chainOf(fold: Fold, header: CertificateHeader): Set<string> {
     head = step.record.body.basis
   }
   return heads
-}
-
-// ---------------------------------------------------------------- the verdict
-
-interface VerdictInput {
-  readonly problems: readonly CertificateProblem[]
-  readonly header: CertificateHeader
-  readonly options: VerifyCertificateOptions
-  readonly fold?: Fold
-  readonly newest?: CheckpointView
-  readonly age?: number
-  readonly entry?: MapValue | null
-}
-
-function verdictOf(input: VerdictInput): CertificateVerdict {
-  const { problems, header, newest, entry } = input
-  const status = entry?.status ?? 'unknown'
-  const manifest = entry ? soleManifest(entry) : undefined
-  const manifestRecord = manifest
-    ? (input.fold?.get(manifest) as Verified<'manifest'> | undefined)
-    : undefined
-  const trusted =
-    newest && input.fold
-      ? markAfter(input.fold, newest, problems, input.options.trusted)
-      : input.options.trusted
-  return {
-    ok: problems.length === 0 && status === 'ratified',
-    model: header.model,
-    status,
-    mode: header.mode,
-    ...(header.since ? { since: header.since } : {}),
-    ...(manifest ? { manifest } : {}),
-    ...(manifestRecord?.record.kind === 'manifest' ? { manifestRecord } : {}),
-    ...(entry?.decision ? { proposal: entry.decision } : {}),
-    ...(newest
-      ? { checkpoint: { cid: newest.cid, epoch: newest.epoch, height: newest.height, age: input.age! } }
-      : {}),
-    ...(trusted ? { trusted } : {}),
-    problems,
-  }
-}
-
-/** A verdict after a stopping problem: nothing but the problems and the mark given. */
-function stopped(
-  problems: readonly CertificateProblem[],
-  options: VerifyCertificateOptions,
-  header?: CertificateHeader,
-): CertificateVerdict {
-  return {
-    ok: false,
-    ...(header ? { model: header.model } : {}),
-    status: 'unknown',
-    mode: header?.mode ?? 'full',
-    ...(header?.since ? { since: header.since } : {}),
-    ...(options.trusted ? { trusted: options.trusted } : {}),
-    problems,
-  }
-}
-
-/**
- * The mark moves to the checkpoint (with its head and head state) when it is not older and the
- * file has no integrity problem; otherwise the one given stays.
- */
-function markAfter(
-  fold: Fold,
-  newest: CheckpointView,
-  problems: readonly CertificateProblem[],
-  trusted: TrustMark | TrustedHead | undefined,
-): TrustMark | TrustedHead | undefined {
-  if (!problems.every((p) => STATUS_PROBLEMS.has(p.code)) || (trusted && older(newest, trusted)))
-    return trusted
-  const mark = { height: newest.height, epoch: newest.epoch }
-  const state = fold.state()
-  return state.head.equals(newest.head) ? { ...mark, head: newest.head, state: fold.headState() } : mark
-}
-
-function older(a: TrustMark, b: TrustMark): boolean {
-  return a.height !== b.height ? a.height < b.height : a.epoch < b.epoch
 }
 
 /** An ISO date when `ms` is one (a signed epoch may lie far beyond what Date can show). */

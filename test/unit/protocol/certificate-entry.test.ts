@@ -22,6 +22,7 @@ import {
   codeSet,
   codes,
   type ForgedRoot,
+  operate,
   partsOf,
   verifyWith,
   withForgedRoot,
@@ -58,13 +59,17 @@ const fillerKeys = (n: number) => Array.from({ length: n }, (_, i) => `a${String
  */
 function forgedMap(
   entries: readonly (readonly [string, MapValue])[],
-  options: { count?: number; firstKeys?: readonly string[] } = {},
+  options: { count?: number; firstKeys?: readonly string[]; key?: string } = {},
 ): ForgedRoot {
   const leaves: { first: string; block: Block; onPath: boolean }[] = []
   for (let i = 0; i < entries.length; i += 64) {
     const chunk = entries.slice(i, i + 64)
     const leaf = block([0, chunk.map(([k, v]) => [k, encodeValue(v)])])
-    leaves.push({ first: chunk[0]![0], block: leaf, onPath: chunk.some(([k]) => k === MODEL) })
+    leaves.push({
+      first: chunk[0]![0],
+      block: leaf,
+      onPath: chunk.some(([k]) => k === (options.key ?? MODEL)),
+    })
   }
   const top =
     leaves.length === 1
@@ -151,6 +156,13 @@ describe('the resolved manifest’s news', () => {
 })
 
 describe('the proven entry is for the header’s name@version', () => {
+  it('a forged root, signed by t stewards, proving llama’s manifest under other@1.0.0 → cert-wrong-model', () => {
+    const car = withForgedRoot(fx, fx.car, forgedMap([['other@1.0.0', llama]], { key: 'other@1.0.0' }))
+    const v = verifyWith(fx, operate(car, { header: { model: 'other@1.0.0' } }))
+    expect(codeSet(v)).toEqual(['cert-wrong-model'])
+    expect(v.status).toBe('ratified')
+  })
+
   it('a forged root, signed by t stewards, with llama’s entry under another key → cert-not-ratified', () => {
     const v = verifyForged(forgedMap([['other@1.0.0', llama]]))
     expect(codes(v)).toContain('cert-not-ratified')

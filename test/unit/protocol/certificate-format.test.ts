@@ -237,9 +237,24 @@ describe('problems that stop verification', () => {
   })
 
   it('cert-genesis-mismatch stops too: nothing after it is checked', () => {
-    const v = verify(operate(fx.car, { remove: [fx.sim.genesis.cid] }))
+    const other = simulator(MEMBERS, 'another federation').federation
+    const { roots, blocks } = readCar(operate(fx.car, { header: { federation: other } }))
+    const v = verify(writeCar(roots, [...blocks].reverse()), {}, other)
     expect(codes(v)).toEqual(['cert-genesis-mismatch'])
     expect(v.status).toBe('unknown')
+  })
+
+  it('the header’s genesis missing or not a genesis → cert-header, before the order is judged', () => {
+    const { roots, blocks } = readCar(operate(fx.car, { header: { genesis: fx.llama.manifest.cid } }))
+    expect(codes(verify(writeCar(roots, [...blocks].reverse())))).toEqual(['cert-header'])
+    expect(codes(verify(operate(fx.car, { remove: [fx.sim.genesis.cid] })))).toEqual(['cert-header'])
+  })
+
+  it('a CAR with no root, two roots or a root that is not the header → cert-header alone', () => {
+    const { roots, blocks } = readCar(fx.car)
+    const shuffled = [...blocks].reverse()
+    for (const given of [[], [roots[0]!, fx.sim.genesis.cid], [fx.sim.genesis.cid]])
+      expect(codes(verify(writeCar(given, shuffled)))).toEqual(['cert-header'])
   })
 
   it('problems found before a stop are kept: a bad block, then a bad header', () => {
