@@ -10,6 +10,7 @@ import { CID } from 'multiformats/cid'
 import {
   type CertificateVerdict,
   type ManifestBody,
+  type TrustedHead,
   type TrustMark,
   verifyCertificate,
 } from '../protocol/index.js'
@@ -27,8 +28,8 @@ export interface ModelVerdict {
   readonly status: string
   readonly manifest?: string
   readonly problems: readonly ModelProblem[]
-  /** The high-water mark to keep for the federation (when a certificate was verified). */
-  readonly trusted?: TrustMark
+  /** The high-water mark to keep for the federation (when a certificate was verified), with its head once it moved. */
+  readonly trusted?: TrustMark | TrustedHead
 }
 
 /**
@@ -42,7 +43,9 @@ export interface StatusProof {
   readonly manifestId?: string
   readonly manifest?: ManifestBody
   readonly problems: readonly ModelProblem[]
-  readonly trusted?: TrustMark
+  readonly trusted?: TrustMark | TrustedHead
+  /** The certificate's own verdict, when one was verified: its checkpoint, mode and chain start. */
+  readonly certificate?: CertificateVerdict
 }
 
 export interface VerifyModelOptions {
@@ -56,8 +59,11 @@ export interface VerifyModelOptions {
   readonly maxAgeMs?: number
   /** The clock, ms since the epoch; default now. */
   readonly now?: number
-  /** The highest checkpoint accepted before for this federation: nothing older is accepted. */
-  readonly trusted?: TrustMark
+  /**
+   * The highest checkpoint accepted before for this federation: nothing older is accepted. With
+   * its head and state (a TrustedHead), certificates whose chain starts after that head verify too.
+   */
+  readonly trusted?: TrustMark | TrustedHead
   /** Also recompute the UnixFS root of the files. */
   readonly cid?: boolean
 }
@@ -90,6 +96,7 @@ export function proveWithCertificate(options: Omit<VerifyModelOptions, 'cid'>): 
     ...(verdict.manifestRecord ? { manifest: verdict.manifestRecord.record.body } : {}),
     problems,
     ...(verdict.trusted ? { trusted: verdict.trusted } : {}),
+    certificate: verdict,
   }
 }
 
