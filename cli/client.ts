@@ -200,8 +200,21 @@ export class NodeClient {
    * node cannot make the CLI hold an unbounded answer.
    */
   async getBytes(path: string, accept: string, maxBytes?: number): Promise<Uint8Array> {
+    return (await this.getBytesAnswer(path, accept, maxBytes)).bytes
+  }
+
+  /** As `getBytes`, with the answer's headers (what the node says about the bytes, e.g. a certificate's mode). */
+  async getBytesAnswer(
+    path: string,
+    accept: string,
+    maxBytes?: number,
+  ): Promise<{ bytes: Uint8Array; headers: Headers }> {
     const res = await this.request(path, { headers: { accept } })
     if (!res.ok) return this.answer<never>(res)
+    return { bytes: await this.bodyOf(res, path, maxBytes), headers: res.headers }
+  }
+
+  private async bodyOf(res: Response, path: string, maxBytes: number | undefined): Promise<Uint8Array> {
     if (maxBytes === undefined || !res.body) return new Uint8Array(await res.arrayBuffer())
     const parts: Uint8Array[] = []
     let size = 0
@@ -209,10 +222,11 @@ export class NodeClient {
       for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) {
         size += part.length
         if (size > maxBytes) {
-          // Leaving the loop cancels the body.
+          // Leaving the loop cancels the body. The message names the resource, not its query
+          // (`?mode=…&since=…`): what was too large is the answer for that resource.
           throw new CliError(
             'answer-too-large',
-            `the node at ${this.base} answered ${path} with more than ${maxBytes} bytes`,
+            `the node at ${this.base} answered ${path.split('?')[0]} with more than ${maxBytes} bytes`,
           )
         }
         parts.push(part)

@@ -17,6 +17,7 @@ import { Command, CommanderError } from 'commander'
 import { CID } from 'multiformats/cid'
 import { fetchGenesis, initHome, isNodeError, parseGenesisFile, startNode } from '../node/index.js'
 import type { Verified } from '../protocol/index.js'
+import { registerCertificate } from './commands/certificate.js'
 import { registerDemo } from './commands/demo.js'
 import { registerExec } from './commands/exec.js'
 import { registerFederation } from './commands/federation.js'
@@ -191,6 +192,7 @@ export function program(): Command {
   registerProposals(cli)
   registerModel(cli)
   registerVerify(cli)
+  registerCertificate(cli)
   registerDemo(cli)
   registerFetch(cli)
   registerExec(cli)

@@ -3,20 +3,23 @@
  * certificate is verified exactly as offline (node/verify-model.ts, the same trust mark); then the
  * node's live word, which may only make the verdict stricter (a revocation or a conflict that is
  * final but not yet covered by a checkpoint refuses the model, said to be unconfirmed). A node's
- * "ratified" without a covering certificate never passes.
+ * "ratified" without a covering certificate never passes. The node is asked for the mode wanted and
+ * for a chain that starts after the trusted head, when one is kept (docs/adr/0026).
  */
 import type { CID } from 'multiformats/cid'
 import { type ModelProblem, proveWithCertificate, type StatusProof, statusProblem } from '../node/index.js'
 import {
   type AnyVerified,
+  type CertificateMode,
   decodeRecord,
+  isTrustedHead,
   MAX_CERTIFICATE_BYTES,
   type ManifestBody,
-  type TrustMark,
 } from '../protocol/index.js'
 import type { NodeClient } from './client.js'
 import { CliError, EXIT } from './context.js'
 import { getModel, type ModelAnswer } from './records.js'
+import type { KeptTrust } from './trust-marks.js'
 
 /** The manifest record `manifestId` from the node, its signature and CID checked. */
 export async function fetchManifest(
@@ -35,22 +38,46 @@ export async function fetchManifest(
 
 /** A node's certificate for a version, or why it served none (its error, e.g. `not-covered`). */
 export type NodeCertificate =
-  | { readonly car: Uint8Array }
+  | {
+      readonly car: Uint8Array
+      /** The node's reason, when a `since` asked for could not be used (the chain starts at the genesis). */
+      readonly sinceRefused?: string
+    }
   | { readonly refused: { readonly code: string; readonly message: string; readonly dueAt?: number } }
+
+/** Which certificate to ask a node for: its mode, and the trusted head its chain may start after. */
+export interface CertificateRequest {
+  readonly mode?: CertificateMode
+  readonly since?: CID
+}
+
+/** `/certificates/N@V?mode=…&since=…`, the node's export route (a node that predates them ignores both). */
+export function certificatePath(model: string, request: CertificateRequest = {}): string {
+  const query = new URLSearchParams()
+  if (request.mode !== undefined) query.set('mode', request.mode)
+  if (request.since !== undefined) query.set('since', request.since.toString())
+  const search = query.toString()
+  return `/certificates/${encodeURIComponent(model)}${search ? `?${search}` : ''}`
+}
 
 /**
  * `GET /certificates/N@V`. An answer with an error status is the node's refusal (with `dueAt`
  * when it says when a covering checkpoint is due); a node that cannot be reached is thrown. The
  * body is bounded by the certificate size cap: a hostile node cannot fill memory.
  */
-export async function fetchCertificate(client: NodeClient, model: string): Promise<NodeCertificate> {
+export async function fetchCertificate(
+  client: NodeClient,
+  model: string,
+  request: CertificateRequest = {},
+): Promise<NodeCertificate> {
   try {
-    const car = await client.getBytes(
-      `/certificates/${encodeURIComponent(model)}`,
+    const answer = await client.getBytesAnswer(
+      certificatePath(model, request),
       'application/vnd.ipld.car',
       MAX_CERTIFICATE_BYTES + 1,
     )
-    return { car }
+    const sinceRefused = answer.headers.get('x-certificate-since-refused')
+    return { car: answer.bytes, ...(sinceRefused ? { sinceRefused } : {}) }
   } catch (e) {
     if (!(e instanceof CliError) || e.exit !== EXIT.failed) throw e
     const dueAt = e.details.dueAt
@@ -73,7 +100,10 @@ export function dueText(dueAt: number, now: number = Date.now()): string {
 export interface OnlineOptions {
   /** The federation the certificate must chain to (pinned, or given). */
   readonly federation: CID
-  readonly trusted?: TrustMark
+  /** The kept trust: the node is asked for a chain after its head, when it names one. */
+  readonly trusted?: KeptTrust
+  /** The kind of certificate to ask for (default: the node's, compact). */
+  readonly mode?: CertificateMode
   readonly maxAgeMs?: number
   readonly now?: number
 }
@@ -89,7 +119,10 @@ export async function proveOnline(
   model: string,
   options: OnlineOptions,
 ): Promise<StatusProof> {
-  const served = await fetchCertificate(client, model)
+  const served = await fetchCertificate(client, model, {
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    ...(isTrustedHead(options.trusted) ? { since: options.trusted.head } : {}),
+  })
   const proof =
     'car' in served
       ? proveWithCertificate({

@@ -1,27 +1,24 @@
 /**
  * `allmende verify DIR --model N@V [--certificate FILE] [--federation ID [--pin]] [--max-age DUR]
- * [--cid]` and `allmende certificate export N@V -o FILE [--wait [--timeout DUR]]` (protocol/SPEC.md
- * §12).
+ * [--at TIME] [--full] [--cid]` (protocol/SPEC.md §12).
  *
  * The status is always proven by a certificate, verified from the federation id alone: the file
  * given (offline), or the one the node serves (online) — the same check, the same trust mark
  * (the highest checkpoint accepted, kept per federation in $ALLMENDE_HOME/trust/ so nothing older
- * is accepted later). The federation is the one given with --federation, else the one pinned in
+ * is accepted later, with its head, after which the node is asked to start the chain). The
+ * federation is the one given with --federation, else the one pinned in
  * $ALLMENDE_HOME/federation.json, else — online, on first use — the node's, pinned (trust on first
  * use, said so). Exit 0 only when a certificate proves the version ratified and every file
- * matches.
+ * matches. `--at TIME` verifies as of TIME, and neither reads nor moves the trust mark
+ * (docs/adr/0026).
  */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import {
-  checkFiles,
-  type ModelVerdict,
-  proveWithCertificate,
-  type StatusProof,
-  writeAtomic,
-} from '../../node/index.js'
+import type { CID } from 'multiformats/cid'
+import { checkFiles, type ModelVerdict, proveWithCertificate, type StatusProof } from '../../node/index.js'
+import { instantText, parseAt, problemsAsOf } from '../at-time.js'
 import { NodeClient, withNode } from '../client.js'
-import { action, CliError, type Ctx, EXIT, examples, usage } from '../context.js'
+import { action, type Ctx, EXIT, examples, usage } from '../context.js'
 import { parseDuration } from '../durations.js'
 import {
   chosenFederation,
@@ -33,8 +30,8 @@ import {
 } from '../federation-pin.js'
 import { parseModelRef } from '../records.js'
 import { requireDirectory } from '../snapshot.js'
-import { keepTrust, readTrust } from '../trust-marks.js'
-import { dueText, fetchCertificate, proveOnline } from '../verify-online.js'
+import { keepTrust, readTrust, trustPath } from '../trust-marks.js'
+import { proveOnline } from '../verify-online.js'
 
 export interface VerifyOptions extends FederationChoice {
   node?: string
@@ -42,6 +39,10 @@ export interface VerifyOptions extends FederationChoice {
   certificate?: string
   maxAge?: string
   cid?: boolean
+  /** `--at TIME` (verify only): the verifier's now; the trust mark is neither read nor moved. */
+  at?: string
+  /** `--full` (verify only): ask the node for a full certificate. */
+  full?: boolean
 }
 
 /** The trust options `verify`, `exec` and `certificate export` share, and the help that explains them. */
@@ -66,72 +67,114 @@ refuses the model; its "ratified" without a covering certificate never passes.`,
     )
 }
 
-function report(v: ModelVerdict, model: string): string[] {
+/** The `--at TIME` option, with what it does to the trust mark. */
+export function withAt(cmd: Command): Command {
+  return cmd.option(
+    '--at <time>',
+    'verify as of TIME (ISO 8601 with an offset, e.g. 2025-05-01T12:00:00Z, or ms since 1970); the trust mark is neither read nor moved',
+  )
+}
+
+function report(v: ModelVerdict, model: string, at: number | undefined): string[] {
+  const asOf = at !== undefined ? [`  (verified as of ${instantText(at)}, given with --at)`] : []
   if (v.ok)
-    return [`ok: ${model} is ratified and every file matches${v.manifest ? ` manifest ${v.manifest}` : ''}`]
+    return [
+      `ok: ${model} is ratified and every file matches${v.manifest ? ` manifest ${v.manifest}` : ''}`,
+      ...asOf,
+    ]
   return [
     `FAILED: ${model} (${v.status})`,
     ...v.problems.map((p) => `  ${p.code}${p.path !== undefined ? ` ${p.path}` : ''}: ${p.message}`),
+    ...asOf,
   ]
 }
 
-function maxAgeOf(opts: { maxAge?: string }): number | undefined {
+export function maxAgeOf(opts: { maxAge?: string }): number | undefined {
   if (opts.maxAge === undefined) return undefined
   const ms = parseDuration(opts.maxAge)
   if (ms === undefined) throw usage(`--max-age: not a duration: "${opts.maxAge}" (use e.g. 6h)`)
   return ms
 }
 
-async function readCertificate(file: string): Promise<Uint8Array> {
+/** The bytes of a certificate file the user named with `option`; a usage error when unreadable. */
+export async function readCertificateFile(file: string, option: string): Promise<Uint8Array> {
   try {
     return new Uint8Array(await readFile(file))
   } catch (e) {
-    throw usage(`--certificate: cannot read ${file}: ${(e as Error).message}`)
+    throw usage(`${option}: cannot read ${file}: ${(e as Error).message}`)
   }
+}
+
+/**
+ * The federation an offline check trusts: --federation (pinned with --pin), else the pinned one;
+ * a usage error naming `what` when there is neither.
+ */
+export async function offlineFederation(ctx: Ctx, opts: FederationChoice, what: string): Promise<CID> {
+  const chosen = await chosenFederation(opts)
+  if (!chosen.federation)
+    throw usage(`${what} needs --federation ID (no federation is pinned in ${pinPath()})`)
+  if (chosen.toPin && opts.pin) ctx.notice('federation-pinned', pinNotice(await keepPin(chosen.toPin, false)))
+  return chosen.federation
+}
+
+/** The time to verify as of: --at's, or undefined for this computer's clock. */
+function atOf(opts: { at?: string }): number | undefined {
+  return opts.at === undefined ? undefined : parseAt(opts.at)
 }
 
 /**
  * The status of a version, proven as `verify` and `exec` prove it: offline against a certificate
  * file, or online against the certificate the node serves and then its live word (stricter only).
- * Moves the kept trust mark only to a certificate that verified. Usage errors for the options.
+ * Moves the kept trust mark only to a certificate that verified, and never with --at (which
+ * does not read it either: a verification as of another time says nothing about what to trust
+ * now). Usage errors for the options.
  */
 export async function proveStatus(ctx: Ctx, opts: VerifyOptions): Promise<StatusProof> {
   parseModelRef(opts.model)
   const maxAgeMs = maxAgeOf(opts)
-  let federation: string
+  const at = atOf(opts)
+  const checks = {
+    ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+    ...(at !== undefined ? { now: at } : {}),
+  }
+  let federation: CID
   let proof: StatusProof
   if (opts.certificate !== undefined) {
-    const chosen = await chosenFederation(opts)
-    if (!chosen.federation)
-      throw usage(`--certificate needs --federation ID (no federation is pinned in ${pinPath()})`)
-    if (chosen.toPin && opts.pin)
-      ctx.notice('federation-pinned', pinNotice(await keepPin(chosen.toPin, false)))
-    federation = chosen.federation.toString()
-    const certificate = await readCertificate(opts.certificate)
-    const trusted = await readTrust(federation)
+    federation = await offlineFederation(ctx, opts, '--certificate')
+    const certificate = await readCertificateFile(opts.certificate, '--certificate')
+    const trusted = at === undefined ? await readTrust(federation.toString()) : undefined
     proof = proveWithCertificate({
+      ...checks,
       model: opts.model,
       certificate,
       federation,
-      ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
       ...(trusted ? { trusted } : {}),
     })
   } else {
     const client = new NodeClient(opts.node)
     const trust = await trustedFederation(client, opts)
     if (trust.pinned) ctx.notice('federation-pinned', pinNotice(trust.pinned))
-    federation = trust.federation.toString()
-    const trusted = await readTrust(federation)
+    federation = trust.federation
+    const trusted = at === undefined ? await readTrust(federation.toString()) : undefined
     proof = await proveOnline(client, opts.model, {
-      federation: trust.federation,
-      ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+      ...checks,
+      federation,
+      ...(opts.full ? { mode: 'full' as const } : {}),
       ...(trusted ? { trusted } : {}),
     })
+  }
+  if (at !== undefined) {
+    ctx.notice(
+      'trust-mark-unused',
+      `--at: verified as of ${instantText(at)}; the trust mark in ${trustPath(federation.toString())} was neither read nor moved`,
+    )
+    const problems = problemsAsOf(proof.problems, at, proof.certificate?.checkpoint)
+    return { ...proof, problems, certified: proof.certified && problems.length === proof.problems.length }
   }
   // verifyCertificate moves the mark only to an authentic, newer checkpoint — including one that
   // says "revoked" (cert-revoked is a verdict, not a defect), so an older certificate still saying
   // "ratified" is refused from then on. keepTrust never moves it backwards.
-  if (proof.trusted) await keepTrust(federation, proof.trusted)
+  if (proof.trusted) await keepTrust(federation.toString(), proof.trusted)
   return proof
 }
 
@@ -149,9 +192,15 @@ export function registerVerify(cli: Command): void {
   )
     .option('--max-age <dur>', 'the oldest acceptable checkpoint (default: 2 checkpoint intervals)')
     .option('--cid', 'also recompute the UnixFS root of the files')
+    .option(
+      '--full',
+      'online: ask the node for a full certificate (every governance step re-tallied from its votes)',
+    )
+  withAt(verify)
   examples(verify, [
     'allmende verify ./mistral-7b-de --model mistral-7b-de@1.2.0',
     'allmende verify ./m --model org/m@2.0.0 --certificate m.car --federation bafyrei… --max-age 6h',
+    'allmende verify ./m --model org/m@2.0.0 --certificate m.car --federation bafyrei… --at 2025-05-01T12:00:00Z',
     'allmende verify ./m --model org/m@2.0.0 --federation bafyrei… --pin',
   ])
   verify.action(
@@ -159,137 +208,17 @@ export function registerVerify(cli: Command): void {
       await requireDirectory(dir!)
       const proof = await proveStatus(ctx, opts)
       const v = await checkFiles(dir!, proof, { cid: opts.cid === true })
-      ctx.out({ ok: v.ok, status: v.status, problems: v.problems }, report(v, opts.model))
+      const at = atOf(opts)
+      ctx.out(
+        {
+          ok: v.ok,
+          status: v.status,
+          problems: v.problems,
+          ...(at !== undefined ? { at: instantText(at) } : {}),
+        },
+        report(v, opts.model, at),
+      )
       if (!v.ok) process.exitCode = EXIT.failed
     }),
   )
-
-  const certificate = cli
-    .command('certificate')
-    .description('certificates: proof of a status, checked offline')
-  examples(certificate, [
-    'allmende certificate export mistral-7b-de@1.2.0 -o mistral-7b-de.car',
-    'allmende verify ./mistral-7b-de --model mistral-7b-de@1.2.0 --certificate mistral-7b-de.car --federation bafyrei…',
-  ])
-  const exp = withTrust(
-    withNode(
-      certificate
-        .command('export')
-        .description(
-          "a model version's certificate from the node, verified, for offline verification; refused (exit 1) until a counted checkpoint covers the decision",
-        )
-        .argument('<name@version>')
-        .requiredOption('-o, --out <file>', 'where to write the certificate (a CAR file)'),
-    ),
-    false,
-  )
-    .option('--wait', 'wait until a counted checkpoint covers the decision, then write the certificate')
-    .option('--timeout <dur>', 'with --wait: give up after this long', '2h')
-  examples(exp, [
-    'allmende certificate export mistral-7b-de@1.2.0 -o mistral-7b-de.car',
-    'allmende certificate export mistral-7b-de@1.2.0 -o mistral-7b-de.car --wait --timeout 30m',
-  ])
-  exp.action(action<ExportOptions>(async (ctx, opts, [ref]) => exportCertificate(ctx, ref!, opts)))
-}
-
-interface ExportOptions extends FederationChoice {
-  node?: string
-  out: string
-  wait?: boolean
-  timeout: string
-}
-
-/** Problems that say what the certificate proves, not that it is damaged or not genuine. */
-const VERDICT_CODES: ReadonlySet<string> = new Set([
-  'cert-stale',
-  'cert-revoked',
-  'cert-conflicted',
-  'cert-not-ratified',
-  'revoked',
-  'conflicted',
-  'not-ratified',
-])
-
-/** Between two asks while waiting: at least this long, and at most this long (a node's due time is only a hint). */
-const WAIT_MIN_MS = 500
-const WAIT_MAX_MS = 30_000
-
-/**
- * Fetches the certificate, verifies it as `verify` would, and writes it only when it is genuine
- * and its checkpoint covers the decision. Until then: exit 1 with when the next checkpoint is
- * due, or with --wait, ask again around that time until --timeout.
- */
-async function exportCertificate(ctx: Ctx, ref: string, opts: ExportOptions): Promise<void> {
-  const { key } = parseModelRef(ref)
-  const timeoutMs = parseDuration(opts.timeout)
-  if (timeoutMs === undefined) throw usage(`--timeout: not a duration: "${opts.timeout}" (use e.g. 10m)`)
-  const client = new NodeClient(opts.node)
-  const trust = await trustedFederation(client, opts)
-  if (trust.pinned) ctx.notice('federation-pinned', pinNotice(trust.pinned))
-  const federation = trust.federation.toString()
-  const deadline = Date.now() + timeoutMs
-  let announced: number | undefined
-  for (;;) {
-    const served = await fetchCertificate(client, key)
-    let why: string
-    let dueAt: number | undefined
-    if ('car' in served) {
-      const trusted = await readTrust(federation)
-      const proof = proveWithCertificate({
-        model: key,
-        certificate: served.car,
-        federation,
-        ...(trusted ? { trusted } : {}),
-      })
-      const defect = proof.problems.find((p) => !VERDICT_CODES.has(p.code))
-      if (defect)
-        throw new CliError(defect.code, `the node's certificate of ${key} does not verify: ${defect.message}`)
-      if (proof.status !== 'unknown') {
-        await writeAtomically(opts.out, served.car)
-        const stale = proof.problems.find((p) => p.code === 'cert-stale')
-        if (stale) ctx.notice('cert-stale', `the certificate written is already stale: ${stale.message}`)
-        ctx.out(
-          { model: key, file: opts.out, bytes: served.car.length, status: proof.status },
-          `certificate of ${key} (${proof.status}) written to ${opts.out}`,
-        )
-        return
-      }
-      why = `no decision on ${key} is under the node's newest counted checkpoint yet, so its certificate would prove nothing`
-    } else if (served.refused.code === 'not-covered') {
-      why = served.refused.message
-      dueAt = served.refused.dueAt
-    } else throw new CliError(served.refused.code, served.refused.message)
-
-    const when =
-      dueAt !== undefined ? `the next checkpoint is due ${dueText(dueAt)}` : 'the node did not say when'
-    if (!opts.wait)
-      throw new CliError(
-        'not-covered',
-        `${key}: not certified yet (${why}); ${when}. Run again then, or add --wait`,
-      )
-    const now = Date.now()
-    if (now >= deadline)
-      throw new CliError(
-        'not-covered',
-        `${key}: still not certified after --timeout ${opts.timeout} (${why}); ${when}`,
-      )
-    if (dueAt !== announced) {
-      ctx.note(`waiting: ${key} is not certified yet; ${when}`)
-      announced = dueAt
-    }
-    const pause = Math.min(
-      Math.max((dueAt ?? now + 5_000) - now + 250, WAIT_MIN_MS),
-      WAIT_MAX_MS,
-      deadline - now,
-    )
-    await new Promise((resolve) => setTimeout(resolve, pause))
-  }
-}
-
-async function writeAtomically(file: string, bytes: Uint8Array): Promise<void> {
-  try {
-    await writeAtomic(file, bytes)
-  } catch (e) {
-    throw new CliError('write-failed', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`)
-  }
 }

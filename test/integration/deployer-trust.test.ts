@@ -191,7 +191,10 @@ class Liar {
   certificateRequests = 0
   /** Records served at /records/:id (CBOR). */
   records = new Map<string, Uint8Array>()
-  private readonly server: Server = createServer((req, res) => this.answer(req.url ?? '', res))
+  // Routed by path: a real node takes the certificate route's query (`?mode=…&since=…`) too.
+  private readonly server: Server = createServer((req, res) =>
+    this.answer((req.url ?? '').split('?')[0]!, res),
+  )
   url = ''
 
   async start(): Promise<void> {
@@ -246,7 +249,9 @@ function elsewhere(): { federation: string; car: Uint8Array; manifest: Verified<
   const other = new Simulator({
     members: [{ name: 's1', roles: ['publisher', 'steward', 'voter'], weight: 1 }],
     rules: rulesWith({ sealThreshold: 1 }),
-    base: Date.now() - 60_000,
+    // The checkpoint below (epoch 2 s after the base) falls on an hour, the interval, as SPEC's
+    // checkpoint-epoch rule demands; at most an hour ago, so it is fresh (2 intervals).
+    base: Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2_000,
     name: 'another federation',
   })
   const m = other.manifest('s1', 0, { id: 'tiny', name: 'tiny', version: '1.0.0' })
