@@ -100,6 +100,13 @@ async function exportTo(who: string, file: string, more: string[] = []): Promise
   return r.json()
 }
 
+/** The one error line of a --json run, after any notices (e.g. the pin `--federation` wrote). */
+function errorOf(r: Run): { code: string; message: string } {
+  const lines = r.stderr.trim().split('\n')
+  expect(lines.filter((l) => !l.startsWith('{"notice"'))).toHaveLength(1)
+  return JSON.parse(lines.at(-1)!).error
+}
+
 function codes(proven: Proven): string[] {
   return proven.problems.map((p) => p.code)
 }
@@ -403,8 +410,7 @@ describe('--since a trusted head', () => {
       ...['--since', 'trusted'],
     ])
     expect(none.code).toBe(1)
-    // After the notice that --federation was pinned (nothing was before), the one error line.
-    expect(JSON.parse(none.stderr.trim().split('\n').at(-1)!).error.code).toBe('no-trusted-head')
+    expect(errorOf(none).code).toBe('no-trusted-head')
     expect(existsSync(join(root, 'x.car'))).toBe(false)
 
     const forOthers = await run('newcomer', [
@@ -464,5 +470,34 @@ describe('the online verify', () => {
     expect(full.code, full.stdout).toBe(0)
     const head = (await readTrust(federation, join(root, 'deployer'))) as typeof trusted
     expect(asked).toContain(`/certificates/${encodeURIComponent(MODEL)}?mode=full&since=${head.head}`)
+  }, 60_000)
+})
+
+describe('a certificate over the cap', () => {
+  it("export shows the node's refusal as it is, naming --since: exit 1", async () => {
+    const message =
+      'the certificate would be 70000000 bytes, over the cap of 67108864: export it --since a head the verifier already trusts'
+    // A node whose certificate would be too large: its status, and the export route's refusal.
+    const tooLarge = createServer((req, res) => {
+      const json = (status: number, body: unknown) =>
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+      if (req.url === '/status') json(200, { federation })
+      else json(413, { error: { code: 'cert-too-large', message } })
+    })
+    await new Promise<void>((resolve) => tooLarge.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(tooLarge.address() as { port: number }).port}`
+      const r = await run(
+        'exporter',
+        ['--json', 'certificate', 'export', MODEL, '-o', join(root, 'huge.car'), '--federation', federation],
+        url,
+      )
+      expect(r.code).toBe(1)
+      expect(errorOf(r)).toEqual({ code: 'cert-too-large', message })
+      expect(existsSync(join(root, 'huge.car'))).toBe(false)
+    } finally {
+      tooLarge.closeAllConnections()
+      await new Promise((resolve) => tooLarge.close(resolve))
+    }
   }, 60_000)
 })
