@@ -709,7 +709,7 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
     expect(existsSync(marker)).toBe(false)
   })
 
-  it('a certificate for another federation: exit 1, cert-genesis-mismatch', async () => {
+  it('a certificate for another federation: exit 1, cert-header (its header names another federation)', async () => {
     const other = ok<{ federation: string }>(
       await run('deployer', [
         '--json',
@@ -723,13 +723,13 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
         'other.car',
       ]),
     )
-    const message = `the certificate holds no genesis with federation id ${other.federation}`
+    const message = `the header names another federation than ${other.federation}`
     const r = await run('deployer', verifyArgs(MODEL, 'deployed', 'ratified.car', other.federation))
     expect(r.code).toBe(1)
     expect(r.json<Verdict>()).toEqual({
       ok: false,
       status: 'unknown',
-      problems: [{ code: 'cert-genesis-mismatch', message }],
+      problems: [{ code: 'cert-header', message }],
     })
     const marker = join(dir, 'never.txt')
     const e = await run(
@@ -738,7 +738,7 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
     )
     expect(e.code).toBe(1)
     expect(errorLine(e)).toBe(
-      `allmende: refusing to run ${process.execPath}: cert-genesis-mismatch: ${message}`,
+      `allmende: refusing to run ${process.execPath}: cert-header: ${message}`,
     )
     expect(existsSync(marker)).toBe(false)
   })

@@ -334,7 +334,7 @@ describe('a node that lies never gets a model through', () => {
     expect(back.code, back.stdout).toBe(0)
   }, 60_000)
 
-  it('says it serves our federation, but its certificate is another federation’s: cert-genesis-mismatch', async () => {
+  it('says it serves our federation, but its certificate is another federation’s: cert-header', async () => {
     liar.federation = sim.federation.toString()
     liar.model = ratified
     liar.certificate = elsewhere().car
@@ -345,7 +345,7 @@ describe('a node that lies never gets a model through', () => {
     )
     expect(r.code).toBe(1)
     expect(r.json<Verdict>()).toMatchObject({ ok: false, status: 'unknown' })
-    expect(codes(r)).toEqual(['cert-genesis-mismatch', 'ratified-unconfirmed'])
+    expect(codes(r)).toEqual(['cert-header', 'ratified-unconfirmed'])
   }, 60_000)
 
   it('a forged certificate (one byte changed) or a stale one: refused', async () => {
