@@ -87,6 +87,18 @@ describe('certificate vectors', () => {
     for (const name of vectors.keys()) expect(readme, name).toContain(`\`${name}\``)
   })
 
+  it('are exactly the files the README lists', () => {
+    const readme = readFileSync(join(CERTIFICATE_VECTORS_DIR, 'README.md'), 'utf8')
+    const files = readme.slice(readme.indexOf('## The files'))
+    // The first cell of each table row names files; the header row and its rule name none.
+    const listed = files
+      .split('\n')
+      .filter((line) => line.startsWith('| `'))
+      .flatMap((line) => [...line.split('|')[1]!.matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]!))
+    expect(listed.filter((name) => !vectors.has(name))).toEqual([])
+    expect(new Set(listed).size).toBe(vectors.size)
+  })
+
   it.each([...vectors.keys()])('%s', (name) => {
     const v = vectors.get(name)!
     expect(outcome(v, verify(v))).toEqual(v.expect)
