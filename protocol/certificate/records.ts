@@ -7,11 +7,13 @@
 import type { CID } from 'multiformats/cid'
 import { DAG_CBOR_CODE, decodeStrict, GENESIS_SCAN_LIMITS } from '../cbor.js'
 import { cidKey } from '../cid.js'
-import type { Block } from '../cidlist.js'
+import { type Block, type BlockSource, type ListEntry, readList } from '../cidlist.js'
 import type { Ed25519Backend } from '../ed25519.js'
 import { createFold, type Fold } from '../fold/index.js'
-import { type AnyVerified, attachLists, decodeRecord, type Verified } from '../record.js'
+import { type AnyVerified, attachLists, decodeRecord, type Verified, withSealLists } from '../record.js'
+import { ok, type Result } from '../result.js'
 import { isPlainMap } from '../schema.js'
+import type { CidList } from '../types.js'
 import type { Findings } from './findings.js'
 import type { CertificateHeader, TrustedHead } from './format.js'
 
@@ -41,7 +43,7 @@ export function foldRecords(input: RecordsInput, findings: Findings): Fold {
     ...(header.mode === 'compact' ? { declaredGovernanceSeals: true } : {}),
     ...(anchor ? { anchor: { head: anchor.head, state: anchor.state } } : {}),
   })
-  const source = (cid: CID) => input.blocks.get(cidKey(cid))?.bytes
+  const lists = listReader((cid: CID) => input.blocks.get(cidKey(cid))?.bytes)
   for (const [key, block] of input.blocks) {
     if (key === input.headerKey || key === input.genesis.key || !beginsWithMap(block)) continue
     const decoded = decodeRecord(block.bytes, {
@@ -51,7 +53,7 @@ export function foldRecords(input: RecordsInput, findings: Findings): Fold {
       ...(input.ed25519 ? { ed25519: input.ed25519 } : {}),
     })
     if (decoded.ok) {
-      const record = applicableRecord(decoded.value, input, source, findings)
+      const record = applicableRecord(decoded.value, input, lists, findings)
       if (record) fold.add(record)
     } else if (isRecord(block)) {
       const message = `block ${block.cid} is not a valid record of this federation (${decoded.code}): ${decoded.message}`
@@ -87,7 +89,7 @@ function isRecord(block: Block): boolean {
 function applicableRecord(
   record: AnyVerified,
   input: RecordsInput,
-  source: (cid: CID) => Uint8Array | undefined,
+  lists: ListReader,
   findings: Findings,
 ): AnyVerified | undefined {
   if ((record.record as { v: unknown }).v !== 1) {
@@ -95,7 +97,7 @@ function applicableRecord(
     findings.add('cert-version-unsupported', message, record.key)
     return undefined
   }
-  const listed = attachLists(record, source)
+  const listed = withLists(record, lists)
   if (listed.ok) return listed.value
   // A compact file holds the seals of governance steps without their lists; the fold says
   // whether such a seal may go without them (any other waits, and is reported missing).
@@ -111,4 +113,37 @@ function applicableRecord(
     record.key,
   )
   return undefined
+}
+
+/** The file's blocks, and its lists read once each: the t seals of a decision usually name the same lists. */
+interface ListReader {
+  readonly source: BlockSource
+  read(list: CidList): Result<readonly ListEntry[]>
+}
+
+function listReader(source: BlockSource): ListReader {
+  const read = new Map<string, Result<readonly ListEntry[]>>()
+  return {
+    source,
+    read(list) {
+      const key = `${cidKey(list.root)}|${list.count}`
+      let entries = read.get(key)
+      if (!entries) {
+        entries = readList(list, source)
+        read.set(key, entries)
+      }
+      return entries
+    },
+  }
+}
+
+/** A seal or checkpoint with its lists read from the file, as `attachLists` does. */
+function withLists(record: AnyVerified, lists: ListReader): Result<AnyVerified> {
+  if (record.record.kind !== 'seal') return attachLists(record, lists.source)
+  const seal = record as Verified<'seal'>
+  const votes = lists.read(seal.record.body.votes)
+  if (!votes.ok) return { ...votes, path: 'body.votes' }
+  const attestations = lists.read(seal.record.body.attestations)
+  if (!attestations.ok) return { ...attestations, path: 'body.attestations' }
+  return ok(withSealLists(seal, { votes: votes.value as CID[], attestations: attestations.value as CID[] }))
 }
