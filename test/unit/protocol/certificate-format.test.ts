@@ -150,6 +150,13 @@ describe('canonical files', () => {
     expect(made.bytes).toEqual(fx.car)
   })
 
+  it('an export over the cap throws, naming --since, with code cert-too-large', () => {
+    const over = () => exportCertificate(fx.sim.fold, MODEL, { maxBytes: fx.car.length - 1 })
+    expect(over).toThrow(/--since/)
+    expect(over).toThrow(expect.objectContaining({ code: 'cert-too-large' }))
+    expect(exportCertificate(fx.sim.fold, MODEL, { maxBytes: fx.car.length }).bytes).toEqual(fx.car)
+  })
+
   it('the header after another block → cert-not-canonical', () => {
     const { roots, blocks } = readCar(fx.car)
     const v = verify(writeCar(roots, [...blocks.slice(1, 3), blocks[0]!, ...blocks.slice(3)]))
