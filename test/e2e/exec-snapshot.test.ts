@@ -20,22 +20,24 @@ import { generateModel } from '../../fixtures/models.js'
 import { importDirectory } from '../../node/weights/directory.js'
 import { buildCertificate } from '../../protocol/index.js'
 import { bin, errorLine, jsonError, NO_NODE, type Run, runCli } from '../support/cli.js'
-import { rulesWith, Simulator } from '../support/simulator.js'
+import { DEFAULT_RULES, rulesWith, Simulator } from '../support/simulator.js'
 import { until } from '../support/until.js'
 
 const MODEL = 'snap/tiny@1.0.0'
+const INTERVAL = DEFAULT_RULES.checkpointIntervalMs
 let dir: string
 let federation: string
 let tmp: string
 let original: Map<string, Buffer>
 
-/** A one-steward federation that ratified the model in `modelDir` and checkpointed it a minute ago. */
+/** A one-steward federation that ratified the model in `modelDir` and checkpointed it in the last hour. */
 async function certify(modelDir: string): Promise<{ federation: string; car: Uint8Array }> {
   const weights = await importDirectory(modelDir)
   const sim = new Simulator({
     members: [{ name: 's1', roles: ['publisher', 'steward', 'voter'], weight: 1 }],
     rules: rulesWith({ sealThreshold: 1 }),
-    base: Date.now() - 60_000,
+    // The checkpoint's epoch (base + 2 s) is an interval boundary at least a minute old (SPEC §11.2).
+    base: Math.floor((Date.now() - 60_000) / INTERVAL) * INTERVAL - 2_000,
     name: 'exec snapshot',
   })
   const manifest = sim.manifest('s1', 0, {

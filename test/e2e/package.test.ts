@@ -45,7 +45,7 @@ function exportTargets(exports: unknown): string[] {
 /** What may run or be read at run time: the bin, the compiled tree, its types and licences. */
 const RUNS = /^(bin\/allmende\.js|dist\/.+\.(js|mjs|d\.ts)|dist\/[^/]+\.LEGAL\.txt)$/
 /** What npm always adds, and the changelog. */
-const ALWAYS = ['package.json', 'README.md', 'CHANGELOG.md']
+const ALWAYS = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE']
 
 describe('the npm package', () => {
   const files = packedFiles()
