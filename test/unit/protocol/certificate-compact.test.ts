@@ -22,6 +22,15 @@ import {
 } from '../../../protocol/index.js'
 import { decodeOwnRecord } from '../../../protocol/record.js'
 import {
+  blockOf,
+  codeSet,
+  codes,
+  expectRefused,
+  operate,
+  partsOf,
+  verifyWith,
+} from '../../support/certificate-surgery.js'
+import {
   buildFixture,
   decide,
   type Fixture,
@@ -32,15 +41,6 @@ import {
   simulator,
 } from '../../support/federation.js'
 import { DEFAULT_RULES } from '../../support/simulator.js'
-import {
-  blockOf,
-  codeSet,
-  codes,
-  expectRefused,
-  operate,
-  partsOf,
-  verifyWith,
-} from './certificate-surgery.js'
 
 const SEAL_DEADLINE = DEFAULT_RULES.sealDeadlineMs
 

@@ -17,7 +17,6 @@ import {
   type MapValue,
   verifyProof,
 } from '../../../protocol/index.js'
-import { buildFixture, type Fixture, MODEL } from '../../support/federation.js'
 import {
   codeSet,
   codes,
@@ -26,7 +25,8 @@ import {
   partsOf,
   verifyWith,
   withForgedRoot,
-} from './certificate-surgery.js'
+} from '../../support/certificate-surgery.js'
+import { buildFixture, type Fixture, MODEL } from '../../support/federation.js'
 
 let fx: Fixture
 /** llama@1.0.0's honest entry. */

@@ -20,15 +20,6 @@ import {
   utf8,
 } from '../../../protocol/index.js'
 import {
-  buildFixture,
-  type Fixture,
-  MEMBERS,
-  MODEL,
-  readCar,
-  simulator,
-  writeCar,
-} from '../../support/federation.js'
-import {
   blockOf,
   canonicalCar,
   codeSet,
@@ -38,7 +29,16 @@ import {
   operate,
   partsOf,
   verifyWith,
-} from './certificate-surgery.js'
+} from '../../support/certificate-surgery.js'
+import {
+  buildFixture,
+  type Fixture,
+  MEMBERS,
+  MODEL,
+  readCar,
+  simulator,
+  writeCar,
+} from '../../support/federation.js'
 
 let fx: Fixture
 let full: Uint8Array

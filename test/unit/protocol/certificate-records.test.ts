@@ -16,8 +16,8 @@ import {
   type FinalizedEntry,
   signRecord,
 } from '../../../protocol/index.js'
+import { blockOf, codes, operate, verifyWith } from '../../support/certificate-surgery.js'
 import { buildFixture, type Fixture, HOUR, MEMBERS, simulator } from '../../support/federation.js'
-import { blockOf, codes, operate, verifyWith } from './certificate-surgery.js'
 
 let fx: Fixture
 beforeAll(() => {

@@ -17,6 +17,7 @@ import {
   type TrustedHead,
   verifyCertificate,
 } from '../../../protocol/index.js'
+import { codes, operate } from '../../support/certificate-surgery.js'
 import {
   buildFixture,
   type Decision,
@@ -28,7 +29,6 @@ import {
   member,
 } from '../../support/federation.js'
 import { DEFAULT_RULES } from '../../support/simulator.js'
-import { codes, operate } from './certificate-surgery.js'
 
 const SEAL_DEADLINE = DEFAULT_RULES.sealDeadlineMs
 

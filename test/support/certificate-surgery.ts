@@ -6,7 +6,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { expect } from 'vitest'
-import { fastEd25519 } from '../../../node/ed25519-native.js'
+import { fastEd25519 } from '../../node/ed25519-native.js'
 import {
   type Block,
   type CertificateVerdict,
@@ -19,8 +19,8 @@ import {
   type Verified,
   type VerifyCertificateOptions,
   verifyCertificate,
-} from '../../../protocol/index.js'
-import { type Fixture, readCar, writeCar } from '../../support/federation.js'
+} from '../../protocol/index.js'
+import { type Fixture, readCar, writeCar } from './federation.js'
 
 export interface CertificateParts {
   readonly header: Record<string, unknown>
