@@ -1,11 +1,13 @@
 /**
  * The certificate vectors in fixtures/vectors/certificates/ (protocol/SPEC.md §11–§12; the folder's
  * README): regenerated and compared byte for byte, then each verified as a second implementation
- * would, from the JSON alone, and held to its expected verdict (ok, status, mode, the set of codes).
+ * would, from the JSON alone, and held to its expected verdict (ok, status, mode, the set of codes);
+ * every quotation in a vector's `rule` must be protocol/SPEC.md's current text.
  * The format and why expectations are written from the rules: docs/adr/0025.
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
@@ -15,6 +17,7 @@ import {
   generateCertificateVectors,
   serializeCertificateVector,
 } from '../../../fixtures/generate/certificates/index.js'
+import { NO_SENTENCE } from '../../../fixtures/generate/certificates/rules.js'
 import { fastEd25519, nativeEd25519 } from '../../../node/ed25519-native.js'
 import {
   buildCertificate,
@@ -61,6 +64,26 @@ function verify(v: CertificateVector, ed25519 = fastEd25519): CertificateVerdict
   })
 }
 
+/** Runs of whitespace as one space, so a quotation may wrap where SPEC's lines wrap. */
+function collapsed(text: string): string {
+  return text.replace(/\s+/g, ' ').trim()
+}
+
+const SPEC_TEXT = collapsed(
+  readFileSync(fileURLToPath(new URL('../../../protocol/SPEC.md', import.meta.url)), 'utf8'),
+)
+
+/**
+ * The pieces of SPEC a rule quotes: the text between “ and ”, cut at each `…` (words left out).
+ * The convention is the README's and fixtures/generate/certificates/rules.ts's.
+ */
+function quotedPieces(rule: string): string[] {
+  return [...rule.matchAll(/“([^“”]*)”/g)]
+    .flatMap((quotation) => quotation[1]!.split('…'))
+    .map(collapsed)
+    .filter((piece) => piece.length > 0)
+}
+
 /** The verdict in the vector's terms: the mode only where the vector states one. */
 function outcome(v: CertificateVector, verdict: CertificateVerdict): CertificateVector['expect'] {
   return {
@@ -97,6 +120,20 @@ describe('certificate vectors', () => {
       .flatMap((line) => [...line.split('|')[1]!.matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]!))
     expect(listed.filter((name) => !vectors.has(name))).toEqual([])
     expect(new Set(listed).size).toBe(vectors.size)
+  })
+
+  it('quote protocol/SPEC.md word for word in their rules, or say SPEC has no sentence', () => {
+    const unquoted: string[] = []
+    const notInSpec: string[] = []
+    for (const [name, v] of vectors) {
+      const opened = v.rule.split('“').length - 1
+      const closed = v.rule.split('”').length - 1
+      const pieces = quotedPieces(v.rule)
+      if (opened !== closed || (pieces.length === 0 && !v.rule.includes(NO_SENTENCE))) unquoted.push(name)
+      for (const piece of pieces) if (!SPEC_TEXT.includes(piece)) notInSpec.push(`${name}: ${piece}`)
+    }
+    expect(unquoted).toEqual([])
+    expect(notInSpec).toEqual([])
   })
 
   it.each([...vectors.keys()])('%s', (name) => {
