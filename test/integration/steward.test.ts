@@ -170,22 +170,33 @@ describe('stewards with the weights', () => {
   it('verify them, seal the ratification, sign agreeing checkpoints, and a certificate verifies offline', async () => {
     const modelDir = join(root(), 'model')
     await generateModel(modelDir, { seed: 7 })
-    const { sim, net } = await federation('checkpoints', 'cp', {
-      rules: { checkpointIntervalMs: 2_000 },
-      helia: true,
-    })
+    // Room for a loaded machine. Submitting the records took seconds there, so the proposal
+    // reached the stewards after at + sealGraceMs and none sealed it (backdated): a longer grace,
+    // and a voting period over twice as long (the rules require it), so the votes also arrive
+    // before close + grace/2. Every steward checks the weights by the weights deadline (else it
+    // seals weightsVerified false and the ratification fails).
+    const rules = {
+      checkpointIntervalMs: 2_000,
+      votingPeriodMs: 9_000,
+      sealGraceMs: 4_000,
+      weightsDeadlineMs: 9_000,
+      sealDeadlineMs: 13_000,
+    }
+    const { sim, net } = await federation('checkpoints', 'cp', { rules, helia: true })
     const nodes = net.nodes
     try {
       // Every steward holds the weights (as after an upload or a fetch).
       const weights = await holdWeights(nodes, modelDir)
       const { manifest: m, proposal: p } = await submitRatificationNow(sim, nodes[0]!, 'cp', weights)
-      await untilFinalPassed(nodes, p.cid)
+      // Sealed by the seal deadline, after the close; slack on top for a loaded machine.
+      await untilFinalPassed(nodes, p.cid, rules.votingPeriodMs + rules.sealDeadlineMs + 15_000)
       expect(viewOf(nodes[0]!, p.cid)?.weightsVerified).toBe(true)
-      // A counted checkpoint covering the decision, on every node.
+      // A counted checkpoint covering the decision, on every node: an epoch's checkpoint is signed
+      // once its seal deadline has passed.
       await until(
         () => nodes.every((n) => (n.store.fold.state().checkpoint?.epoch ?? 0) >= p.record.body.closesAt),
         'a counted checkpoint after the close',
-        20_000,
+        rules.sealDeadlineMs + 2 * rules.checkpointIntervalMs + 15_000,
         100,
       )
       const cp = nodes[0]!.store.fold.state().checkpoint!
@@ -202,7 +213,7 @@ describe('stewards with the weights', () => {
         maxAgeMs: 60_000,
         model: 'tiny@1.0.0',
       })
-      expect(verdict.ok).toBe(true)
+      expect(verdict.ok, JSON.stringify(verdict.problems)).toBe(true)
       expect(verdict.status).toBe('ratified')
       expect(verdict.manifest?.equals(m.cid)).toBe(true)
       // Too old for a stricter verifier.
