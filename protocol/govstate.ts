@@ -45,15 +45,63 @@ export function stewardsOf(state: GovState): Did[] {
   return out
 }
 
+/** Eligible weights of states already seen: the fold asks once per proposal, seal and replay. */
+const eligibleWeights = new WeakMap<GovState, number>()
+
 /** Total weight of the voters: the quorum's denominator side. */
 export function eligibleWeight(state: GovState): number {
-  let w = 0
-  for (const m of state.members.values()) if (m.roles.includes('voter')) w += m.weight
+  let w = eligibleWeights.get(state)
+  if (w === undefined) {
+    w = 0
+    for (const m of state.members.values()) if (m.roles.includes('voter')) w += m.weight
+    eligibleWeights.set(state, w)
+  }
   return w
 }
 
 function fractionOk(f: Fraction): boolean {
   return f[1] >= 1 && f[0] >= 0 && f[0] <= f[1]
+}
+
+/** What the well-formedness check needs from the member list: counts, and the first member found wrong. */
+interface MemberTally {
+  readonly count: number
+  readonly stewards: number
+  readonly voters: number
+  readonly problem: string | undefined
+}
+
+function tallyMembers(members: Iterable<Member>, retired: ReadonlySet<Did>): MemberTally {
+  let stewards = 0
+  let voters = 0
+  let count = 0
+  const seen = new Set<Did>()
+  const tally = (problem: string) => ({ count, stewards, voters, problem })
+  for (const m of members) {
+    count++
+    if (seen.has(m.id)) return tally(`member ${m.id} is listed twice`)
+    seen.add(m.id)
+    if (retired.has(m.id)) return tally(`key ${m.id} was removed or replaced earlier in the chain`)
+    if (m.weight < 1) return tally(`member ${m.id} has weight ${m.weight}; every weight is at least 1`)
+    if (m.roles.includes('steward')) stewards++
+    if (m.roles.includes('voter')) voters++
+  }
+  return { count, stewards, voters, problem: undefined }
+}
+
+/**
+ * Tallies of states already seen, so a governance step re-counts only the member it changes
+ * rather than every member (the fold applies each step several times; docs/adr/0020).
+ */
+const tallies = new WeakMap<GovState, MemberTally>()
+
+function tallyOf(state: GovState): MemberTally {
+  let tally = tallies.get(state)
+  if (!tally) {
+    tally = tallyMembers(state.members.values(), state.retired)
+    tallies.set(state, tally)
+  }
+  return tally
 }
 
 /** Why `members` + `rules` are not a well-formed state, or undefined when they are. */
@@ -62,19 +110,12 @@ export function wellFormedProblem(
   rules: Rules,
   retired: ReadonlySet<Did> = new Set(),
 ): string | undefined {
-  let stewards = 0
-  let voters = 0
-  let count = 0
-  const seen = new Set<Did>()
-  for (const m of members) {
-    count++
-    if (seen.has(m.id)) return `member ${m.id} is listed twice`
-    seen.add(m.id)
-    if (retired.has(m.id)) return `key ${m.id} was removed or replaced earlier in the chain`
-    if (m.weight < 1) return `member ${m.id} has weight ${m.weight}; every weight is at least 1`
-    if (m.roles.includes('steward')) stewards++
-    if (m.roles.includes('voter')) voters++
-  }
+  return tallyProblem(tallyMembers(members, retired), rules)
+}
+
+function tallyProblem(tally: MemberTally, rules: Rules): string | undefined {
+  if (tally.problem) return tally.problem
+  const { count, stewards, voters } = tally
   const t = rules.sealThreshold
   if (count > LIMITS.maxMembers) return `more than ${LIMITS.maxMembers} members`
   if (t < 1) return 'the seal threshold must be at least 1'
@@ -100,56 +141,121 @@ export type ActionResult =
   | { ok: true; state: GovState }
   | { ok: false; code: InapplicableCode; message: string }
 
+/**
+ * Results already computed, by state and action object: the fold applies the same decision to the
+ * same state when it evaluates it and again when it replays the chain for a checkpoint, and both
+ * then share one state object (states are frozen and never modified).
+ */
+const applied = new WeakMap<GovState, WeakMap<Action, ActionResult>>()
+
 /** The state a governance action leads to from `state`, or why it is void. */
 export function applyAction(state: GovState, action: Action): ActionResult {
-  const members = new Map(state.members)
-  let retired = state.retired
-  let rules = state.rules
-  switch (action.type) {
-    case 'admit-member': {
-      const m = action.member
-      if (members.has(m.id))
-        return { ok: false, code: 'action-member-exists', message: `${m.id} is already a member` }
-      if (retired.has(m.id))
-        return { ok: false, code: 'action-key-retired', message: `${m.id} was removed or replaced before` }
-      members.set(m.id, m)
-      break
-    }
-    case 'remove-member': {
-      if (!members.has(action.id))
-        return { ok: false, code: 'action-member-unknown', message: `${action.id} is not a member` }
-      members.delete(action.id)
-      retired = new Set(retired).add(action.id)
-      break
-    }
-    case 'replace-key': {
-      const old = members.get(action.id)
-      if (!old) return { ok: false, code: 'action-member-unknown', message: `${action.id} is not a member` }
-      if (members.has(action.newId))
-        return { ok: false, code: 'action-member-exists', message: `${action.newId} is already a member` }
-      if (retired.has(action.newId))
-        return {
-          ok: false,
-          code: 'action-key-retired',
-          message: `${action.newId} was removed or replaced before`,
-        }
-      members.delete(action.id)
-      members.set(action.newId, { ...old, id: action.newId })
-      retired = new Set(retired).add(action.id)
-      break
-    }
-    case 'change-rules':
-      rules = action.rules
-      break
-    default:
-      return { ok: false, code: 'action-ill-formed', message: `${action.type} is not a governance action` }
+  let byAction = applied.get(state)
+  if (!byAction) {
+    byAction = new WeakMap()
+    applied.set(state, byAction)
   }
-  const problem = wellFormedProblem(members.values(), rules, retired)
+  let result = byAction.get(action)
+  if (!result) {
+    result = applyOnce(state, action)
+    byAction.set(action, result)
+  }
+  return result
+}
+
+function applyOnce(state: GovState, action: Action): ActionResult {
+  const change = memberChange(state, action)
+  if (!change.ok) return change
+  const { members, retired, rules, tally } = change
+  const problem = tallyProblem(tally, rules)
   if (problem)
     return {
       ok: false,
       code: 'action-ill-formed',
       message: `the decision would leave an ill-formed state: ${problem}`,
     }
-  return { ok: true, state: Object.freeze({ members, rules, retired, height: state.height + 1 }) }
+  const next: GovState = Object.freeze({ members, rules, retired, height: state.height + 1 })
+  tallies.set(next, tally)
+  return { ok: true, state: next }
+}
+
+type Change =
+  | {
+      ok: true
+      members: ReadonlyMap<Did, Member>
+      retired: ReadonlySet<Did>
+      rules: Rules
+      tally: MemberTally
+    }
+  | { ok: false; code: InapplicableCode; message: string }
+
+/**
+ * The members, retired keys and rules after `action`, with their tally. When every member of
+ * `state` was well-formed, only the member the action adds, removes or renames can change the
+ * tally: the keys it retires leave the member list in the same step.
+ */
+function memberChange(state: GovState, action: Action): Change {
+  const before = tallyOf(state)
+  const counted = (members: ReadonlyMap<Did, Member>, retired: ReadonlySet<Did>, delta: MemberTally) =>
+    before.problem === undefined ? delta : tallyMembers(members.values(), retired)
+  switch (action.type) {
+    case 'admit-member': {
+      const m = action.member
+      if (state.members.has(m.id))
+        return { ok: false, code: 'action-member-exists', message: `${m.id} is already a member` }
+      if (state.retired.has(m.id))
+        return { ok: false, code: 'action-key-retired', message: `${m.id} was removed or replaced before` }
+      const members = new Map(state.members).set(m.id, m)
+      const delta = {
+        count: before.count + 1,
+        stewards: before.stewards + (m.roles.includes('steward') ? 1 : 0),
+        voters: before.voters + (m.roles.includes('voter') ? 1 : 0),
+        problem:
+          m.weight < 1 ? `member ${m.id} has weight ${m.weight}; every weight is at least 1` : undefined,
+      }
+      return {
+        ok: true,
+        members,
+        retired: state.retired,
+        rules: state.rules,
+        tally: counted(members, state.retired, delta),
+      }
+    }
+    case 'remove-member': {
+      const old = state.members.get(action.id)
+      if (!old) return { ok: false, code: 'action-member-unknown', message: `${action.id} is not a member` }
+      const members = new Map(state.members)
+      members.delete(action.id)
+      const retired = new Set(state.retired).add(action.id)
+      const delta = {
+        count: before.count - 1,
+        stewards: before.stewards - (old.roles.includes('steward') ? 1 : 0),
+        voters: before.voters - (old.roles.includes('voter') ? 1 : 0),
+        problem: undefined,
+      }
+      return { ok: true, members, retired, rules: state.rules, tally: counted(members, retired, delta) }
+    }
+    case 'replace-key': {
+      const old = state.members.get(action.id)
+      if (!old) return { ok: false, code: 'action-member-unknown', message: `${action.id} is not a member` }
+      if (state.members.has(action.newId))
+        return { ok: false, code: 'action-member-exists', message: `${action.newId} is already a member` }
+      if (state.retired.has(action.newId))
+        return {
+          ok: false,
+          code: 'action-key-retired',
+          message: `${action.newId} was removed or replaced before`,
+        }
+      const members = new Map(state.members)
+      members.delete(action.id)
+      members.set(action.newId, { ...old, id: action.newId })
+      const retired = new Set(state.retired).add(action.id)
+      return { ok: true, members, retired, rules: state.rules, tally: counted(members, retired, before) }
+    }
+    case 'change-rules':
+      // The member list is unchanged, and no state's members are ever modified: share it.
+      return { ok: true, members: state.members, retired: state.retired, rules: action.rules, tally: before }
+    default:
+      return { ok: false, code: 'action-ill-formed', message: `${action.type} is not a governance action` }
+  }
 }
