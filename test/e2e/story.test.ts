@@ -737,9 +737,7 @@ describe('bad input through the CLI: one line naming the mistake, and the exit c
       execArgs('deployed', marker, { file: 'ratified.car', federation: other.federation }),
     )
     expect(e.code).toBe(1)
-    expect(errorLine(e)).toBe(
-      `allmende: refusing to run ${process.execPath}: cert-header: ${message}`,
-    )
+    expect(errorLine(e)).toBe(`allmende: refusing to run ${process.execPath}: cert-header: ${message}`)
     expect(existsSync(marker)).toBe(false)
   })
 
