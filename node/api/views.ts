@@ -89,7 +89,8 @@ function modelView(store: RecordStore, key: string) {
 function exportOptions(query: Record<string, string>): BuildCertificateOptions {
   const mode = query.mode ?? 'compact'
   if (mode !== 'full' && mode !== 'compact')
-    throw new NodeError('bad-mode', `mode is full or compact, not ${mode}`, { status: 400 })
+    // The query is a stranger's text: named, not echoed back.
+    throw new NodeError('bad-mode', 'mode is "full" or "compact" (or absent: compact)', { status: 400 })
   return { mode, ...(query.since ? { since: parseCid(query.since) } : {}) }
 }
 

@@ -176,6 +176,16 @@ afterAll(async () => {
 })
 
 describe('certificate export and certificate verify', () => {
+  it('the node refuses an export mode it does not know with 400 bad-mode, without echoing it', async () => {
+    const res = await fetch(
+      `${node.apiUrl}/certificates/${encodeURIComponent(MODEL)}?mode=${'x'.repeat(2000)}`,
+    )
+    expect(res.status).toBe(400)
+    const body = (await res.json()) as { error: { code: string; message: string } }
+    expect(body.error.code).toBe('bad-mode')
+    expect(body.error.message).not.toContain('xxx')
+  })
+
   it('export is compact by default and full with --full; both verify, the full one larger', async () => {
     const compact = await exportTo('exporter', 'compact.car')
     const full = await exportTo('exporter', 'full.car', ['--full'])
