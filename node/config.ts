@@ -25,12 +25,14 @@ import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { CID } from 'multiformats/cid'
 import { decodeRecord, federationIdOf, type Verified } from '../protocol/index.js'
 import { adminToken, TOKEN_FILE } from './admin-token.js'
+import { parseWeightsConfig, WEIGHTS_CONFIG_KEYS, type WeightsConfig } from './config-weights.js'
 import { fastEd25519 } from './ed25519-native.js'
 import { NodeError } from './errors.js'
 import { writeAtomic } from './files.js'
 import { isLevel, type Level } from './log.js'
 
-export interface NodeConfig {
+/** A node's config; the weights wing's settings are in config-weights.ts. */
+export interface NodeConfig extends WeightsConfig {
   readonly version: 1
   /** The federation id (base32 CID text). */
   readonly federation: string
@@ -194,6 +196,7 @@ export function parseConfig(text: string, where: string): NodeConfig {
     'trustedProxies',
     ...API_LIMIT_KEYS,
     ...UPLOAD_LIMIT_KEYS,
+    ...WEIGHTS_CONFIG_KEYS,
   ])
   for (const k of Object.keys(c)) if (!known.has(k)) throw invalid(`${where}: unknown setting "${k}"`)
   if (c.version !== 1) throw invalid(`${where}: "version" must be 1`)
@@ -262,6 +265,7 @@ export function parseConfig(text: string, where: string): NodeConfig {
     ...(importRoots.length > 0 ? { importRoots: importRoots as string[] } : {}),
     ...(trustedProxies.length > 0 ? { trustedProxies: trustedProxies as string[] } : {}),
     ...limits,
+    ...parseWeightsConfig(c, where),
   }
 }
 
