@@ -30,6 +30,7 @@ import {
 import type { Steward } from './steward.js'
 import { openStore, type RecordStore } from './store.js'
 import type { SyncOptions, SyncService } from './sync/service.js'
+import type { HeldVersions } from './weights/held-versions.js'
 import type { WeightsPins } from './weights/pins.js'
 import type { Weights } from './weights/uploads.js'
 
@@ -80,6 +81,8 @@ export interface AllmendeNode {
   readonly weights?: Weights
   /** The node's pins (weights/pins.ts); absent without Helia. */
   readonly pins?: WeightsPins
+  /** The weights roots held whole and checked here (weights/held-versions.ts); absent without Helia. */
+  readonly held?: HeldVersions
   status(): NodeStatus
   stop(): Promise<void>
 }
@@ -93,6 +96,7 @@ interface Running {
   stewardDuty?: Steward
   weights?: Weights
   pins?: WeightsPins
+  held?: HeldVersions
   retentionTimer?: NodeJS.Timeout
   api?: FastifyInstance
   /** Aborts the background work: weights fetches, a retention run. */
@@ -176,6 +180,7 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
       log,
     })
     running.pins = opened.pins
+    running.held = opened.held
     running.weights = opened.weights
     running.retentionTimer = startRetention({
       store,
@@ -272,6 +277,7 @@ export async function createNode(init: NodeInit): Promise<AllmendeNode> {
     ...(running.sync ? { sync: running.sync } : {}),
     ...(running.weights ? { weights: running.weights } : {}),
     ...(running.pins ? { pins: running.pins } : {}),
+    ...(running.held ? { held: running.held } : {}),
     status: started.status,
     stop,
   }

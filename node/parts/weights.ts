@@ -14,6 +14,7 @@ import { DEFAULT_UNPIN_REVOKED_AFTER_MS, FILES, type NodeConfig, UPLOAD_LIMIT_DE
 import type { Logger } from '../log.js'
 import type { RecordStore } from '../store.js'
 import { BlockFiles } from '../weights/block-files.js'
+import { HeldVersions } from '../weights/held-versions.js'
 import { openPins, type WeightsPins } from '../weights/pins.js'
 import { createRetention } from '../weights/retention.js'
 import { openWeights, type Weights } from '../weights/uploads.js'
@@ -46,13 +47,14 @@ export interface WeightsServiceOptions {
   readonly log: Logger
 }
 
-/** The pins and the uploads service; uploads are staged in the home and moved in once checked. */
+/** The pins, what is held whole and checked, and the uploads service (staged in the home, moved in once checked). */
 export async function openWeightsService(
   options: WeightsServiceOptions,
-): Promise<{ pins: WeightsPins; weights: Weights }> {
+): Promise<{ pins: WeightsPins; held: HeldVersions; weights: Weights }> {
   const { home, config, storage, log } = options
   const { blockstore, datastore } = storage
   const pins = await openPins({ datastore, blockstore, log })
+  const held = await HeldVersions.open(datastore)
   const weights = await openWeights({
     blockstore,
     pins,
@@ -66,7 +68,7 @@ export async function openWeightsService(
     idleMs: config.uploadIdleTimeoutMs ?? UPLOAD_LIMIT_DEFAULTS.uploadIdleTimeoutMs,
     log,
   })
-  return { pins, weights }
+  return { pins, held, weights }
 }
 
 export interface RetentionTimerOptions {
