@@ -11,6 +11,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { adminCheck, registerAdminRoutes } from './api/admin.js'
+import { type ConfigRoutesOptions, registerConfigRoutes } from './api/config.js'
 import { registerRecordRoutes } from './api/records.js'
 import { fail } from './api/reply.js'
 import { registerViewRoutes } from './api/views.js'
@@ -70,6 +71,8 @@ export interface ApiContext {
    * POST /weights. Without them neither is served.
    */
   readonly weights?: ApiWeights
+  /** The live config and `node pin` (api/config.ts); without it the config routes are absent. */
+  readonly configRoutes?: Omit<ConfigRoutesOptions, 'requireAdmin'>
 }
 
 /** `POST /records` bodies: one record, or a seal as a CAR with its list blocks (api-limits.ts). */
@@ -109,6 +112,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
     badSignature: (req) => throttle.failed(clientKeyOf(app, req)),
   })
   registerAdminRoutes(app, { requireAdmin, dial: (multiaddr) => ctx.dial(multiaddr) })
+  if (ctx.configRoutes) registerConfigRoutes(app, { requireAdmin, ...ctx.configRoutes })
   if (ctx.weights) {
     await registerWeightsApi(app, {
       weights: ctx.weights,

@@ -136,3 +136,26 @@ export function announcedGateways(config: { api: string; announceGateways?: read
   if (host === '0.0.0.0' || host === '::' || host === '[::]') return []
   return [`http://${config.api}`]
 }
+
+/**
+ * The policy after `node mirror add PATTERN|ratified`: `ratified` replaces any list; a pattern
+ * joins the list (once), and adding one to `ratified` changes nothing (it already covers every name).
+ */
+export function mirrorAdded(policy: MirrorPolicy, entry: string): MirrorPolicy {
+  if (entry === 'ratified') return 'ratified'
+  if (policy === 'ratified') return policy
+  const patterns = policy === 'none' ? [] : policy
+  return patterns.includes(entry) ? patterns : [...patterns, entry]
+}
+
+/**
+ * The policy after `node mirror rm PATTERN|ratified`, or undefined when `entry` is not in it.
+ * A list left empty is `none`.
+ */
+export function mirrorRemoved(policy: MirrorPolicy, entry: string): MirrorPolicy | undefined {
+  if (policy === 'none') return undefined
+  if (policy === 'ratified') return entry === 'ratified' ? 'none' : undefined
+  if (!policy.includes(entry)) return undefined
+  const left = policy.filter((p) => p !== entry)
+  return left.length === 0 ? 'none' : left
+}

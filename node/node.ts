@@ -13,13 +13,18 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { federationIdOf, RECORD_VERSION, type Signer, type Verified } from '../protocol/index.js'
 import type { NodeStatus } from './api.js'
-import { FILES, type NodeConfig } from './config.js'
+import { registerReplicationRoutes } from './api/replication.js'
+import { DEFAULT_UNPIN_REVOKED_AFTER_MS, FILES, type NodeConfig } from './config.js'
+import { createLiveConfig, type LiveConfig } from './config-live.js'
 import { NodeError } from './errors.js'
+import { holdingsTopicFor } from './holdings/gossip.js'
 import type { Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
-import { createP2P, type P2P, type PrivateKey } from './p2p.js'
+import { createP2P, generatePeerKey, type P2P, type PrivateKey } from './p2p.js'
 import { buildApi, listen } from './parts/api.js'
+import { type NodeHoldings, startHoldings } from './parts/holdings.js'
 import { type P2PFactory, startGossip, startSync } from './parts/gossip.js'
+import { type MirrorPart, startMirror } from './parts/mirror.js'
 import { startStewardDuty } from './parts/steward.js'
 import {
   openWeightsService,
@@ -31,6 +36,7 @@ import type { Steward } from './steward.js'
 import { openStore, type RecordStore } from './store.js'
 import type { SyncOptions, SyncService } from './sync/service.js'
 import type { HeldVersions } from './weights/held-versions.js'
+import type { Mirror } from './weights/mirror.js'
 import type { WeightsPins } from './weights/pins.js'
 import type { Weights } from './weights/uploads.js'
 
@@ -64,6 +70,9 @@ export interface NodeInit {
   readonly maxUploadBytes?: number
   /** Files `POST /weights/import` never reads besides the node's own keys (the personal identity). */
   readonly privateFiles?: readonly string[]
+  /** How often the mirror duty looks at its policy (default 2 s), and its first pause after a failed fetch (default 30 s). */
+  readonly mirrorTickMs?: number
+  readonly mirrorRetryMs?: number
 }
 
 export interface AllmendeNode {
@@ -83,6 +92,12 @@ export interface AllmendeNode {
   readonly pins?: WeightsPins
   /** The weights roots held whole and checked here (weights/held-versions.ts); absent without Helia. */
   readonly held?: HeldVersions
+  /** The config as it is now, and its live settings (config-live.ts). */
+  readonly liveConfig: LiveConfig
+  /** The mirror duty and `node pin` (weights/mirror.ts); absent without Helia. */
+  readonly mirror?: Mirror
+  /** Who holds which weights: holding announcements and bindings (parts/holdings.ts). */
+  readonly holdings: NodeHoldings
   status(): NodeStatus
   stop(): Promise<void>
 }
@@ -97,6 +112,9 @@ interface Running {
   weights?: Weights
   pins?: WeightsPins
   held?: HeldVersions
+  live?: LiveConfig
+  mirror?: MirrorPart
+  holdings?: NodeHoldings
   retentionTimer?: NodeJS.Timeout
   api?: FastifyInstance
   /** Aborts the background work: weights fetches, a retention run. */
@@ -113,8 +131,10 @@ async function stopRunning(running: Running): Promise<void> {
   await running.weights?.drain()
   await running.weights?.close()
   clearInterval(running.retentionTimer)
+  clearInterval(running.mirror?.timer)
   running.stopped.abort()
   await running.stewardDuty?.stop()
+  await running.holdings?.stop()
   await running.sync?.stop()
   await running.p2p?.stop()
   await running.store?.close()
@@ -130,20 +150,25 @@ interface Started {
   readonly api: FastifyInstance
   readonly metrics: Metrics
   readonly status: () => NodeStatus
+  readonly holdings: NodeHoldings
 }
 
 /** The steps of a start, each adding its part to `running` (so a failure can end them). */
 async function startParts(init: NodeInit, running: Running): Promise<Started> {
   const { home, config, genesis, clock, log } = init
   const federation = federationIdOf(genesis.record)
+  const live = (running.live = createLiveConfig(home, config))
   const store = (running.store =
     init.store ?? (await openStore({ path: join(home, FILES.log), genesis, clock, log })))
   const useHelia = init.helia !== false
   const storage = useHelia ? (running.storage = await openWeightsStorage(home)) : undefined
   const metrics = createMetrics({ store: () => store, peers: () => running.p2p?.peers().length ?? 0 })
+  // Made here when not given: the holdings part signs announcements with it.
+  const peerKey = init.peerKey ?? (await generatePeerKey())
   const p2p = (running.p2p = await startGossip({
     config,
-    ...(init.peerKey ? { peerKey: init.peerKey } : {}),
+    peerKey,
+    otherTopics: [holdingsTopicFor(config.federation)],
     store,
     metrics,
     clock,
@@ -166,6 +191,10 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
       ...(storage ? { blockstore: storage.blockstore } : {}),
       // The weights service is opened below; it exists before any tick runs.
       pin: (root, signal) => running.weights?.pin(root, signal) ?? Promise.resolve(false),
+      // Only weights pinned here are held (a check may pass on blocks no pin keeps).
+      verified: async (root, at) => {
+        if (await running.pins?.hasPin(root)) await running.held?.verified(root, at)
+      },
       stopped: running.stopped.signal,
       ...(init.stewardTickMs ? { tickMs: init.stewardTickMs } : {}),
     })
@@ -187,12 +216,43 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
       pins: opened.pins,
       blockstore: storage.blockstore,
       config,
+      delayMs: () => live.current().unpinRevokedAfterMs ?? DEFAULT_UNPIN_REVOKED_AFTER_MS,
+      held: opened.held,
       clock,
       log,
       stopped: running.stopped.signal,
       ...(init.retentionTickMs !== undefined ? { tickMs: init.retentionTickMs } : {}),
     })
+    running.mirror = startMirror({
+      store,
+      config: () => live.current(),
+      blockstore: storage.blockstore,
+      helia: p2p.helia,
+      pin: opened.weights.pin,
+      held: opened.held,
+      pins: opened.pins,
+      metrics,
+      clock,
+      log,
+      stopped: running.stopped.signal,
+      ...(init.mirrorTickMs !== undefined ? { tickMs: init.mirrorTickMs } : {}),
+      ...(init.mirrorRetryMs !== undefined ? { retryMs: init.mirrorRetryMs } : {}),
+    })
+    live.onChange((_, key) => {
+      if (key === 'mirror') running.mirror?.mirror.tick()
+    })
   }
+  const holdings = (running.holdings = await startHoldings({
+    config: () => live.current(),
+    federation,
+    store,
+    p2p,
+    peerKey,
+    ...(running.held ? { held: running.held } : {}),
+    metrics,
+    clock,
+    log,
+  }))
   const status = statusOf(init, store, p2p)
   const api = (running.api = await buildApi({
     home,
@@ -209,13 +269,18 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
           weights: {
             blockstore: storage.blockstore,
             service: running.weights,
-            pins: running.pins,
+            pins: running.mirror?.gatewayPins ?? running.pins,
             ...(init.maxUploadBytes !== undefined ? { maxUploadBytes: init.maxUploadBytes } : {}),
           },
         }
       : {}),
+    configRoutes: {
+      live,
+      ...(running.mirror ? { pinOnce: running.mirror.mirror.pinOnce } : {}),
+    },
   }))
-  return { store, p2p, api, metrics, status }
+  registerReplicationRoutes(api, holdings)
+  return { store, p2p, api, metrics, status, holdings }
 }
 
 /** What `GET /status` answers. */
@@ -245,6 +310,7 @@ export async function createNode(init: NodeInit): Promise<AllmendeNode> {
   try {
     started = await startParts(init, running)
     apiUrl = await listen(started.api, config)
+    await started.holdings.startAnnouncing(apiUrl)
   } catch (e) {
     await stopRunning(running).catch(() => {})
     throw e
@@ -278,6 +344,9 @@ export async function createNode(init: NodeInit): Promise<AllmendeNode> {
     ...(running.weights ? { weights: running.weights } : {}),
     ...(running.pins ? { pins: running.pins } : {}),
     ...(running.held ? { held: running.held } : {}),
+    liveConfig: running.live!,
+    ...(running.mirror ? { mirror: running.mirror.mirror } : {}),
+    holdings: started.holdings,
     status: started.status,
     stop,
   }

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { createApi, type NodeStatus } from '../api.js'
+import { type ApiContext, createApi, type NodeStatus } from '../api.js'
 import { apiLimitsOf, FILES, inHome, type NodeConfig, tokenSource } from '../config.js'
 import { NodeError } from '../errors.js'
 import type { Logger } from '../log.js'
@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.js'
 import type { P2P } from '../p2p.js'
 import type { RecordStore } from '../store.js'
 import type { BlockFiles } from '../weights/block-files.js'
-import type { WeightsPins } from '../weights/pins.js'
+import type { GatewayPins } from '../weights/gateway-blocks.js'
 import type { Weights } from '../weights/uploads.js'
 
 export interface ApiPartsOptions {
@@ -30,9 +30,12 @@ export interface ApiPartsOptions {
   readonly weights?: {
     readonly blockstore: BlockFiles
     readonly service: Weights
-    readonly pins: WeightsPins
+    /** What the gateway serves: the node's pins, with withheld versions held back (parts/mirror.ts). */
+    readonly pins: GatewayPins
     readonly maxUploadBytes?: number
   }
+  /** The live config and `node pin` (api/config.ts). */
+  readonly configRoutes?: ApiContext['configRoutes']
 }
 
 /** The node's own key files: never imported wherever they sit, even below an import root. */
@@ -75,6 +78,7 @@ export function buildApi(options: ApiPartsOptions): Promise<FastifyInstance> {
     },
     status: options.status,
     ...(options.weights ? { weights: options.weights } : {}),
+    ...(options.configRoutes ? { configRoutes: options.configRoutes } : {}),
     peers: () => p2p.peers(),
     publish: async (bytes) => {
       await p2p.publish(bytes)

@@ -29,6 +29,8 @@ export interface StewardDutyOptions {
   readonly blockstore?: BlockFiles
   /** The node's pin (weights/uploads.ts), for weights a check fetched. */
   readonly pin: (root: CID, signal?: AbortSignal) => Promise<boolean>
+  /** Told of weights that passed the check (weights/steward-check.ts). */
+  readonly verified?: (root: CID, at: number) => Promise<void>
   /** Aborted when the node stops: background weights fetches end. */
   readonly stopped: AbortSignal
   readonly tickMs?: number
@@ -58,6 +60,7 @@ export function startStewardDuty(options: StewardDutyOptions): Steward {
             stopped: options.stopped,
             gateways: options.config.gateways,
             pin: options.pin,
+            ...(options.verified ? { verified: options.verified } : {}),
           }),
         }
       : {}),

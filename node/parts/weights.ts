@@ -76,6 +76,10 @@ export interface RetentionTimerOptions {
   readonly pins: WeightsPins
   readonly blockstore: BlockFiles
   readonly config: NodeConfig
+  /** `unpinRevokedAfterMs` as it is now (a live setting); default the config's. */
+  readonly delayMs?: () => number
+  /** What the node holds verified: a root let go is forgotten there. */
+  readonly held?: { forget(root: CID): Promise<void> }
   readonly clock: () => number
   readonly log: Logger
   /** Aborts a run under way when the node stops. */
@@ -96,7 +100,8 @@ export function startRetention(options: RetentionTimerOptions): NodeJS.Timeout {
     pins: options.pins,
     blockstore: options.blockstore,
     clock: options.clock,
-    delayMs: options.config.unpinRevokedAfterMs ?? DEFAULT_UNPIN_REVOKED_AFTER_MS,
+    delayMs: options.delayMs ?? (() => options.config.unpinRevokedAfterMs ?? DEFAULT_UNPIN_REVOKED_AFTER_MS),
+    ...(options.held ? { held: options.held } : {}),
     log,
   })
   const timer = setInterval(() => {

@@ -30,6 +30,17 @@ export interface GatewayBlockstore {
  */
 export interface GatewayPins {
   isPinned(cid: CID, options?: { signal?: AbortSignal }): Promise<boolean>
+  /**
+   * Optional (gateway-serving.ts): for a block `isPinned` refused, the version it is withheld for
+   * when every pinned root holding it is withheld (answered 451), else undefined (404).
+   */
+  withheldBy?(cid: CID, options?: { signal?: AbortSignal }): Promise<WithheldVersion | undefined>
+}
+
+/** A version whose weights no node serves until it is decided: its `name@version` and status. */
+export interface WithheldVersion {
+  readonly model: string
+  readonly status: string
 }
 
 export function isNotFound(e: unknown): boolean {

@@ -13,7 +13,8 @@
  *
  * Errors are JSON `{error: {code, message}}`: 400 `bad-cid`, `bad-dag-scope`, `bad-entity-bytes`,
  * `entity-bytes-out-of-range`, `format-required`, `path-not-allowed`; 404 `block-not-found` (not
- * held, or held but under no pin: the same answer), `path-not-found`; 406 `not-acceptable`; 412
+ * held, or held but under no pin: the same answer), `path-not-found`; 406 `not-acceptable`; 451
+ * `version-withheld` (held only under weights whose version is conflicted or suspended); 412
  * `not-cached`; 501 `path-unsupported`; 500 `internal`.
  */
 import type { OutgoingHttpHeaders } from 'node:http'
@@ -128,6 +129,25 @@ function notServed(req: FastifyRequest, cid: CID): GatewayError {
       )
 }
 
+/**
+ * The answer for a block held only under withheld weights (docs/adr/0028-mirrors-and-withholding.md):
+ * 451, as the federation's governance, not the client, keeps it back, and only until the version
+ * is decided; not cached (the error answer is `no-store`).
+ */
+async function refusal(req: FastifyRequest, source: Source, cid: CID): Promise<GatewayError> {
+  const withheld = await source.pins.withheldBy?.(cid, { signal: source.signal })
+  if (!withheld) return notServed(req, cid)
+  const why =
+    withheld.status === 'conflicted'
+      ? 'two or more of its manifests are ratified'
+      : `its status is ${withheld.status}`
+  return new GatewayError(
+    451,
+    'version-withheld',
+    `block ${cid} belongs to ${withheld.model}, which this node withholds: ${why}, and no node serves it until the federation decides (see GET /models/${withheld.model})`,
+  )
+}
+
 /** The headers of a successful answer; set on success only, as an error must not be cached as immutable. */
 function servedHeaders(req: FastifyRequest, asked: Asked): Record<string, string> {
   const cidText = (req.params as { cid: string }).cid
@@ -218,7 +238,7 @@ async function answer(req: FastifyRequest, reply: FastifyReply, source: Source, 
   const asked = readAsked(req)
   const { cid } = asked
   // The pin record is checked before the store is read.
-  if (!(await servable(source.pins, cid, source.signal))) throw notServed(req, cid)
+  if (!(await servable(source.pins, cid, source.signal))) throw await refusal(req, source, cid)
   const headers = servedHeaders(req, asked)
   // Content-addressed: a tag the client already holds for this URL can never go stale.
   const held = matchingEtag(req.headers['if-none-match'], etagsFor(cid, asked.negotiated, asked))

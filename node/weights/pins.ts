@@ -220,6 +220,23 @@ export class WeightsPins {
     return record !== undefined && record.names.length > 0
   }
 
+  /**
+   * The pinned roots whose DAG holds the block `cid` (its record's names; none when no pin
+   * reaches it): the gateway serves a block only under a root that is not withheld.
+   */
+  async rootsOf(cid: CID, options: { signal?: AbortSignal } = {}): Promise<CID[]> {
+    const record = await this.read(blockKey(cid), options.signal)
+    const roots: CID[] = []
+    for (const name of record?.names ?? []) {
+      try {
+        roots.push(CID.decode(name))
+      } catch {
+        // A name that is no CID names no root (repair drops it).
+      }
+    }
+    return roots
+  }
+
   /** Whether `root` has a pin of its own (not only a block under another pin). */
   async hasPin(root: CID): Promise<boolean> {
     return await this.datastore.has(pinKey(root))

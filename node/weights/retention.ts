@@ -44,7 +44,10 @@ export interface RetentionOptions {
   readonly pins: RetentionPins
   readonly blockstore: RetentionBlockstore
   readonly clock: () => number
-  readonly delayMs: number
+  /** The delay, or a function giving it as it is now (`unpinRevokedAfterMs` is a live setting). */
+  readonly delayMs: number | (() => number)
+  /** What the node holds verified (held-versions.ts): a root let go is forgotten there. */
+  readonly held?: { forget(root: CID): Promise<void> }
   readonly log: Logger
 }
 
@@ -54,13 +57,15 @@ export interface Retention {
 }
 
 export function createRetention(options: RetentionOptions): Retention {
-  const { state, weightsOf, pins, blockstore, clock, delayMs, log } = options
+  const { state, weightsOf, pins, blockstore, clock, log } = options
+  const delayOf = typeof options.delayMs === 'function' ? options.delayMs : () => options.delayMs as number
   // Roots already let go (or found unpinned): not looked at again until restart.
   const done = new Set<string>()
   let running: Promise<CID[]> | undefined
 
   const due = (s: FederationState): CID[] => {
     const now = clock()
+    const delayMs = delayOf()
     const keep = new Set<string>()
     const revoked = new Map<string, CID>()
     for (const m of s.manifests.values()) {
@@ -88,7 +93,10 @@ export function createRetention(options: RetentionOptions): Retention {
       if (signal?.aborted) break
       done.add(root.toString())
       // The pin itself, not the root block: a removal cut off has already let the root block go.
-      if (!(await pins.hasPin(root))) continue
+      if (!(await pins.hasPin(root))) {
+        await options.held?.forget(root)
+        continue
+      }
       let walked = 0
       let deleted = 0
       // Called in the unpin's turn: no pin can take the block between the release and the delete.
@@ -115,6 +123,8 @@ export function createRetention(options: RetentionOptions): Retention {
         continue
       }
       unpinned.push(root)
+      // No longer held: no holding announcement is signed for it any more.
+      await options.held?.forget(root)
       log.info('weights-unpinned', {
         root: root.toString(),
         reason: 'revoked',

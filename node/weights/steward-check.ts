@@ -37,6 +37,8 @@ export interface WeightsCheckOptions {
   readonly gateways?: readonly string[] | undefined
   /** The node's pin (uploads.ts). */
   readonly pin?: (root: CID, signal?: AbortSignal) => Promise<boolean>
+  /** Told of weights that passed the check (held-versions.ts `verified`): what holding announcements are signed for. */
+  readonly verified?: (root: CID, at: number) => Promise<void>
 }
 
 /** The check as the steward duty calls it: true, false, or undefined for "not yet". */
@@ -154,7 +156,11 @@ export function createWeightsCheck(options: WeightsCheckOptions): WeightsCheck {
       }
       run.verdict = await fetchAndCheck(manifest, maxModelBytes, signal, options)
     }
-    check()
+    const checkAndRecord = async () => {
+      await check()
+      if (run.verdict === true) await options.verified?.(manifest.record.body.weights, clock())
+    }
+    checkAndRecord()
       .catch((e) => {
         if (!stopped.aborted) log.warn('weights-check-failed', { manifest: key, error: e as Error })
       })

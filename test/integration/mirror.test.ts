@@ -1,0 +1,280 @@
+/**
+ * Mirrors (docs/adr/0028-mirrors-and-withholding.md): a federation of three steward nodes and two
+ * non-steward nodes with `mirror: ratified` on 127.0.0.1, on one fake clock. After a ratification
+ * both mirrors fetch the weights from a steward's gateway, verify them, pin them, record them as
+ * held and serve them: a CAR from a mirror's gateway unpacked by the `ipfs-car` command gives the
+ * model's bytes. A version made conflicted is withheld (451) on every gateway; a revoked one is
+ * served until `unpinRevokedAfterMs` has run out, then unpinned and forgotten at the mirrors.
+ *
+ * One mirror reads `mirror` from its config.json; the other is switched on through the admin
+ * route, which persists the setting.
+ */
+import { execFile } from 'node:child_process'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { FsBlockstore } from 'blockstore-fs'
+import { describe, expect, it } from 'vitest'
+import { generateModel } from '../../fixtures/models.js'
+import { adminToken, initHome } from '../../node/config.js'
+import { type AllmendeNode, startNode } from '../../node/index.js'
+import { createLogger } from '../../node/log.js'
+import type { DirectoryImport } from '../../node/weights/directory.js'
+import { importDirectory } from '../../node/weights/directory.js'
+import { verifyDag } from '../../node/weights/verify.js'
+import type { Verified } from '../../protocol/index.js'
+import {
+  importWeights,
+  type LogLine,
+  ratification,
+  SHORT_RULES,
+  startOnFakeClock,
+  viewOf,
+  votesBy,
+} from '../support/stewards.js'
+import { tempDirForFile } from '../support/temp-dir.js'
+import { until } from '../support/until.js'
+
+const KEY_PREFIX = 'allmende-mirror-test:'
+const DELAY_MS = 20_000
+const { sealGraceMs } = SHORT_RULES
+const STEWARDS = ['s1', 's2', 's3', 's4', 's5']
+const VOTERS = [...STEWARDS, 'v1']
+
+const root = tempDirForFile('allmende-mirror-')
+const run = promisify(execFile)
+
+/** Whether `n` holds `model` whole: its pin, and every block checked against the manifest. */
+async function holds(
+  n: AllmendeNode,
+  model: DirectoryImport,
+): Promise<{ pinned: boolean; problems: string[] }> {
+  const pinned = (await n.pins?.hasPin(model.root)) ?? false
+  const store = new FsBlockstore(join(n.home, 'blocks'))
+  await store.open()
+  try {
+    const check = await verifyDag(
+      store,
+      { weights: model.root, files: [...model.files], size: model.size },
+      { maxModelBytes: model.size },
+    )
+    return { pinned, problems: check.problems.map((p) => p.code) }
+  } finally {
+    await store.close()
+  }
+}
+
+async function admin(n: AllmendeNode, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${n.apiUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${(await adminToken(n.home)).trim()}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  })
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+}
+
+describe('two non-steward nodes mirroring ratified versions', () => {
+  it('fetch, verify, pin and serve them; withhold a conflicted version; unpin a revoked one after the delay', async () => {
+    const mainDir = join(root(), 'main')
+    const twinDir = join(root(), 'twin')
+    await generateModel(mainDir, { seed: 71, layers: 1, vocab: 256 })
+    await generateModel(twinDir, { seed: 72, layers: 1, vocab: 256 })
+    const main = await importDirectory(mainDir)
+    const twin = await importDirectory(twinDir)
+
+    const { sim, clock, net, at } = await startOnFakeClock(
+      { name: 'mirror', keyPrefix: KEY_PREFIX, stewards: STEWARDS, rules: { sealThreshold: 2 } },
+      {
+        root: root(),
+        tag: 'mirror',
+        names: ['s1', 's2', 's3'],
+        helia: true,
+        unpinRevokedAfterMs: DELAY_MS,
+        retentionTickMs: 100,
+      },
+    )
+    const lines: LogLine[] = []
+    const mirrors: AllmendeNode[] = []
+    try {
+      for (const n of net.nodes) {
+        expect((await importWeights(n, mainDir)).root).toBe(main.root.toString())
+        expect((await importWeights(n, twinDir)).root).toBe(twin.root.toString())
+      }
+      for (const name of ['m1', 'm2']) {
+        const home = join(root(), `mirror-${name}`)
+        await initHome(home, {
+          genesis: sim.genesis,
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          bootstrap: [net.nodes[0]!.p2p.addresses()[0]!],
+          api: '127.0.0.1:0',
+          gateways: [net.nodes[0]!.apiUrl],
+          unpinRevokedAfterMs: DELAY_MS,
+        })
+        // m1 mirrors from its config file; m2 is switched on while it runs (below).
+        if (name === 'm1') {
+          const path = join(home, 'config.json')
+          const config = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>
+          await writeFile(path, JSON.stringify({ ...config, mirror: 'ratified' }))
+        }
+        mirrors.push(
+          await startNode({
+            home,
+            genesis: sim.genesis,
+            clock: clock.fn,
+            helia: true,
+            sync: { intervalMs: 1_000 },
+            retentionTickMs: 100,
+            mirrorTickMs: 100,
+            mirrorRetryMs: 0,
+            log: createLogger({
+              level: 'info',
+              name,
+              write: (line) => lines.push(JSON.parse(line) as LogLine),
+            }),
+          }),
+        )
+      }
+      const [m1, m2] = mirrors as [AllmendeNode, AllmendeNode]
+      const turnedOn = await admin(m2, 'PUT', '/admin/config/mirror', { value: 'ratified' })
+      expect(turnedOn).toMatchObject({
+        status: 200,
+        body: { key: 'mirror', value: 'ratified', previous: null },
+      })
+      expect(JSON.parse(await readFile(join(m2.home, 'config.json'), 'utf8')).mirror).toBe('ratified')
+      const everyNode = [...net.nodes, ...mirrors]
+
+      // open/base@1.0.0, and open/twin@1.0.0 twice (two manifests of the same weights), all closing together.
+      at(100)
+      const mMain = sim.manifest('s1', 100, {
+        id: 'main',
+        name: 'open/base',
+        version: '1.0.0',
+        weights: main,
+      })
+      const twinManifest = (id: string) =>
+        sim.manifest('s1', 100, { id, name: 'open/twin', version: '1.0.0', description: id, weights: twin })
+      const [mTwin1, mTwin2] = [twinManifest('first'), twinManifest('second')]
+      const proposals = [mMain, mTwin1, mTwin2].map((m) => ratification(sim, 's1', 101, m.cid, 2_700))
+      const votes = proposals.flatMap((p) => votesBy(sim, VOTERS, 110, p.cid, 'yes'))
+      const records = [mMain, mTwin1, mTwin2, ...proposals, ...votes]
+      sim.add(...records)
+      await net.submitAll(records)
+      await until(
+        () => mirrors.every((m) => records.every((r) => m.store.fold.has(r.cid))),
+        'records at the mirrors',
+      )
+
+      // The stewards seal the main version and the first twin, and defer the second twin.
+      at(2_700 + sealGraceMs)
+      const status = (n: AllmendeNode, model: string) => n.store.fold.state().models.get(model)?.status
+      await until(
+        () =>
+          everyNode.every(
+            (n) => status(n, 'open/base@1.0.0') === 'ratified' && status(n, 'open/twin@1.0.0') === 'ratified',
+          ),
+        'both versions ratified everywhere',
+        30_000,
+      )
+      // Both mirrors hold both versions, verified, pinned and recorded as held.
+      await until(
+        () => mirrors.every((m) => m.held?.get(main.root)?.complete && m.held?.get(twin.root)?.complete),
+        'both mirrors holding both versions',
+        45_000,
+      )
+      for (const m of mirrors) {
+        expect(await holds(m, main)).toEqual({ pinned: true, problems: [] })
+        expect(await holds(m, twin)).toEqual({ pinned: true, problems: [] })
+      }
+      // The stewards' weights checks recorded what they verified too.
+      for (const n of net.nodes) expect(n.held?.get(main.root)?.complete).toBe(true)
+      const fetched = lines.filter((l) => l.event === 'mirror-held' && l.root === main.root.toString())
+      expect(fetched.map((l) => l.node).sort()).toEqual(['m1', 'm2'])
+
+      // A CAR of the model from a mirror's gateway, unpacked by the ipfs-car command: the same bytes.
+      for (const [i, m] of mirrors.entries()) {
+        const res = await fetch(`${m.apiUrl}/ipfs/${main.root}?format=car`)
+        expect(res.status).toBe(200)
+        const car = join(root(), `main-${i}.car`)
+        const out = join(root(), `unpacked-${i}`)
+        await writeFile(car, Buffer.from(await res.arrayBuffer()))
+        await run(join(process.cwd(), 'node_modules/.bin/ipfs-car'), ['unpack', car, '--output', out])
+        const names = (await readdir(mainDir)).sort()
+        expect((await readdir(out)).sort()).toEqual(names)
+        for (const file of names)
+          expect((await readFile(join(out, file))).equals(await readFile(join(mainDir, file)))).toBe(true)
+      }
+      const metrics = await (await fetch(`${m1.apiUrl}/metrics`)).text()
+      expect(metrics).toMatch(/^allmende_weights_held_versions 2$/m)
+      expect(metrics).toMatch(new RegExp(`^allmende_weights_held_bytes ${main.size + twin.size}$`, 'm'))
+      expect(metrics).toMatch(/^allmende_mirror_fetches_total\{result="ok"\} 2$/m)
+
+      // Two more stewards make the second twin final-passed as well: open/twin@1.0.0 is conflicted.
+      const [first, second] = [proposals[1]!, proposals[2]!].sort((a, b) =>
+        Buffer.compare(a.cid.bytes, b.cid.bytes),
+      )
+      expect(viewOf(m1, first!.cid)?.phase).toBe('final-passed')
+      const seals: Verified<'seal'>[] = ['s4', 's5'].map((by) =>
+        sim.seal(by, 2_700 + sealGraceMs + 10, { proposal: second!.cid, weightsVerified: true }),
+      )
+      for (const n of everyNode)
+        for (const seal of seals) await n.store.ingest(seal.bytes, [...sim.blocks.values()])
+      await until(
+        () => everyNode.every((n) => status(n, 'open/twin@1.0.0') === 'conflicted'),
+        'twin conflicted',
+      )
+      for (const n of everyNode) {
+        const withheld = await fetch(`${n.apiUrl}/ipfs/${twin.root}?format=raw`)
+        expect(withheld.status).toBe(451)
+        const body = (await withheld.json()) as { error: { code: string; message: string } }
+        expect(body.error.code).toBe('version-withheld')
+        expect(body.error.message).toContain('open/twin@1.0.0')
+        expect((await fetch(`${n.apiUrl}/ipfs/${main.root}?format=raw`)).status).toBe(200)
+      }
+      // Withheld, not dropped: the mirrors keep the weights until the version is decided.
+      for (const m of mirrors) expect(await holds(m, twin)).toEqual({ pinned: true, problems: [] })
+      const pinTwin = await admin(m1, 'POST', '/admin/pin', { model: 'open/twin@1.0.0' })
+      expect(pinTwin).toMatchObject({ status: 409, body: { error: { code: 'version-withheld' } } })
+
+      // The main version revoked: still served until the delay has run out, then let go.
+      at(4_000)
+      const revoke = sim.proposal('s2', 4_000, {
+        closesAt: 6_600,
+        action: { type: 'revoke-model', manifest: mMain.cid, reason: 'withdrawn' },
+        basis: sim.federation,
+      })
+      await net.submitAll([revoke, ...votesBy(sim, VOTERS, 4_010, revoke.cid, 'yes')])
+      at(6_600 + sealGraceMs)
+      await until(
+        () => everyNode.every((n) => status(n, 'open/base@1.0.0') === 'revoked'),
+        'main revoked everywhere',
+      )
+      at(6_600 + DELAY_MS - 1)
+      for (const m of mirrors) {
+        expect((await fetch(`${m.apiUrl}/ipfs/${main.root}?format=raw`)).status).toBe(200)
+        expect(m.held?.get(main.root)?.complete).toBe(true)
+      }
+      at(6_600 + DELAY_MS)
+      await until(
+        () =>
+          ['m1', 'm2'].every((node) =>
+            lines.some(
+              (l) => l.event === 'weights-unpinned' && l.node === node && l.root === main.root.toString(),
+            ),
+          ),
+        'main unpinned at both mirrors',
+      )
+      for (const m of mirrors) {
+        expect(m.held?.get(main.root)).toBeUndefined()
+        expect((await holds(m, main)).pinned).toBe(false)
+        expect((await fetch(`${m.apiUrl}/ipfs/${main.root}?format=raw`)).status).toBe(404)
+      }
+      expect(lines.filter((l) => l.event === 'mirror-fetch-failed')).toEqual([])
+    } finally {
+      await Promise.allSettled(mirrors.map((m) => m.stop()))
+      await net.stop()
+    }
+  }, 90_000)
+})
