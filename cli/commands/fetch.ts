@@ -1,40 +1,43 @@
 /**
- * `allmende fetch N@V --out DIR`: the manifest the node names for the version
- * (its signature and CID checked), then each file's DAG from the node's trustless gateway as a
- * CAR (`GET /ipfs/<root>/<path>?format=car&dag-scope=all`). Every block is hashed against its
- * CID as it streams in and is kept in a temporary on-disk block store (memory stays flat), then
- * the file is exported from there into DIR while its sha256 and size are checked against the
- * manifest. Nothing is trusted but the signed manifest.
+ * `allmende fetch N@V --out DIR`: the manifest the node names for the version (its signature and
+ * CID checked), then the files from several trustless gateways at once (node/weights/multi-fetch.ts):
+ * the node's own, the holders' its replication report names, and `--gateway URL`s. Each file is
+ * fetched in byte ranges, every block checked against its CID before it is written in place into
+ * `<file>.partial`; a source that fails, stalls or sends a bad block is dropped and its ranges go
+ * to the others. Nothing is trusted but the signed manifest: each file's size and sha256 are
+ * checked before it is renamed into place, and at the end the directory as `verify` does (no
+ * missing, no extra, no changed file).
  *
- * Resumable: a file already in DIR with the manifest's size and sha256 is kept untouched; every
- * other file is fetched again from the start. At the end the whole directory is checked as
- * `verify` does (no missing, no extra, no changed file). Exit 1 naming the file on any mismatch,
- * 3 when the node cannot be reached.
+ * Resumable: a file already in DIR with the manifest's size and sha256 is kept untouched; a cut
+ * fetch resumes inside a file from the journal beside its `.partial`. `--include GLOB` takes a
+ * subset. Exit 1 naming the file on any mismatch, 3 when the node cannot be reached.
+ * docs/adr/0030-multi-source-fetch.md.
  */
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { dirname, join, relative, resolve, sep } from 'node:path'
-import { CarBlockIterator } from '@ipld/car/iterator'
+import { createReadStream } from 'node:fs'
+import { mkdir, rm, stat } from 'node:fs/promises'
+import { relative, resolve, sep } from 'node:path'
 import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
-import { exporter } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
-import { CAR_TYPE, pathProblem, verifyDirectory } from '../../node/weights/index.js'
+import { pathProblem, verifyDirectory } from '../../node/weights/index.js'
+import { fetchFiles, IDLE_MS, type TargetFile } from '../../node/weights/multi-fetch.js'
+import { holderGateways, sourceList } from '../../node/weights/multi-fetch-holders.js'
+import { includeMatcher } from '../../node/weights/multi-fetch-include.js'
 import { equalBytes } from '../../protocol/bytes.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'
-import { action, CliError, EXIT, examples, usage } from '../context.js'
+import { action, CliError, type Ctx, examples, usage } from '../context.js'
 import { readPin } from '../federation-pin.js'
 import { getModel, parseModelRef } from '../records.js'
 import { fetchManifest } from '../verify-online.js'
 
-const SHA256 = 0x12
-const IDENTITY = 0x00
-
-function toHex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex')
+interface FetchOptions {
+  node?: string
+  out: string
+  gateway: string[]
+  include: string[]
+  idleTimeout: string
 }
 
 /** Where `path` lands under `dir`, or a CliError when it would land outside it. */
@@ -57,207 +60,167 @@ async function complete(target: string, file: ManifestFile): Promise<boolean> {
   return equalBytes(new Uint8Array(hash.digest()), file.sha256)
 }
 
-function checkBlock(cid: CID, bytes: Uint8Array, path: string): void {
-  const code = cid.multihash.code
-  let ok: boolean
-  if (code === SHA256)
-    ok = equalBytes(new Uint8Array(createHash('sha256').update(bytes).digest()), cid.multihash.digest)
-  else if (code === IDENTITY) ok = equalBytes(bytes, cid.multihash.digest)
-  else
+/** The signed manifest of the version the node names (ratified, or the only one). */
+async function manifestOf(client: NodeClient, key: string): Promise<{ id: string; body: ManifestBody }> {
+  const m = await getModel(client, key)
+  const id = m.manifest ?? (m.manifests.length === 1 ? m.manifests[0]!.id : undefined)
+  if (id === undefined)
     throw new CliError(
-      'block-corrupt',
-      `${path}: block ${cid} uses an unsupported hash (0x${code.toString(16)})`,
+      m.manifests.length === 0 ? 'unknown-model' : 'no-manifest',
+      m.manifests.length === 0
+        ? `no manifest of ${key} is known to the node`
+        : `${key} has ${m.manifests.length} rival manifests and none is ratified`,
     )
-  if (!ok) throw new CliError('block-corrupt', `${path}: block ${cid} does not hash to its CID`)
+  // Signed by a member of the pinned federation, when this home has pinned one (verify and
+  // exec check the files against a certificate afterwards in any case).
+  const pin = await readPin()
+  const body = await fetchManifest(client, id, pin ? CID.parse(pin.federation) : undefined)
+  if (body.name !== m.name || body.version !== m.version)
+    throw new CliError('bad-answer', `the node's manifest ${id} is for ${body.name}@${body.version}`)
+  return { id, body }
 }
 
-function unreachable(base: string, e: unknown): CliError {
-  const err = e as Error & { cause?: { code?: string; message?: string } }
-  const why = err.cause?.code ?? err.cause?.message ?? err.message
-  return new CliError(
-    'node-unreachable',
-    `cannot reach the node at ${base} (${why}); is it running? (set --node or $ALLMENDE_NODE)`,
-    EXIT.unreachable,
+/** The holders' gateways the node's replication report names; none when it has no such route. */
+async function holdersOf(client: NodeClient, key: string, weights: CID): Promise<string[]> {
+  try {
+    const res = await fetch(`${client.base}/replication?model=${encodeURIComponent(key)}`, {
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(client.timeoutMs),
+    })
+    return res.ok ? holderGateways(await res.json(), weights.toString()) : []
+  } catch {
+    return [] // the node itself stays a source; its other routes have answered
+  }
+}
+
+function progressBar(ctx: Ctx, total: number): cliProgress.SingleBar | undefined {
+  if (ctx.json || !process.stderr.isTTY || total === 0) return undefined
+  return new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: 'fetching [{bar}] {percentage}% {value}/{total} bytes',
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
   )
 }
 
-/** Streams the CAR of one file into `store` (a directory of blocks named by CID), every block checked. */
-async function fetchBlocks(client: NodeClient, root: CID, path: string, store: string): Promise<void> {
-  const url = `${client.base}/ipfs/${root}/${path.split('/').map(encodeURIComponent).join('/')}?format=car&dag-scope=all`
-  let res: Response
-  try {
-    res = await fetch(url, { headers: { accept: CAR_TYPE } })
-  } catch (e) {
-    throw unreachable(client.base, e)
-  }
-  if (!res.ok || !res.body) {
-    const text = await res.text().catch(() => '')
-    let message = `the node answered ${res.status} ${res.statusText}`
-    try {
-      const m = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message
-      if (typeof m === 'string') message = m
-    } catch {}
-    throw new CliError('fetch-failed', `${path}: ${message}`)
-  }
-  try {
-    const blocks = await CarBlockIterator.fromIterable(res.body as unknown as AsyncIterable<Uint8Array>)
-    for await (const { cid, bytes } of blocks) {
-      checkBlock(cid, bytes, path)
-      await writeFile(join(store, cid.toString()), bytes)
-    }
-  } catch (e) {
-    if (e instanceof CliError) throw e
+/** The directory against the manifest's files that were asked for (all, without --include). */
+async function checkDirectory(dir: string, body: ManifestBody, included: ReadonlySet<string>): Promise<void> {
+  const files = body.files.filter((f) => included.has(f.path))
+  const subset = files.length !== body.files.length
+  const check = await verifyDirectory(dir, { ...body, files, size: files.reduce((n, f) => n + f.size, 0) })
+  // With --include, the manifest's other files (and their .partial leftovers) may be there too.
+  const others = new Set(
+    body.files
+      .filter((f) => !included.has(f.path))
+      .flatMap((f) => [f.path, `${f.path}.partial`, `${f.path}.partial.journal`]),
+  )
+  const problem = check.problems.find(
+    (p) => !(subset && p.code === 'file-extra' && p.path !== undefined && others.has(p.path)),
+  )
+  if (problem)
     throw new CliError(
-      'fetch-failed',
-      `${path}: the node's CAR ended early or is malformed (${(e as Error).message})`,
+      problem.code,
+      `${problem.path !== undefined ? `${problem.path}: ` : ''}${problem.message}`,
     )
-  }
 }
 
-/** Exports `path` from the block store into `target`, checking its size and sha256. */
-async function exportFile(
-  root: CID,
-  file: ManifestFile,
-  store: string,
-  target: string,
-  progress: (n: number) => void,
-): Promise<void> {
-  const blocks = {
-    async *get(cid: CID): AsyncGenerator<Uint8Array> {
-      let bytes: Uint8Array
-      try {
-        bytes = new Uint8Array(await readFile(join(store, cid.toString())))
-      } catch {
-        throw new CliError('block-missing', `${file.path}: the node did not send block ${cid}`)
-      }
-      yield bytes
-    },
-  }
-  let entry: Awaited<ReturnType<typeof exporter>>
-  try {
-    entry = await exporter(`${root}/${file.path}`, blocks)
-  } catch (e) {
-    if (e instanceof CliError) throw e
-    throw new CliError('fetch-failed', `${file.path}: ${(e as Error).message}`)
-  }
-  if (entry.type !== 'file' && entry.type !== 'raw' && entry.type !== 'identity')
-    throw new CliError('not-unixfs', `${file.path}: the weights hold a ${entry.type}, not a file`)
-  await mkdir(dirname(target), { recursive: true })
-  const hash = createHash('sha256')
-  let size = 0
-  const out = createWriteStream(target)
-  const done = new Promise<void>((ok, fail) => {
-    out.once('finish', ok)
-    out.once('error', fail)
-  })
-  try {
-    for await (const chunk of entry.content()) {
-      size += chunk.length
-      if (size > file.size) break
-      hash.update(chunk)
-      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()))
-      progress(chunk.length)
-    }
-  } finally {
-    out.end()
-    await done
-  }
-  if (size !== file.size)
-    throw new CliError(
-      'size-mismatch',
-      `${file.path}: the weights hold ${size > file.size ? 'more than ' : ''}${size} bytes, the manifest says ${file.size}`,
-    )
-  const digest = new Uint8Array(hash.digest())
-  if (!equalBytes(digest, file.sha256))
-    throw new CliError(
-      'sha256-mismatch',
-      `${file.path}: sha256 ${toHex(digest)}, the manifest says ${toHex(file.sha256)}`,
-    )
+function idleMsOf(text: string): number {
+  const seconds = Number(text)
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+    throw usage(`--idle-timeout: a number of seconds from 0 to 3600, not ${text.slice(0, 20)}`)
+  return Math.round(seconds * 1000)
 }
 
 export function registerFetch(cli: Command): void {
+  const collect = (value: string, previous: string[]) => [...previous, value]
   const cmd = withNode(
     cli
       .command('fetch')
-      .description("download a model version's files from a node, every block verified; resumable")
+      .description(
+        "download a model version's files from several gateways at once, every block verified; resumable",
+      )
       .argument('<name@version>')
-      .requiredOption('--out <dir>', 'the directory to write the files into (created if missing)'),
+      .requiredOption('--out <dir>', 'the directory to write the files into (created if missing)')
+      .option('--gateway <url>', 'another trustless gateway to fetch from (repeatable)', collect, [])
+      .option('--include <glob>', 'fetch only the files whose path matches (repeatable; * ? **)', collect, [])
+      .option(
+        '--idle-timeout <seconds>',
+        'drop a source that sends nothing for this long',
+        String(IDLE_MS / 1000),
+      ),
   )
   examples(cmd, [
     'allmende fetch mistral-7b-de@1.2.0 --out ./mistral-7b-de',
-    'allmende fetch org/m@2.0.0 --out ./m --node http://10.0.0.5:7070',
+    'allmende fetch org/m@2.0.0 --out ./m --node http://10.0.0.5:7070 --gateway http://10.0.0.6:7070',
+    "allmende fetch org/m@2.0.0 --out ./m --include '*.json' --include 'model-00001-*'",
   ])
   cmd.action(
-    action<{ node?: string; out: string }>(async (ctx, opts, [ref]) => {
+    action<FetchOptions>(async (ctx, opts, [ref]) => {
       const { key } = parseModelRef(ref!)
       if (opts.out.length === 0) throw usage('--out: a directory is needed')
+      const idleMs = idleMsOf(opts.idleTimeout)
+      const wanted = includeMatcher(opts.include)
       const client = new NodeClient(opts.node)
-      const m = await getModel(client, key)
-      const manifestId = m.manifest ?? (m.manifests.length === 1 ? m.manifests[0]!.id : undefined)
-      if (manifestId === undefined)
-        throw new CliError(
-          m.manifests.length === 0 ? 'unknown-model' : 'no-manifest',
-          m.manifests.length === 0
-            ? `no manifest of ${key} is known to the node`
-            : `${key} has ${m.manifests.length} rival manifests and none is ratified`,
-        )
-      // Signed by a member of the pinned federation, when this home has pinned one (verify and
-      // exec check the files against a certificate afterwards in any case).
-      const pin = await readPin()
-      const body: ManifestBody = await fetchManifest(
-        client,
-        manifestId,
-        pin ? CID.parse(pin.federation) : undefined,
-      )
-      if (body.name !== m.name || body.version !== m.version)
-        throw new CliError(
-          'bad-answer',
-          `the node's manifest ${manifestId} is for ${body.name}@${body.version}`,
-        )
+      const { id: manifestId, body } = await manifestOf(client, key)
       const dir = resolve(opts.out)
-      const targets = body.files.map((f) => ({ file: f, target: targetOf(dir, f.path) }))
+      const included = body.files.filter((f) => wanted(f.path))
+      if (included.length === 0)
+        throw new CliError('include-matches-nothing', `no file of ${key} matches ${opts.include.join(', ')}`)
+      const targets = included.map((f) => ({ file: f, target: targetOf(dir, f.path) }))
       await mkdir(dir, { recursive: true })
+      const sources = sourceList(client.base, opts.gateway, await holdersOf(client, key, body.weights))
 
-      const todo: typeof targets = []
-      for (const t of targets) if (!(await complete(t.target, t.file))) todo.push(t)
-      const total = todo.reduce((n, t) => n + t.file.size, 0)
-      const bar =
-        !ctx.json && process.stderr.isTTY && total > 0
-          ? new cliProgress.SingleBar(
-              {
-                stream: process.stderr,
-                format: 'fetching [{bar}] {percentage}% {value}/{total} bytes',
-                hideCursor: true,
-              },
-              cliProgress.Presets.shades_classic,
-            )
-          : undefined
+      const todo: TargetFile[] = []
+      for (const { file, target } of targets) {
+        if (await complete(target, file)) continue
+        await rm(target, { force: true }) // a wrong copy is not kept beside the new one (disk ≤ 1.1× the model)
+        todo.push({ path: file.path, size: file.size, sha256: file.sha256, target })
+      }
+      const total = todo.reduce((n, t) => n + t.size, 0)
+      const bar = progressBar(ctx, total)
       bar?.start(total, 0)
-      const store = await mkdtemp(join(tmpdir(), 'allmende-fetch-'))
+      const abort = new AbortController()
+      // Ctrl-C: the journals are written before the process ends, so the next run resumes.
+      const interrupt = () =>
+        abort.abort(new CliError('aborted', 'the fetch was interrupted; run it again to resume'))
+      process.once('SIGINT', interrupt)
+      let fetched: Awaited<ReturnType<typeof fetchFiles>>
       try {
-        for (const t of todo) {
-          await fetchBlocks(client, body.weights, t.file.path, store)
-          await exportFile(body.weights, t.file, store, t.target, (n) => bar?.increment(n))
-        }
+        fetched = await fetchFiles({
+          weights: body.weights,
+          files: todo,
+          sources,
+          signal: abort.signal,
+          idleMs,
+          onBytes: (n) => bar?.increment(n),
+          onDrop: (source, e) =>
+            ctx.notice('source-dropped', `left ${source}: ${(e as Error)?.message ?? e}`),
+        })
       } finally {
+        process.off('SIGINT', interrupt)
         bar?.stop()
-        await rm(store, { recursive: true, force: true })
       }
-      const check = await verifyDirectory(dir, body)
-      if (check.problems.length > 0) {
-        const p = check.problems[0]!
-        throw new CliError(p.code, `${p.path !== undefined ? `${p.path}: ` : ''}${p.message}`)
-      }
+      await checkDirectory(dir, body, new Set(included.map((f) => f.path)))
       ctx.out(
         {
           model: key,
           manifest: manifestId,
           dir,
-          files: body.files.length,
-          bytes: body.size,
+          files: included.length,
+          bytes: included.reduce((n, f) => n + f.size, 0),
           fetched: todo.length,
+          sources: fetched.sources.map((s) => ({
+            source: s.source,
+            units: s.units,
+            bytes: s.bytes,
+            ...(s.dropped ? { dropped: s.dropped } : {}),
+          })),
+          resumedBytes: fetched.resumedBytes,
+          receivedBytes: fetched.receivedBytes,
         },
-        `${key}: ${body.files.length} files, ${body.size} bytes in ${dir} (${todo.length} fetched, ${targets.length - todo.length} already complete)`,
+        `${key}: ${included.length} files, ${included.reduce((n, f) => n + f.size, 0)} bytes in ${dir} (${todo.length} fetched from ${fetched.sources.filter((s) => s.units > 0).length} of ${sources.length} sources, ${targets.length - todo.length} already complete)`,
       )
     }),
   )
