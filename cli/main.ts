@@ -25,6 +25,7 @@ import { registerFetch } from './commands/fetch.js'
 import { registerInit } from './commands/init.js'
 import { registerModel } from './commands/model.js'
 import { registerNodeQueries } from './commands/node.js'
+import { registerNodeMirror } from './commands/node-mirror.js'
 import { registerProposals } from './commands/proposals.js'
 import { registerPropose } from './commands/propose.js'
 import { registerVerify } from './commands/verify.js'
@@ -187,6 +188,7 @@ export function program(): Command {
   registerNodeInit(node, cli)
   registerNodeStart(node, cli)
   registerNodeQueries(node)
+  registerNodeMirror(node)
   registerPropose(cli)
   registerVote(cli)
   registerProposals(cli)
