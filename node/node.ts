@@ -231,6 +231,8 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
       pin: opened.weights.pin,
       held: opened.held,
       pins: opened.pins,
+      // Holdings start below; the mirror asks for a root's holders only when it fetches.
+      holderGateways: (root) => running.holdings?.gatewaysOf(root) ?? [],
       metrics,
       clock,
       log,
