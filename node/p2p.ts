@@ -69,6 +69,8 @@ export interface P2POptions {
   bootstrap: string[]
   /** The gossip topic, see `topicFor`. */
   topic: string
+  /** More topics the node may join later (holding announcements); only these and `topic` are allowed. */
+  otherTopics?: readonly string[]
   /** Synchronous, fast, never fetches. Wrapped: a throw becomes 'ignore'. */
   validate: (bytes: Uint8Array, from: string) => Verdict
   /** Every accepted message from another peer, once. */
@@ -233,7 +235,7 @@ function libp2pOptions(
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: gossipsub(gossipOptions(options.topic)),
+      pubsub: gossipsub(gossipOptions(options.topic, options.otherTopics)),
     },
   }
 }

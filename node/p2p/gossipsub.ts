@@ -52,7 +52,9 @@ function messageId(msg: Message): Uint8Array {
   return new Uint8Array(createHash('sha256').update(msg.data).digest())
 }
 
-export function gossipOptions(topic: string): Partial<GossipsubOpts> {
+/** Options for our topic and `otherTopics` (holding announcements), each allowed and scored alike. */
+export function gossipOptions(topic: string, otherTopics: readonly string[] = []): Partial<GossipsubOpts> {
+  const scores = scoreParams(topic)
   return {
     globalSignaturePolicy: StrictNoSign,
     msgIdFn: messageId,
@@ -69,12 +71,15 @@ export function gossipOptions(topic: string): Partial<GossipsubOpts> {
     // into {delivered: 0}, and a later publish of the same bytes goes out.
     allowPublishToZeroTopicPeers: false,
     ignoreDuplicatePublishError: true,
-    allowedTopics: [topic],
+    allowedTopics: [topic, ...otherTopics],
     maxInboundDataLength: MAX_GOSSIP_FRAME_BYTES,
     maxOutboundBufferSize: GOSSIP_OUTBOUND_BUFFER_BYTES,
     maxInboundStreams: 4,
     maxOutboundStreams: 4,
-    scoreParams: scoreParams(topic),
+    scoreParams: {
+      ...scores,
+      topics: Object.fromEntries([topic, ...otherTopics].map((t) => [t, scores.topics![topic]!])),
+    },
     scoreThresholds: {
       gossipThreshold: -10,
       publishThreshold: -50,

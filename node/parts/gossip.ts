@@ -32,6 +32,8 @@ export interface GossipOptions {
   readonly helia: boolean
   readonly blockstore?: Blockstore
   readonly datastore?: Datastore
+  /** Topics joined later by other parts (holding announcements). */
+  readonly otherTopics?: readonly string[]
 }
 
 /** Starts libp2p on the federation's topic, its validator and handler bound to the store. */
@@ -44,6 +46,7 @@ export function startGossip(options: GossipOptions): Promise<P2P> {
     listen: [...config.listen],
     bootstrap: [...config.bootstrap],
     topic: topicFor(config.federation),
+    ...(options.otherTopics ? { otherTopics: options.otherTopics } : {}),
     validate: (bytes) => {
       const checked = store.check(bytes)
       verdicts.set(bytes, checked)

@@ -1,0 +1,219 @@
+/**
+ * The node's holdings, wired (docs/adr/0029-holding-announcements.md): the bounded store, the
+ * intake every message goes through, gossip on the holdings topic, sync on request with each
+ * peer as it connects and every renewal period, the announcer (when the node holds weights), the
+ * metrics, and what `node.holdings` and the replication routes read.
+ */
+import type { PrivateKey } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
+import type { NodeConfig } from '../config.js'
+import { announcedGateways, WEIGHTS_CONFIG_DEFAULTS } from '../config-weights.js'
+import { NodeError } from '../errors.js'
+import { type Announcer, createAnnouncer } from '../holdings/announcer.js'
+import { joinHoldingsGossip } from '../holdings/gossip.js'
+import { createIntake, type Intake, type TakeResult } from '../holdings/intake.js'
+import { createHoldingsMetrics } from '../holdings/metrics.js'
+import {
+  createWeightsIndex,
+  entryOf,
+  type Holder,
+  holdersOf,
+  membersOfPeers,
+  type ReplicationEntry,
+  type ReplicationReport,
+  replicationReport,
+} from '../holdings/report.js'
+import { HoldingsStore } from '../holdings/store.js'
+import { createHoldingsSync, type HoldingsSync, type SyncOutcome } from '../holdings/sync.js'
+import type { Logger } from '../log.js'
+import type { Metrics } from '../metrics.js'
+import type { P2P } from '../p2p.js'
+import type { RecordStore } from '../store.js'
+import type { HeldVersions } from '../weights/held-versions.js'
+
+/**
+ * How often the announcer looks for held roots a newly arrived manifest names, and a peer whose
+ * last answer held messages we could not judge yet is asked again once records arrived.
+ */
+const CATCH_UP_MS = 2_000
+
+export interface HoldingsPartOptions {
+  /** The config as it is now (live settings change `minHolders` and `announceGateways`). */
+  readonly config: () => NodeConfig
+  readonly federation: CID
+  readonly store: RecordStore
+  readonly p2p: P2P
+  readonly peerKey: PrivateKey
+  /** What this node holds; absent without Helia (it then announces nothing). */
+  readonly held?: HeldVersions
+  readonly metrics: Metrics
+  readonly clock: () => number
+  readonly log: Logger
+}
+
+/** What `node.holdings` offers (the mirror's and the fetch's sources come from here). */
+export interface NodeHoldings {
+  /** Gateways of every live holder of `weights`. */
+  gatewaysOf(weights: CID): string[]
+  /** Every live holder of `weights`, with its member. */
+  holdersOf(weights: CID): Holder[]
+  /** The replication report over every ratified version. */
+  report(): ReplicationReport
+  /** The entry of one version `name@version`; throws a NodeError for an unknown or ambiguous one. */
+  version(key: string): ReplicationEntry
+  /** The members' current bindings (what `node bind` builds on). */
+  bindings(): { member: string; peers: string[]; at: number }[]
+  /** A binding from the API: taken like gossip and, when stored, gossiped. */
+  submitBinding(bytes: Uint8Array): Promise<TakeResult>
+  /** One sync session with `peer` (tests, and the schedule). */
+  syncWith(peer: string): Promise<SyncOutcome>
+  /** Starts announcing what this node holds, its gateway at `apiUrl` (once the API listens). */
+  startAnnouncing(apiUrl: string): Promise<void>
+  /** Renews this node's announcements now (the timer does it every period). */
+  renew(): Promise<void>
+  readonly store: HoldingsStore
+  stop(): Promise<void>
+}
+
+export async function startHoldings(options: HoldingsPartOptions): Promise<NodeHoldings> {
+  const { config, store: records, p2p, clock, log } = options
+  const renewMs = config().holdingRenewMs ?? WEIGHTS_CONFIG_DEFAULTS.holdingRenewMs
+  const minHolders = () => config().minHolders ?? WEIGHTS_CONFIG_DEFAULTS.minHolders
+  const store = new HoldingsStore({ clock, ttlMs: 3 * renewMs })
+  const isKnownWeights = createWeightsIndex(records.fold)
+  const report = () => replicationReport({ fold: records.fold, store, minHolders: minHolders() })
+  const metrics = createHoldingsMetrics(options.metrics.registry, {
+    report,
+    liveAnnouncements: () => store.announcements().length,
+  })
+  const intake = createIntake({
+    federation: options.federation,
+    store,
+    isMember: (did) => records.fold.state().members.some((m) => m.id === did),
+    isKnownWeights,
+    onRefused: (reason) => metrics.refused(reason),
+  })
+  const gossip = joinHoldingsGossip(p2p.libp2p.services.pubsub, {
+    federation: options.federation.toString(),
+    peerId: p2p.peerId,
+    intake,
+    log,
+  })
+  const stopping = new AbortController()
+  const sync = createHoldingsSync({ p2p, store, intake, log, stopping: stopping.signal })
+  await sync.handle()
+  const publish = publisher(intake, gossip.publish, log)
+  let announcer: Announcer | undefined
+  const startAnnouncing = async (apiUrl: string): Promise<void> => {
+    if (!options.held || announcer) return
+    announcer = createAnnouncer({
+      federation: options.federation,
+      peerId: p2p.peerId,
+      peerKey: options.peerKey,
+      held: options.held,
+      isKnownWeights,
+      // The API's real address: `api` may name port 0 until it listens.
+      gateways: () => announcedGateways({ ...config(), api: new URL(apiUrl).host }),
+      clock,
+      publish: async (bytes) => void (await publish(bytes, 'announcement')),
+      log,
+    })
+    await announcer.renew()
+  }
+  const schedule = startSchedule({
+    p2p,
+    sync,
+    store,
+    announcer: () => announcer,
+    recordCount: () => records.fold.state().recordCount,
+    renewMs,
+    stopping: stopping.signal,
+  })
+
+  return {
+    gatewaysOf: (weights) => store.gatewaysOf(weights),
+    holdersOf: (weights) => holdersOf(store, weights, membersOfPeers(store, records.fold.state())),
+    report,
+    version: (key) => versionEntry(records, store, minHolders(), key),
+    bindings: () =>
+      store.bindings().map(({ value: b }) => ({ member: b.member, peers: [...b.peers], at: b.at })),
+    submitBinding: (bytes) => publish(bytes, 'binding'),
+    syncWith: (peer) => sync.pull(peer),
+    startAnnouncing,
+    renew: () => announcer?.renew() ?? Promise.resolve(),
+    store,
+    async stop() {
+      stopping.abort()
+      schedule.stop()
+      await announcer?.stop()
+      await sync.unhandle()
+    },
+  }
+}
+
+/** Takes a message as gossip would and, once stored, gossips it. */
+function publisher(intake: Intake, gossip: (bytes: Uint8Array) => Promise<unknown>, log: Logger) {
+  return async (bytes: Uint8Array, only?: 'announcement' | 'binding'): Promise<TakeResult> => {
+    const taken = intake.take(bytes, only)
+    if (taken.verdict === 'accept') await gossip(bytes)
+    else log.debug('holdings-not-published', { kind: taken.kind, reason: taken.reason })
+    return taken
+  }
+}
+
+/** Sync with each peer as it connects; every renewal period renew, sweep and sync with every peer. */
+function startSchedule(parts: {
+  p2p: P2P
+  sync: HoldingsSync
+  store: HoldingsStore
+  announcer: () => Announcer | undefined
+  recordCount: () => number
+  renewMs: number
+  stopping: AbortSignal
+}) {
+  const { p2p, sync, store } = parts
+  // Peers whose last answer held messages we lacked records to judge, and our record count then.
+  const deferred = new Map<string, number>()
+  const pull = (peer: string) =>
+    void sync.pull(peer).then((outcome) => {
+      if (outcome.deferred > 0) deferred.set(peer, parts.recordCount())
+      else deferred.delete(peer)
+    })
+  const onConnect = (evt: CustomEvent<{ toString(): string }>) => {
+    if (!parts.stopping.aborted) pull(evt.detail.toString())
+  }
+  p2p.libp2p.addEventListener('peer:connect', onConnect)
+  const renewal = setInterval(() => {
+    store.sweep()
+    void parts.announcer()?.renew()
+    for (const { id } of p2p.peers()) pull(id)
+  }, parts.renewMs)
+  const catchUp = setInterval(() => {
+    void parts.announcer()?.announceNew()
+    for (const [peer, count] of deferred) if (parts.recordCount() !== count) pull(peer)
+  }, CATCH_UP_MS)
+  renewal.unref()
+  catchUp.unref()
+  return {
+    stop() {
+      clearInterval(renewal)
+      clearInterval(catchUp)
+      p2p.libp2p.removeEventListener('peer:connect', onConnect)
+    },
+  }
+}
+
+function versionEntry(records: RecordStore, store: HoldingsStore, minHolders: number, key: string) {
+  const state = records.fold.state()
+  const model = state.models.get(key)
+  if (!model)
+    throw new NodeError('unknown-model', `no manifest of ${key} is known to this node`, { status: 404 })
+  const entry = entryOf({ fold: records.fold, store, minHolders }, model, membersOfPeers(store, state))
+  if (!entry)
+    throw new NodeError(
+      'model-ambiguous',
+      `${key} has ${model.manifests.length} rival manifests and none is ratified: no single weights to report on`,
+      { status: 409 },
+    )
+  return entry
+}
