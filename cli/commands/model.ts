@@ -7,6 +7,7 @@ import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { getModel } from '../records.js'
 import { fetchManifest } from '../verify-online.js'
+import { registerModelHolders } from './model-holders.js'
 import { table } from './proposals.js'
 import { registerPublish } from './publish.js'
 
@@ -133,5 +134,6 @@ export function registerModel(cli: Command): Command {
     }),
   )
   registerPublish(model)
+  registerModelHolders(model)
   return model
 }

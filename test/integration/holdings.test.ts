@@ -18,6 +18,7 @@ import type { ReplicationReport } from '../../node/holdings/report.js'
 import { type AllmendeNode, startNode } from '../../node/index.js'
 import { createLogger } from '../../node/log.js'
 import { createSigner } from '../../protocol/index.js'
+import { root as repoRoot, runProcess } from '../support/cli.js'
 import { announcementFields, OTHER_FEDERATION, rawAnnouncement, testPeer } from '../support/holdings.js'
 import {
   holdWeights,
@@ -52,6 +53,19 @@ async function untilHolders(nodes: readonly AllmendeNode[], peers: string[], wha
     what,
     20_000,
   )
+}
+
+/** `allmende --json ...args` from the sources, talking to `node`; its parsed output. */
+async function cli(node: AllmendeNode, args: string[]): Promise<Record<string, unknown>> {
+  const run = await runProcess(
+    join(repoRoot, 'node_modules/.bin/tsx'),
+    [join(repoRoot, 'cli/run.ts'), '--json', ...args],
+    {
+      env: { ...process.env, ALLMENDE_NODE: node.apiUrl, ALLMENDE_HOME: root(), ALLMENDE_PASSPHRASE: '' },
+    },
+  )
+  if (run.code !== 0) throw new Error(`allmende ${args.join(' ')} exited ${run.code}: ${run.stderr}`)
+  return JSON.parse(run.stdout) as Record<string, unknown>
 }
 
 /** A node of the federation that is no steward and holds no weights, bootstrapping to `to`. */
@@ -147,6 +161,30 @@ describe('the replication report', () => {
       await s2.held!.scrubbed(weights.root, Date.now(), false)
       await untilHolders(nodes, [s1.p2p.peerId, s4.p2p.peerId], 's2 withdrawn everywhere')
       expect((await replication(s3)).versions[0]!.flagged).toBe(true)
+
+      // `node bind` with member s2's key binds s2's node; `model holders` shows it.
+      const boundCli = await cli(s2, ['node', 'bind', '--key', join(root(), 'holdings-s2.key')])
+      expect(boundCli).toEqual({ member: sim.did('s2'), peers: [s2.p2p.peerId] })
+      await s2.held!.verified(weights.root, Date.now())
+      await until(
+        async () =>
+          (await replication(s3)).versions[0]?.holders.find((h) => h.peer === s2.p2p.peerId)?.member ===
+          sim.did('s2'),
+        's2 listed again, bound to member s2',
+        20_000,
+      )
+      const shown = (await cli(s3, ['model', 'holders', 'tiny@1.0.0'])) as {
+        holders: { peer: string; member: string }[]
+      }
+      expect(shown.holders.map((h) => [h.peer, h.member]).sort()).toEqual(
+        [
+          [s1.p2p.peerId, sim.did('s1')],
+          [s2.p2p.peerId, sim.did('s2')],
+          [s4.p2p.peerId, null],
+        ].sort(),
+      )
+      await s2.held!.forget(weights.root)
+      await untilHolders(nodes, [s1.p2p.peerId, s4.p2p.peerId], 's2 withdrawn again')
 
       // A node that joins now learns the holders and the binding by sync (gossip said them before it came).
       late = await lateNode(sim, s1)
