@@ -12,6 +12,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { adminCheck, registerAdminRoutes } from './api/admin.js'
 import { type ConfigRoutesOptions, registerConfigRoutes } from './api/config.js'
+import { type GcRoutesOptions, registerGcRoutes } from './api/gc.js'
 import { registerRecordRoutes } from './api/records.js'
 import { fail } from './api/reply.js'
 import { registerViewRoutes } from './api/views.js'
@@ -73,6 +74,8 @@ export interface ApiContext {
   readonly weights?: ApiWeights
   /** The live config and `node pin` (api/config.ts); without it the config routes are absent. */
   readonly configRoutes?: Omit<ConfigRoutesOptions, 'requireAdmin'>
+  /** The weights clean-up behind `POST /admin/gc` (api/gc.ts); without it the route is absent. */
+  readonly gcRoutes?: Omit<GcRoutesOptions, 'requireAdmin'>
 }
 
 /** `POST /records` bodies: one record, or a seal as a CAR with its list blocks (api-limits.ts). */
@@ -113,6 +116,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
   })
   registerAdminRoutes(app, { requireAdmin, dial: (multiaddr) => ctx.dial(multiaddr) })
   if (ctx.configRoutes) registerConfigRoutes(app, { requireAdmin, ...ctx.configRoutes })
+  if (ctx.gcRoutes) registerGcRoutes(app, { requireAdmin, ...ctx.gcRoutes })
   if (ctx.weights) {
     await registerWeightsApi(app, {
       weights: ctx.weights,

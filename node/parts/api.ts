@@ -36,6 +36,7 @@ export interface ApiPartsOptions {
   }
   /** The live config and `node pin` (api/config.ts). */
   readonly configRoutes?: ApiContext['configRoutes']
+  readonly gcRoutes?: ApiContext['gcRoutes']
 }
 
 /** The node's own key files: never imported wherever they sit, even below an import root. */
@@ -79,6 +80,7 @@ export function buildApi(options: ApiPartsOptions): Promise<FastifyInstance> {
     status: options.status,
     ...(options.weights ? { weights: options.weights } : {}),
     ...(options.configRoutes ? { configRoutes: options.configRoutes } : {}),
+    ...(options.gcRoutes ? { gcRoutes: options.gcRoutes } : {}),
     peers: () => p2p.peers(),
     publish: async (bytes) => {
       await p2p.publish(bytes)

@@ -24,10 +24,10 @@ export interface HeldEntry {
   readonly complete: boolean
 }
 
-/** The slice of a datastore used (the node's LevelDatastore). */
+/** The slice of a datastore used (the node's LevelDatastore; a MemoryDatastore in tests). */
 export interface HeldDatastore {
-  put(key: Key, value: Uint8Array): Promise<unknown>
-  delete(key: Key): Promise<unknown>
+  put(key: Key, value: Uint8Array): unknown
+  delete(key: Key): unknown
   query(q: {
     prefix: string
   }): AsyncIterable<{ key: Key; value: Uint8Array }> | Iterable<{ key: Key; value: Uint8Array }>

@@ -1,0 +1,127 @@
+/**
+ * Clean-up's decisions (node/weights/cleanup-plan.ts): every case of a pinned root — no manifest,
+ * a manifest with no proposal, rejected, expired, pending (open or awaiting seals), ratified,
+ * revoked, and weights two manifests share — and from when the retention counts: the latest of
+ * the pin, the manifests' `at` and the proposals' `closesAt`.
+ */
+import { describe, expect, it } from 'vitest'
+import { judgeRoot, type RootStanding } from '../../../../node/weights/cleanup-plan.js'
+import type { Phase, ProposalView } from '../../../../protocol/index.js'
+
+const DAY = 24 * 60 * 60 * 1000
+const RETENTION = 30 * DAY
+const SEAL_DEADLINE = 5_000
+
+/** A ratification as the fold shows it: its phase and close (what the decision reads). */
+function proposal(phase: Phase, closesAt: number): ProposalView {
+  return { phase, closesAt, rules: { sealDeadlineMs: SEAL_DEADLINE } } as unknown as ProposalView
+}
+
+function manifest(
+  at: number,
+  proposals: ProposalView[] = [],
+  status: 'ratified' | 'revoked' | 'proposed' = 'proposed',
+): RootStanding['manifests'][number] {
+  return { at, status, proposals }
+}
+
+const none: RootStanding = { manifests: [] }
+
+describe('clean-up of a pinned root', () => {
+  it('with no manifest: kept for the retention from its pin, then collected as no-manifest', () => {
+    expect(judgeRoot(none, 5 * DAY, 5 * DAY + RETENTION - 1, RETENTION)).toEqual({
+      collect: false,
+      why: 'retained',
+      dueAt: 5 * DAY + RETENTION,
+    })
+    expect(judgeRoot(none, 5 * DAY, 5 * DAY + RETENTION, RETENTION)).toEqual({
+      collect: true,
+      why: 'no-manifest',
+      since: 5 * DAY,
+      dueAt: 5 * DAY + RETENTION,
+    })
+  })
+
+  it('with a manifest but no proposal: counted from the manifest when it came after the pin', () => {
+    const standing = { manifests: [manifest(9 * DAY)] }
+    expect(judgeRoot(standing, 2 * DAY, 9 * DAY + RETENTION - 1, RETENTION).collect).toBe(false)
+    expect(judgeRoot(standing, 2 * DAY, 9 * DAY + RETENTION, RETENTION)).toMatchObject({
+      collect: true,
+      why: 'no-proposal',
+      since: 9 * DAY,
+    })
+  })
+
+  it('rejected (or without quorum, or void): counted from the last proposal’s close', () => {
+    for (const phase of ['final-rejected', 'final-no-quorum', 'void', 'superseded'] as const) {
+      const standing = {
+        manifests: [manifest(DAY, [proposal(phase, 3 * DAY), proposal('final-rejected', 4 * DAY)])],
+      }
+      expect(judgeRoot(standing, 0, 4 * DAY + RETENTION - 1, RETENTION).collect).toBe(false)
+      expect(judgeRoot(standing, 0, 4 * DAY + RETENTION, RETENTION)).toMatchObject({
+        collect: true,
+        why: 'rejected',
+        since: 4 * DAY,
+      })
+    }
+  })
+
+  it('expired (closed, never sealed within the seal deadline): collected as expired', () => {
+    const standing = { manifests: [manifest(DAY, [proposal('undecided', 2 * DAY)])] }
+    expect(judgeRoot(standing, 0, 2 * DAY + RETENTION, RETENTION)).toMatchObject({
+      collect: true,
+      why: 'expired',
+      since: 2 * DAY,
+    })
+  })
+
+  it('pending (open, awaiting seals, pending or conflicted): kept however long it waits', () => {
+    const long = 1000 * DAY
+    const open = { manifests: [manifest(DAY, [proposal('undecided', long + 1)])] }
+    expect(judgeRoot(open, 0, long, RETENTION)).toEqual({ collect: false, why: 'pending' })
+    const awaiting = { manifests: [manifest(DAY, [proposal('undecided', long - 1)])] }
+    expect(judgeRoot(awaiting, 0, long, RETENTION)).toEqual({ collect: false, why: 'pending' })
+    for (const phase of ['pending', 'conflicted'] as const) {
+      const standing = { manifests: [manifest(DAY, [proposal(phase, DAY)])] }
+      expect(judgeRoot(standing, 0, long, RETENTION)).toEqual({ collect: false, why: 'pending' })
+    }
+    // One pending beside a rejected one: still waits.
+    const both = {
+      manifests: [manifest(DAY, [proposal('final-rejected', DAY), proposal('undecided', long + 1)])],
+    }
+    expect(judgeRoot(both, 0, long, RETENTION)).toEqual({ collect: false, why: 'pending' })
+  })
+
+  it('ratified: never collected; revoked: left to the retention of revoked weights', () => {
+    const ratified = { manifests: [manifest(DAY, [proposal('final-passed', 2 * DAY)], 'ratified')] }
+    expect(judgeRoot(ratified, 0, 10_000 * DAY, RETENTION)).toEqual({ collect: false, why: 'ratified' })
+    const revoked = { manifests: [manifest(DAY, [proposal('final-passed', 2 * DAY)], 'revoked')] }
+    expect(judgeRoot(revoked, 0, 10_000 * DAY, RETENTION)).toEqual({ collect: false, why: 'revoked' })
+  })
+
+  it('shared by two manifests: kept while either keeps it, else counted from the later of them', () => {
+    const rejected = manifest(DAY, [proposal('final-rejected', 2 * DAY)])
+    const ratified = manifest(3 * DAY, [proposal('final-passed', 4 * DAY)], 'ratified')
+    expect(judgeRoot({ manifests: [rejected, ratified] }, 0, 10_000 * DAY, RETENTION)).toEqual({
+      collect: false,
+      why: 'ratified',
+    })
+    const pending = manifest(3 * DAY, [proposal('undecided', 10_001 * DAY)])
+    expect(judgeRoot({ manifests: [rejected, pending] }, 0, 10_000 * DAY, RETENTION).why).toBe('pending')
+    const unproposed = manifest(6 * DAY)
+    expect(judgeRoot({ manifests: [rejected, unproposed] }, 0, 6 * DAY + RETENTION, RETENTION)).toMatchObject(
+      {
+        collect: true,
+        why: 'rejected',
+        since: 6 * DAY,
+      },
+    )
+    expect(
+      judgeRoot({ manifests: [rejected, unproposed] }, 0, 6 * DAY + RETENTION - 1, RETENTION).collect,
+    ).toBe(false)
+  })
+
+  it('a retention of 0 collects as soon as nothing keeps it', () => {
+    expect(judgeRoot(none, 7, 7, 0)).toMatchObject({ collect: true, why: 'no-manifest' })
+  })
+})
