@@ -6,7 +6,6 @@
  */
 import type { CID } from 'multiformats/cid'
 import { Counter, Gauge } from 'prom-client'
-import type { FederationState } from '../../protocol/index.js'
 import type { NodeConfig } from '../config.js'
 import { WEIGHTS_CONFIG_DEFAULTS } from '../config-weights.js'
 import type { Logger } from '../log.js'
@@ -19,7 +18,7 @@ import { type ServingPinsSource, servingPins } from '../weights/gateway-serving.
 import type { HeldVersions } from '../weights/held-versions.js'
 import { createMirror, type Mirror } from '../weights/mirror.js'
 import { verifiedFetch } from '../weights/mirror-fetch.js'
-import { type ManifestReader, type MirroredManifest, withheldRoots } from '../weights/mirror-plan.js'
+import { type ManifestReader, type MirroredManifest, perVersions } from '../weights/mirror-plan.js'
 
 const MIRROR_TICK_MS = 2_000
 
@@ -59,24 +58,6 @@ function manifestReader(store: RecordStore): ManifestReader {
   }
 }
 
-/**
- * `f` of the state's manifests and models, computed again only when they change (votes alone
- * make a new state object, with the same maps).
- */
-function perVersions<T>(f: (state: FederationState) => T): (state: FederationState) => T {
-  let models: unknown
-  let manifests: unknown
-  let value: T | undefined
-  return (state) => {
-    if (value === undefined || state.models !== models || state.manifests !== manifests) {
-      value = f(state)
-      models = state.models
-      manifests = state.manifests
-    }
-    return value
-  }
-}
-
 export function startMirror(options: MirrorPartOptions): MirrorPart {
   const { store, config, log } = options
   const read = manifestReader(store)
@@ -104,16 +85,12 @@ export function startMirror(options: MirrorPartOptions): MirrorPart {
     ...(options.retryMs !== undefined ? { retryMs: options.retryMs } : {}),
     onOutcome: (outcome) => fetches.inc({ result: outcome.result }),
   })
-  const withheld = perVersions((state) => withheldRoots(state, read))
   registerHeldSeries(options, read)
   const timer = setInterval(() => mirror.tick(), options.tickMs ?? MIRROR_TICK_MS)
   timer.unref()
   return {
     mirror,
-    gatewayPins: servingPins(
-      options.pins,
-      (): ReadonlyMap<string, WithheldVersion> => withheld(store.fold.state()),
-    ),
+    gatewayPins: servingPins(options.pins, (): ReadonlyMap<string, WithheldVersion> => mirror.withheld()),
     timer,
   }
 }

@@ -101,3 +101,21 @@ export function withheldRoots(state: FederationState, read: ManifestReader): Map
 function statusOf(model: ModelView, manifest: ManifestView): string {
   return WITHHELD_STATUSES.has(manifest.status) ? manifest.status : model.status
 }
+
+/**
+ * `f` of the state's manifests and models, computed again only when they change (votes alone
+ * make a new state object, with the same maps).
+ */
+export function perVersions<T>(f: (state: FederationState) => T): (state: FederationState) => T {
+  let models: unknown
+  let manifests: unknown
+  let value: T | undefined
+  return (state) => {
+    if (value === undefined || state.models !== models || state.manifests !== manifests) {
+      value = f(state)
+      models = state.models
+      manifests = state.manifests
+    }
+    return value
+  }
+}

@@ -16,7 +16,15 @@ import type { MirrorPolicy } from '../config-weights.js'
 import { NodeError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { fetchBudgetMs } from './check-retry.js'
-import { type ManifestReader, type MirrorTarget, mirrorTargets, ratifiedTarget } from './mirror-plan.js'
+import {
+  type ManifestReader,
+  type MirrorTarget,
+  mirrorTargets,
+  perVersions,
+  ratifiedTarget,
+  type Withholding,
+  withheldRoots,
+} from './mirror-plan.js'
 
 /** How a verified fetch ended; counts when the weights came whole. */
 export interface FetchOutcome {
@@ -85,6 +93,11 @@ export interface Mirror {
   pinOnce(model: string): PinAnswer
   /** Fetches under way, by weights root. */
   fetching(): string[]
+  /**
+   * The weights roots (CIDv1 text) no node serves now, with the version each waits on: the
+   * gateway's gate, and what holding announcements leave out.
+   */
+  withheld(): ReadonlyMap<string, Withholding>
 }
 
 /** Failed roots: how many failures in a row, and when the next try may start. */
@@ -205,7 +218,13 @@ export function createMirror(options: MirrorOptions): Mirror {
     return { status: 'fetching', model, weights }
   }
 
-  return { tick, pinOnce, fetching: () => [...inFlight.keys()] }
+  const withheld = perVersions((state) => withheldRoots(state, options.read))
+  return {
+    tick,
+    pinOnce,
+    fetching: () => [...inFlight.keys()],
+    withheld: () => withheld(options.state()),
+  }
 }
 
 /** The ratified version `model`, or the NodeError that says why it cannot be pinned. */
