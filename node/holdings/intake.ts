@@ -34,6 +34,8 @@ export interface IntakeParts {
   readonly isKnownWeights: (weights: CID) => boolean
   /** Every refusal, for the metrics. */
   readonly onRefused?: (reason: HoldingsRefusal) => void
+  /** Every binding stored, to keep it (persist.ts). */
+  readonly onBindingStored?: (member: Did, bytes: Uint8Array) => void
 }
 
 export interface Intake {
@@ -67,7 +69,9 @@ export function createIntake(parts: IntakeParts): Intake {
     if (!parts.isMember(decoded.value.member))
       return refuse('binding', 'not-member', `${decoded.value.member} is not a member of the federation`)
     const offer = parts.store.offerBinding({ value: decoded.value, bytes })
-    return offer.stored ? { verdict: 'accept', kind: 'binding' } : refuse('binding', offer.reason)
+    if (!offer.stored) return refuse('binding', offer.reason)
+    parts.onBindingStored?.(decoded.value.member, bytes)
+    return { verdict: 'accept', kind: 'binding' }
   }
 
   return {

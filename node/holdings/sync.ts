@@ -14,6 +14,7 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import type { Logger } from '../log.js'
 import type { P2P } from '../p2p.js'
 import type { Intake } from './intake.js'
@@ -57,7 +58,8 @@ export interface HoldingsSync {
   unhandle(): Promise<void>
 }
 
-class SessionEnd extends Error {
+/** A session ended by a broken bound or a fault; `code` says which. */
+export class SessionEnd extends Error {
   constructor(readonly code: NonNullable<SyncOutcome['code']>) {
     super(code)
   }
@@ -77,7 +79,8 @@ export function createHoldingsSync(parts: HoldingsSyncParts): HoldingsSync {
       stream = await parts.p2p.libp2p.dialProtocol(peerIdFromString(peer), HOLDINGS_SYNC_PROTOCOL, {
         signal: session,
       })
-      await readAnswer(stream, parts.intake, counts, { frameTimeoutMs, session })
+      const frames = lpStream(stream, { maxDataLength: MAX_HOLDINGS_MESSAGE_BYTES })
+      await readAnswer(frames, parts.intake, counts, { frameTimeoutMs, session })
       await stream.close({ signal: session }).catch(() => {})
       return { peer, ok: true, ...counts }
     } catch (e) {
@@ -141,14 +144,18 @@ export function answerOf(store: HoldingsStore): Uint8Array[] {
   return frames
 }
 
+/** Where an answer's frames come from: a length-prefixed stream (`lpStream`) has this shape. */
+export interface FrameReader {
+  read(options: { signal: AbortSignal }): Promise<Uint8Array | Uint8ArrayList>
+}
+
 /** Reads frames up to the empty end frame, each taken by the intake; throws `SessionEnd` on a broken bound. */
-async function readAnswer(
-  stream: Stream,
+export async function readAnswer(
+  frames: FrameReader,
   intake: Intake,
   counts: { received: number; stored: number; deferred: number },
   limits: { frameTimeoutMs: number; session: AbortSignal },
 ): Promise<void> {
-  const frames = lpStream(stream, { maxDataLength: MAX_HOLDINGS_MESSAGE_BYTES })
   let bytes = 0
   for (;;) {
     const frame = await readFrame(frames, limits)
@@ -163,7 +170,7 @@ async function readAnswer(
 }
 
 async function readFrame(
-  frames: ReturnType<typeof lpStream>,
+  frames: FrameReader,
   limits: { frameTimeoutMs: number; session: AbortSignal },
 ): Promise<Uint8Array> {
   const timeout = AbortSignal.timeout(limits.frameTimeoutMs)

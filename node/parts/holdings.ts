@@ -13,6 +13,7 @@ import { type Announcer, createAnnouncer } from '../holdings/announcer.js'
 import { joinHoldingsGossip } from '../holdings/gossip.js'
 import { createIntake, type Intake, type TakeResult } from '../holdings/intake.js'
 import { createHoldingsMetrics } from '../holdings/metrics.js'
+import { type BindingsDatastore, bindingWriter, loadBindings } from '../holdings/persist.js'
 import {
   createWeightsIndex,
   entryOf,
@@ -44,6 +45,8 @@ export interface HoldingsPartOptions {
   readonly store: RecordStore
   readonly p2p: P2P
   readonly peerKey: PrivateKey
+  /** Where bindings are kept across restarts (the weights datastore); in memory only without it. */
+  readonly datastore?: BindingsDatastore
   /** What this node holds; absent without Helia (it then announces nothing). */
   readonly held?: HeldVersions
   readonly metrics: Metrics
@@ -92,7 +95,9 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
     isMember: (did) => records.fold.state().members.some((m) => m.id === did),
     isKnownWeights,
     onRefused: (reason) => metrics.refused(reason),
+    ...(options.datastore ? { onBindingStored: bindingWriter(options.datastore, log) } : {}),
   })
+  if (options.datastore) await loadBindings(options.datastore, intake)
   const gossip = joinHoldingsGossip(p2p.libp2p.services.pubsub, {
     federation: options.federation.toString(),
     peerId: p2p.peerId,

@@ -244,6 +244,25 @@ describe('the replication report', () => {
       })
       expect(refused.status).toBe(403)
       expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('binding-not-member')
+      // A body of 2 KiB is read (and refused for what it is); one byte more is not read at all.
+      const post = (bytes: number) =>
+        fetch(`${s1.apiUrl}/holdings/bindings`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/cbor' },
+          body: Buffer.alloc(bytes, 0xa0),
+        })
+      const atLimit = await post(2048)
+      expect([atLimit.status, ((await atLimit.json()) as { error: { code: string } }).error.code]).toEqual([
+        400,
+        'binding-malformed',
+      ])
+      expect((await post(2049)).status).toBe(413)
+      expect((await fetch(`${s1.apiUrl}/replication?model=${'x'.repeat(601)}@1`)).status).toBe(400)
+
+      // Bindings outlive a restart: s3 started again alone still knows who bound what.
+      const again = await net.restart(2, { isolated: true })
+      expect(again.holdings.store.bindingOf(sim.did('s1'))?.peers).toEqual([s1.p2p.peerId])
+      expect(again.holdings.store.bindingOf(sim.did('s2'))?.peers).toEqual([s2.p2p.peerId])
     } finally {
       await late?.stop()
       await net.stop()
