@@ -24,7 +24,7 @@ import type { RepairOutcome } from './scrub-repair.js'
 export const SCRUB_INTERVAL_MS = 7 * 24 * 60 * 60 * 1000
 /** A repair that failed is tried again after this long. */
 export const REPAIR_RETRY_MS = 5 * 60 * 1000
-/** The cursor is written after this many blocks. */
+/** The cursor is written after this many blocks (a few seconds of reading at the default rate). */
 const CURSOR_EVERY_BLOCKS = 256
 
 export interface ScrubberOptions {
@@ -40,6 +40,8 @@ export interface ScrubberOptions {
   readonly clock: () => number
   readonly intervalMs?: number
   readonly repairRetryMs?: number
+  /** How often a pass writes its cursor, in blocks (default 256). */
+  readonly cursorEveryBlocks?: number
   readonly log: Logger
   readonly metrics?: ScrubMetrics
 }
@@ -98,6 +100,7 @@ export function createScrubber(options: ScrubberOptions): Scrubber {
   const { ledger, held, clock, log, metrics } = options
   const intervalMs = options.intervalMs ?? SCRUB_INTERVAL_MS
   const retryMs = options.repairRetryMs ?? REPAIR_RETRY_MS
+  const cursorEvery = options.cursorEveryBlocks ?? CURSOR_EVERY_BLOCKS
   const retryAt = new Map<string, number>()
 
   const repair = async (root: CID, damaged: readonly CID[], signal: AbortSignal) => {
@@ -158,7 +161,7 @@ export function createScrubber(options: ScrubberOptions): Scrubber {
         passBytes += bytes
         metrics?.bytes.inc(bytes)
         metrics?.passBytes.set(passBytes)
-        if (++sinceCursor < CURSOR_EVERY_BLOCKS) return
+        if (++sinceCursor < cursorEvery) return
         sinceCursor = 0
         ledger.setCursor({ root, blocks: blocksDone }).catch(() => {})
       },

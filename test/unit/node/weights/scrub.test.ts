@@ -312,4 +312,54 @@ describe('the scrubber', () => {
     expect(s.changes).toEqual([])
     expect(s.ledger.cursor()).toBeUndefined()
   })
+
+  it('stops at an abort with its cursor written, and the next scrubber resumes the pass there', async () => {
+    const { store, root } = await model()
+    const datastore = new MemoryDatastore()
+    const held = await HeldVersions.open(datastore)
+    await held.verified(root, 1)
+    const stop = new AbortController()
+    let leaves = 0
+    const reads: string[] = []
+    const inner = memoryBlocks(store, reads)
+    const stopping: PassBlocks = {
+      node: inner.node,
+      async leaf(cid, size, s) {
+        // The last leaf: the four before it are read (or being read) when the node stops.
+        if (++leaves === 5) stop.abort(new Error('stopped'))
+        s.throwIfAborted()
+        return inner.leaf(cid, size, s)
+      },
+    }
+    const scrubber = (ledger: RootLedger, blocks: PassBlocks) =>
+      createScrubber({
+        pinnedRoots: async () => [root],
+        hasPin: async () => true,
+        ledger,
+        held,
+        blocks,
+        deleteBlock: async () => {},
+        bucket: unlimited(),
+        repair: async () => ({ ok: true, fromSources: 0, fetched: 0, checked: true }),
+        clock: () => 5,
+        cursorEveryBlocks: 1,
+        log: silentLogger,
+      })
+    const first = await RootLedger.open(datastore)
+    await expect(scrubber(first, stopping).step(stop.signal)).rejects.toThrow('stopped')
+    const cursor = first.cursor()
+    expect(cursor?.root.equals(root)).toBe(true)
+    expect(cursor!.blocks).toBeGreaterThan(0)
+    expect(held.get(root)?.scrubbedAt).toBeNull()
+
+    // As after a restart: the ledger read back from the datastore.
+    const again = await RootLedger.open(datastore)
+    expect(again.cursor()?.blocks).toBe(cursor!.blocks)
+    const resumedReads: string[] = []
+    expect(await scrubber(again, memoryBlocks(store, resumedReads)).step(signal)).toBe('scrubbed')
+    expect(resumedReads.length).toBeGreaterThan(0)
+    expect(resumedReads.length).toBeLessThan(5)
+    expect(again.cursor()).toBeUndefined()
+    expect(held.get(root)).toMatchObject({ scrubbedAt: 5, complete: true })
+  })
 })
