@@ -195,8 +195,9 @@ export function registerFetch(cli: Command): void {
           signal: abort.signal,
           idleMs,
           onBytes: (n) => bar?.increment(n),
-          onDrop: (source, e) =>
-            ctx.notice('source-dropped', `left ${source}: ${(e as Error)?.message ?? e}`),
+          // The message names the source.
+          onDrop: (_source, e) =>
+            ctx.notice('source-dropped', `source dropped: ${(e as Error)?.message ?? e}`),
         })
       } finally {
         process.off('SIGINT', interrupt)

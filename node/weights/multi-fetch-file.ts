@@ -36,7 +36,7 @@ export class PartialFile {
   private hashing: Promise<void> = Promise.resolve()
   private hashFailed: { error: unknown } | undefined
   private readonly hashFile: number
-  /** Checked and renamed, or discarded: nothing more is written, the journal is gone. */
+  /** Being checked and renamed (or closed): `close` leaves it to `finish`. */
   private ended = false
   /** Bytes found written by an earlier run. */
   readonly resumed: number
@@ -119,13 +119,13 @@ export class PartialFile {
   /** Checks size and sha256 against the manifest and renames the file into place. */
   async finish(): Promise<void> {
     const { path, size, sha256, target } = this.file
+    this.ended = true
     this.follow()
     await this.hashing
     if (this.hashFailed) throw this.hashFailed.error
     if (this.hashedTo !== size)
       throw new NodeError('fetch-failed', `${path}: only ${this.hashedTo} of ${size} bytes were written`)
     const digest = await this.hasher.closeFile(this.hashFile)
-    this.ended = true
     await this.journaling.catch(() => {})
     await this.handle.close()
     if (!equalBytes(digest, sha256)) {

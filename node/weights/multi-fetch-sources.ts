@@ -55,7 +55,9 @@ export async function runOnSources<Unit>(options: ScheduleOptions<Unit>): Promis
       }
       running++
       try {
-        report.bytes += await options.run(report.source, unit, signal)
+        // Read after the await: `report.bytes += await …` would add to a value read before it.
+        const received = await options.run(report.source, unit, signal)
+        report.bytes += received
         report.units++
       } catch (e) {
         queue.unshift(...options.remaining(unit))

@@ -61,12 +61,12 @@ interface Unit {
 export async function fetchFiles(options: MultiFetchOptions): Promise<MultiFetchResult> {
   const hasher = new FetchHasher(SLOTS)
   const partials: PartialFile[] = []
+  const finishing = new Map<PartialFile, Promise<void>>()
   try {
     for (const f of options.files)
       partials.push(await PartialFile.open(f, options.weights.toString(), hasher))
     const resumedBytes = partials.reduce((n, p) => n + p.resumed, 0)
     if (resumedBytes > 0) options.onBytes?.(resumedBytes)
-    const finishing = new Map<PartialFile, Promise<void>>()
     const finish = (p: PartialFile) => {
       if (finishing.has(p)) return
       const finished = p.finish()
@@ -90,6 +90,8 @@ export async function fetchFiles(options: MultiFetchOptions): Promise<MultiFetch
     const receivedBytes = sources.reduce((n, s) => n + s.bytes, 0)
     return { resumedBytes, receivedBytes, sources }
   } finally {
+    // A file being checked is left to its check; the others keep their journals for a resume.
+    await Promise.allSettled(finishing.values())
     await Promise.all(partials.map((p) => p.close()))
     await hasher.stop()
   }
