@@ -6,6 +6,7 @@
  * only blocks under a pinned root, from the local store only, each block at most once per answer
  * (docs/adr/0001-gateway-pinned-and-no-repeats.md); how it streams: docs/adr/0013-gateway-streaming.md;
  * `entity-bytes`, cross-origin reads and the wildcard `Accept`: docs/adr/0027-gateway-ranges-cors-defaults.md.
+ * Weights of a conflicted or suspended version are withheld: docs/adr/0028-mirrors-and-withholding.md.
  *
  * The parts: what a request asks for (gateway-request.ts), byte ranges (gateway-range.ts), the
  * reads (gateway-blocks.ts), the CAR walk and writer (gateway-car.ts), cross-origin headers

@@ -149,6 +149,35 @@ describe('the mirror plan', () => {
     expect(withheldRoots(sim.fold.state(), reader(sim)).size).toBe(0)
   })
 
+  it('withholds a suspended version (the status control bodies bring) as a conflicted one', () => {
+    const sim = federation()
+    const m = version(sim, 100, { id: 'one', name: 'org/one' })
+    const state = sim.fold.state()
+    const model = state.models.get('org/one@1.0.0')!
+    const manifest = [...state.manifests.values()].find((v) => v.cid.equals(m.cid))!
+    const suspendedModel = {
+      ...state,
+      models: new Map([[model.key, { ...model, status: 'suspended' as never }]]),
+    }
+    expect(withheldRoots(suspendedModel, reader(sim))).toEqual(
+      new Map([[m.record.body.weights.toV1().toString(), { model: 'org/one@1.0.0', status: 'suspended' }]]),
+    )
+    expect(mirrorTargets(suspendedModel, 'ratified', reader(sim))).toEqual([])
+    const suspendedManifest = {
+      ...state,
+      manifests: new Map(
+        [...state.manifests].map(([k, v]) => [
+          k,
+          v.cid.equals(m.cid) ? { ...manifest, status: 'suspended' as never } : v,
+        ]),
+      ),
+    }
+    expect(
+      withheldRoots(suspendedManifest, reader(sim)).get(m.record.body.weights.toV1().toString())?.status,
+    ).toBe('suspended')
+    expect(mirrorTargets(suspendedManifest, 'ratified', reader(sim))).toEqual([])
+  })
+
   it('lets the gateway serve a block under one root that is not withheld, and names the version otherwise', async () => {
     const withheldRoot = 'bafy-withheld'
     const asCid = (text: string) => ({ toV1: () => ({ toString: () => text }) }) as unknown as CID
