@@ -193,6 +193,14 @@ describe('two non-steward nodes mirroring ratified versions', () => {
       const fetched = lines.filter((l) => l.event === 'mirror-held' && l.root === main.root.toString())
       expect(fetched.map((l) => l.node).sort()).toEqual(['m1', 'm2'])
 
+      // `node pin` of a version already held says so, with when it was verified.
+      const pinMain = await admin(m1, 'POST', '/admin/pin', { model: 'open/base@1.0.0' })
+      expect(pinMain).toMatchObject({
+        status: 200,
+        body: { status: 'held', weights: main.root.toString(), fetch: { result: 'ok' } },
+      })
+      expect(pinMain.body.verifiedAt).toBe(m1.held?.get(main.root)?.verifiedAt)
+
       // A CAR of the model from a mirror's gateway, unpacked by the ipfs-car command: the same bytes.
       for (const [i, m] of mirrors.entries()) {
         const res = await fetch(`${m.apiUrl}/ipfs/${main.root}?format=car`)
