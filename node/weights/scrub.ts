@@ -96,82 +96,15 @@ export interface Scrubber {
   step(signal: AbortSignal): Promise<'repaired' | 'scrubbed' | 'idle'>
 }
 
+/** What the steps of a scrubber share: its parts, and the failed repairs' retry times. */
+interface Scrubbing {
+  readonly options: ScrubberOptions
+  readonly retryAt: Map<string, number>
+}
+
 export function createScrubber(options: ScrubberOptions): Scrubber {
-  const { ledger, held, clock, log, metrics } = options
-  const intervalMs = options.intervalMs ?? SCRUB_INTERVAL_MS
-  const retryMs = options.repairRetryMs ?? REPAIR_RETRY_MS
-  const cursorEvery = options.cursorEveryBlocks ?? CURSOR_EVERY_BLOCKS
-  const retryAt = new Map<string, number>()
-
-  const repair = async (root: CID, damaged: readonly CID[], signal: AbortSignal) => {
-    const outcome = await options.repair(root, damaged, signal)
-    if (!outcome.ok) {
-      retryAt.set(root.toString(), clock() + retryMs)
-      metrics?.repairs.inc({ result: 'failed' })
-      log.warn('weights-scrub-repair-failed', { root: root.toString(), error: outcome.error })
-      return
-    }
-    retryAt.delete(root.toString())
-    if (outcome.checked && held.get(root)) await held.verified(root, clock())
-    metrics?.repairs.inc({ result: 'repaired' })
-    log.info('weights-scrub-repaired', {
-      root: root.toString(),
-      blocks: damaged.length,
-      fromSources: outcome.fromSources,
-      fetched: outcome.fetched,
-      checked: outcome.checked,
-    })
-  }
-
-  const afterPass = async (root: CID, result: PassResult, signal: AbortSignal) => {
-    const now = clock()
-    const bad = [...result.damaged, ...result.missing]
-    metrics?.roots.inc({ result: bad.length === 0 ? 'clean' : 'damaged' })
-    metrics?.lastPass.set(now / 1000)
-    await ledger.scrubbed(root, now)
-    if (bad.length === 0) {
-      await held.scrubbed(root, now, true)
-      log.info('weights-scrubbed', { root: root.toString(), blocks: result.blocks, bytes: result.bytes })
-      return
-    }
-    for (const cid of result.damaged) await options.deleteBlock(cid).catch(() => {})
-    metrics?.damagedBlocks.inc({ kind: 'corrupt' }, result.damaged.length)
-    metrics?.damagedBlocks.inc({ kind: 'missing' }, result.missing.length)
-    await held.scrubbed(root, now, false)
-    log.warn('weights-scrub-damaged', {
-      root: root.toString(),
-      corrupt: result.damaged.length,
-      missing: result.missing.length,
-      blocks: bad.slice(0, 10).map(String),
-    })
-    await repair(root, bad, signal)
-  }
-
-  const scrub = async (root: CID, skip: number, signal: AbortSignal) => {
-    metrics?.passBytes.set(0)
-    let passBytes = 0
-    let sinceCursor = 0
-    const result = await scrubPass({
-      root,
-      blocks: options.blocks,
-      bucket: options.bucket,
-      signal,
-      skip,
-      onProgress: (blocksDone, bytes) => {
-        passBytes += bytes
-        metrics?.bytes.inc(bytes)
-        metrics?.passBytes.set(passBytes)
-        if (++sinceCursor < cursorEvery) return
-        sinceCursor = 0
-        ledger.setCursor({ root, blocks: blocksDone }).catch(() => {})
-      },
-    })
-    metrics?.passBytes.set(0)
-    // Unpinned while it was read (retention, clean-up): its blocks going is no damage.
-    if (await options.hasPin(root)) await afterPass(root, result, signal)
-    await ledger.setCursor(undefined)
-  }
-
+  const scrubbing: Scrubbing = { options, retryAt: new Map() }
+  const { ledger, held, clock, metrics } = options
   return {
     async step(signal) {
       const pinned = await options.pinnedRoots()
@@ -182,18 +115,111 @@ export function createScrubber(options: ScrubberOptions): Scrubber {
         times: (root) => ledger.get(root),
         cursor: ledger.cursor(),
         incomplete: (root) => held.get(root)?.complete === false,
-        retryAt,
+        retryAt: scrubbing.retryAt,
         now,
-        intervalMs,
+        intervalMs: options.intervalMs ?? SCRUB_INTERVAL_MS,
       })
       metrics?.dueRoots.set(due)
       if (!work) return 'idle'
       if (work.kind === 'repair') {
-        await repair(work.root, [], signal)
+        await repair(scrubbing, work.root, [], signal)
         return 'repaired'
       }
-      await scrub(work.root, work.skip, signal)
+      await runPass(scrubbing, work.root, work.skip, signal)
       return 'scrubbed'
     },
   }
+}
+
+/** One pass over `root` from `skip` blocks on, its cursor written as it goes, then its findings acted on. */
+async function runPass(scrubbing: Scrubbing, root: CID, skip: number, signal: AbortSignal): Promise<void> {
+  const { options } = scrubbing
+  const { ledger, metrics } = options
+  const cursorEvery = options.cursorEveryBlocks ?? CURSOR_EVERY_BLOCKS
+  metrics?.passBytes.set(0)
+  let passBytes = 0
+  let sinceCursor = 0
+  const result = await scrubPass({
+    root,
+    blocks: options.blocks,
+    bucket: options.bucket,
+    signal,
+    skip,
+    onProgress: (blocksDone, bytes) => {
+      passBytes += bytes
+      metrics?.bytes.inc(bytes)
+      metrics?.passBytes.set(passBytes)
+      if (++sinceCursor < cursorEvery) return
+      sinceCursor = 0
+      ledger.setCursor({ root, blocks: blocksDone }).catch(() => {})
+    },
+  })
+  metrics?.passBytes.set(0)
+  // Unpinned while it was read (retention, clean-up): its blocks going is no damage.
+  if (await options.hasPin(root)) await afterPass(scrubbing, root, result, signal)
+  await ledger.setCursor(undefined)
+}
+
+/** A clean pass marks the root scrubbed; a damaged one deletes the bad blocks, marks it incomplete and repairs it. */
+async function afterPass(
+  scrubbing: Scrubbing,
+  root: CID,
+  result: PassResult,
+  signal: AbortSignal,
+): Promise<void> {
+  const { ledger, held, clock, log, metrics } = scrubbing.options
+  const now = clock()
+  const bad = [...result.damaged, ...result.missing]
+  metrics?.roots.inc({ result: bad.length === 0 ? 'clean' : 'damaged' })
+  metrics?.lastPass.set(now / 1000)
+  await ledger.scrubbed(root, now)
+  if (bad.length === 0) {
+    await held.scrubbed(root, now, true)
+    log.info('weights-scrubbed', { root: root.toString(), blocks: result.blocks, bytes: result.bytes })
+    return
+  }
+  for (const cid of result.damaged) await scrubbing.options.deleteBlock(cid).catch(() => {})
+  metrics?.damagedBlocks.inc({ kind: 'corrupt' }, result.damaged.length)
+  metrics?.damagedBlocks.inc({ kind: 'missing' }, result.missing.length)
+  await held.scrubbed(root, now, false)
+  log.warn('weights-scrub-damaged', {
+    root: root.toString(),
+    corrupt: result.damaged.length,
+    missing: result.missing.length,
+    blocks: bad.slice(0, 10).map(String),
+  })
+  await repair(scrubbing, root, bad, signal)
+}
+
+/** Repairs `root`: verified again on success; on failure, tried again after the retry time. */
+async function repair(
+  scrubbing: Scrubbing,
+  root: CID,
+  damaged: readonly CID[],
+  signal: AbortSignal,
+): Promise<void> {
+  const { held, clock, log, metrics } = scrubbing.options
+  const outcome = await scrubbing.options.repair(root, damaged, signal)
+  if (!outcome.ok) {
+    scrubbing.retryAt.set(root.toString(), clock() + retryMsOf(scrubbing))
+    metrics?.repairs.inc({ result: 'failed' })
+    log.warn('weights-scrub-repair-failed', { root: root.toString(), error: outcome.error })
+    return
+  }
+  scrubbing.retryAt.delete(root.toString())
+  if (outcome.checked && held.get(root)) await held.verified(root, clock())
+  // Whole again, but no manifest here to check it against: it stays incomplete, looked at later.
+  else if (held.get(root)) scrubbing.retryAt.set(root.toString(), clock() + retryMsOf(scrubbing))
+  metrics?.repairs.inc({ result: 'repaired' })
+  log.info('weights-scrub-repaired', {
+    root: root.toString(),
+    blocks: damaged.length,
+    fromSources: outcome.fromSources,
+    fetched: outcome.fetched,
+    checked: outcome.checked,
+  })
+}
+
+function retryMsOf(scrubbing: Scrubbing): number {
+  return scrubbing.options.repairRetryMs ?? REPAIR_RETRY_MS
 }
