@@ -115,25 +115,92 @@ function rootKey(root: CID): string {
 }
 
 export function createMirror(options: MirrorOptions): Mirror {
-  const { clock, log, stopped, held } = options
-  const maxFetches = options.maxFetches ?? DEFAULT_MAX_FETCHES
-  const firstRetry = options.retryMs ?? DEFAULT_RETRY_MS
-  const maxRetry = options.maxRetryMs ?? DEFAULT_MAX_RETRY_MS
-  const inFlight = new Map<string, Promise<void>>()
-  const backoff = new Map<string, Backoff>()
-  const lastFetch = new Map<string, FetchOutcome>()
-  // Roots an operator asked `pinOnce` for: a failure is kept to be told at the next ask.
-  const asked = new Set<string>()
-  const failedAsked = new Map<string, FetchOutcome>()
+  return new MirrorDuty(options)
+}
 
-  const settle = async (target: MirrorTarget, outcome: FetchOutcome) => {
+/** The duty's state: fetches under way, pauses after failures, and what `pinOnce` was asked. */
+class MirrorDuty implements Mirror {
+  private readonly inFlight = new Map<string, Promise<void>>()
+  private readonly backoff = new Map<string, Backoff>()
+  private readonly lastFetch = new Map<string, FetchOutcome>()
+  // Roots an operator asked `pinOnce` for: a failure is kept to be told at the next ask.
+  private readonly asked = new Set<string>()
+  private readonly failedAsked = new Map<string, FetchOutcome>()
+  private readonly withheldNow: (state: FederationState) => Map<string, Withholding>
+
+  constructor(private readonly options: MirrorOptions) {
+    this.withheldNow = perVersions((state) => withheldRoots(state, options.read))
+  }
+
+  readonly tick = (): void => {
+    const options = this.options
+    const maxFetches = options.maxFetches ?? DEFAULT_MAX_FETCHES
+    if (options.stopped.aborted || this.inFlight.size >= maxFetches) return
+    const now = options.clock()
+    for (const target of mirrorTargets(options.state(), options.policy(), options.read)) {
+      if (this.inFlight.size >= maxFetches) break
+      if (this.due(target, now)) this.start(target)
+    }
+  }
+
+  readonly pinOnce = (model: string): PinAnswer => {
+    const target = pinTarget(this.options.state(), model, this.options.read)
     const key = rootKey(target.body.weights)
-    lastFetch.set(key, outcome)
-    options.onOutcome?.(outcome)
+    const entry = this.options.held.get(target.body.weights)
+    if (entry?.complete && !this.inFlight.has(key)) return this.heldAnswer(target, entry.verifiedAt)
+    const failed = this.failedAsked.get(key)
+    if (failed) {
+      this.failedAsked.delete(key)
+      throw pinFailure(model, failed)
+    }
+    this.asked.add(key)
+    if (!this.inFlight.has(key)) {
+      if (this.options.stopped.aborted)
+        throw new NodeError('node-stopping', 'the node is stopping', { status: 503 })
+      this.start(target)
+    }
+    return { status: 'fetching', model, weights: target.body.weights.toString() }
+  }
+
+  readonly fetching = (): string[] => [...this.inFlight.keys()]
+
+  readonly withheld = (): ReadonlyMap<string, Withholding> => this.withheldNow(this.options.state())
+
+  /** Whether `target` is due: not held whole, not under way, not pausing after a failure. */
+  private due(target: MirrorTarget, now: number): boolean {
+    const key = rootKey(target.body.weights)
+    if (this.options.held.get(target.body.weights)?.complete) return false
+    if (this.inFlight.has(key)) return false
+    return (this.backoff.get(key)?.nextAt ?? 0) <= now
+  }
+
+  /** Starts the verified fetch of `target` within its budget; the slot is freed when it settles. */
+  private start(target: MirrorTarget): void {
+    const { log, stopped } = this.options
+    const key = rootKey(target.body.weights)
+    const signal = AbortSignal.any([stopped, AbortSignal.timeout(fetchBudgetMs(target.body.size))])
+    log.info('mirror-fetch-started', { model: target.model, root: key })
+    const run = this.options
+      .fetch(target, this.options.state().rules.maxModelBytes, signal)
+      .then((outcome) => this.settle(target, outcome))
+      .catch((e) => log.warn('mirror-fetch-error', { model: target.model, root: key, error: e as Error }))
+      .finally(() => {
+        this.inFlight.delete(key)
+        if (!stopped.aborted) this.tick()
+      })
+    this.inFlight.set(key, run)
+  }
+
+  /** Records how a fetch ended: held and verified, or a pause before the next try. */
+  private async settle(target: MirrorTarget, outcome: FetchOutcome): Promise<void> {
+    const { log, clock } = this.options
+    const key = rootKey(target.body.weights)
+    this.lastFetch.set(key, outcome)
+    this.options.onOutcome?.(outcome)
     if (outcome.result === 'ok') {
-      await held.verified(target.body.weights, clock())
-      backoff.delete(key)
-      asked.delete(key)
+      await this.options.held.verified(target.body.weights, clock())
+      this.backoff.delete(key)
+      this.asked.delete(key)
       log.info('mirror-held', {
         model: target.model,
         root: key,
@@ -142,11 +209,9 @@ export function createMirror(options: MirrorOptions): Mirror {
       })
       return
     }
-    if (outcome.result === 'aborted' && stopped.aborted) return
-    const failures = (backoff.get(key)?.failures ?? 0) + 1
-    const pause = Math.min(firstRetry * 2 ** (failures - 1), maxRetry)
-    backoff.set(key, { failures, nextAt: clock() + pause })
-    if (asked.delete(key)) failedAsked.set(key, outcome)
+    if (outcome.result === 'aborted' && this.options.stopped.aborted) return
+    const pause = this.pauseAfterFailure(key)
+    if (this.asked.delete(key)) this.failedAsked.set(key, outcome)
     log.warn('mirror-fetch-failed', {
       model: target.model,
       root: key,
@@ -156,74 +221,26 @@ export function createMirror(options: MirrorOptions): Mirror {
     })
   }
 
-  const start = (target: MirrorTarget) => {
-    const key = rootKey(target.body.weights)
-    const budget = fetchBudgetMs(target.body.size)
-    const signal = AbortSignal.any([stopped, AbortSignal.timeout(budget)])
-    log.info('mirror-fetch-started', { model: target.model, root: key })
-    const run = options
-      .fetch(target, options.state().rules.maxModelBytes, signal)
-      .then((outcome) => settle(target, outcome))
-      .catch((e) => log.warn('mirror-fetch-error', { model: target.model, root: key, error: e as Error }))
-      .finally(() => {
-        inFlight.delete(key)
-        if (!stopped.aborted) tick()
-      })
-    inFlight.set(key, run)
+  /** Counts a failure of `key` and sets when it may be tried again: the pause doubles, up to the most. */
+  private pauseAfterFailure(key: string): number {
+    const first = this.options.retryMs ?? DEFAULT_RETRY_MS
+    const most = this.options.maxRetryMs ?? DEFAULT_MAX_RETRY_MS
+    const failures = (this.backoff.get(key)?.failures ?? 0) + 1
+    const pause = Math.min(first * 2 ** (failures - 1), most)
+    this.backoff.set(key, { failures, nextAt: this.options.clock() + pause })
+    return pause
   }
 
-  /** Whether `target` is due: not held whole, not under way, not pausing after a failure. */
-  const due = (target: MirrorTarget, now: number): boolean => {
-    const key = rootKey(target.body.weights)
-    if (held.get(target.body.weights)?.complete) return false
-    if (inFlight.has(key)) return false
-    return (backoff.get(key)?.nextAt ?? 0) <= now
-  }
-
-  const tick = () => {
-    if (stopped.aborted || inFlight.size >= maxFetches) return
-    const now = clock()
-    for (const target of mirrorTargets(options.state(), options.policy(), options.read)) {
-      if (inFlight.size >= maxFetches) break
-      if (due(target, now)) start(target)
+  private heldAnswer(target: MirrorTarget, verifiedAt: number): PinAnswer {
+    const fetch = this.lastFetch.get(rootKey(target.body.weights))
+    return {
+      status: 'held',
+      model: target.model,
+      manifest: target.manifest.toString(),
+      weights: target.body.weights.toString(),
+      verifiedAt,
+      ...(fetch ? { fetch } : {}),
     }
-  }
-
-  const pinOnce = (model: string): PinAnswer => {
-    const target = pinTarget(options.state(), model, options.read)
-    const key = rootKey(target.body.weights)
-    const weights = target.body.weights.toString()
-    const entry = held.get(target.body.weights)
-    if (entry?.complete && !inFlight.has(key)) {
-      const fetch = lastFetch.get(key)
-      return {
-        status: 'held',
-        model,
-        manifest: target.manifest.toString(),
-        weights,
-        verifiedAt: entry.verifiedAt,
-        ...(fetch ? { fetch } : {}),
-      }
-    }
-    const failed = failedAsked.get(key)
-    if (failed) {
-      failedAsked.delete(key)
-      throw pinFailure(model, failed)
-    }
-    asked.add(key)
-    if (!inFlight.has(key)) {
-      if (stopped.aborted) throw new NodeError('node-stopping', 'the node is stopping', { status: 503 })
-      start(target)
-    }
-    return { status: 'fetching', model, weights }
-  }
-
-  const withheld = perVersions((state) => withheldRoots(state, options.read))
-  return {
-    tick,
-    pinOnce,
-    fetching: () => [...inFlight.keys()],
-    withheld: () => withheld(options.state()),
   }
 }
 
