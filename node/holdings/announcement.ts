@@ -22,6 +22,7 @@ import {
   isTime,
   MAX_GATEWAYS,
   MAX_HOLDINGS_MESSAGE_BYTES,
+  type Precheck,
   peerPublicKey,
   refused,
   signedBytes,
@@ -92,15 +93,21 @@ function equalKeys(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * The announcement in `bytes`, checked as a verifier must: size, canonical encoding, exact keys,
- * every field's type and bound, the federation, then the peer's signature. No clock: the store
- * judges time.
+ * every field's type and bound, the federation, the caller's `precheck` (cheap: are the weights
+ * known, before any signature is checked), then the peer's signature. No clock: the store judges time.
  */
-export function decodeAnnouncement(bytes: Uint8Array, federation: CID): Decoded<SignedAnnouncement> {
+export function decodeAnnouncement(
+  bytes: Uint8Array,
+  federation: CID,
+  precheck: Precheck<SignedAnnouncement> = () => undefined,
+): Decoded<SignedAnnouncement> {
   const shape = shapeOf(bytes)
   if (!shape.ok) return shape
   const a = shape.value
   if (!a.federation.equals(federation))
     return refused('federation', `an announcement of federation ${a.federation}, not ours`)
+  const early = precheck(a)
+  if (early) return early
   const publicKey = peerPublicKey(a.peer) as Uint8Array
   if (!verifies(a.sig, signedBytes(HOLDING_DOMAIN, unsignedMap(a)), publicKey))
     return refused('signature', `the signature is not that of peer ${a.peer}`)

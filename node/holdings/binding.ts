@@ -18,6 +18,7 @@ import {
   isSignature,
   isTime,
   MAX_BOUND_PEERS,
+  type Precheck,
   peerPublicKey,
   refused,
   signedBytes,
@@ -62,15 +63,21 @@ export function signBinding(b: Binding, signer: Signer): Uint8Array {
 
 /**
  * The binding in `bytes`, checked as a verifier must: size, canonical encoding, exact keys, the
- * fields and bounds, the federation, then the member's signature. Membership and time are the
- * store's to judge.
+ * fields and bounds, the federation, the caller's `precheck` (cheap: membership, before any
+ * signature is checked), then the member's signature. Time is the store's to judge.
  */
-export function decodeBinding(bytes: Uint8Array, federation: CID): Decoded<SignedBinding> {
+export function decodeBinding(
+  bytes: Uint8Array,
+  federation: CID,
+  precheck: Precheck<SignedBinding> = () => undefined,
+): Decoded<SignedBinding> {
   const shape = shapeOf(bytes)
   if (!shape.ok) return shape
   const b = shape.value
   if (!b.federation.equals(federation))
     return refused('federation', `a binding of federation ${b.federation}, not ours`)
+  const early = precheck(b)
+  if (early) return early
   const key = parseDid(b.member)
   if (!key.ok || !verifies(b.sig, signedBytes(BINDING_DOMAIN, unsignedMap(b)), key.value))
     return refused('signature', `the signature is not that of member ${b.member}`)

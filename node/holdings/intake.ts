@@ -1,9 +1,10 @@
 /**
  * Every holdings message, from gossip, sync, the API or this node's own announcer, goes through
  * one intake (docs/adr/0029-holding-announcements.md): it is decoded and its signature checked
- * (announcement.ts, binding.ts), a binding's member must be a member now, an announcement's
- * weights must be named by a manifest this node holds, and then the store decides. Nothing
- * unauthenticated is stored.
+ * (announcement.ts, binding.ts), a binding's member must be a member now and an announcement's
+ * weights must be named by a manifest this node holds (both checked before the signature, so a
+ * stranger cannot make the node verify signatures of messages it would drop anyway), and then
+ * the store decides. Nothing unauthenticated is stored.
  *
  * The verdict follows the records' gossip: a fault no honest peer commits is `reject` (it lowers
  * the sender's score), whatever an honest peer may relay is `ignore`.
@@ -13,7 +14,7 @@ import { type Did, decodeStrict } from '../../protocol/index.js'
 import { decodeAnnouncement } from './announcement.js'
 import { decodeBinding } from './binding.js'
 import type { HoldingsStore } from './store.js'
-import { FAULTS, HOLDINGS_SCAN_LIMITS, type HoldingsRefusal } from './wire.js'
+import { FAULTS, HOLDINGS_SCAN_LIMITS, type HoldingsRefusal, refused } from './wire.js'
 
 export type HoldingsVerdict = 'accept' | 'reject' | 'ignore'
 
@@ -55,19 +56,23 @@ export function createIntake(parts: IntakeParts): Intake {
   }
 
   const takeAnnouncement = (bytes: Uint8Array): TakeResult => {
-    const decoded = decodeAnnouncement(bytes, parts.federation)
+    const decoded = decodeAnnouncement(bytes, parts.federation, (a) =>
+      parts.isKnownWeights(a.weights)
+        ? undefined
+        : refused('unknown-weights', `no manifest held here names ${a.weights}`),
+    )
     if (!decoded.ok) return refuse('announcement', decoded.reason, decoded.message)
-    if (!parts.isKnownWeights(decoded.value.weights))
-      return refuse('announcement', 'unknown-weights', `no manifest held here names ${decoded.value.weights}`)
     const offer = parts.store.offerAnnouncement({ value: decoded.value, bytes })
     return offer.stored ? { verdict: 'accept', kind: 'announcement' } : refuse('announcement', offer.reason)
   }
 
   const takeBinding = (bytes: Uint8Array): TakeResult => {
-    const decoded = decodeBinding(bytes, parts.federation)
+    const decoded = decodeBinding(bytes, parts.federation, (b) =>
+      parts.isMember(b.member)
+        ? undefined
+        : refused('not-member', `${b.member} is not a member of the federation`),
+    )
     if (!decoded.ok) return refuse('binding', decoded.reason, decoded.message)
-    if (!parts.isMember(decoded.value.member))
-      return refuse('binding', 'not-member', `${decoded.value.member} is not a member of the federation`)
     const offer = parts.store.offerBinding({ value: decoded.value, bytes })
     if (!offer.stored) return refuse('binding', offer.reason)
     parts.onBindingStored?.(decoded.value.member, bytes)

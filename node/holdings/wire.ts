@@ -64,6 +64,9 @@ export type Decoded<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly reason: HoldingsRefusal; readonly message: string }
 
+/** A check the caller runs on a decoded message before its signature is verified: a refusal, or undefined. */
+export type Precheck<T> = (value: T) => Decoded<T> | undefined
+
 export function refused<T>(reason: HoldingsRefusal, message: string): Decoded<T> {
   return { ok: false, reason, message }
 }

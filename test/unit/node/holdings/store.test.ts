@@ -222,6 +222,9 @@ describe('the intake', () => {
     const { store, intake } = intakeAt(2_500, [])
     const bind = { federation: FEDERATION, member: member.did, peers: [peer.id], at: 2_000 }
     expect(intake.take(rawBinding(bind, member))).toMatchObject({ verdict: 'ignore', reason: 'not-member' })
+    // Membership is checked before the signature: a stranger's junk costs no signature check.
+    const forged = rawBinding(bind, createSigner(new Uint8Array(32).fill(3)))
+    expect(intake.take(forged)).toMatchObject({ verdict: 'ignore', reason: 'not-member' })
     expect(store.bindings()).toEqual([])
   })
 })
