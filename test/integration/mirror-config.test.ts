@@ -205,5 +205,8 @@ describe('the CLI', () => {
     const bad = await cli('--json', 'node', 'config', 'set', 'minHolders', '0')
     expect(bad.code).toBe(1)
     expect(bad.stderr).toContain('config-invalid')
+    const unknown = await cli('--json', 'node', 'pin', 'tiny@1.0.0')
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain('unknown-model')
   }, 60_000)
 })
