@@ -71,7 +71,9 @@ export function createCleanup(options: CleanupOptions): Cleanup {
     const now = options.clock()
     const byRoot = standings(options.state(), options.manifestOf)
     const due: DueRoot[] = []
-    for (const root of await options.pinnedRoots()) {
+    const pinned = await options.pinnedRoots()
+    await ledger.prune(pinned)
+    for (const root of pinned) {
       signal?.throwIfAborted()
       const { pinnedAt } = await ledger.seen(root, now)
       const verdict = judgeRoot(

@@ -76,6 +76,19 @@ export class RootLedger {
     await this.datastore.delete(new Key(PREFIX + root.toString()))
   }
 
+  /**
+   * Forgets every root not in `pinned` (let go by retention, or unpinned by hand): a root pinned
+   * again later starts a new retention.
+   */
+  async prune(pinned: readonly CID[]): Promise<void> {
+    const keep = new Set(pinned.map(String))
+    for (const key of [...this.times.keys()]) {
+      if (keep.has(key)) continue
+      this.times.delete(key)
+      await this.datastore.delete(new Key(PREFIX + key))
+    }
+  }
+
   cursor(): ScrubCursor | undefined {
     return this.cursorNow
   }

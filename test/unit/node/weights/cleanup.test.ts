@@ -4,8 +4,12 @@
  * revoked, and weights two manifests share — and from when the retention counts: the latest of
  * the pin, the manifests' `at` and the proposals' `closesAt`.
  */
+import { MemoryDatastore } from 'datastore-core'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
 import { judgeRoot, type RootStanding } from '../../../../node/weights/cleanup-plan.js'
+import { RootLedger } from '../../../../node/weights/root-ledger.js'
 import type { Phase, ProposalView } from '../../../../protocol/index.js'
 
 const DAY = 24 * 60 * 60 * 1000
@@ -123,5 +127,33 @@ describe('clean-up of a pinned root', () => {
 
   it('a retention of 0 collects as soon as nothing keeps it', () => {
     expect(judgeRoot(none, 7, 7, 0)).toMatchObject({ collect: true, why: 'no-manifest' })
+  })
+})
+
+describe('the ledger of pinned roots', () => {
+  const cid = async (text: string) => CID.createV1(0x55, await sha256.digest(new TextEncoder().encode(text)))
+
+  it('keeps the first sight, forgets roots no longer pinned, and reads back what it wrote', async () => {
+    const datastore = new MemoryDatastore()
+    const ledger = await RootLedger.open(datastore)
+    const [a, b] = [await cid('a'), await cid('b')]
+    expect(await ledger.seen(a, 10)).toEqual({ pinnedAt: 10, scrubbedAt: null })
+    expect(await ledger.seen(a, 20)).toEqual({ pinnedAt: 10, scrubbedAt: null })
+    await ledger.seen(b, 30)
+    await ledger.scrubbed(b, 40)
+    await ledger.setCursor({ root: b, blocks: 7 })
+
+    const reopened = await RootLedger.open(datastore)
+    expect(reopened.get(a)).toEqual({ pinnedAt: 10, scrubbedAt: null })
+    expect(reopened.get(b)).toEqual({ pinnedAt: 30, scrubbedAt: 40 })
+    expect(reopened.cursor()).toEqual({ root: b, blocks: 7 })
+
+    // a let go elsewhere (retention): pinned again later, its retention starts again.
+    await reopened.prune([b])
+    expect(reopened.get(a)).toBeUndefined()
+    expect(await reopened.seen(a, 50)).toEqual({ pinnedAt: 50, scrubbedAt: null })
+    expect((await RootLedger.open(datastore)).get(a)).toEqual({ pinnedAt: 50, scrubbedAt: null })
+    await reopened.setCursor(undefined)
+    expect((await RootLedger.open(datastore)).cursor()).toBeUndefined()
   })
 })
