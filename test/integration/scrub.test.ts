@@ -1,11 +1,12 @@
 /**
- * The background scrub on real nodes (node/weights/scrub.ts; docs/adr/0031): two nodes on
- * 127.0.0.1 on a fake clock, both holding a model a manifest names; the second fetches from the
- * first one's trustless gateway. A leaf block file of the second node is overwritten on disk; once
- * the scrub interval has run on the fake clock, its scrubber finds the block, deletes it, marks
- * the weights incomplete (not announceable), fetches the block again from the first node, checks
- * the weights against the manifest and marks them verified (announceable) again. The log says so,
- * and the Prometheus series count the damaged block and the repair.
+ * The background scrub on real nodes (node/weights/scrub.ts; docs/adr/0031): three nodes on
+ * 127.0.0.1 on a fake clock, all holding a model a manifest names; b has a's trustless gateway
+ * configured, c has none (it asks its peers over bitswap). A leaf block file of b and one of c are
+ * overwritten on disk; once the scrub interval has run on the fake clock, each scrubber finds its
+ * block, deletes it, marks the weights incomplete (not announceable), fetches the block again from
+ * a (b through the gateway, c through bitswap), checks the weights against the manifest and marks
+ * them verified (announceable) again. The log says so, and the Prometheus series count the damaged
+ * block and the repair.
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -78,7 +79,8 @@ describe('the scrubber', () => {
     try {
       const a = await start('a', [], [])
       const b = await start('b', [a.apiUrl], [a.p2p.addresses()[0]!])
-      for (const n of [a, b]) expect((await importWeights(n, modelDir)).root).toBe(weights.root.toString())
+      const c = await start('c', [], [a.p2p.addresses()[0]!])
+      for (const n of [a, b, c]) expect((await importWeights(n, modelDir)).root).toBe(weights.root.toString())
       clock.set(sim.base + 100)
       const manifest = sim.manifest('s1', 100, {
         id: 'scrubbed',
@@ -87,59 +89,77 @@ describe('the scrubber', () => {
         weights,
       })
       expect((await submit(a, manifest)).status).toBe(201)
-      await until(() => b.store.fold.has(manifest.cid), 'the manifest on b')
-      // Held whole and checked (what a mirror's fetch or a steward's check records).
-      await b.held!.verified(weights.root, clock.now())
-      const complete: boolean[] = []
-      b.held!.onChange((r, entry) => {
-        if (r.equals(weights.root) && entry) complete.push(entry.complete)
-      })
-
-      // A 1 MiB leaf of b's copy, overwritten with other bytes of the same length.
-      const leafFile = await blockFileOfSize(join(b.home, 'blocks'), 1024 * 1024)
-      const original = await readFile(leafFile)
-      const damaged = Buffer.from(original)
-      damaged[12_345]! ^= 0x5a
-      await writeFile(leafFile, damaged)
+      await until(
+        () => b.store.fold.has(manifest.cid) && c.store.fold.has(manifest.cid),
+        'the manifest on b and c',
+      )
+      const complete = new Map<AllmendeNode, boolean[]>()
+      const originals = new Map<AllmendeNode, { path: string; bytes: Buffer }>()
+      for (const n of [b, c]) {
+        // Held whole and checked (what a mirror's fetch or a steward's check records).
+        await n.held!.verified(weights.root, clock.now())
+        const seen: boolean[] = []
+        complete.set(n, seen)
+        n.held!.onChange((r, entry) => {
+          if (r.equals(weights.root) && entry) seen.push(entry.complete)
+        })
+        // A 1 MiB leaf of its copy, overwritten with other bytes of the same length.
+        const path = await blockFileOfSize(join(n.home, 'blocks'), 1024 * 1024)
+        const bytes = await readFile(path)
+        originals.set(n, { path, bytes })
+        const damaged = Buffer.from(bytes)
+        damaged[12_345]! ^= 0x5a
+        await writeFile(path, damaged)
+      }
 
       // Whether or not b scrubbed the weights before, they are due again once the interval has run.
       clock.set(clock.now() + SCRUB_INTERVAL_MS + 1)
-      const event = (name: string) => lines.filter((l) => l.event === name && l.node === 'b')
-      await until(
-        () => event('weights-scrub-repaired').length > 0 || event('weights-scrub-repair-failed').length > 0,
-        'the repair on b',
-        60_000,
-      )
-      expect(event('weights-scrub-repair-failed')).toEqual([])
-      expect(event('weights-scrub-damaged')).toEqual([
-        expect.objectContaining({ root: weights.root.toString(), corrupt: 1, missing: 0 }),
-      ])
-      expect(event('weights-scrub-repaired')[0]).toMatchObject({
-        root: weights.root.toString(),
-        blocks: 1,
-        fromSources: 1,
-        checked: true,
-      })
+      for (const [name, n, viaGateway] of [
+        ['b', b, 1],
+        ['c', c, 0],
+      ] as const) {
+        const event = (e: string) => lines.filter((l) => l.event === e && l.node === name)
+        await until(
+          () => event('weights-scrub-repaired').length > 0 || event('weights-scrub-repair-failed').length > 0,
+          `the repair on ${name}`,
+          90_000,
+        )
+        expect(event('weights-scrub-repair-failed')).toEqual([])
+        expect(event('weights-scrub-damaged')).toEqual([
+          expect.objectContaining({ root: weights.root.toString(), corrupt: 1, missing: 0 }),
+        ])
+        // b took the block from a's gateway; c, with no gateway, over bitswap.
+        const repaired = event('weights-scrub-repaired')[0]!
+        expect(repaired).toMatchObject({
+          root: weights.root.toString(),
+          blocks: 1,
+          fromSources: viaGateway,
+          checked: true,
+        })
+        expect(repaired.fetched).toBe(1 - viaGateway)
 
-      // Incomplete from the damage until the repair's check passed; announceable again now.
-      expect(complete.slice(complete.indexOf(false))).toEqual([false, true])
-      expect(b.held!.announceable(weights.root)).toBe(true)
-      expect(b.held!.get(weights.root)?.scrubbedAt).toBe(clock.now())
-      expect(await readFile(leafFile)).toEqual(original)
-      const store = new FsBlockstore(join(b.home, 'blocks'))
-      await store.open()
-      try {
-        const check = await verifyDag(store, manifest.record.body, { maxModelBytes: weights.size })
-        expect(check.problems).toEqual([])
-      } finally {
-        await store.close()
+        // Incomplete from the damage until the repair's check passed; announceable again now.
+        const seen = complete.get(n)!
+        expect(seen.slice(seen.indexOf(false))).toEqual([false, true])
+        expect(n.held!.announceable(weights.root)).toBe(true)
+        expect(n.held!.get(weights.root)?.scrubbedAt).toBe(clock.now())
+        const { path, bytes } = originals.get(n)!
+        expect(await readFile(path)).toEqual(bytes)
+        const store = new FsBlockstore(join(n.home, 'blocks'))
+        await store.open()
+        try {
+          const check = await verifyDag(store, manifest.record.body, { maxModelBytes: weights.size })
+          expect(check.problems).toEqual([])
+        } finally {
+          await store.close()
+        }
+        expect(await n.pins!.hasPin(weights.root)).toBe(true)
+
+        const metrics = await (await fetch(`${n.apiUrl}/metrics`)).text()
+        expect(metrics).toMatch(/allmende_scrub_damaged_blocks_total\{kind="corrupt"\} 1/)
+        expect(metrics).toMatch(/allmende_scrub_repairs_total\{result="repaired"\} 1/)
+        expect(metrics).toMatch(/allmende_scrub_bytes_total [1-9]/)
       }
-      expect(await b.pins!.hasPin(weights.root)).toBe(true)
-
-      const metrics = await (await fetch(`${b.apiUrl}/metrics`)).text()
-      expect(metrics).toMatch(/allmende_scrub_damaged_blocks_total\{kind="corrupt"\} 1/)
-      expect(metrics).toMatch(/allmende_scrub_repairs_total\{result="repaired"\} 1/)
-      expect(metrics).toMatch(/allmende_scrub_bytes_total [1-9]/)
     } finally {
       await Promise.allSettled(nodes.map((n) => n.stop()))
     }
