@@ -20,6 +20,10 @@
  * every fetch starts from an empty blockstore, the files are in the page cache for all of them
  * (each path reads them once before timing starts), and earlier runs' writes are synced first.
  * Both ends share this machine's cores, as they would not in a federation.
+ *
+ * Then the deployer's case (`BENCH_CLI=0` skips it, `BENCH_CLI=only` runs it alone): `allmende
+ * fetch` of the same size from one node against curl of the DAG as a CAR + sha256sum
+ * (bench/fetch-multi-support.ts).
  */
 import '../node/polyfill.js'
 import { spawn, spawnSync } from 'node:child_process'
@@ -38,6 +42,7 @@ import { unixfsPinWalker } from '../node/weights/pin-walker.js'
 import type { UploadPins } from '../node/weights/uploads.js'
 import { startDaemon } from '../test/support/daemon.js'
 import { rulesWith, Simulator } from '../test/support/simulator.js'
+import { cliCase } from './fetch-multi-support.js'
 
 // The fetching steward runs the compiled node (dist/, from `npm run build`), as a user's does:
 // from sources, its hashing workers would start through tsx's loader, several times slower.
@@ -81,6 +86,14 @@ function run(cmd: string, args: string[], cwd?: string): void {
 }
 
 const root = await mkdtemp(join(tmpdir(), 'allmende-bench-fetch-'))
+if (process.env.BENCH_CLI === 'only') {
+  try {
+    await cliCase(join(root, 'cli'), sizeMiB, runs)
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+  process.exit(0)
+}
 const cleanup: (() => Promise<unknown>)[] = []
 // Ctrl-C: stop the daemon and the file server, remove the model; nothing is left running.
 process.once('SIGINT', () => {
@@ -265,6 +278,9 @@ try {
   for (const p of phases) console.log(`  ${p}`)
   const ratio = median(gateway) / ref
   console.log(`target: gateway path ≤ 1.0× the reference: ${ratio <= 1 ? 'met' : 'missed'}`)
+  for (const c of cleanup.reverse()) await c().catch(() => {})
+  cleanup.length = 0
+  if (process.env.BENCH_CLI !== '0') await cliCase(join(root, 'cli'), sizeMiB, runs)
 } finally {
   for (const c of cleanup.reverse()) await c().catch(() => {})
   await rm(root, { recursive: true, force: true })
