@@ -81,10 +81,15 @@ export function createAnnouncer(parts: AnnouncerParts): Announcer {
     if (before && !before.withdrawn) await publish(root, before.verifiedAt, true)
   }
 
+  // A scrub that passes changes the entry but not what is said of it: the renewal carries that.
+  const unchanged = (root: CID, entry: HeldEntry) => {
+    const before = published.get(cidKey(root))
+    return before !== undefined && !before.withdrawn && before.verifiedAt === entry.verifiedAt
+  }
   const onChange = (root: CID, entry: HeldEntry | undefined) =>
     void serial(async () => {
-      if (entry && announceable(entry)) await publish(root, entry.verifiedAt, false)
-      else await withdrawIfAnnounced(root)
+      if (!entry || !announceable(entry)) await withdrawIfAnnounced(root)
+      else if (!unchanged(root, entry)) await publish(root, entry.verifiedAt, false)
     })
   const unsubscribe = parts.held.onChange(onChange)
 
