@@ -23,7 +23,7 @@ interface BindOptions extends KeyOptions {
 export function registerNodeBind(node: Command): void {
   const bind = node
     .command('bind')
-    .description('bind a node to you (a member): reports then show your name beside the weights it holds')
+    .description('bind a node to you as a member: the replication report then names you beside what it holds')
     .option('--peer <peer id>', 'another node of yours to name as well (repeatable)', collect)
     .option('--only', 'name only this node and --peer ones, dropping the peers your current binding names')
   withKey(bind, 'your member key')
