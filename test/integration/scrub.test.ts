@@ -144,7 +144,7 @@ describe('the scrubber', () => {
         expect(n.held!.announceable(weights.root)).toBe(true)
         expect(n.held!.get(weights.root)?.scrubbedAt).toBe(clock.now())
         const { path, bytes } = originals.get(n)!
-        expect(await readFile(path)).toEqual(bytes)
+        expect((await readFile(path)).equals(bytes)).toBe(true)
         const store = new FsBlockstore(join(n.home, 'blocks'))
         await store.open()
         try {
