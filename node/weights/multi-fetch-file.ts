@@ -9,7 +9,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path'
 import { equalBytes } from '../../protocol/bytes.js'
 import { NodeError } from '../errors.js'
-import type { FetchHasher } from './multi-fetch-hasher.js'
+import { type FetchHasher, FILE_SLOT_BYTES } from './multi-fetch-hasher.js'
 import { type JournalKey, readJournal, writeJournal } from './multi-fetch-journal.js'
 import { type ByteSpan, SpanSet } from './multi-fetch-spans.js'
 
@@ -33,6 +33,8 @@ export class PartialFile {
   private journaling: Promise<void> = Promise.resolve()
   /** The sha256 is taken up to here. */
   private hashedTo = 0
+  /** …and asked for up to here. */
+  private following = 0
   private hashing: Promise<void> = Promise.resolve()
   private hashFailed: { error: unknown } | undefined
   private readonly hashFile: number
@@ -104,7 +106,8 @@ export class PartialFile {
     this.done.add(start, end)
     this.unjournaled += end - start
     if (this.unjournaled >= JOURNAL_EVERY_BYTES) void this.journal().catch(() => {})
-    this.follow()
+    // Hashed a file read's worth at a time (the rest by `finish`).
+    if (this.done.prefixEnd - this.following >= FILE_SLOT_BYTES) this.follow()
   }
 
   /** Writes the journal (one write at a time, the latest spans). */
@@ -154,6 +157,7 @@ export class PartialFile {
 
   /** Hashes the newly written run of bytes after `hashedTo`, behind the writes. */
   private follow(): void {
+    this.following = this.done.prefixEnd
     this.hashing = this.hashing.then(async () => {
       if (this.hashFailed) return
       try {

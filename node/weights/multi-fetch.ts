@@ -28,7 +28,7 @@ export const PER_SOURCE = 2
 /** How long a source may send nothing before it is dropped (DECISIONS: an idle timeout, not a total one). */
 export const IDLE_MS = 20_000
 /** Blocks read ahead of hashing and writing, across every source. */
-const SLOTS = 16
+const SLOTS = 8
 
 export interface MultiFetchOptions {
   readonly weights: CID
