@@ -139,6 +139,9 @@ async function runPass(scrubbing: Scrubbing, root: CID, skip: number, signal: Ab
   metrics?.passBytes.set(0)
   let passBytes = 0
   let sinceCursor = 0
+  // One write after another: a late one landing after the pass's clear would make the next start
+  // skip blocks this pass never read.
+  let cursorWrites = Promise.resolve()
   const result = await scrubPass({
     root,
     blocks: options.blocks,
@@ -151,9 +154,10 @@ async function runPass(scrubbing: Scrubbing, root: CID, skip: number, signal: Ab
       metrics?.passBytes.set(passBytes)
       if (++sinceCursor < cursorEvery) return
       sinceCursor = 0
-      ledger.setCursor({ root, blocks: blocksDone }).catch(() => {})
+      cursorWrites = cursorWrites.then(() => ledger.setCursor({ root, blocks: blocksDone })).catch(() => {})
     },
   })
+  await cursorWrites
   metrics?.passBytes.set(0)
   // Unpinned while it was read (retention, clean-up): its blocks going is no damage.
   if (await options.hasPin(root)) await afterPass(scrubbing, root, result, signal)
