@@ -70,15 +70,26 @@ export class ScrubBlocks implements PassBlocks {
     const path = join(this.blocksDir, dir, file)
     // Round robin: leaves are of one size, so the workers stay evenly loaded.
     this.workers ??= this.startWorkers()
-    const worker = this.workers[this.next++ % this.workers.length]!
-    const answer = await worker.ask({
-      id: this.ids++,
-      location: new TextEncoder().encode(path),
-      path,
-      size,
-      whole: true,
-      leaves: false,
-    })
+    const workers = this.workers
+    const worker = workers[this.next++ % workers.length]!
+    let answer: HashAnswer
+    try {
+      answer = await worker.ask({
+        id: this.ids++,
+        location: new TextEncoder().encode(path),
+        path,
+        size,
+        whole: true,
+        leaves: false,
+      })
+    } catch (e) {
+      // A worker that died fails every later request: the next leaf starts fresh ones.
+      if (this.workers === workers) {
+        this.workers = undefined
+        void Promise.all(workers.map((w) => w.stop())).catch(() => {})
+      }
+      throw e
+    }
     if ('done' in answer) return equalBytes(answer.done.sha256!, cid.multihash.digest) ? 'ok' : 'damaged'
     if (!('error' in answer)) return 'damaged'
     if (answer.error.code === 'unreadable' && /ENOENT/.test(answer.error.message)) return 'missing'
