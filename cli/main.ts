@@ -25,6 +25,8 @@ import { registerFetch } from './commands/fetch.js'
 import { registerInit } from './commands/init.js'
 import { registerModel } from './commands/model.js'
 import { registerNodeQueries } from './commands/node.js'
+import { registerNodeBind } from './commands/node-bind.js'
+import { registerNodeGc } from './commands/node-gc.js'
 import { registerNodeMirror } from './commands/node-mirror.js'
 import { registerProposals } from './commands/proposals.js'
 import { registerPropose } from './commands/propose.js'
@@ -188,7 +190,9 @@ export function program(): Command {
   registerNodeInit(node, cli)
   registerNodeStart(node, cli)
   registerNodeQueries(node)
+  registerNodeBind(node)
   registerNodeMirror(node)
+  registerNodeGc(node)
   registerPropose(cli)
   registerVote(cli)
   registerProposals(cli)

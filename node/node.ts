@@ -12,8 +12,8 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { federationIdOf, RECORD_VERSION, type Signer, type Verified } from '../protocol/index.js'
-import type { NodeStatus } from './api.js'
 import { registerReplicationRoutes } from './api/replication.js'
+import type { NodeStatus } from './api.js'
 import { DEFAULT_UNPIN_REVOKED_AFTER_MS, FILES, type NodeConfig } from './config.js'
 import { createLiveConfig, type LiveConfig } from './config-live.js'
 import { NodeError } from './errors.js'
@@ -22,10 +22,11 @@ import type { Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createP2P, generatePeerKey, type P2P, type PrivateKey } from './p2p.js'
 import { buildApi, listen } from './parts/api.js'
-import { type NodeHoldings, startHoldings } from './parts/holdings.js'
 import { type P2PFactory, startGossip, startSync } from './parts/gossip.js'
+import { type NodeHoldings, startHoldings } from './parts/holdings.js'
 import { type MirrorPart, startMirror } from './parts/mirror.js'
 import { startStewardDuty } from './parts/steward.js'
+import { startUpkeep, type Upkeep } from './parts/upkeep.js'
 import {
   openWeightsService,
   openWeightsStorage,
@@ -73,6 +74,10 @@ export interface NodeInit {
   /** How often the mirror duty looks at its policy (default 2 s), and its first pause after a failed fetch (default 30 s). */
   readonly mirrorTickMs?: number
   readonly mirrorRetryMs?: number
+  /** How often the clean-up of unratified uploads looks at the pins (default 60 s). */
+  readonly cleanupTickMs?: number
+  /** How long the scrub waits before it looks again when nothing was due (default 60 s). */
+  readonly scrubIdleMs?: number
 }
 
 export interface AllmendeNode {
@@ -116,6 +121,7 @@ interface Running {
   mirror?: MirrorPart
   holdings?: NodeHoldings
   retentionTimer?: NodeJS.Timeout
+  upkeep?: Upkeep
   api?: FastifyInstance
   /** Aborts the background work: weights fetches, a retention run. */
   readonly stopped: AbortController
@@ -133,6 +139,7 @@ async function stopRunning(running: Running): Promise<void> {
   clearInterval(running.retentionTimer)
   clearInterval(running.mirror?.timer)
   running.stopped.abort()
+  await running.upkeep?.stop()
   await running.stewardDuty?.stop()
   await running.holdings?.stop()
   await running.sync?.stop()
@@ -243,6 +250,24 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
     live.onChange((_, key) => {
       if (key === 'mirror') running.mirror?.mirror.tick()
     })
+    running.upkeep = await startUpkeep({
+      home,
+      config: () => live.current(),
+      store,
+      p2p,
+      storage,
+      pins: opened.pins,
+      held: opened.held,
+      pin: opened.weights.pin,
+      // Holdings start below; a repair runs long after.
+      holderGateways: (root) => running.holdings?.gatewaysOf(root) ?? [],
+      registry: metrics.registry,
+      clock,
+      log,
+      stopped: running.stopped.signal,
+      ...(init.cleanupTickMs !== undefined ? { cleanupTickMs: init.cleanupTickMs } : {}),
+      ...(init.scrubIdleMs !== undefined ? { scrubIdleMs: init.scrubIdleMs } : {}),
+    })
   }
   const holdings = (running.holdings = await startHoldings({
     config: () => live.current(),
@@ -250,7 +275,9 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
     store,
     p2p,
     peerKey,
+    ...(storage ? { datastore: storage.datastore } : {}),
     ...(running.held ? { held: running.held } : {}),
+    ...(running.mirror ? { withheld: running.mirror.mirror.withheld } : {}),
     metrics,
     clock,
     log,
@@ -276,6 +303,7 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
           },
         }
       : {}),
+    ...(running.upkeep ? { gcRoutes: { cleanup: running.upkeep.cleanup } } : {}),
     configRoutes: {
       live,
       ...(running.mirror ? { pinOnce: running.mirror.mirror.pinOnce } : {}),
