@@ -8,23 +8,26 @@
  * checked before it is renamed into place, and at the end the directory as `verify` does (no
  * missing, no extra, no changed file).
  *
- * Resumable: a file already in DIR with the manifest's size and sha256 is kept untouched; a cut
- * fetch resumes inside a file from the journal beside its `.partial`. `--include GLOB` takes a
+ * Resumable: a file already in DIR with the manifest's size is kept untouched (and fetched again
+ * if the directory check then finds other bytes in it); a cut fetch resumes inside a file from the
+ * journal beside its `.partial`. `--include GLOB` takes a
  * subset. Exit 1 naming the file on any mismatch, 3 when the node cannot be reached.
  * docs/adr/0030-multi-source-fetch.md.
  */
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { mkdir, rm, stat } from 'node:fs/promises'
 import { relative, resolve, sep } from 'node:path'
 import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
-import { pathProblem, verifyDirectory } from '../../node/weights/index.js'
-import { fetchFiles, IDLE_MS, type TargetFile } from '../../node/weights/multi-fetch.js'
+import { type Problem, pathProblem, verifyDirectory } from '../../node/weights/index.js'
+import {
+  fetchFiles,
+  IDLE_MS,
+  type MultiFetchResult,
+  type TargetFile,
+} from '../../node/weights/multi-fetch.js'
 import { holderGateways, sourceList } from '../../node/weights/multi-fetch-holders.js'
 import { includeMatcher } from '../../node/weights/multi-fetch-include.js'
-import { equalBytes } from '../../protocol/bytes.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, examples, usage } from '../context.js'
@@ -51,13 +54,14 @@ function targetOf(dir: string, path: string): string {
   return target
 }
 
-/** True when `target` is a regular file with the manifest's size and sha256. */
-async function complete(target: string, file: ManifestFile): Promise<boolean> {
+/**
+ * Whether `target` is a regular file of the manifest's size: kept, unread, and checked with the
+ * others by the directory check at the end (a wrong one is fetched again then), so a resumed
+ * fetch does not hash the files it keeps twice.
+ */
+async function sizeMatches(target: string, file: ManifestFile): Promise<boolean> {
   const st = await stat(target).catch(() => undefined)
-  if (!st?.isFile() || st.size !== file.size) return false
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(target)) hash.update(chunk as Buffer)
-  return equalBytes(new Uint8Array(hash.digest()), file.sha256)
+  return st?.isFile() === true && st.size === file.size
 }
 
 /** The signed manifest of the version the node names (ratified, or the only one). */
@@ -105,8 +109,12 @@ function progressBar(ctx: Ctx, total: number): cliProgress.SingleBar | undefined
   )
 }
 
-/** The directory against the manifest's files that were asked for (all, without --include). */
-async function checkDirectory(dir: string, body: ManifestBody, included: ReadonlySet<string>): Promise<void> {
+/** The directory's problems against the manifest's files that were asked for (all, without --include). */
+async function checkDirectory(
+  dir: string,
+  body: ManifestBody,
+  included: ReadonlySet<string>,
+): Promise<Problem[]> {
   const files = body.files.filter((f) => included.has(f.path))
   const subset = files.length !== body.files.length
   const check = await verifyDirectory(dir, { ...body, files, size: files.reduce((n, f) => n + f.size, 0) })
@@ -116,14 +124,16 @@ async function checkDirectory(dir: string, body: ManifestBody, included: Readonl
       .filter((f) => !included.has(f.path))
       .flatMap((f) => [f.path, `${f.path}.partial`, `${f.path}.partial.journal`]),
   )
-  const problem = check.problems.find(
+  return check.problems.filter(
     (p) => !(subset && p.code === 'file-extra' && p.path !== undefined && others.has(p.path)),
   )
-  if (problem)
-    throw new CliError(
-      problem.code,
-      `${problem.path !== undefined ? `${problem.path}: ` : ''}${problem.message}`,
-    )
+}
+
+function problemError(problem: Problem): CliError {
+  return new CliError(
+    problem.code,
+    `${problem.path !== undefined ? `${problem.path}: ` : ''}${problem.message}`,
+  )
 }
 
 function idleMsOf(text: string): number {
@@ -131,6 +141,89 @@ function idleMsOf(text: string): number {
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
     throw usage(`--idle-timeout: a number of seconds from 0 to 3600, not ${text.slice(0, 20)}`)
   return Math.round(seconds * 1000)
+}
+
+function targetFile({ file, target }: Target): TargetFile {
+  return { path: file.path, size: file.size, sha256: file.sha256, target }
+}
+
+interface RoundResult {
+  sources: MultiFetchResult['sources']
+  resumedBytes: number
+  receivedBytes: number
+}
+
+/** One fetch of `files` into place, with a progress bar on a terminal; Ctrl-C keeps the journals. */
+async function fetchRound(
+  ctx: Ctx,
+  files: readonly TargetFile[],
+  options: { weights: CID; sources: readonly string[]; idleMs: number },
+): Promise<RoundResult> {
+  const bar = progressBar(
+    ctx,
+    files.reduce((n, t) => n + t.size, 0),
+  )
+  bar?.start(
+    files.reduce((n, t) => n + t.size, 0),
+    0,
+  )
+  const abort = new AbortController()
+  const interrupt = () =>
+    abort.abort(new CliError('aborted', 'the fetch was interrupted; run it again to resume'))
+  process.once('SIGINT', interrupt)
+  try {
+    const result = await fetchFiles({
+      ...options,
+      files,
+      signal: abort.signal,
+      onBytes: (n) => bar?.increment(n),
+      // The message names the source.
+      onDrop: (_source, e) => ctx.notice('source-dropped', `source dropped: ${(e as Error)?.message ?? e}`),
+    })
+    return { sources: result.sources, resumedBytes: result.resumedBytes, receivedBytes: result.receivedBytes }
+  } finally {
+    process.off('SIGINT', interrupt)
+    bar?.stop()
+  }
+}
+
+interface Target {
+  readonly file: ManifestFile
+  readonly target: string
+}
+
+/**
+ * Fetches the files not already there, checks the directory, and fetches again a kept file the
+ * check finds with other bytes (then checks again); throws the first problem left.
+ */
+async function fetchAndCheck(
+  ctx: Ctx,
+  dir: string,
+  body: ManifestBody,
+  askedFor: ReadonlySet<string>,
+  targets: readonly Target[],
+  options: { weights: CID; sources: readonly string[]; idleMs: number },
+): Promise<{ fetched: RoundResult; files: number }> {
+  const todo: Target[] = []
+  for (const t of targets) {
+    if (await sizeMatches(t.target, t.file)) continue
+    await rm(t.target, { force: true }) // a wrong copy is not kept beside the new one (disk ≤ 1.1× the model)
+    todo.push(t)
+  }
+  const fetched = await fetchRound(ctx, todo.map(targetFile), options)
+  let problems = await checkDirectory(dir, body, askedFor)
+  const wrong = targets.filter(
+    (t) => !todo.includes(t) && problems.some((p) => p.path === t.file.path && p.code === 'sha256-mismatch'),
+  )
+  if (wrong.length > 0) {
+    for (const t of wrong) await rm(t.target, { force: true })
+    const again = await fetchRound(ctx, wrong.map(targetFile), options)
+    fetched.sources = again.sources
+    fetched.receivedBytes += again.receivedBytes
+    problems = await checkDirectory(dir, body, askedFor)
+  }
+  if (problems.length > 0) throw problemError(problems[0]!)
+  return { fetched, files: todo.length + wrong.length }
 }
 
 export function registerFetch(cli: Command): void {
@@ -172,38 +265,12 @@ export function registerFetch(cli: Command): void {
       await mkdir(dir, { recursive: true })
       const sources = sourceList(client.base, opts.gateway, await holdersOf(client, key, body.weights))
 
-      const todo: TargetFile[] = []
-      for (const { file, target } of targets) {
-        if (await complete(target, file)) continue
-        await rm(target, { force: true }) // a wrong copy is not kept beside the new one (disk ≤ 1.1× the model)
-        todo.push({ path: file.path, size: file.size, sha256: file.sha256, target })
-      }
-      const total = todo.reduce((n, t) => n + t.size, 0)
-      const bar = progressBar(ctx, total)
-      bar?.start(total, 0)
-      const abort = new AbortController()
-      // Ctrl-C: the journals are written before the process ends, so the next run resumes.
-      const interrupt = () =>
-        abort.abort(new CliError('aborted', 'the fetch was interrupted; run it again to resume'))
-      process.once('SIGINT', interrupt)
-      let fetched: Awaited<ReturnType<typeof fetchFiles>>
-      try {
-        fetched = await fetchFiles({
-          weights: body.weights,
-          files: todo,
-          sources,
-          signal: abort.signal,
-          idleMs,
-          onBytes: (n) => bar?.increment(n),
-          // The message names the source.
-          onDrop: (_source, e) =>
-            ctx.notice('source-dropped', `source dropped: ${(e as Error)?.message ?? e}`),
-        })
-      } finally {
-        process.off('SIGINT', interrupt)
-        bar?.stop()
-      }
-      await checkDirectory(dir, body, new Set(included.map((f) => f.path)))
+      const askedFor = new Set(included.map((f) => f.path))
+      const { fetched, files } = await fetchAndCheck(ctx, dir, body, askedFor, targets, {
+        weights: body.weights,
+        sources,
+        idleMs,
+      })
       ctx.out(
         {
           model: key,
@@ -211,7 +278,7 @@ export function registerFetch(cli: Command): void {
           dir,
           files: included.length,
           bytes: included.reduce((n, f) => n + f.size, 0),
-          fetched: todo.length,
+          fetched: files,
           sources: fetched.sources.map((s) => ({
             source: s.source,
             units: s.units,
@@ -221,7 +288,7 @@ export function registerFetch(cli: Command): void {
           resumedBytes: fetched.resumedBytes,
           receivedBytes: fetched.receivedBytes,
         },
-        `${key}: ${included.length} files, ${included.reduce((n, f) => n + f.size, 0)} bytes in ${dir} (${todo.length} fetched from ${fetched.sources.filter((s) => s.units > 0).length} of ${sources.length} sources, ${targets.length - todo.length} already complete)`,
+        `${key}: ${included.length} files, ${included.reduce((n, f) => n + f.size, 0)} bytes in ${dir} (${files} fetched from ${fetched.sources.filter((s) => s.units > 0).length} of ${sources.length} sources, ${targets.length - files} already complete)`,
       )
     }),
   )

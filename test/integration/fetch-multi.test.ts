@@ -4,7 +4,7 @@
  * one federation each hold the same model (published to each); proxies in front of them count
  * the bytes served, and cut, hold or corrupt a stream where a test says so.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -162,6 +162,17 @@ describe('allmende fetch from several gateways', () => {
     await sameFiles(join(dir, 'resumed'))
     expect((await readdir(join(dir, 'resumed'))).filter((f) => f.includes('.partial'))).toEqual([])
   }, 180_000)
+
+  it('a file already there with the right size but other bytes is fetched again', async () => {
+    const shard = model.files.find((f) => f.endsWith('.safetensors'))!
+    const original = await readFile(join(dir, 'model', shard))
+    await mkdir(join(dir, 'wrong'), { recursive: true })
+    await writeFile(join(dir, 'wrong', shard), Buffer.alloc(original.length, 7))
+    const r = await run(['--json', 'fetch', MODEL, '--out', 'wrong'], daemons[0]!.api)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json<{ fetched: number }>().fetched).toBe(model.files.length)
+    await sameFiles(join(dir, 'wrong'))
+  }, 120_000)
 
   it('--include fetches only the files it names, and they verify', async () => {
     const shards = model.files.filter((f) => f.endsWith('.safetensors'))
