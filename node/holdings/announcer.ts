@@ -5,7 +5,9 @@
  * every renewal period (they expire after three missed renewals). When a root stops being
  * announceable (a failed scrub, an unpin), it publishes a withdrawal at once: an announcement
  * with `withdrawn: true` and no gateways, newer than the last, so every report drops the node
- * before the old announcement would expire.
+ * before the old announcement would expire. A root the node withholds (every manifest naming it
+ * belongs to a conflicted or suspended version, weights/mirror-plan.ts) is not served, so it is
+ * not announced either: withdrawn when it becomes withheld, announced again once decided.
  */
 import type { PrivateKey } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
@@ -21,6 +23,8 @@ export interface AnnouncerParts {
   readonly held: Pick<HeldVersions, 'list' | 'announceable' | 'onChange' | 'get'>
   /** Whether a manifest held here names `weights`. */
   readonly isKnownWeights: (weights: CID) => boolean
+  /** Whether this node withholds `weights` now (its gateway serves none of it); never, when absent. */
+  readonly isWithheld?: (weights: CID) => boolean
   /** The gateway URLs to announce, as configured now. */
   readonly gateways: () => readonly string[]
   readonly clock: () => number
@@ -32,7 +36,10 @@ export interface AnnouncerParts {
 export interface Announcer {
   /** Signs afresh every announcement (renewal) and withdraws what is no longer held. */
   renew(): Promise<void>
-  /** Announces the held roots not yet announced (a manifest naming them arrived since). */
+  /**
+   * Announces the held roots not yet announced (a manifest naming them arrived since, a version
+   * was decided) and withdraws those withheld since.
+   */
   announceNew(): Promise<void>
   /** Stops listening to the held versions; waits for a publication under way. */
   stop(): Promise<void>
@@ -56,7 +63,7 @@ export function createAnnouncer(parts: AnnouncerParts): Announcer {
   }
 
   const announceable = (entry: HeldEntry) =>
-    parts.held.announceable(entry.root) && parts.isKnownWeights(entry.root)
+    parts.held.announceable(entry.root) && parts.isKnownWeights(entry.root) && !parts.isWithheld?.(entry.root)
 
   const publish = async (root: CID, verifiedAt: number, withdrawn: boolean): Promise<void> => {
     const before = published.get(cidKey(root))
@@ -114,6 +121,7 @@ export function createAnnouncer(parts: AnnouncerParts): Announcer {
           if ((!before || before.withdrawn) && announceable(entry))
             await publish(entry.root, entry.verifiedAt, false)
         }
+        await withdrawGone()
       }),
     async stop() {
       unsubscribe()

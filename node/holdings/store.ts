@@ -27,8 +27,8 @@ export const HOLDINGS_STORE_DEFAULTS = Object.freeze({
 export interface HoldingsStoreOptions {
   /** The node's clock (ms since the epoch). */
   readonly clock: () => number
-  /** How long an announcement lives from its `at`: three renewal periods. */
-  readonly ttlMs: number
+  /** How long an announcement lives from its `at`: three renewal periods (a function when the period is live). */
+  readonly ttlMs: number | (() => number)
   readonly maxPerPeer?: number
   readonly maxAnnouncements?: number
   readonly maxBindings?: number
@@ -157,13 +157,18 @@ export class HoldingsStore {
   }
 
   private isLive(kept: Kept<SignedAnnouncement>): boolean {
-    return this.options.clock() < kept.value.at + this.options.ttlMs
+    return this.options.clock() < kept.value.at + this.ttlMs()
+  }
+
+  private ttlMs(): number {
+    const ttl = this.options.ttlMs
+    return typeof ttl === 'number' ? ttl : ttl()
   }
 
   private timing(at: number): HoldingsRefusal | undefined {
     const now = this.options.clock()
     if (at > now + this.limits.futureSkewMs) return 'future'
-    if (now >= at + this.options.ttlMs) return 'expired'
+    if (now >= at + this.ttlMs()) return 'expired'
     return undefined
   }
 

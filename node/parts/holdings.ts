@@ -37,6 +37,8 @@ import type { HeldVersions } from '../weights/held-versions.js'
  * last answer held messages we could not judge yet is asked again once records arrived.
  */
 const CATCH_UP_MS = 2_000
+/** SPEC §15.4: an announcement expires three renewal periods after its `at`. */
+const RENEWALS_TO_EXPIRY = 3
 
 export interface HoldingsPartOptions {
   /** The config as it is now (live settings change `minHolders` and `announceGateways`). */
@@ -49,6 +51,8 @@ export interface HoldingsPartOptions {
   readonly datastore?: BindingsDatastore
   /** What this node holds; absent without Helia (it then announces nothing). */
   readonly held?: HeldVersions
+  /** The weights roots (CIDv1 text) this node withholds now (the mirror's); none when absent. */
+  readonly withheld?: () => ReadonlyMap<string, unknown>
   readonly metrics: Metrics
   readonly clock: () => number
   readonly log: Logger
@@ -80,9 +84,10 @@ export interface NodeHoldings {
 
 export async function startHoldings(options: HoldingsPartOptions): Promise<NodeHoldings> {
   const { config, store: records, p2p, clock, log } = options
-  const renewMs = config().holdingRenewMs ?? WEIGHTS_CONFIG_DEFAULTS.holdingRenewMs
+  // Live settings: read each time they are used.
+  const renewMs = () => config().holdingRenewMs ?? WEIGHTS_CONFIG_DEFAULTS.holdingRenewMs
   const minHolders = () => config().minHolders ?? WEIGHTS_CONFIG_DEFAULTS.minHolders
-  const store = new HoldingsStore({ clock, ttlMs: 3 * renewMs })
+  const store = new HoldingsStore({ clock, ttlMs: () => RENEWALS_TO_EXPIRY * renewMs() })
   const isKnownWeights = createWeightsIndex(records.fold)
   const report = () => replicationReport({ fold: records.fold, store, minHolders: minHolders() })
   const metrics = createHoldingsMetrics(options.metrics.registry, {
@@ -117,6 +122,7 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
       peerKey: options.peerKey,
       held: options.held,
       isKnownWeights,
+      ...(options.withheld ? { isWithheld: withheldBy(options.withheld) } : {}),
       // The API's real address: `api` may name port 0 until it listens.
       gateways: () => announcedGateways({ ...config(), api: new URL(apiUrl).host }),
       clock,
@@ -173,7 +179,7 @@ function startSchedule(parts: {
   store: HoldingsStore
   announcer: () => Announcer | undefined
   recordCount: () => number
-  renewMs: number
+  renewMs: () => number
   stopping: AbortSignal
 }) {
   const { p2p, sync, store } = parts
@@ -188,24 +194,50 @@ function startSchedule(parts: {
     if (!parts.stopping.aborted) pull(evt.detail.toString())
   }
   p2p.libp2p.addEventListener('peer:connect', onConnect)
-  const renewal = setInterval(() => {
+  const renewal = everyPeriod(parts.renewMs, () => {
     store.sweep()
     void parts.announcer()?.renew()
     for (const { id } of p2p.peers()) pull(id)
-  }, parts.renewMs)
+  })
   const catchUp = setInterval(() => {
     void parts.announcer()?.announceNew()
     for (const [peer, count] of deferred) if (parts.recordCount() !== count) pull(peer)
   }, CATCH_UP_MS)
-  renewal.unref()
   catchUp.unref()
   return {
     stop() {
-      clearInterval(renewal)
+      renewal.stop()
       clearInterval(catchUp)
       p2p.libp2p.removeEventListener('peer:connect', onConnect)
     },
   }
+}
+
+/**
+ * Runs `work` every `periodMs()`, a live setting: it looks at most every CATCH_UP_MS whether a
+ * period has passed, so a shorter period set while a long one runs applies within seconds.
+ */
+function everyPeriod(periodMs: () => number, work: () => void): { stop(): void } {
+  let last = performance.now()
+  let timer: NodeJS.Timeout
+  const arm = () => {
+    timer = setTimeout(tick, Math.min(periodMs(), CATCH_UP_MS))
+    timer.unref()
+  }
+  const tick = () => {
+    if (performance.now() - last >= periodMs()) {
+      last = performance.now()
+      work()
+    }
+    arm()
+  }
+  arm()
+  return { stop: () => clearTimeout(timer) }
+}
+
+/** Whether the node withholds a root, from the withheld roots by their CIDv1 text. */
+function withheldBy(withheld: () => ReadonlyMap<string, unknown>): (root: CID) => boolean {
+  return (root) => withheld().has(root.toV1().toString())
 }
 
 function versionEntry(records: RecordStore, store: HoldingsStore, minHolders: number, key: string) {

@@ -6,7 +6,7 @@
  * failed scrub) or not at all is not listed; a version with fewer holders than `minHolders` is
  * flagged; a node that stops holding withdraws; a node that joins later learns the holders by
  * sync; an announcement signed in another peer's name, one of another federation and a binding
- * of a stranger are not stored.
+ * of a stranger are not stored; a renewal period set live applies at once.
  */
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -258,6 +258,12 @@ describe('the replication report', () => {
       ])
       expect((await post(2049)).status).toBe(413)
       expect((await fetch(`${s1.apiUrl}/replication?model=${'x'.repeat(601)}@1`)).status).toBe(400)
+
+      // holdingRenewMs is live: set to its least (1 s) on s1, s1 renews within seconds, not hours.
+      const announcedAt = () => s4.holdings.store.announcementOf(s1.p2p.peerId, weights.root)?.at ?? 0
+      const lastAt = announcedAt()
+      await s1.liveConfig.set('holdingRenewMs', 1_000)
+      await until(() => announcedAt() > lastAt, "s1's renewal reaches s4 once holdingRenewMs is set", 20_000)
 
       // Bindings outlive a restart: s3 started again alone still knows who bound what.
       const again = await net.restart(2, { isolated: true })

@@ -1,7 +1,8 @@
 /**
  * The announcer (docs/adr/0029-holding-announcements.md): it announces a held root once a manifest
  * names it, withdraws at once when the root stops being complete or is forgotten, renews with a
- * later `at` (even on a clock that stands still), and says nothing new for a scrub that passes.
+ * later `at` (even on a clock that stands still), says nothing new for a scrub that passes, and
+ * announces nothing the node withholds (a conflicted version's weights).
  */
 import { MemoryDatastore } from 'datastore-core'
 import { describe, expect, it } from 'vitest'
@@ -13,7 +14,7 @@ import type { CID } from '../../../../protocol/index.js'
 import { FEDERATION, testPeer, weightsCid } from '../../../support/holdings.js'
 import { until } from '../../../support/until.js'
 
-async function setUp(known: CID[]) {
+async function setUp(known: CID[], withheld: CID[] = []) {
   const peer = await testPeer()
   const held = await HeldVersions.open(new MemoryDatastore())
   const said: SignedAnnouncement[] = []
@@ -23,6 +24,7 @@ async function setUp(known: CID[]) {
     peerKey: peer.key,
     held,
     isKnownWeights: (w) => known.some((k) => k.equals(w)),
+    isWithheld: (w) => withheld.some((k) => k.equals(w)),
     gateways: () => ['http://127.0.0.1:7070'],
     // A clock that stands still: every `at` must still be later than the one before.
     clock: () => 50_000,
@@ -80,6 +82,41 @@ describe('the announcer', () => {
       [50_000, false, 40_000],
       [50_001, false, 40_000],
     ])
+    await announcer.stop()
+  })
+
+  it('announces no root the node withholds, withdraws one withheld since, and announces it again once decided', async () => {
+    const [served, conflicted] = [weightsCid(3), weightsCid(4)]
+    const withheld: CID[] = [conflicted]
+    const { held, said, announcer } = await setUp([served, conflicted], withheld)
+    await held.verified(conflicted, 40_000)
+    await held.verified(served, 40_000)
+    await until(() => said.length === 1, 'the served root announced')
+    await announcer.renew()
+    await announcer.announceNew()
+    expect(said.map((a) => [a.weights.toString(), a.withdrawn])).toEqual([
+      [served.toString(), false],
+      [served.toString(), false],
+    ])
+    // Its version becomes conflicted: withdrawn at the next look, not renewed.
+    withheld.push(served)
+    await announcer.announceNew()
+    await announcer.renew()
+    expect(said.slice(2).map((a) => [a.weights.toString(), a.withdrawn])).toEqual([[served.toString(), true]])
+    // Both decided: both announced.
+    withheld.length = 0
+    await announcer.announceNew()
+    expect(
+      said
+        .slice(3)
+        .map((a) => [a.weights.toString(), a.withdrawn])
+        .sort(),
+    ).toEqual(
+      [
+        [served.toString(), false],
+        [conflicted.toString(), false],
+      ].sort(),
+    )
     await announcer.stop()
   })
 })

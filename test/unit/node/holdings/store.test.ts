@@ -2,7 +2,7 @@
  * The holdings store and intake (docs/adr/0029-holding-announcements.md): the latest `at` wins per
  * (peer, weights) and per member, a withdrawal hides the holder, the per-peer and total bounds
  * hold at their limit and refuse one more, announcements expire after the TTL, future-dated
- * ones are refused beyond the skew; the intake stores nothing unauthenticated, and only
+ * ones are refused beyond the skew (the TTL read live when given as a function); the intake stores nothing unauthenticated, and only
  * bindings of members and announcements of weights a manifest names.
  */
 import { createHash } from 'node:crypto'
@@ -161,6 +161,20 @@ describe('time', () => {
     expect(store.announcementTotal()).toBe(0)
     // Once expired, an older announcement is no longer refused as stale: it is judged on its own time.
     expect(store.offerAnnouncement(announcement(PEER_A, w, 10_000 + 1)).stored).toBe(true)
+  })
+
+  it('a TTL given as a function (holdingRenewMs is live) applies its value of the moment', () => {
+    let ttl = TTL
+    const { store, clock } = storeAt(10_000, { ttlMs: () => ttl })
+    const w = weightsCid(1)
+    store.offerAnnouncement(announcement(PEER_A, w, 10_000))
+    clock.set(10_000 + TTL - 1)
+    expect(store.holdersOf(w).length).toBe(1)
+    // The period shortened: the same announcement is now past its TTL, a longer one keeps it.
+    ttl = TTL - 1
+    expect(store.holdersOf(w)).toEqual([])
+    ttl = TTL
+    expect(store.holdersOf(w).length).toBe(1)
   })
 
   it('take an at up to the skew ahead of the clock and refuse one ms more', () => {
