@@ -134,6 +134,11 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
   return app
 }
 
+/** The routes that check a signature a stranger sends (a member's binding: api/replication.ts). */
+const SIGNATURE_ROUTES: ReadonlySet<string> = new Set(['/records', '/weights', '/holdings/bindings'])
+/** The errors that say such a signature did not verify. */
+const SIGNATURE_REFUSALS: ReadonlySet<string> = new Set(['upload-signature-invalid', 'binding-signature'])
+
 /**
  * Refuses the routes that check signatures to an address that sent too many bad ones. The hook
  * comes before every route, so the weights routes' own scope inherits it; failures are counted
@@ -141,7 +146,7 @@ export async function createApi(ctx: ApiContext): Promise<FastifyInstance> {
  */
 function installSignatureThrottle(app: FastifyInstance, throttle: AuthThrottle): void {
   const checksSignatures = (req: FastifyRequest) =>
-    req.method === 'POST' && (req.routeOptions.url === '/records' || req.routeOptions.url === '/weights')
+    req.method === 'POST' && SIGNATURE_ROUTES.has(req.routeOptions.url ?? '')
   app.addHook('onRequest', async (req) => {
     if (checksSignatures(req) && !throttle.allows(clientKeyOf(app, req)))
       throw new NodeError(
@@ -163,8 +168,7 @@ function installErrorAnswers(app: FastifyInstance, throttle: AuthThrottle, log: 
       reply.header('connection', 'close')
       reply.raw.once('finish', () => req.raw.socket.destroy())
     }
-    if (isNodeError(error) && error.code === 'upload-signature-invalid')
-      throttle.failed(clientKeyOf(app, req))
+    if (isNodeError(error) && SIGNATURE_REFUSALS.has(error.code)) throttle.failed(clientKeyOf(app, req))
     if (isNodeError(error)) return fail(reply, error.status, error.code, error.message)
     const known = frameworkError(error, req)
     if (known) return fail(reply, known.status, known.code, known.message)
