@@ -1,6 +1,6 @@
 /**
  * A budget of failed signature checks per client address, for the HTTP routes that check
- * signatures a stranger sends (`POST /records`, `POST /weights`).
+ * signatures a stranger sends (`POST /records`, `POST /weights`, `POST /holdings/bindings`).
  *
  * Why: a signature OpenSSL refuses goes to the ZIP-215 reference, some thirty times slower, so a
  * stranger's forged signatures would make the node do the slow check every time; an honest client

@@ -5,6 +5,7 @@
  * one wing read as one list.
  */
 import { NodeError } from './errors.js'
+import { isGatewayUrl } from './holdings/wire.js'
 
 /**
  * `none`: hold only what this node's own duties need (a steward's checks, uploads); `ratified`:
@@ -53,6 +54,8 @@ export const WEIGHTS_CONFIG_KEYS = [
 export const MAX_MIRROR_PATTERNS = 256
 export const MAX_MIRROR_PATTERN_CHARS = 200
 
+// A base URL with no path here; holding announcements (holdings/wire.ts) refuse more, and a
+// setting they refuse would make every announcement fail to sign, so both checks apply.
 const GATEWAY_URL = /^https?:\/\/[^\s/]+\/?$/
 
 function invalid(message: string): NodeError {
@@ -109,7 +112,7 @@ export function parseWeightsConfig(c: Record<string, unknown>, where: string): W
     announce !== undefined &&
     (!Array.isArray(announce) ||
       announce.length > 8 ||
-      announce.some((g) => typeof g !== 'string' || !GATEWAY_URL.test(g)))
+      announce.some((g) => typeof g !== 'string' || !GATEWAY_URL.test(g) || !isGatewayUrl(g)))
   )
     throw invalid(`${where}: "announceGateways" must be a list of at most 8 http(s)://host:port URLs`)
   const numbers: Record<string, number> = {}

@@ -94,8 +94,16 @@ describe('announceGateways', () => {
     expect(refusal({ announceGateways: urls(9) })?.message).toContain('at most 8')
   })
 
-  it('refuses URLs with a path, other schemes and non-strings', () => {
-    for (const bad of [['http://a.example/ipfs'], ['ftp://a.example'], [7], 'http://a.example'])
+  it('refuses URLs with a path, user information, a query or fragment, other schemes and non-strings', () => {
+    for (const bad of [
+      ['http://a.example/ipfs'],
+      ['ftp://a.example'],
+      [7],
+      'http://a.example',
+      ['http://u@a.example'],
+      ['http://a.example?x'],
+      ['http://a.example#f'],
+    ])
       expect(refusal({ announceGateways: bad })?.code).toBe('config-invalid')
   })
 
