@@ -26,22 +26,32 @@ export async function openCar(
   signal: AbortSignal,
   idleMs: number,
 ): Promise<CarStream> {
-  const idle = new AbortController()
+  // One controller per request, told of the caller's abort by a listener removed at the end:
+  // AbortSignal.any on Node 20 kept every request it joined alive as long as the caller's signal
+  // (12 MB more peak RSS per GiB fetched).
+  const ended = new AbortController()
   const stalled = () =>
     new NodeError('source-stalled', `${source} sent nothing for ${idleMs / 1000} s`, { status: 504 })
-  const timer = setTimeout(() => idle.abort(stalled()), idleMs)
-  const both = AbortSignal.any([signal, idle.signal])
+  const timer = setTimeout(() => ended.abort(stalled()), idleMs)
+  const onAbort = () => ended.abort(signal.reason)
+  signal.addEventListener('abort', onAbort, { once: true })
+  const release = () => {
+    clearTimeout(timer)
+    signal.removeEventListener('abort', onAbort)
+  }
+  const why = (e: unknown) =>
+    ended.signal.aborted && !signal.aborted ? ended.signal.reason : failure(source, e, signal)
   let res: IncomingMessage
   try {
-    res = await request(url, both)
+    res = await request(url, ended.signal)
   } catch (e) {
-    clearTimeout(timer)
-    throw idle.signal.aborted && !signal.aborted ? idle.signal.reason : failure(source, e, signal)
+    release()
+    throw why(e)
   }
   timer.refresh()
   const type = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
   if (res.statusCode !== 200 || type !== CAR_TYPE) {
-    clearTimeout(timer)
+    release()
     res.destroy()
     throw new NodeError(
       'source-refused',
@@ -58,16 +68,16 @@ export async function openCar(
         yield chunk as Uint8Array
       }
     } catch (e) {
-      throw idle.signal.aborted && !signal.aborted ? idle.signal.reason : failure(source, e, signal)
+      throw why(e)
     } finally {
-      clearTimeout(timer)
+      release()
     }
   })()
   return {
     body,
     received: () => received,
     close: () => {
-      clearTimeout(timer)
+      release()
       res.destroy()
     },
   }

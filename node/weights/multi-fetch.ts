@@ -14,6 +14,7 @@ import type { CID } from 'multiformats/cid'
 import { NodeError } from '../errors.js'
 import { PartialFile, type TargetFile } from './multi-fetch-file.js'
 import { FetchHasher } from './multi-fetch-hasher.js'
+import { collectorEvery } from './multi-fetch-memory.js'
 import { fetchRange } from './multi-fetch-range.js'
 import { type ResolvedFile, resolveFile } from './multi-fetch-resolve.js'
 import { runOnSources, type SourceReport } from './multi-fetch-sources.js'
@@ -58,7 +59,13 @@ interface Unit {
 }
 
 /** Fetches `files` into place; each is complete and checked when this resolves. */
-export async function fetchFiles(options: MultiFetchOptions): Promise<MultiFetchResult> {
+export async function fetchFiles(given: MultiFetchOptions): Promise<MultiFetchResult> {
+  const collect = collectorEvery()
+  const onBytes = (n: number) => {
+    collect(n)
+    given.onBytes?.(n)
+  }
+  const options = { ...given, onBytes }
   const hasher = new FetchHasher(SLOTS)
   const partials: PartialFile[] = []
   const finishing = new Map<PartialFile, Promise<void>>()
