@@ -2,7 +2,8 @@
  * The one HTTP request of a multi-source fetch: `GET` a CAR from a trustless gateway with
  * node:http (a plain byte stream, lighter than fetch's web streams: ADR 0012), closed when no
  * byte has come for `idleMs` (an idle timeout, not a total one: a range of GiBs takes as long as
- * it takes). Every failure is a NodeError naming the source, for the scheduler to drop it by.
+ * it takes). Every failure is a NodeError naming the source, for the scheduler to drop it by
+ * (docs/adr/0030-multi-source-fetch.md).
  */
 import type { IncomingMessage } from 'node:http'
 import { get as httpGet } from 'node:http'

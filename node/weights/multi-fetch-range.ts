@@ -8,7 +8,8 @@
  * byte of it is written; a node's sizes must add up and agree with its parent's, so every leaf
  * lands at an offset the verified nodes give and inside the file. Leaves are written in place
  * into the `.partial` file. A leaf the CAR leaves out as a repeat (`dups=n`) is copied from where
- * it was written. Any fault throws, and the scheduler drops the source (multi-fetch-sources.ts).
+ * it was written. Any fault throws, and the scheduler drops the source (multi-fetch-sources.ts;
+ * docs/adr/0030-multi-source-fetch.md).
  */
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'

@@ -2,7 +2,8 @@
  * Where a manifest file's bytes start in the weights DAG: one `dag-scope=block` CAR of
  * `<root>/<path>` from a source (the directory blocks on the path, sharded ones too, and the
  * file's root block), each block checked against its CID, the path then followed by
- * ipfs-unixfs-exporter over those blocks alone. A file of one raw block is whole here.
+ * ipfs-unixfs-exporter over those blocks alone. A file of one raw block is whole here
+ * (docs/adr/0030-multi-source-fetch.md).
  */
 import { exporter } from 'ipfs-unixfs-exporter'
 import type { CID } from 'multiformats/cid'

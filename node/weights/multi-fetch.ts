@@ -26,7 +26,7 @@ export type { SourceReport, TargetFile }
 export const UNIT_BYTES = 32 * 1024 * 1024
 /** Requests under way per source: one streams while the next one's answer starts. */
 export const PER_SOURCE = 2
-/** How long a source may send nothing before it is dropped (DECISIONS: an idle timeout, not a total one). */
+/** How long a source may send nothing before it is dropped: an idle timeout, not a total one. */
 export const IDLE_MS = 20_000
 /** Blocks read ahead of hashing and writing, across every source. */
 const SLOTS = 8
