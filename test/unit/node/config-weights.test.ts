@@ -71,6 +71,44 @@ describe('mirror', () => {
     expect(mirrors(['(x)+'], '(x)+')).toBe(true)
   })
 
+  it('matches and refuses as a wildcard should, with repeated and trailing stars', () => {
+    const table: [string, string, boolean][] = [
+      ['*', '', true],
+      ['*', 'a/b', true],
+      ['', '', true],
+      ['', 'a', false],
+      ['a', 'a', true],
+      ['a', 'ab', false],
+      ['ab', 'a', false],
+      ['a*', 'a', true],
+      ['*a', 'ba', true],
+      ['*a', 'ab', false],
+      ['a**b', 'ab', true],
+      ['a***b', 'axxb', true],
+      ['a*b*c', 'abbbc', true],
+      ['a*b*c', 'acb', false],
+      ['*ab*', 'aab', true],
+      ['*aab', 'aaab', true],
+      ['a*a', 'a', false],
+      ['*x*y*', 'yx', false],
+      ['open/*-de', 'open/m-7b-de', true],
+      ['open/*-de', 'open/m-7b-den', false],
+      ['?', 'x', false],
+      ['?', '?', true],
+    ]
+    for (const [pattern, name, expected] of table)
+      expect([pattern, name, mirrors([pattern], name)]).toEqual([pattern, name, expected])
+  })
+
+  it('matches a pattern that makes a backtracking regex exponential, at once', () => {
+    // As a backtracking regex (^.*a.*a….*b$) this took minutes on the 40-character name, past
+    // the test's timeout; the linear matcher answers in microseconds.
+    const pattern = `${'*a'.repeat(12)}*b`
+    expect(mirrors([pattern], 'a'.repeat(40))).toBe(false)
+    expect(mirrors([pattern], `${'a'.repeat(40)}b`)).toBe(true)
+    expect(mirrors([`${'*'.repeat(200)}`], 'a'.repeat(200))).toBe(true)
+  })
+
   it('is edited by add and rm as `node mirror` does', () => {
     expect(mirrorAdded('none', 'occiglot/*')).toEqual(['occiglot/*'])
     expect(mirrorAdded(['occiglot/*'], 'occiglot/*')).toEqual(['occiglot/*'])
