@@ -30,8 +30,12 @@ export interface RootStanding {
   }[]
 }
 
-/** Proposal statuses that may still ratify: the weights wait. */
-const UNDECIDED = new Set(['open', 'closed-awaiting-seals', 'pending', 'conflicted', 'final-passed'])
+/**
+ * Proposal statuses that may still ratify: the weights wait (SPEC.md §15.7's list). A
+ * `final-passed` ratification is not among them: it makes its manifest `ratified` (or `revoked`
+ * once a revocation passed), which keeps the weights before any proposal is looked at.
+ */
+const UNDECIDED = new Set(['open', 'closed-awaiting-seals', 'pending', 'conflicted'])
 
 /** The verdict on one pinned root, pinned here at `pinnedAt`, at `now`. */
 export function judgeRoot(

@@ -5,15 +5,16 @@
  * unpinned — its blocks no other pin holds deleted in the unpin's turn, as retention.ts lets
  * revoked weights go, so no pin can take a block between its release and its delete.
  *
- * `plan` lists what is due (for `node gc --dry-run`); `collect` lets it go; `tick` (every minute
- * by the node's timer) does both.
+ * `plan` lists what is due (for `node gc --dry-run`); `collect` lets it go, judging each root
+ * again on the fold's state of the moment just before its unpin; the node's timer collects every
+ * minute.
  */
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { DAG_PB_CODE, IDENTITY_CODE } from '../../protocol/cid.js'
 import type { FederationState } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
-import { type CollectReason, judgeRoot, standings } from './cleanup-plan.js'
+import { type CollectReason, judgeRoot, type RootStanding, standings } from './cleanup-plan.js'
 import { unixfsPinWalker } from './pin-walker.js'
 import type { RetentionPins } from './retention.js'
 import type { RootLedger } from './root-ledger.js'
@@ -77,7 +78,7 @@ export function createCleanup(options: CleanupOptions): Cleanup {
       signal?.throwIfAborted()
       const { pinnedAt } = await ledger.seen(root, now)
       const verdict = judgeRoot(
-        byRoot.get(root.toString()) ?? { manifests: [] },
+        byRoot.get(root.toString()) ?? NO_MANIFEST,
         pinnedAt,
         now,
         options.retentionMs(),
@@ -112,10 +113,32 @@ export function createCleanup(options: CleanupOptions): Cleanup {
   }
 }
 
-/** Unpins one due root, deleting the blocks it alone held; whether it went. */
+const NO_MANIFEST: RootStanding = { manifests: [] }
+
+/**
+ * Whether `due` is due still, judged on the fold's state as it is now. The plan was judged before
+ * `freedBytes` walked every due DAG, and the fold goes on taking records meanwhile: a manifest or a
+ * ratification proposal that arrived since keeps the weights (SPEC.md §15.7).
+ */
+function stillDue(due: DueRoot, options: CleanupOptions): boolean {
+  const standing = standings(options.state(), options.manifestOf).get(due.root.toString()) ?? NO_MANIFEST
+  const pinnedAt = options.ledger.get(due.root)?.pinnedAt ?? due.since
+  const now = options.clock()
+  const verdict = judgeRoot(standing, pinnedAt, now, options.retentionMs())
+  if (!verdict.collect)
+    options.log.info('weights-gc-kept', { root: due.root.toString(), reason: verdict.why })
+  return verdict.collect
+}
+
+/**
+ * Unpins one due root, deleting the blocks it alone held; whether it went. It is judged again
+ * last, with no wait between the verdict and the unpin's start, so nothing the fold took since
+ * the plan is missed.
+ */
 async function letGo(due: DueRoot, options: CleanupOptions, signal?: AbortSignal): Promise<boolean> {
   const { root } = due
   if (!(await options.pins.hasPin(root))) return false
+  if (!stillDue(due, options)) return false
   let walked = 0
   let deleted = 0
   const deleteBlock = async (cid: CID) => {

@@ -2,15 +2,18 @@
  * Clean-up's decisions (node/weights/cleanup-plan.ts): every case of a pinned root — no manifest,
  * a manifest with no proposal, rejected, expired, pending (open or awaiting seals), ratified,
  * revoked, and weights two manifests share — and from when the retention counts: the latest of
- * the pin, the manifests' `at` and the proposals' `closesAt`.
+ * the pin, the manifests' `at` and the proposals' `closesAt`; and a collection that judges each
+ * root again just before its unpin, on the fold's state of that moment.
  */
 import { MemoryDatastore } from 'datastore-core'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
+import { createLogger } from '../../../../node/log.js'
+import { createCleanup } from '../../../../node/weights/cleanup.js'
 import { judgeRoot, type RootStanding } from '../../../../node/weights/cleanup-plan.js'
 import { RootLedger } from '../../../../node/weights/root-ledger.js'
-import type { Phase, ProposalView } from '../../../../protocol/index.js'
+import type { FederationState, Phase, ProposalView } from '../../../../protocol/index.js'
 
 const DAY = 24 * 60 * 60 * 1000
 const RETENTION = 30 * DAY
@@ -96,6 +99,13 @@ describe('clean-up of a pinned root', () => {
     expect(judgeRoot(both, 0, long, RETENTION)).toEqual({ collect: false, why: 'pending' })
   })
 
+  it('a final-passed ratification keeps its weights through its manifest, not as an undecided proposal', () => {
+    // The fold makes the manifest of a final-passed ratification `ratified` (or `revoked`); the
+    // proposal's own status is then never what keeps them, so §15.7's list need not name it.
+    const passed = { manifests: [manifest(DAY, [proposal('final-passed', 2 * DAY)], 'ratified')] }
+    expect(judgeRoot(passed, 0, 10_000 * DAY, RETENTION)).toEqual({ collect: false, why: 'ratified' })
+  })
+
   it('ratified: never collected; revoked: left to the retention of revoked weights', () => {
     const ratified = { manifests: [manifest(DAY, [proposal('final-passed', 2 * DAY)], 'ratified')] }
     expect(judgeRoot(ratified, 0, 10_000 * DAY, RETENTION)).toEqual({ collect: false, why: 'ratified' })
@@ -130,9 +140,79 @@ describe('clean-up of a pinned root', () => {
   })
 })
 
-describe('the ledger of pinned roots', () => {
-  const cid = async (text: string) => CID.createV1(0x55, await sha256.digest(new TextEncoder().encode(text)))
+const cid = async (text: string) => CID.createV1(0x55, await sha256.digest(new TextEncoder().encode(text)))
 
+describe('a collection', () => {
+  /** A fold state holding one manifest (proposed) and the ratifications given. */
+  const stateWith = (manifestCid: CID, proposals: ProposalView[]) =>
+    ({
+      manifests: new Map([[manifestCid.toString(), { cid: manifestCid, status: 'proposed' }]]),
+      proposals: new Map(proposals.map((p, i) => [String(i), p])),
+    }) as unknown as FederationState
+
+  /** A clean-up of one pinned root named by one manifest; `onWalk` runs while its bytes are counted. */
+  async function cleanupOf(root: CID, manifestCid: CID, state: () => FederationState, onWalk: () => void) {
+    const unpinned: CID[] = []
+    const lines: Record<string, unknown>[] = []
+    const cleanup = createCleanup({
+      state,
+      manifestOf: (m) => (m.equals(manifestCid) ? { weights: root, at: 0 } : undefined),
+      pinnedRoots: async () => [root],
+      pins: {
+        hasPin: async () => true,
+        async *rm(r) {
+          unpinned.push(r)
+          yield r
+        },
+        rootsOf: async () => {
+          onWalk()
+          return [root]
+        },
+      },
+      blockstore: { get: () => [], delete: async () => {} },
+      ledger: await RootLedger.open(new MemoryDatastore()),
+      clock: () => DAY,
+      retentionMs: () => 0,
+      log: createLogger({ level: 'info', name: 't', write: (l) => lines.push(JSON.parse(l)) }),
+    })
+    return { cleanup, unpinned, lines }
+  }
+
+  it('judges each root again just before its unpin: a proposal that arrived after the plan keeps it', async () => {
+    const [root, manifestCid] = [await cid('weights'), await cid('manifest')]
+    const ratify = {
+      ...proposal('undecided', 2 * DAY),
+      action: { type: 'ratify-model', manifest: manifestCid },
+    } as unknown as ProposalView
+    let state = stateWith(manifestCid, [])
+    // The ratification reaches the fold while the bytes are counted: after the plan's verdict.
+    const racing = await cleanupOf(
+      root,
+      manifestCid,
+      () => state,
+      () => {
+        state = stateWith(manifestCid, [ratify])
+      },
+    )
+    expect(await racing.cleanup.collect()).toEqual([])
+    expect(racing.unpinned).toEqual([])
+    expect(racing.lines).toContainEqual(
+      expect.objectContaining({ event: 'weights-gc-kept', root: root.toString(), reason: 'pending' }),
+    )
+
+    // Nothing arrives meanwhile: collected.
+    const quiet = await cleanupOf(
+      root,
+      manifestCid,
+      () => stateWith(manifestCid, []),
+      () => {},
+    )
+    expect((await quiet.cleanup.collect()).map((d) => [d.root, d.why])).toEqual([[root, 'no-proposal']])
+    expect(quiet.unpinned).toEqual([root])
+  })
+})
+
+describe('the ledger of pinned roots', () => {
   it('keeps the first sight, forgets roots no longer pinned, and reads back what it wrote', async () => {
     const datastore = new MemoryDatastore()
     const ledger = await RootLedger.open(datastore)
