@@ -5,6 +5,7 @@
  * clean-up.
  */
 import type { CID } from 'multiformats/cid'
+import { Counter, type Registry } from 'prom-client'
 import type { NodeConfig } from '../config.js'
 import { WEIGHTS_CONFIG_DEFAULTS } from '../config-weights.js'
 import type { Logger } from '../log.js'
@@ -29,6 +30,8 @@ export interface CleanupPartOptions {
   readonly ledger: RootLedger
   readonly clock: () => number
   readonly log: Logger
+  /** Where `allmende_cleanup_runs_total` goes. */
+  readonly registry: Registry
   /** Aborts a run under way when the node stops. */
   readonly stopped: AbortSignal
   readonly tickMs?: number
@@ -66,12 +69,22 @@ export function startCleanup(options: CleanupPartOptions): CleanupPart {
       options.config().unratifiedRetentionMs ?? WEIGHTS_CONFIG_DEFAULTS.unratifiedRetentionMs,
     log,
   })
+  // Runs ended, so an operator (or a test) sees the timer is alive between collections.
+  const runs = new Counter({
+    name: 'allmende_cleanup_runs_total',
+    help: 'runs of the clean-up of unratified weights ended, by result (ok, failed)',
+    labelNames: ['result'],
+    registers: [options.registry],
+  })
   let running: Promise<unknown> | undefined
   const tick = () => {
     running ??= cleanup
       .collect(stopped)
+      .then(() => runs.inc({ result: 'ok' }))
       .catch((e) => {
-        if (!stopped.aborted) log.warn('weights-gc-failed', { error: e as Error })
+        if (stopped.aborted) return
+        runs.inc({ result: 'failed' })
+        log.warn('weights-gc-failed', { error: e as Error })
       })
       .finally(() => {
         running = undefined

@@ -183,6 +183,7 @@ export interface StewardNodesOptions {
   readonly unpinRevokedAfterMs?: number
   readonly stewardTickMs?: number
   readonly retentionTickMs?: number
+  readonly cleanupTickMs?: number
 }
 
 export interface StewardNodes {
@@ -229,6 +230,7 @@ export async function startStewards(sim: Simulator, options: StewardNodesOptions
       sync: { intervalMs: 1_000 },
       ...(options.clock ? { clock: options.clock.fn } : {}),
       ...(options.retentionTickMs !== undefined ? { retentionTickMs: options.retentionTickMs } : {}),
+      ...(options.cleanupTickMs !== undefined ? { cleanupTickMs: options.cleanupTickMs } : {}),
     } satisfies NodeOptions)
     nodes[i] = node
     return node
