@@ -39,6 +39,12 @@ export interface LiveConfig {
    * refuse, naming why.
    */
   set(key: LiveKey, value: unknown): Promise<NodeConfig>
+  /**
+   * `set` with the value computed from the config as it is in this change's turn, so an edit
+   * (`node mirror add`) made from the value before it cannot lose a concurrent one. `change`
+   * returning undefined changes nothing; what it throws is the answer.
+   */
+  update(key: LiveKey, change: (config: NodeConfig) => unknown): Promise<NodeConfig>
   /** Calls `listener` after every change; returns what stops it. */
   onChange(listener: LiveListener): () => void
 }
@@ -68,13 +74,21 @@ export function createLiveConfig(home: string, initial: NodeConfig): LiveConfig 
     return config
   }
 
+  // One change at a time: each waits for the one before, whether it failed or not.
+  const inTurn = (step: () => Promise<NodeConfig>): Promise<NodeConfig> => {
+    const done = turn.then(step)
+    turn = done.catch(() => {})
+    return done
+  }
+
   return {
     current: () => config,
-    set(key, value) {
-      const done = turn.then(() => apply(key, value))
-      turn = done.catch(() => {})
-      return done
-    },
+    set: (key, value) => inTurn(() => apply(key, value)),
+    update: (key, change) =>
+      inTurn(async () => {
+        const value = change(config)
+        return value === undefined ? config : apply(key, value)
+      }),
     onChange(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)

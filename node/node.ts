@@ -238,6 +238,7 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
       pin: opened.weights.pin,
       held: opened.held,
       pins: opened.pins,
+      steward: init.stewardKey !== undefined,
       // Holdings start below; the mirror asks for a root's holders only when it fetches.
       holderGateways: (root) => running.holdings?.gatewaysOf(root) ?? [],
       metrics,
@@ -306,7 +307,7 @@ async function startParts(init: NodeInit, running: Running): Promise<Started> {
     ...(running.upkeep ? { gcRoutes: { cleanup: running.upkeep.cleanup } } : {}),
     configRoutes: {
       live,
-      ...(running.mirror ? { pinOnce: running.mirror.mirror.pinOnce } : {}),
+      ...(running.mirror ? { pinOnce: running.mirror.mirror.pinOnce, unpin: running.mirror.unpin } : {}),
     },
   }))
   registerReplicationRoutes(api, holdings)

@@ -1,14 +1,15 @@
 /**
  * A running node's live settings, with its admin token (docs/adr/0028-mirrors-and-withholding.md):
  * `node config show`, `node config set KEY VALUE` (the settings a node applies without a restart,
- * persisted to its config.json), `node mirror add|rm|list` (the mirror policy, edited through the
- * same route), and `node pin N@V` (one ratified version fetched, verified and pinned once).
+ * persisted to its config.json), `node mirror add|rm|list` (the mirror policy, edited in the
+ * node's own turn), `node pin N@V` (one ratified version fetched, verified and pinned once) and
+ * `node unpin N@V` (its weights let go, when the node's duties no longer need them).
  */
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { LIVE_KEYS } from '../../node/config-live.js'
-import { type MirrorPolicy, mirrorAdded, mirrorRemoved } from '../../node/config-weights.js'
+import type { MirrorPolicy } from '../../node/config-weights.js'
 import { FILES, loadConfig } from '../../node/index.js'
 import { action, CliError, EXIT, examples, usage } from '../context.js'
 import { parseDuration, parseSize } from '../durations.js'
@@ -170,19 +171,16 @@ function registerMirror(node: Command): void {
       ctx.out({ mirror: policy }, policyText(policy))
     }),
   )
+  // The node edits the policy in its own turn: two edits at once both land.
   const edit = (verb: 'add' | 'rm') =>
     action<{ home: string }>(async (ctx, opts, [entry]) => {
       const client = await AdminClient.of(opts.home)
-      const { body } = await client.request<Settings>('GET', '/admin/config')
-      const before = body.settings.mirror!.value as MirrorPolicy
-      const after = verb === 'add' ? mirrorAdded(before, entry!) : mirrorRemoved(before, entry!)
-      if (after === undefined)
-        throw new CliError(
-          'not-mirrored',
-          `"${entry}" is not in the mirror policy; see "allmende node mirror list"`,
-        )
-      if (JSON.stringify(after) !== JSON.stringify(before)) await setting(client, 'mirror', after)
-      ctx.out({ mirror: after, changed: JSON.stringify(after) !== JSON.stringify(before) }, policyText(after))
+      const { body } = await client.request<{ mirror: MirrorPolicy; changed: boolean }>(
+        'POST',
+        `/admin/config/mirror/${verb}`,
+        { pattern: entry },
+      )
+      ctx.out({ mirror: body.mirror, changed: body.changed }, policyText(body.mirror))
     })
   const add = withHome(
     mirror
@@ -197,6 +195,35 @@ function registerMirror(node: Command): void {
   )
   examples(rm, ['allmende node mirror rm "occiglot/*"'])
   rm.action(edit('rm'))
+}
+
+function registerUnpin(node: Command): void {
+  const unpin = withHome(
+    node
+      .command('unpin')
+      .description("let go of one version's weights the node's duties no longer need (admin)")
+      .argument('<model>', 'name@version'),
+  )
+  examples(unpin, [
+    'allmende node mirror rm "occiglot/*" && allmende node unpin occiglot/mistral-7b-de@1.0.0',
+  ])
+  unpin.action(
+    action<{ home: string }>(async (ctx, opts, [model]) => {
+      const client = await AdminClient.of(opts.home)
+      const { body } = await client.request<{
+        status: string
+        weights: string
+        blocks: number
+        deleted: number
+      }>('POST', '/admin/unpin', { model })
+      ctx.out(
+        body,
+        body.status === 'unpinned'
+          ? `${model}: weights ${body.weights} unpinned (${body.deleted} of ${body.blocks} blocks deleted; the rest other pins hold)`
+          : `${model}: weights ${body.weights} were not pinned here`,
+      )
+    }),
+  )
 }
 
 interface PinAnswer {
@@ -240,4 +267,5 @@ export function registerNodeMirror(node: Command): void {
   registerConfig(node)
   registerMirror(node)
   registerPin(node)
+  registerUnpin(node)
 }

@@ -19,6 +19,8 @@ import type { HeldVersions } from '../weights/held-versions.js'
 import { createMirror, type Mirror } from '../weights/mirror.js'
 import { verifiedFetch } from '../weights/mirror-fetch.js'
 import { type ManifestReader, type MirroredManifest, perVersions } from '../weights/mirror-plan.js'
+import { createUnpin, type Unpin } from '../weights/mirror-unpin.js'
+import type { RetentionBlockstore, RetentionPins } from '../weights/retention.js'
 
 const MIRROR_TICK_MS = 2_000
 
@@ -26,11 +28,13 @@ export interface MirrorPartOptions {
   readonly store: RecordStore
   /** The config as it is now (live settings change it). */
   readonly config: () => NodeConfig
-  readonly blockstore: LocalBlockstore
+  readonly blockstore: LocalBlockstore & RetentionBlockstore
   readonly helia?: FetchHelia | undefined
   readonly pin: (root: CID, signal?: AbortSignal) => Promise<boolean>
   readonly held: HeldVersions
-  readonly pins: ServingPinsSource
+  readonly pins: ServingPinsSource & RetentionPins
+  /** Whether this node seals (a steward's): `node unpin` keeps what its open ratifications need. */
+  readonly steward?: boolean
   /** Gateways of the nodes known to hold `root` (holding announcements), tried after the config's. */
   readonly holderGateways?: (root: CID) => readonly string[]
   readonly metrics: Metrics
@@ -45,6 +49,8 @@ export interface MirrorPartOptions {
 
 export interface MirrorPart {
   readonly mirror: Mirror
+  /** `node unpin N@V`: lets go of a version's weights the node's duties no longer need. */
+  readonly unpin: Unpin
   /** What the gateway serves: pinned blocks not held only under withheld weights. */
   readonly gatewayPins: GatewayPins
   readonly timer: NodeJS.Timeout
@@ -88,8 +94,20 @@ export function startMirror(options: MirrorPartOptions): MirrorPart {
   registerHeldSeries(options, read)
   const timer = setInterval(() => mirror.tick(), options.tickMs ?? MIRROR_TICK_MS)
   timer.unref()
+  const unpin = createUnpin({
+    state: () => store.fold.state(),
+    read,
+    policy: () => config().mirror ?? WEIGHTS_CONFIG_DEFAULTS.mirror,
+    steward: options.steward ?? false,
+    pins: options.pins,
+    blockstore: options.blockstore,
+    held: options.held,
+    fetching: mirror.fetching,
+    log,
+  })
   return {
     mirror,
+    unpin,
     gatewayPins: servingPins(options.pins, (): ReadonlyMap<string, WithheldVersion> => mirror.withheld()),
     timer,
   }

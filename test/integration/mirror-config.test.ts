@@ -208,5 +208,66 @@ describe('the CLI', () => {
     const unknown = await cli('--json', 'node', 'pin', 'tiny@1.0.0')
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toContain('unknown-model')
+    const unpinUnknown = await cli('--json', 'node', 'unpin', 'tiny@1.0.0')
+    expect(unpinUnknown.code).toBe(1)
+    expect(unpinUnknown.stderr).toContain('unknown-model')
   }, 60_000)
+})
+
+describe('POST /admin/config/mirror/add|rm', () => {
+  it('applies edits sent at once one after another, so every one lands', async () => {
+    expect((await request('PUT', '/admin/config/mirror', { value: null })).status).toBe(200)
+    const patterns = Array.from({ length: 8 }, (_, i) => `org-${i}/*`)
+    const added = await Promise.all(
+      patterns.map((pattern) => request('POST', '/admin/config/mirror/add', { pattern })),
+    )
+    expect(added.map((a) => a.status)).toEqual(patterns.map(() => 200))
+    const policy = node.liveConfig.current().mirror as string[]
+    expect([...policy].sort()).toEqual(patterns)
+    expect(((await onDisk()).mirror as string[]).sort()).toEqual(patterns)
+    // Adding one already there changes nothing, and says so.
+    expect(await request('POST', '/admin/config/mirror/add', { pattern: 'org-0/*' })).toMatchObject({
+      status: 200,
+      body: { changed: false },
+    })
+    const removed = await Promise.all(
+      patterns.map((pattern) => request('POST', '/admin/config/mirror/rm', { pattern })),
+    )
+    expect(removed.map((r) => r.status)).toEqual(patterns.map(() => 200))
+    expect(node.liveConfig.current().mirror).toBe('none')
+    expect((await onDisk()).mirror).toBe('none')
+  })
+
+  it('refuses a pattern not in the policy, a bad pattern, another verb, and no token', async () => {
+    expect(await request('POST', '/admin/config/mirror/rm', { pattern: 'other/*' })).toMatchObject({
+      status: 409,
+      body: { error: { code: 'not-mirrored' } },
+    })
+    for (const pattern of ['', 'a b', 'x@1', 'a'.repeat(MAX_MIRROR_PATTERN_CHARS + 1), 7])
+      expect(await request('POST', '/admin/config/mirror/add', { pattern })).toMatchObject({
+        status: 400,
+        body: { error: { code: 'config-invalid' } },
+      })
+    expect(
+      (await request('POST', '/admin/config/mirror/add', { pattern: 'a'.repeat(MAX_MIRROR_PATTERN_CHARS) }))
+        .status,
+    ).toBe(200)
+    expect((await request('POST', '/admin/config/mirror/swap', { pattern: 'a/*' })).status).toBe(404)
+    expect((await request('POST', '/admin/config/mirror/add', { pattern: 'a/*' }, null)).status).toBe(401)
+    expect((await request('PUT', '/admin/config/mirror', { value: null })).status).toBe(200)
+  })
+})
+
+describe('POST /admin/unpin', () => {
+  it('refuses what is not name@version, or unknown, each with its code', async () => {
+    expect(await request('POST', '/admin/unpin', { model: 'no-version' })).toMatchObject({
+      status: 400,
+      body: { error: { code: 'bad-request' } },
+    })
+    expect(await request('POST', '/admin/unpin', { model: 'tiny@1.0.0' })).toMatchObject({
+      status: 404,
+      body: { error: { code: 'unknown-model' } },
+    })
+    expect((await request('POST', '/admin/unpin', { model: 'tiny@1.0.0' }, null)).status).toBe(401)
+  })
 })
