@@ -106,6 +106,15 @@ describe('--include', () => {
     expect(m('model-00001-of-00002.safetensors')).toBe(true)
     expect(m('model-00010-of-00020.safetensors')).toBe(false)
     expect(includeMatcher([])('anything')).toBe(true)
+    expect(includeMatcher(['**'])('a/b/c')).toBe(true)
+    expect(includeMatcher(['a/**/c', 'x*y'])('a/c')).toBe(true)
+    expect(includeMatcher(['[ab].json'])('a.json')).toBe(false)
+  })
+
+  it('answers a pattern that would make a regular expression backtrack for ages', () => {
+    // Built as a regular expression, this pattern against 200 a's would outlast the test's timeout.
+    expect(includeMatcher([`${'*a'.repeat(100)}b`])('a'.repeat(200))).toBe(false)
+    expect(includeMatcher([`${'*a'.repeat(100)}`])('a'.repeat(200))).toBe(true)
   })
 
   it(`takes a glob of ${MAX_GLOB_CHARS} characters and refuses one more`, async () => {
