@@ -76,6 +76,15 @@ async function admin(n: AllmendeNode, method: string, path: string, body?: unkno
   return { status: res.status, body: (await res.json()) as Record<string, unknown> }
 }
 
+/** The peer ids `n`'s replication report lists as holding `model` now. */
+async function holdersAt(n: AllmendeNode, model: string): Promise<string[]> {
+  const res = await fetch(`${n.apiUrl}/replication?model=${encodeURIComponent(model)}`)
+  const body = (await res.json()) as { versions: { holders: { peer: string }[] }[] }
+  return body.versions[0]!.holders.map((h) => h.peer).sort()
+}
+
+const peersOf = (nodes: AllmendeNode[]) => nodes.map((n) => n.p2p.peerId.toString()).sort()
+
 describe('two non-steward nodes mirroring ratified versions', () => {
   it('fetch, verify, pin and serve them; withhold a conflicted version; unpin a revoked one after the delay', async () => {
     const mainDir = join(root(), 'main')
@@ -97,13 +106,14 @@ describe('two non-steward nodes mirroring ratified versions', () => {
       },
     )
     const lines: LogLine[] = []
-    const mirrors: AllmendeNode[] = []
+    const started: AllmendeNode[] = []
     try {
       for (const n of net.nodes) {
         expect((await importWeights(n, mainDir)).root).toBe(main.root.toString())
         expect((await importWeights(n, twinDir)).root).toBe(twin.root.toString())
       }
-      for (const name of ['m1', 'm2']) {
+      // m1 and m2 mirror; p1 mirrors nothing and pins one version by hand (`node pin`).
+      for (const name of ['m1', 'm2', 'p1']) {
         const home = join(root(), `mirror-${name}`)
         await initHome(home, {
           genesis: sim.genesis,
@@ -119,7 +129,7 @@ describe('two non-steward nodes mirroring ratified versions', () => {
           const config = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>
           await writeFile(path, JSON.stringify({ ...config, mirror: 'ratified' }))
         }
-        mirrors.push(
+        started.push(
           await startNode({
             home,
             genesis: sim.genesis,
@@ -137,7 +147,8 @@ describe('two non-steward nodes mirroring ratified versions', () => {
           }),
         )
       }
-      const [m1, m2] = mirrors as [AllmendeNode, AllmendeNode]
+      const [m1, m2, pinner] = started as [AllmendeNode, AllmendeNode, AllmendeNode]
+      const mirrors = [m1, m2]
       const turnedOn = await admin(m2, 'PUT', '/admin/config/mirror', { value: 'ratified' })
       expect(turnedOn).toMatchObject({
         status: 200,
@@ -163,9 +174,14 @@ describe('two non-steward nodes mirroring ratified versions', () => {
       sim.add(...records)
       await net.submitAll(records)
       await until(
-        () => mirrors.every((m) => records.every((r) => m.store.fold.has(r.cid))),
+        () => started.every((m) => records.every((r) => m.store.fold.has(r.cid))),
         'records at the mirrors',
       )
+      // A steward keeps what an open ratification names: it checks those weights before it seals.
+      expect(await admin(net.nodes[0]!, 'POST', '/admin/unpin', { model: 'open/base@1.0.0' })).toMatchObject({
+        status: 409,
+        body: { error: { code: 'weights-needed' } },
+      })
 
       // The stewards seal the main version and the first twin, and defer the second twin.
       at(2_700 + sealGraceMs)
@@ -218,6 +234,54 @@ describe('two non-steward nodes mirroring ratified versions', () => {
       expect(metrics).toMatch(/^allmende_weights_held_versions 2$/m)
       expect(metrics).toMatch(new RegExp(`^allmende_weights_held_bytes ${main.size + twin.size}$`, 'm'))
       expect(metrics).toMatch(/^allmende_mirror_fetches_total\{result="ok"\} 2$/m)
+
+      // Each steward's replication report lists both mirrors as holders, from the holding
+      // announcements their own fetches led to.
+      const mirrorPeers = peersOf(mirrors)
+      for (const n of net.nodes)
+        await until(
+          async () => {
+            const holders = await holdersAt(n, 'open/base@1.0.0')
+            return mirrorPeers.every((peer) => holders.includes(peer))
+          },
+          'the mirrors listed as holders',
+          30_000,
+        )
+      expect(await holdersAt(net.nodes[0]!, 'open/base@1.0.0')).toEqual(peersOf([...net.nodes, ...mirrors]))
+
+      // p1 mirrors nothing: `node pin` fetches a version outside its policy (202), then says it is held (200).
+      const pinTwinAt = () => admin(pinner, 'POST', '/admin/pin', { model: 'open/twin@1.0.0' })
+      expect(pinner.held?.get(twin.root)).toBeUndefined()
+      expect(await pinTwinAt()).toMatchObject({
+        status: 202,
+        body: { status: 'fetching', weights: twin.root.toString() },
+      })
+      const pinned = await until(
+        async () => {
+          const answer = await pinTwinAt()
+          return answer.status === 200 ? answer : undefined
+        },
+        'p1 holding the twin',
+        45_000,
+      )
+      expect(pinned?.body).toMatchObject({ status: 'held', fetch: { result: 'ok' } })
+      expect(await holds(pinner, twin)).toEqual({ pinned: true, problems: [] })
+
+      // A mirror keeps what its policy covers; p1 lets its pin go, and every block with it.
+      expect(await admin(m1, 'POST', '/admin/unpin', { model: 'open/twin@1.0.0' })).toMatchObject({
+        status: 409,
+        body: { error: { code: 'version-mirrored' } },
+      })
+      const unpinned = await admin(pinner, 'POST', '/admin/unpin', { model: 'open/twin@1.0.0' })
+      expect(unpinned).toMatchObject({
+        status: 200,
+        body: { status: 'unpinned', weights: twin.root.toString() },
+      })
+      expect(unpinned.body.deleted).toBe(unpinned.body.blocks)
+      expect(unpinned.body.blocks).toBeGreaterThan(0)
+      expect(pinner.held?.get(twin.root)).toBeUndefined()
+      expect((await holds(pinner, twin)).pinned).toBe(false)
+      expect((await fetch(`${pinner.apiUrl}/ipfs/${twin.root}?format=raw`)).status).toBe(404)
 
       // Two more stewards make the second twin final-passed as well: open/twin@1.0.0 is conflicted.
       const [first, second] = [proposals[1]!, proposals[2]!].sort((a, b) =>
@@ -279,9 +343,19 @@ describe('two non-steward nodes mirroring ratified versions', () => {
         expect((await holds(m, main)).pinned).toBe(false)
         expect((await fetch(`${m.apiUrl}/ipfs/${main.root}?format=raw`)).status).toBe(404)
       }
+      // Unpinned, the mirrors withdrew their holding announcements: the stewards' reports drop them.
+      for (const n of net.nodes)
+        await until(
+          async () => {
+            const holders = await holdersAt(n, 'open/base@1.0.0')
+            return mirrorPeers.every((peer) => !holders.includes(peer))
+          },
+          'the mirrors dropped as holders',
+          30_000,
+        )
       expect(lines.filter((l) => l.event === 'mirror-fetch-failed')).toEqual([])
     } finally {
-      await Promise.allSettled(mirrors.map((m) => m.stop()))
+      await Promise.allSettled(started.map((m) => m.stop()))
       await net.stop()
     }
   }, 90_000)
