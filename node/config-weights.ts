@@ -154,11 +154,16 @@ export function parseWeightsConfig(c: Record<string, unknown>, where: string): W
   }
 }
 
-/** The gateway URLs a node announces: its setting, or `http://<api>` when that is dialable. */
+/**
+ * The gateway URLs a node announces: its setting, or `http://<api>` when others can dial it. A
+ * wildcard or loopback API (127.0.0.0/8, ::1, localhost) is announced only when set: another
+ * node dialing it would reach itself.
+ */
 export function announcedGateways(config: { api: string; announceGateways?: readonly string[] }): string[] {
   if (config.announceGateways) return [...config.announceGateways]
-  const host = config.api.slice(0, config.api.lastIndexOf(':'))
-  if (host === '0.0.0.0' || host === '::' || host === '[::]') return []
+  const host = config.api.slice(0, config.api.lastIndexOf(':')).toLowerCase()
+  if (['0.0.0.0', '::', '[::]', '::1', '[::1]', 'localhost'].includes(host)) return []
+  if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return []
   return [`http://${config.api}`]
 }
 

@@ -4,7 +4,9 @@
  * (announcement.ts, binding.ts), a binding's member must be a member now and an announcement's
  * weights must be named by a manifest this node holds (both checked before the signature, so a
  * stranger cannot make the node verify signatures of messages it would drop anyway), and then
- * the store decides. Nothing unauthenticated is stored.
+ * the store decides. Nothing unauthenticated is stored. A message whose exact bytes are held
+ * already is `duplicate` before its signature is checked: gossip and every sync repeat what the
+ * node holds, and the verdict is the same without the check.
  *
  * The verdict follows the records' gossip: a fault no honest peer commits is `reject` (it lowers
  * the sender's score), whatever an honest peer may relay is `ignore`.
@@ -57,9 +59,11 @@ export function createIntake(parts: IntakeParts): Intake {
 
   const takeAnnouncement = (bytes: Uint8Array): TakeResult => {
     const decoded = decodeAnnouncement(bytes, parts.federation, (a) =>
-      parts.isKnownWeights(a.weights)
-        ? undefined
-        : refused('unknown-weights', `no manifest held here names ${a.weights}`),
+      !parts.isKnownWeights(a.weights)
+        ? refused('unknown-weights', `no manifest held here names ${a.weights}`)
+        : parts.store.holdsAnnouncement(a.peer, a.weights, bytes)
+          ? refused('duplicate', 'held already')
+          : undefined,
     )
     if (!decoded.ok) return refuse('announcement', decoded.reason, decoded.message)
     const offer = parts.store.offerAnnouncement({ value: decoded.value, bytes })
@@ -68,9 +72,11 @@ export function createIntake(parts: IntakeParts): Intake {
 
   const takeBinding = (bytes: Uint8Array): TakeResult => {
     const decoded = decodeBinding(bytes, parts.federation, (b) =>
-      parts.isMember(b.member)
-        ? undefined
-        : refused('not-member', `${b.member} is not a member of the federation`),
+      !parts.isMember(b.member)
+        ? refused('not-member', `${b.member} is not a member of the federation`)
+        : parts.store.holdsBinding(b.member, bytes)
+          ? refused('duplicate', 'held already')
+          : undefined,
     )
     if (!decoded.ok) return refuse('binding', decoded.reason, decoded.message)
     const offer = parts.store.offerBinding({ value: decoded.value, bytes })

@@ -1,8 +1,9 @@
 /**
  * The replication report (docs/adr/0029-holding-announcements.md): per ratified version, who holds
  * its weights (live announcements that are not withdrawn), where, when they last verified them,
- * and the member each node is bound to; a version with fewer holders than `minHolders` is
- * flagged. Read from the fold (what is ratified, which weights a manifest names) and the
+ * and the member each node is bound to. A version is flagged below `minHolders` holders, counting
+ * only affiliated ones once any member has bound a node: peer ids cost nothing, so a stranger's
+ * announcements must not lift the flag. Read from the fold (what is ratified, which weights a manifest names) and the
  * holdings store; it decides nothing in the fold.
  */
 import type { CID } from 'multiformats/cid'
@@ -26,6 +27,8 @@ export interface ReplicationEntry {
   readonly weights: string
   readonly status: ModelView['status']
   readonly holders: readonly Holder[]
+  /** Of the holders, those affiliated with a member (SPEC §15.3). */
+  readonly affiliatedHolders: number
   readonly flagged: boolean
 }
 
@@ -103,13 +106,17 @@ export function entryOf(
   const weights = manifest && weightsOf(parts.fold, manifest)
   if (!manifest || !weights) return undefined
   const holders = holdersOf(parts.store, weights, affiliation)
+  const affiliatedHolders = holders.filter((h) => h.member !== null).length
+  // Without any binding no holder can be told from a stranger, so all of them count.
+  const counted = affiliation.size > 0 ? affiliatedHolders : holders.length
   return {
     model: model.key,
     manifest: manifest.toString(),
     weights: weights.toString(),
     status: model.status,
     holders,
-    flagged: holders.length < parts.minHolders,
+    affiliatedHolders,
+    flagged: counted < parts.minHolders,
   }
 }
 

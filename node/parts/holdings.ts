@@ -10,10 +10,16 @@ import type { NodeConfig } from '../config.js'
 import { announcedGateways, WEIGHTS_CONFIG_DEFAULTS } from '../config-weights.js'
 import { NodeError } from '../errors.js'
 import { type Announcer, createAnnouncer } from '../holdings/announcer.js'
+import { DeferredPeers } from '../holdings/deferred.js'
 import { joinHoldingsGossip } from '../holdings/gossip.js'
 import { createIntake, type Intake, type TakeResult } from '../holdings/intake.js'
 import { createHoldingsMetrics } from '../holdings/metrics.js'
-import { type BindingsDatastore, bindingWriter, loadBindings } from '../holdings/persist.js'
+import {
+  type BindingsDatastore,
+  type BindingWriter,
+  bindingWriter,
+  loadBindings,
+} from '../holdings/persist.js'
 import {
   createWeightsIndex,
   entryOf,
@@ -24,6 +30,7 @@ import {
   type ReplicationReport,
   replicationReport,
 } from '../holdings/report.js'
+import { holderSources } from '../holdings/sources.js'
 import { HoldingsStore } from '../holdings/store.js'
 import { createHoldingsSync, type HoldingsSync, type SyncOutcome } from '../holdings/sync.js'
 import type { Logger } from '../log.js'
@@ -33,8 +40,8 @@ import type { RecordStore } from '../store.js'
 import type { HeldVersions } from '../weights/held-versions.js'
 
 /**
- * How often the announcer looks for held roots a newly arrived manifest names, and a peer whose
- * last answer held messages we could not judge yet is asked again once records arrived.
+ * How often the announcer looks for held roots a newly arrived manifest names, bindings of
+ * those no longer members are dropped, and deferred peers (deferred.ts) are looked at.
  */
 const CATCH_UP_MS = 2_000
 /** SPEC §15.4: an announcement expires three renewal periods after its `at`. */
@@ -60,7 +67,7 @@ export interface HoldingsPartOptions {
 
 /** What `node.holdings` offers (the mirror's and the fetch's sources come from here). */
 export interface NodeHoldings {
-  /** Gateways of every live holder of `weights`. */
+  /** Gateways of the live holders of `weights` to fetch from (sources.ts: at most 16, ordered). */
   gatewaysOf(weights: CID): string[]
   /** Every live holder of `weights`, with its member. */
   holdersOf(weights: CID): Holder[]
@@ -94,15 +101,17 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
     report,
     liveAnnouncements: () => store.announcements().length,
   })
+  const isMember = (did: string) => records.fold.state().members.some((m) => m.id === did)
+  const writer = options.datastore ? bindingWriter(options.datastore, log) : undefined
   const intake = createIntake({
     federation: options.federation,
     store,
-    isMember: (did) => records.fold.state().members.some((m) => m.id === did),
+    isMember,
     isKnownWeights,
     onRefused: (reason) => metrics.refused(reason),
-    ...(options.datastore ? { onBindingStored: bindingWriter(options.datastore, log) } : {}),
+    ...(writer ? { onBindingStored: writer.stored } : {}),
   })
-  if (options.datastore) await loadBindings(options.datastore, intake)
+  if (options.datastore) await loadBindings(options.datastore, intake, writer)
   const gossip = joinHoldingsGossip(p2p.libp2p.services.pubsub, {
     federation: options.federation.toString(),
     peerId: p2p.peerId,
@@ -137,17 +146,23 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
     store,
     announcer: () => announcer,
     recordCount: () => records.fold.state().recordCount,
+    pruneBindings: () => pruneBindings(store, isMember, writer),
     renewMs,
+    clock,
     stopping: stopping.signal,
   })
+  const holdersNow = (weights: CID) => holdersOf(store, weights, membersOfPeers(store, records.fold.state()))
 
   return {
-    gatewaysOf: (weights) => store.gatewaysOf(weights),
-    holdersOf: (weights) => holdersOf(store, weights, membersOfPeers(store, records.fold.state())),
+    gatewaysOf: (weights) => holderSources(holdersNow(weights)),
+    holdersOf: holdersNow,
     report,
     version: (key) => versionEntry(records, store, minHolders(), key),
     bindings: () =>
-      store.bindings().map(({ value: b }) => ({ member: b.member, peers: [...b.peers], at: b.at })),
+      store
+        .bindings()
+        .filter(({ value: b }) => isMember(b.member))
+        .map(({ value: b }) => ({ member: b.member, peers: [...b.peers], at: b.at })),
     submitBinding: (bytes) => publish(bytes, 'binding'),
     syncWith: (peer) => sync.pull(peer),
     startAnnouncing,
@@ -158,6 +173,7 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
       schedule.stop()
       await announcer?.stop()
       await sync.unhandle()
+      await writer?.settled()
     },
   }
 }
@@ -179,17 +195,16 @@ function startSchedule(parts: {
   store: HoldingsStore
   announcer: () => Announcer | undefined
   recordCount: () => number
+  pruneBindings: () => void
   renewMs: () => number
+  clock: () => number
   stopping: AbortSignal
 }) {
   const { p2p, sync, store } = parts
-  // Peers whose last answer held messages we lacked records to judge, and our record count then.
-  const deferred = new Map<string, number>()
+  const deferred = new DeferredPeers(parts.clock)
+  let prunedAt = parts.recordCount()
   const pull = (peer: string) =>
-    void sync.pull(peer).then((outcome) => {
-      if (outcome.deferred > 0) deferred.set(peer, parts.recordCount())
-      else deferred.delete(peer)
-    })
+    void sync.pull(peer).then((outcome) => deferred.answered(peer, outcome.deferred, parts.recordCount()))
   const onConnect = (evt: CustomEvent<{ toString(): string }>) => {
     if (!parts.stopping.aborted) pull(evt.detail.toString())
   }
@@ -201,7 +216,13 @@ function startSchedule(parts: {
   })
   const catchUp = setInterval(() => {
     void parts.announcer()?.announceNew()
-    for (const [peer, count] of deferred) if (parts.recordCount() !== count) pull(peer)
+    const records = parts.recordCount()
+    // Membership changes only with records: look for bindings to drop only when they changed.
+    if (records !== prunedAt) {
+      prunedAt = records
+      parts.pruneBindings()
+    }
+    for (const peer of deferred.due(records)) pull(peer)
   }, CATCH_UP_MS)
   catchUp.unref()
   return {
@@ -233,6 +254,11 @@ function everyPeriod(periodMs: () => number, work: () => void): { stop(): void }
   }
   arm()
   return { stop: () => clearTimeout(timer) }
+}
+
+/** Drops from memory and the datastore the bindings of those no longer members (SPEC §15.3). */
+function pruneBindings(store: HoldingsStore, isMember: (did: string) => boolean, writer?: BindingWriter) {
+  for (const member of store.pruneBindings(isMember)) writer?.dropped(member)
 }
 
 /** Whether the node withholds a root, from the withheld roots by their CIDv1 text. */

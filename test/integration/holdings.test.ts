@@ -11,7 +11,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { generateModel } from '../../fixtures/models.js'
-import { initHome } from '../../node/config.js'
+import { adminToken, initHome } from '../../node/config.js'
 import { signBinding } from '../../node/holdings/binding.js'
 import { holdingsTopicFor } from '../../node/holdings/gossip.js'
 import type { ReplicationReport } from '../../node/holdings/report.js'
@@ -37,6 +37,19 @@ async function replication(n: AllmendeNode, model?: string): Promise<Replication
   const res = await fetch(`${n.apiUrl}/replication${query}`)
   if (res.status !== 200) throw new Error(`GET /replication answered ${res.status}: ${await res.text()}`)
   return (await res.json()) as ReplicationReport
+}
+
+/** Sets `n` to announce its own API as its gateway: a loopback API is announced only when set. */
+async function announceOwnApi(n: AllmendeNode): Promise<void> {
+  const res = await fetch(`${n.apiUrl}/admin/config/announceGateways`, {
+    method: 'PUT',
+    headers: {
+      authorization: `Bearer ${(await adminToken(n.home)).trim()}`,
+      'content-type': 'application/json',
+    },
+    body: JSON.stringify({ value: [n.apiUrl] }),
+  })
+  if (res.status !== 200) throw new Error(`announceGateways refused: ${res.status} ${await res.text()}`)
 }
 
 /** The peers listed as holders of tiny@1.0.0 on `n`, sorted. */
@@ -107,6 +120,7 @@ describe('the replication report', () => {
       const { proposal } = await submitRatificationNow(sim, nodes[0]!, 'holdings', weights)
       await untilFinalPassed(nodes, proposal.cid)
       const [s1, s2, s3, s4] = nodes as [AllmendeNode, AllmendeNode, AllmendeNode, AllmendeNode]
+      for (const n of nodes) await announceOwnApi(n)
 
       // s1 and s2 hold the weights whole and verified; s3 only partly (a scrub failed); s4 not at all.
       const now = Date.now()
@@ -150,14 +164,16 @@ describe('the replication report', () => {
         verifiedAt: now,
       })
       expect(byPeer.get(s2.p2p.peerId)).toMatchObject({ member: null, gateways: [s2.apiUrl] })
-      expect(s4.holdings.gatewaysOf(weights.root).sort()).toEqual([s1.apiUrl, s2.apiUrl].sort())
+      // As sources: one URL per host (every node here is on 127.0.0.1), the bound holder's first.
+      expect(s4.holdings.gatewaysOf(weights.root)).toEqual([s1.apiUrl])
       expect((await replication(s4, 'tiny@1.0.0')).versions).toEqual(report.versions)
       expect((await fetch(`${s4.apiUrl}/replication?model=none@0`)).status).toBe(404)
 
-      // A third holder lifts the flag; a holder whose scrub fails withdraws at once.
+      // A third holder does not lift the flag while only one of the three is bound to a member
+      // (a stranger's peer ids would look the same); a holder whose scrub fails withdraws at once.
       await s4.held!.verified(weights.root, Date.now())
       await untilHolders(nodes, [s1.p2p.peerId, s2.p2p.peerId, s4.p2p.peerId], 's4 listed too')
-      expect((await replication(s1)).versions[0]!.flagged).toBe(false)
+      expect((await replication(s1)).versions[0]).toMatchObject({ affiliatedHolders: 1, flagged: true })
       await s2.held!.scrubbed(weights.root, Date.now(), false)
       await untilHolders(nodes, [s1.p2p.peerId, s4.p2p.peerId], 's2 withdrawn everywhere')
       expect((await replication(s3)).versions[0]!.flagged).toBe(true)
@@ -183,6 +199,23 @@ describe('the replication report', () => {
           [s4.p2p.peerId, null],
         ].sort(),
       )
+      // Once member s4 binds its node too, three affiliated holders lift the flag.
+      const s4Binding = signBinding(
+        { federation: sim.federation, member: sim.did('s4'), peers: [s4.p2p.peerId], at: Date.now() },
+        sim.signer('s4'),
+      )
+      const s4Bound = await fetch(`${s3.apiUrl}/holdings/bindings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cbor' },
+        body: Buffer.from(s4Binding),
+      })
+      expect(s4Bound.status).toBe(201)
+      await until(
+        async () => (await replication(s3)).versions[0]?.flagged === false,
+        'three affiliated holders lift the flag',
+        20_000,
+      )
+      expect((await replication(s3)).versions[0]!.affiliatedHolders).toBe(3)
       await s2.held!.forget(weights.root)
       await untilHolders(nodes, [s1.p2p.peerId, s4.p2p.peerId], 's2 withdrawn again')
 
