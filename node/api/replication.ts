@@ -15,7 +15,10 @@ import type { NodeHoldings } from '../parts/holdings.js'
 /** The longest `name@version` a query may name (a model name and a version, each at most 256 bytes). */
 const MAX_MODEL_KEY_CHARS = 600
 
-export type ReplicationRoutesOptions = Pick<NodeHoldings, 'report' | 'version' | 'bindings' | 'submitBinding'>
+export type ReplicationRoutesOptions = Pick<
+  NodeHoldings,
+  'report' | 'version' | 'minHolders' | 'bindings' | 'submitBinding'
+>
 
 export function registerReplicationRoutes(app: FastifyInstance, holdings: ReplicationRoutesOptions): void {
   app.get('/replication', async (req) => {
@@ -34,7 +37,8 @@ export function registerReplicationRoutes(app: FastifyInstance, holdings: Replic
           status: 400,
         },
       )
-    return { minHolders: holdings.report().minHolders, versions: [holdings.version(model)] }
+    // One version's entry only: the whole report costs every ratified version.
+    return { minHolders: holdings.minHolders(), versions: [holdings.version(model)] }
   })
   app.get('/holdings/bindings', async () => ({ bindings: holdings.bindings() }))
   app.post('/holdings/bindings', { bodyLimit: MAX_HOLDINGS_MESSAGE_BYTES }, async (req, reply) => {

@@ -170,6 +170,14 @@ export class HoldingsStore {
     return live
   }
 
+  /** How many announcements are live, withdrawals included (the metrics: no list built). */
+  liveAnnouncementCount(): number {
+    let live = 0
+    for (const entries of this.byWeights.values())
+      for (const kept of entries.values()) if (this.isLive(kept)) live++
+    return live
+  }
+
   /** The announcement of (peer, weights) held now, live or not yet swept. */
   announcementOf(peer: string, weights: CID): SignedAnnouncement | undefined {
     return this.byWeights.get(cidKey(weights))?.get(peer)?.value

@@ -73,6 +73,8 @@ export interface NodeHoldings {
   holdersOf(weights: CID): Holder[]
   /** The replication report over every ratified version. */
   report(): ReplicationReport
+  /** The `minHolders` setting now. */
+  minHolders(): number
   /** The entry of one version `name@version`; throws a NodeError for an unknown or ambiguous one. */
   version(key: string): ReplicationEntry
   /** The members' current bindings (what `node bind` builds on). */
@@ -99,7 +101,7 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
   const report = () => replicationReport({ fold: records.fold, store, minHolders: minHolders() })
   const metrics = createHoldingsMetrics(options.metrics.registry, {
     report,
-    liveAnnouncements: () => store.announcements().length,
+    liveAnnouncements: () => store.liveAnnouncementCount(),
   })
   const isMember = (did: string) => records.fold.state().members.some((m) => m.id === did)
   const writer = options.datastore ? bindingWriter(options.datastore, log) : undefined
@@ -157,6 +159,7 @@ export async function startHoldings(options: HoldingsPartOptions): Promise<NodeH
     gatewaysOf: (weights) => holderSources(holdersNow(weights)),
     holdersOf: holdersNow,
     report,
+    minHolders,
     version: (key) => versionEntry(records, store, minHolders(), key),
     bindings: () =>
       store
