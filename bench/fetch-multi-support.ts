@@ -5,7 +5,7 @@
  * then sha256sum of it), and `allmende fetch` run as a user runs it.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Daemon } from '../test/support/daemon.js'
 import {
@@ -18,6 +18,7 @@ import {
   publishArgs,
   type Run,
   requireBuild,
+  root,
   runCommand,
   seconds,
 } from './weights-support.js'
@@ -68,7 +69,12 @@ export async function curlAndHash(api: string, weights: string, out: string): Pr
   return r.ms
 }
 
-/** `allmende --json fetch MODEL --out OUT ...args` against `node`, into a fresh directory. */
+const probe = join(root, 'bench/fetch-multi-probe.mjs')
+
+/**
+ * `allmende --json fetch MODEL --out OUT ...args` against `node`, into a fresh directory; with
+ * `rss`, its peak resident set from bench/fetch-multi-probe.mjs (why not rss-probe.mjs: there).
+ */
 export async function fetchCli(
   served: ServedModel,
   node: string,
@@ -78,11 +84,22 @@ export async function fetchCli(
 ): Promise<Run> {
   await rm(out, { recursive: true, force: true })
   settle()
-  return allmende(
-    ['--json', 'fetch', MODEL, '--out', out, ...args],
-    { ...served.fed.env, ALLMENDE_NODE: node },
-    rss === undefined ? {} : { rss },
+  const pre = rss === undefined ? [] : ['--import', probe]
+  const env = {
+    ALLMENDE_PASSPHRASE: '',
+    ...served.fed.env,
+    ALLMENDE_NODE: node,
+    ...(rss ? { ALLMENDE_BENCH_RSS: rss } : {}),
+  }
+  const r = await runCommand(
+    process.execPath,
+    [...pre, join(root, 'bin/allmende.js'), '--json', 'fetch', MODEL, '--out', out, ...args],
+    { env },
   )
+  if (rss === undefined) return r
+  const maxRssKiB = Number(await readFile(rss, 'utf8').catch(() => 'NaN'))
+  await rm(rss, { force: true })
+  return { ...r, maxRssKiB }
 }
 
 export const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`
