@@ -2,7 +2,7 @@
  * `allmende model holders N@V`: who holds a version's weights, where their gateways are and when
  * they last verified them, from the node's replication report (`GET /replication?model=N@V`,
  * docs/adr/0029-holding-announcements.md); a version held by fewer nodes than the node's
- * `minHolders` is flagged.
+ * `minHolders` is flagged (only holders a member bound count, once any member has bound one).
  */
 import type { Command } from 'commander'
 import type { ReplicationReport } from '../../node/holdings/report.js'
@@ -29,9 +29,9 @@ export function registerModelHolders(model: Command): void {
         `/replication?model=${encodeURIComponent(key)}`,
       )
       const entry = report.versions[0]!
-      const count = `${entry.holders.length} holder${entry.holders.length === 1 ? '' : 's'}`
+      const count = `${entry.holders.length} holder${entry.holders.length === 1 ? '' : 's'}, ${entry.affiliatedHolders} of them a member's`
       ctx.out(entry, [
-        `${entry.model}  ${entry.status}, ${count}${entry.flagged ? ` (FLAGGED: fewer than minHolders ${report.minHolders})` : ''}`,
+        `${entry.model}  ${entry.status}, ${count}${entry.flagged ? ` (FLAGGED: fewer counted holders than minHolders, ${report.minHolders}; once a member binds a node, only members' holders count)` : ''}`,
         `weights  ${entry.weights}`,
         ...(entry.holders.length === 0
           ? ['no node announces holding it']
