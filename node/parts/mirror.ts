@@ -16,7 +16,7 @@ import type { LocalBlockstore } from '../weights/fetch-verify.js'
 import type { GatewayPins, WithheldVersion } from '../weights/gateway-blocks.js'
 import { type ServingPinsSource, servingPins } from '../weights/gateway-serving.js'
 import type { HeldVersions } from '../weights/held-versions.js'
-import { createMirror, type Mirror } from '../weights/mirror.js'
+import { createMirror, type FetchOutcome, type Mirror } from '../weights/mirror.js'
 import { verifiedFetch } from '../weights/mirror-fetch.js'
 import { type ManifestReader, type MirroredManifest, perVersions } from '../weights/mirror-plan.js'
 import { createUnpin, type Unpin } from '../weights/mirror-unpin.js'
@@ -73,6 +73,20 @@ export function startMirror(options: MirrorPartOptions): MirrorPart {
     labelNames: ['result'],
     registers: [options.metrics.registry],
   })
+  // Where a fetch's blocks came from: a fetch cut off and tried again finds the blocks it already
+  // wrote `held`, so that share is what resuming saved.
+  const fetchBlocks = new Counter({
+    name: 'allmende_weights_fetch_blocks_total',
+    help: 'blocks of the weights fetched by the mirror duty and `node pin`, by source (gateway, bitswap, held: already held when the fetch began, as after a cut fetch)',
+    labelNames: ['source'],
+    registers: [options.metrics.registry],
+  })
+  const countBlocks = (outcome: FetchOutcome) => {
+    const { blocks = 0, fetched = 0, viaGateway = 0 } = outcome
+    fetchBlocks.inc({ source: 'gateway' }, viaGateway)
+    fetchBlocks.inc({ source: 'bitswap' }, fetched - viaGateway)
+    fetchBlocks.inc({ source: 'held' }, blocks - fetched)
+  }
   const mirror = createMirror({
     state: () => store.fold.state(),
     read,
@@ -89,7 +103,10 @@ export function startMirror(options: MirrorPartOptions): MirrorPart {
     log,
     stopped: options.stopped,
     ...(options.retryMs !== undefined ? { retryMs: options.retryMs } : {}),
-    onOutcome: (outcome) => fetches.inc({ result: outcome.result }),
+    onOutcome: (outcome) => {
+      fetches.inc({ result: outcome.result })
+      countBlocks(outcome)
+    },
   })
   registerHeldSeries(options, read)
   const timer = setInterval(() => mirror.tick(), options.tickMs ?? MIRROR_TICK_MS)

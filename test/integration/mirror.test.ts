@@ -262,6 +262,15 @@ describe('two non-steward nodes mirroring ratified versions, and one pinning by 
     expect(metrics).toMatch(/^allmende_weights_held_versions 2$/m)
     expect(metrics).toMatch(new RegExp(`^allmende_weights_held_bytes ${main.size + twin.size}$`, 'm'))
     expect(metrics).toMatch(/^allmende_mirror_fetches_total\{result="ok"\} 2$/m)
+    const blocksFrom = (source: string) =>
+      Number(
+        new RegExp(`^allmende_weights_fetch_blocks_total\\{source="${source}"\\} (\\d+)$`, 'm').exec(
+          metrics,
+        )?.[1],
+      )
+    // Every block of the two versions came over the network (the mirror held none before).
+    expect(blocksFrom('gateway') + blocksFrom('bitswap')).toBeGreaterThan(0)
+    expect(blocksFrom('held')).toBe(0)
 
     // Each steward's replication report lists both mirrors as holders, from the holding
     // announcements their own fetches led to.
