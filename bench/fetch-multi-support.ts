@@ -72,6 +72,13 @@ export async function curlAndHash(api: string, weights: string, out: string): Pr
 const probe = join(root, 'bench/fetch-multi-probe.mjs')
 
 /**
+ * The binaries to time: `BENCH_BINS=a/bin/allmende.js,b/bin/allmende.js` alternates builds run
+ * by run (A/B on a loaded machine), the repository's own by default.
+ */
+export const benchBins = (): string[] =>
+  process.env.BENCH_BINS?.split(',').filter((b) => b.length > 0) ?? [join(root, 'bin/allmende.js')]
+
+/**
  * `allmende --json fetch MODEL --out OUT ...args` against `node`, into a fresh directory; with
  * `rss`, its peak resident set from bench/fetch-multi-probe.mjs (why not rss-probe.mjs: there).
  */
@@ -81,6 +88,7 @@ export async function fetchCli(
   out: string,
   args: readonly string[] = [],
   rss?: string,
+  bin = join(root, 'bin/allmende.js'),
 ): Promise<Run> {
   await rm(out, { recursive: true, force: true })
   settle()
@@ -93,7 +101,7 @@ export async function fetchCli(
   }
   const r = await runCommand(
     process.execPath,
-    [...pre, join(root, 'bin/allmende.js'), '--json', 'fetch', MODEL, '--out', out, ...args],
+    [...pre, bin, '--json', 'fetch', MODEL, '--out', out, ...args],
     { env },
   )
   if (rss === undefined) return r
@@ -117,27 +125,31 @@ export async function cliCase(dir: string, mib: number, runs: number): Promise<v
     const car = join(dir, 'reference.car')
     const out = join(dir, 'cli-out')
     await curlAndHash(api, served.weights, car) // warm-up: the node reads its blocks once
-    check(await fetchCli(served, api, out), 'warm-up fetch')
+    const bins = benchBins()
+    check(await fetchCli(served, api, out, [], undefined, bins[0]), 'warm-up fetch')
     const reference: number[] = []
-    const fetched: Run[] = []
+    const fetched: Run[][] = bins.map(() => [])
     for (let i = 0; i < runs; i++) {
       reference.push(await curlAndHash(api, served.weights, car))
-      fetched.push(check(await fetchCli(served, api, out, [], join(dir, 'rss')), 'fetch'))
+      for (const [b, bin] of bins.entries())
+        fetched[b]!.push(check(await fetchCli(served, api, out, [], join(dir, 'rss'), bin), 'fetch'))
     }
     const ref = median(reference)
-    const ours = median(fetched.map((r) => r.ms))
-    const rss = Math.max(...fetched.map((r) => (r.maxRssKiB ?? Number.NaN) / 1024))
     console.log(
       `CLI: ${(served.bytes / 2 ** 20).toFixed(0)} MiB in ${served.files} files from one node, median of ${runs}`,
     )
     console.log(`reference  curl CAR + sha256sum        ${seconds(ref)} s`)
-    console.log(
-      `allmende fetch (process start included) ${seconds(ours)} s  ratio ${ratio(ours, ref)}  peak RSS ${rss.toFixed(0)} MiB`,
-    )
-    console.log(
-      `  all runs: curl ${reference.map(seconds).join(' ')}; fetch ${fetched.map((r) => seconds(r.ms)).join(' ')}`,
-    )
-    console.log(`target: allmende fetch ≤ 1.0× the reference: ${ours <= ref ? 'met' : 'missed'}`)
+    for (const [b, runsOfBin] of fetched.entries()) {
+      const ours = median(runsOfBin.map((r) => r.ms))
+      const rss = Math.max(...runsOfBin.map((r) => (r.maxRssKiB ?? Number.NaN) / 1024))
+      console.log(
+        `allmende fetch (process start included) ${seconds(ours)} s  ratio ${ratio(ours, ref)}  peak RSS ${rss.toFixed(0)} MiB${bins.length > 1 ? `  [${bins[b]}]` : ''}`,
+      )
+      console.log(
+        `  all runs: curl ${reference.map(seconds).join(' ')}; fetch ${runsOfBin.map((r) => seconds(r.ms)).join(' ')}`,
+      )
+      console.log(`target: allmende fetch ≤ 1.0× the reference: ${ours <= ref ? 'met' : 'missed'}`)
+    }
   } finally {
     await served.fed.close()
   }

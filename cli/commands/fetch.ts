@@ -6,7 +6,7 @@
  * `<file>.partial`; a source that fails, stalls or sends a bad block is dropped and its ranges go
  * to the others. Nothing is trusted but the signed manifest: each file's size and sha256 are
  * checked before it is renamed into place, and at the end the directory as `verify` does (no
- * missing, no extra, no changed file).
+ * missing, no extra file, sizes), re-reading only the files kept from before the run.
  *
  * Resumable: a file already in DIR with the manifest's size is kept untouched (and fetched again
  * if the directory check then finds other bytes in it); a cut fetch resumes inside a file from the
@@ -19,13 +19,14 @@ import { relative, resolve, sep } from 'node:path'
 import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
-import { type Problem, pathProblem, verifyDirectory } from '../../node/weights/index.js'
+import { type Problem, pathProblem } from '../../node/weights/index.js'
 import {
   fetchFiles,
   IDLE_MS,
   type MultiFetchResult,
   type TargetFile,
 } from '../../node/weights/multi-fetch.js'
+import { checkFetchedDirectory } from '../../node/weights/multi-fetch-check.js'
 import { holderGateways, sourceList } from '../../node/weights/multi-fetch-holders.js'
 import { includeMatcher } from '../../node/weights/multi-fetch-include.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
@@ -106,26 +107,6 @@ function progressBar(ctx: Ctx, total: number): cliProgress.SingleBar | undefined
       hideCursor: true,
     },
     cliProgress.Presets.shades_classic,
-  )
-}
-
-/** The directory's problems against the manifest's files that were asked for (all, without --include). */
-async function checkDirectory(
-  dir: string,
-  body: ManifestBody,
-  included: ReadonlySet<string>,
-): Promise<Problem[]> {
-  const files = body.files.filter((f) => included.has(f.path))
-  const subset = files.length !== body.files.length
-  const check = await verifyDirectory(dir, { ...body, files, size: files.reduce((n, f) => n + f.size, 0) })
-  // With --include, the manifest's other files (and their .partial leftovers) may be there too.
-  const others = new Set(
-    body.files
-      .filter((f) => !included.has(f.path))
-      .flatMap((f) => [f.path, `${f.path}.partial`, `${f.path}.partial.journal`]),
-  )
-  return check.problems.filter(
-    (p) => !(subset && p.code === 'file-extra' && p.path !== undefined && others.has(p.path)),
   )
 }
 
@@ -211,7 +192,9 @@ async function fetchAndCheck(
     todo.push(t)
   }
   const fetched = await fetchRound(ctx, todo.map(targetFile), options)
-  let problems = await checkDirectory(dir, body, askedFor)
+  // The files just fetched were checked as they were written; only the kept ones are read again.
+  const checked = new Set(todo.map((t) => t.file.path))
+  let problems = await checkFetchedDirectory(dir, body, askedFor, checked)
   const wrong = targets.filter(
     (t) => !todo.includes(t) && problems.some((p) => p.path === t.file.path && p.code === 'sha256-mismatch'),
   )
@@ -220,7 +203,8 @@ async function fetchAndCheck(
     const again = await fetchRound(ctx, wrong.map(targetFile), options)
     fetched.sources = again.sources
     fetched.receivedBytes += again.receivedBytes
-    problems = await checkDirectory(dir, body, askedFor)
+    for (const t of wrong) checked.add(t.file.path)
+    problems = await checkFetchedDirectory(dir, body, askedFor, checked)
   }
   if (problems.length > 0) throw problemError(problems[0]!)
   return { fetched, files: todo.length + wrong.length }
