@@ -19,6 +19,7 @@ import { relative, resolve, sep } from 'node:path'
 import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
+import { fastEd25519 } from '../../node/ed25519-native.js'
 import { type Problem, pathProblem } from '../../node/weights/index.js'
 import {
   fetchFiles,
@@ -29,12 +30,12 @@ import {
 import { checkFetchedDirectory } from '../../node/weights/multi-fetch-check.js'
 import { holderGateways, sourceList } from '../../node/weights/multi-fetch-holders.js'
 import { includeMatcher } from '../../node/weights/multi-fetch-include.js'
+import { decodeRecord } from '../../protocol/index.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, examples, usage } from '../context.js'
 import { readPin } from '../federation-pin.js'
 import { getModel, parseModelRef } from '../records.js'
-import { fetchManifest } from '../verify-online.js'
 
 interface FetchOptions {
   node?: string
@@ -65,9 +66,25 @@ async function sizeMatches(target: string, file: ManifestFile): Promise<boolean>
   return st?.isFile() === true && st.size === file.size
 }
 
+/**
+ * The manifest record `id` from the node, its signature and CID checked: as verify-online.ts's
+ * `fetchManifest`, with node:crypto's Ed25519 (ZIP-215 kept by its fallback, ed25519-native.ts),
+ * because the pure-JS check's first verification takes about 0.1 s before the first range.
+ */
+async function signedManifest(client: NodeClient, id: string, federation?: CID): Promise<ManifestBody> {
+  const bytes = await client.getBytes(`/records/${encodeURIComponent(id)}`, 'application/cbor')
+  const decoded = decodeRecord(bytes, { ed25519: fastEd25519, ...(federation ? { federation } : {}) })
+  if (!decoded.ok) throw new CliError('bad-answer', `the node's manifest ${id}: ${decoded.message}`)
+  if (decoded.value.cid.toString() !== id || decoded.value.record.kind !== 'manifest')
+    throw new CliError('bad-answer', `the node answered another record for manifest ${id}`)
+  return decoded.value.record.body as ManifestBody
+}
+
 /** The signed manifest of the version the node names (ratified, or the only one). */
 async function manifestOf(client: NodeClient, key: string): Promise<{ id: string; body: ManifestBody }> {
-  const m = await getModel(client, key)
+  // Signed by a member of the pinned federation, when this home has pinned one (verify and
+  // exec check the files against a certificate afterwards in any case).
+  const [m, pin] = await Promise.all([getModel(client, key), readPin()])
   const id = m.manifest ?? (m.manifests.length === 1 ? m.manifests[0]!.id : undefined)
   if (id === undefined)
     throw new CliError(
@@ -76,25 +93,26 @@ async function manifestOf(client: NodeClient, key: string): Promise<{ id: string
         ? `no manifest of ${key} is known to the node`
         : `${key} has ${m.manifests.length} rival manifests and none is ratified`,
     )
-  // Signed by a member of the pinned federation, when this home has pinned one (verify and
-  // exec check the files against a certificate afterwards in any case).
-  const pin = await readPin()
-  const body = await fetchManifest(client, id, pin ? CID.parse(pin.federation) : undefined)
+  const body = await signedManifest(client, id, pin ? CID.parse(pin.federation) : undefined)
   if (body.name !== m.name || body.version !== m.version)
     throw new CliError('bad-answer', `the node's manifest ${id} is for ${body.name}@${body.version}`)
   return { id, body }
 }
 
-/** The holders' gateways the node's replication report names; none when it has no such route. */
-async function holdersOf(client: NodeClient, key: string, weights: CID): Promise<string[]> {
+/**
+ * The node's replication report for `key` (asked while the manifest is fetched and checked), or
+ * nothing when the node has no such route or fails to answer; its gateways are read only for the
+ * weights of the checked manifest.
+ */
+async function replicationOf(client: NodeClient, key: string): Promise<unknown> {
   try {
     const res = await fetch(`${client.base}/replication?model=${encodeURIComponent(key)}`, {
       headers: { accept: 'application/json' },
       signal: AbortSignal.timeout(client.timeoutMs),
     })
-    return res.ok ? holderGateways(await res.json(), weights.toString()) : []
+    return res.ok ? await res.json() : undefined
   } catch {
-    return [] // the node itself stays a source; its other routes have answered
+    return undefined // the node itself stays a source; its other routes have answered
   }
 }
 
@@ -240,6 +258,7 @@ export function registerFetch(cli: Command): void {
       const idleMs = idleMsOf(opts.idleTimeout)
       const wanted = includeMatcher(opts.include)
       const client = new NodeClient(opts.node)
+      const replication = replicationOf(client, key)
       const { id: manifestId, body } = await manifestOf(client, key)
       const dir = resolve(opts.out)
       const included = body.files.filter((f) => wanted(f.path))
@@ -247,7 +266,9 @@ export function registerFetch(cli: Command): void {
         throw new CliError('include-matches-nothing', `no file of ${key} matches ${opts.include.join(', ')}`)
       const targets = included.map((f) => ({ file: f, target: targetOf(dir, f.path) }))
       await mkdir(dir, { recursive: true })
-      const sources = sourceList(client.base, opts.gateway, await holdersOf(client, key, body.weights))
+      const report = await replication
+      const holders = report === undefined ? [] : holderGateways(report, body.weights.toString())
+      const sources = sourceList(client.base, opts.gateway, holders)
 
       const askedFor = new Set(included.map((f) => f.path))
       const { fetched, files } = await fetchAndCheck(ctx, dir, body, askedFor, targets, {
