@@ -15,9 +15,9 @@ import { DAG_PB_CODE, IDENTITY_CODE } from '../../protocol/cid.js'
 import type { FederationState } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
 import { type CollectReason, judgeRoot, type RootStanding, standings } from './cleanup-plan.js'
-import { unixfsPinWalker } from './pin-walker.js'
 import type { RetentionPins } from './retention.js'
 import type { RootLedger } from './root-ledger.js'
+import { unpinRoot } from './unpin-root.js'
 
 export interface CleanupPins extends RetentionPins {
   /** The pinned roots whose DAG holds the block `cid`. */
@@ -139,24 +139,9 @@ async function letGo(due: DueRoot, options: CleanupOptions, signal?: AbortSignal
   const { root } = due
   if (!(await options.pins.hasPin(root))) return false
   if (!stillDue(due, options)) return false
-  let walked = 0
-  let deleted = 0
-  const deleteBlock = async (cid: CID) => {
-    try {
-      await options.blockstore.delete(cid)
-      deleted++
-    } catch {
-      // Already gone, or held open: garbage either way.
-    }
-  }
+  let unpinned: { blocks: number; deleted: number }
   try {
-    for await (const _ of options.pins.rm(root, {
-      offline: true,
-      walker: unixfsPinWalker,
-      onReleased: deleteBlock,
-      ...(signal ? { signal } : {}),
-    }))
-      walked++
+    unpinned = await unpinRoot(options.pins, options.blockstore, root, signal)
   } catch (e) {
     options.log.warn('weights-unpin-failed', { root: root.toString(), error: e as Error })
     return false
@@ -166,8 +151,8 @@ async function letGo(due: DueRoot, options: CleanupOptions, signal?: AbortSignal
   options.log.info('weights-unpinned', {
     root: root.toString(),
     reason: due.why,
-    blocks: walked,
-    deleted,
+    blocks: unpinned.blocks,
+    deleted: unpinned.deleted,
     bytes: due.bytes,
   })
   return true

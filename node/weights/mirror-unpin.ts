@@ -11,8 +11,8 @@ import { type MirrorPolicy, mirrors } from '../config-weights.js'
 import { NodeError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { ManifestReader } from './mirror-plan.js'
-import { unixfsPinWalker } from './pin-walker.js'
 import type { RetentionBlockstore, RetentionPins } from './retention.js'
+import { unpinRoot } from './unpin-root.js'
 
 /** Statuses under which the mirror duty holds a covered version (fetched, or kept while withheld). */
 const MIRROR_KEEPS: ReadonlySet<string> = new Set(['ratified', 'conflicted', 'suspended'])
@@ -61,23 +61,7 @@ async function unpinVersion(options: UnpinOptions, model: string): Promise<Unpin
     await options.held.forget(root)
     return { model, weights: root.toString(), status: 'not-pinned', blocks: 0, deleted: 0 }
   }
-  let blocks = 0
-  let deleted = 0
-  // In the unpin's turn: no pin can take a released block between its release and its delete.
-  const deleteBlock = async (cid: CID) => {
-    try {
-      await options.blockstore.delete(cid)
-      deleted++
-    } catch {
-      // Already gone, or held open: garbage either way.
-    }
-  }
-  for await (const _ of options.pins.rm(root, {
-    offline: true,
-    walker: unixfsPinWalker,
-    onReleased: deleteBlock,
-  }))
-    blocks++
+  const { blocks, deleted } = await unpinRoot(options.pins, options.blockstore, root)
   await options.held.forget(root)
   options.log.info('weights-unpinned', { root: root.toString(), reason: 'operator', model, blocks, deleted })
   return { model, weights: root.toString(), status: 'unpinned', blocks, deleted }

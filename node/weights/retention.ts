@@ -15,27 +15,14 @@
 import type { CID } from 'multiformats/cid'
 import { cidKey, type FederationState } from '../../protocol/index.js'
 import type { Logger } from '../log.js'
-import { type PinWalker, unixfsPinWalker } from './pin-walker.js'
+import { type UnpinBlockstore, type UnpinPins, unpinRoot } from './unpin-root.js'
 
-/** The slice of the node's pins (pins.ts) used here. */
-export interface RetentionPins {
-  /** Whether `root` has a pin of its own. */
+/** The slice of the node's pins (pins.ts) used here: an unpin, and whether a root has a pin of its own. */
+export interface RetentionPins extends UnpinPins {
   hasPin(root: CID): Promise<boolean>
-  /** Unpins `root`; `onReleased` gets each block no pin holds any more, before any other pin change. */
-  rm(
-    root: CID,
-    options?: {
-      signal?: AbortSignal
-      offline?: boolean
-      walker?: PinWalker
-      onReleased?: (cid: CID) => Promise<void>
-    },
-  ): AsyncIterable<CID>
 }
 
-export interface RetentionBlockstore {
-  delete(cid: CID): Promise<void>
-}
+export type RetentionBlockstore = UnpinBlockstore
 
 export interface RetentionOptions {
   readonly state: () => FederationState
@@ -97,26 +84,9 @@ export function createRetention(options: RetentionOptions): Retention {
         await options.held?.forget(root)
         continue
       }
-      let walked = 0
-      let deleted = 0
-      // Called in the unpin's turn: no pin can take the block between the release and the delete.
-      const deleteBlock = async (cid: CID) => {
-        try {
-          await blockstore.delete(cid)
-          deleted++
-        } catch {
-          // Already gone, or held open: it is garbage either way; nothing more to do.
-        }
-      }
+      let counts: { blocks: number; deleted: number }
       try {
-        // offline: every block is here (it was pinned); never wait on the network to unpin.
-        for await (const _ of pins.rm(root, {
-          offline: true,
-          walker: unixfsPinWalker,
-          onReleased: deleteBlock,
-          ...(signal ? { signal } : {}),
-        }))
-          walked++
+        counts = await unpinRoot(pins, blockstore, root, signal)
       } catch (e) {
         done.delete(root.toString())
         log.warn('weights-unpin-failed', { root: root.toString(), error: e as Error })
@@ -128,8 +98,8 @@ export function createRetention(options: RetentionOptions): Retention {
       log.info('weights-unpinned', {
         root: root.toString(),
         reason: 'revoked',
-        blocks: walked,
-        deleted,
+        blocks: counts.blocks,
+        deleted: counts.deleted,
       })
     }
     return unpinned
