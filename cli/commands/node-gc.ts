@@ -4,39 +4,14 @@
  * bytes it frees, and the total. `--dry-run` only lists; without it they go now (the node also
  * does this by itself every minute). With the node home's admin token, as `node import`.
  */
-import { readFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { GcAnswer } from '../../node/api/gc.js'
-import { FILES, loadConfig } from '../../node/index.js'
-import { NodeClient } from '../client.js'
-import { action, CliError, examples } from '../context.js'
+import { action, examples } from '../context.js'
 import { defaultNodeHome } from '../homes.js'
+import { nodeAdmin } from '../node-admin.js'
 
 /** The collection walks and unpins every due root before it answers. */
 const GC_TIMEOUT_MS = 30 * 60_000
-
-/** The node of a home: a client for its API and its admin token. */
-async function adminOf(homeOption: string): Promise<{ client: NodeClient; token: string }> {
-  const home = resolve(homeOption)
-  const config = await loadConfig(home)
-  const tokenFile = join(home, FILES.token)
-  const token = (
-    await readFile(tokenFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      throw new CliError(
-        'no-token',
-        `cannot read ${tokenFile} (${e.code ?? e.message}): run as the node's user`,
-      )
-    })
-  ).trim()
-  if (token.length === 0) throw new CliError('no-token', `${tokenFile} is empty: is this a node home?`)
-  const client = new NodeClient(
-    `http://${config.api}`,
-    undefined,
-    `its address is "api" in ${join(home, FILES.config)}`,
-  )
-  return { client, token }
-}
 
 const MiB = 1024 * 1024
 
@@ -63,7 +38,7 @@ export function registerNodeGc(node: Command): void {
   examples(gc, ['allmende node gc --dry-run', 'allmende --json node gc --home /srv/allmende'])
   gc.action(
     action<{ home: string; dryRun?: boolean }>(async (ctx, opts) => {
-      const { client, token } = await adminOf(opts.home)
+      const { client, token } = await nodeAdmin(opts.home)
       const body = new TextEncoder().encode(JSON.stringify({ dryRun: opts.dryRun === true }))
       const answer = await client.postBytes<GcAnswer>(
         '/admin/gc',

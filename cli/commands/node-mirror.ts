@@ -5,15 +5,13 @@
  * node's own turn), `node pin N@V` (one ratified version fetched, verified and pinned once) and
  * `node unpin N@V` (its weights let go, when the node's duties no longer need them).
  */
-import { readFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { LIVE_KEYS } from '../../node/config-live.js'
 import type { MirrorPolicy } from '../../node/config-weights.js'
-import { FILES, loadConfig } from '../../node/index.js'
 import { action, CliError, EXIT, examples, usage } from '../context.js'
 import { parseDuration, parseSize } from '../durations.js'
 import { defaultNodeHome } from '../homes.js'
+import { nodeAdmin } from '../node-admin.js'
 
 /** How long `node pin` follows a fetch before it leaves it running and says so. */
 const PIN_FOLLOW_MS = 6 * 3600_000
@@ -32,18 +30,7 @@ class AdminClient {
   ) {}
 
   static async of(homeOption: string): Promise<AdminClient> {
-    const home = resolve(homeOption)
-    const config = await loadConfig(home)
-    const tokenFile = join(home, FILES.token)
-    const token = (
-      await readFile(tokenFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
-        throw new CliError(
-          'no-token',
-          `cannot read ${tokenFile} (${e.code ?? e.message}): run as the node's user`,
-        )
-      })
-    ).trim()
-    if (token.length === 0) throw new CliError('no-token', `${tokenFile} is empty: is this a node home?`)
+    const { config, token } = await nodeAdmin(homeOption)
     return new AdminClient(`http://${config.api}`, token)
   }
 

@@ -3,7 +3,6 @@
  * `node import DIR`: weights from a directory on the node's own machine, with its admin token;
  * and `node token [--rotate]`: the admin token's state, or a fresh one in its place.
  */
-import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import {
@@ -17,6 +16,7 @@ import {
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, examples } from '../context.js'
 import { defaultNodeHome } from '../homes.js'
+import { nodeAdmin } from '../node-admin.js'
 
 /** The JSON shape of GET /status: the node's own type. */
 type Status = NodeStatus
@@ -66,24 +66,7 @@ export function registerNodeQueries(node: Command): void {
   ])
   imp.action(
     action<{ home: string }>(async (ctx, opts, [dir]) => {
-      const home = resolve(opts.home)
-      const config = await loadConfig(home)
-      const tokenFile = join(home, FILES.token)
-      const token = (
-        await readFile(tokenFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
-          if (e.code === 'ENOENT') return ''
-          throw new CliError(
-            'no-token',
-            `cannot read ${tokenFile} (${e.code ?? e.message}): run as the node's user`,
-          )
-        })
-      ).trim()
-      if (token.length === 0) throw new CliError('no-token', `${tokenFile} is missing: is this a node home?`)
-      const client = new NodeClient(
-        `http://${config.api}`,
-        undefined,
-        `its address is "api" in ${join(home, FILES.config)}`,
-      )
+      const { client, token } = await nodeAdmin(opts.home)
       const body = new TextEncoder().encode(JSON.stringify({ path: resolve(dir!) }))
       const r = await client.postBytes<{ root: string; files: number; size: number; pinned: boolean }>(
         '/weights/import',
