@@ -4,7 +4,7 @@
  * one federation each hold the same model (published to each); proxies in front of them count
  * the bytes served, and cut, hold or corrupt a stream where a test says so.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -144,7 +144,7 @@ describe('allmende fetch from several gateways', () => {
     await sameFiles(join(dir, 'stalled'))
   }, 120_000)
 
-  it('a fetch cut at about half resumes inside the files: the second run is served at most 55% of the bytes', async () => {
+  it('a fetch cut at about half resumes inside the files: the second run is served what the first did not keep plus at most 5% of the bytes', async () => {
     const cutting = await proxy(daemons[0]!.api, { cutAfter: Math.floor(model.bytes / 2) })
     const first = await run(['--json', 'fetch', MODEL, '--out', 'resumed'], cutting.url)
     expect(first.code).toBe(1)
@@ -153,12 +153,20 @@ describe('allmende fetch from several gateways', () => {
     expect(JSON.parse(lines.at(-1)!).error.code).toBe('fetch-failed')
     const leftovers = await readdir(join(dir, 'resumed'))
     expect(leftovers.some((f) => f.endsWith('.partial.journal'))).toBe(true)
+    const kept = await keptBytes(join(dir, 'resumed'), leftovers)
 
     const counting = await proxy(daemons[0]!.api)
     const second = await run(['--json', 'fetch', MODEL, '--out', 'resumed'], counting.url)
     expect(second.code, second.stderr).toBe(0)
+    // The proxy cuts after half the model has left it; what of that was still in the kernel's
+    // socket buffers when the connection went never reached the client, so the client keeps a
+    // little less than half (how much less varies with the machine). The second run may fetch
+    // what the first did not keep, plus at most 5% of the model (ranges' path and edge nodes,
+    // the partly written leaves at the cut): so with a cut at half, at most 55%.
     expect(second.json<{ resumedBytes: number }>().resumedBytes).toBeGreaterThan(0)
-    expect(counting.served() / model.bytes).toBeLessThanOrEqual(0.55)
+    expect(kept / model.bytes).toBeGreaterThan(0.3)
+    expect(kept / model.bytes).toBeLessThanOrEqual(0.5)
+    expect(counting.served()).toBeLessThanOrEqual(model.bytes - kept + 0.05 * model.bytes)
     await sameFiles(join(dir, 'resumed'))
     expect((await readdir(join(dir, 'resumed'))).filter((f) => f.includes('.partial'))).toEqual([])
   }, 180_000)
@@ -211,3 +219,16 @@ describe('allmende fetch from several gateways', () => {
     expect(more.code).toBe(2)
   }, 120_000)
 })
+
+/** What a cut fetch left for the next run: whole files, and the spans the journals name. */
+async function keptBytes(out: string, names: readonly string[]): Promise<number> {
+  let kept = 0
+  for (const name of names) {
+    if (name.endsWith('.partial')) continue
+    if (name.endsWith('.partial.journal')) {
+      const journal = JSON.parse(await readFile(join(out, name), 'utf8')) as { done: [number, number][] }
+      for (const [start, end] of journal.done) kept += end - start
+    } else if ((await stat(join(out, name))).isFile()) kept += (await stat(join(out, name))).size
+  }
+  return kept
+}
