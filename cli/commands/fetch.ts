@@ -19,7 +19,6 @@ import { relative, resolve, sep } from 'node:path'
 import cliProgress from 'cli-progress'
 import type { Command } from 'commander'
 import { CID } from 'multiformats/cid'
-import { fastEd25519 } from '../../node/ed25519-native.js'
 import { type Problem, pathProblem } from '../../node/weights/index.js'
 import {
   fetchFiles,
@@ -30,12 +29,12 @@ import {
 import { checkFetchedDirectory } from '../../node/weights/multi-fetch-check.js'
 import { holderGateways, sourceList } from '../../node/weights/multi-fetch-holders.js'
 import { includeMatcher } from '../../node/weights/multi-fetch-include.js'
-import { decodeRecord } from '../../protocol/index.js'
 import type { ManifestBody, ManifestFile } from '../../protocol/types.js'
 import { NodeClient, withNode } from '../client.js'
 import { action, CliError, type Ctx, examples, usage } from '../context.js'
 import { readPin } from '../federation-pin.js'
 import { getModel, parseModelRef } from '../records.js'
+import { fetchManifest } from '../verify-online.js'
 
 interface FetchOptions {
   node?: string
@@ -66,20 +65,6 @@ async function sizeMatches(target: string, file: ManifestFile): Promise<boolean>
   return st?.isFile() === true && st.size === file.size
 }
 
-/**
- * The manifest record `id` from the node, its signature and CID checked: as verify-online.ts's
- * `fetchManifest`, with node:crypto's Ed25519 (ZIP-215 kept by its fallback, ed25519-native.ts),
- * because the pure-JS check's first verification takes about 0.1 s before the first range.
- */
-async function signedManifest(client: NodeClient, id: string, federation?: CID): Promise<ManifestBody> {
-  const bytes = await client.getBytes(`/records/${encodeURIComponent(id)}`, 'application/cbor')
-  const decoded = decodeRecord(bytes, { ed25519: fastEd25519, ...(federation ? { federation } : {}) })
-  if (!decoded.ok) throw new CliError('bad-answer', `the node's manifest ${id}: ${decoded.message}`)
-  if (decoded.value.cid.toString() !== id || decoded.value.record.kind !== 'manifest')
-    throw new CliError('bad-answer', `the node answered another record for manifest ${id}`)
-  return decoded.value.record.body as ManifestBody
-}
-
 /** The signed manifest of the version the node names (ratified, or the only one). */
 async function manifestOf(client: NodeClient, key: string): Promise<{ id: string; body: ManifestBody }> {
   // Signed by a member of the pinned federation, when this home has pinned one (verify and
@@ -93,7 +78,7 @@ async function manifestOf(client: NodeClient, key: string): Promise<{ id: string
         ? `no manifest of ${key} is known to the node`
         : `${key} has ${m.manifests.length} rival manifests and none is ratified`,
     )
-  const body = await signedManifest(client, id, pin ? CID.parse(pin.federation) : undefined)
+  const body = await fetchManifest(client, id, pin ? CID.parse(pin.federation) : undefined)
   if (body.name !== m.name || body.version !== m.version)
     throw new CliError('bad-answer', `the node's manifest ${id} is for ${body.name}@${body.version}`)
   return { id, body }
